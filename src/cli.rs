@@ -1,0 +1,118 @@
+//! The command line: arguments resolved into calls of the library.
+//!
+//! `main` stays thin: it parses [`Cli`], calls [`execute`] and maps the error
+//! to an exit code.
+
+use crate::config::{self, LogFormat};
+use crate::error::{Error, Result};
+use crate::pipeline::{Runtime, run_pass};
+use crate::stage::Stager;
+use crate::{check, daemon, telemetry, warehouse};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+/// ferry loads task-event files from FTP, FTPS, SFTP and S3 into Redshift
+/// (or PostgreSQL), exactly once.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, short, env = "FERRY_CONFIG", default_value = "/etc/ferry/ferry.toml", global = true)]
+    pub config: PathBuf,
+    /// Log level (or a RUST_LOG-style filter) when RUST_LOG is unset.
+    #[arg(long, default_value = "info", global = true)]
+    pub log_level: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: poll every job until SIGTERM or SIGINT.
+    Run,
+    /// One pass over the jobs, then exit (non-zero if any file failed).
+    Once {
+        /// Only this job (runs it even if paused).
+        #[arg(long)]
+        job: Option<String>,
+    },
+    /// Create or upgrade the ledger and example tables.
+    Migrate,
+    /// Validate the configuration and connect to every component.
+    Check,
+}
+
+/// Runs the command; returns the process exit code.
+pub async fn execute(cli: Cli) -> Result<i32> {
+    let cfg = match config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            telemetry::init(&cli.log_level, LogFormat::Text);
+            return Err(e);
+        }
+    };
+    telemetry::init(&cli.log_level, cfg.daemon.log_format);
+    match cli.command {
+        Command::Migrate => {
+            let stager = Stager::new(&cfg.staging).await;
+            let wh = warehouse::connect(&cfg, &stager).await?;
+            let applied = wh.migrate().await?;
+            if applied.is_empty() {
+                println!("schema {} is up to date", cfg.warehouse.schema());
+            }
+            for name in applied {
+                println!("applied {name}");
+            }
+            Ok(0)
+        }
+        Command::Check => {
+            let lines = check::run(&cfg).await;
+            let failed = lines.iter().filter(|l| l.result.is_err()).count();
+            println!("OK    config {}: {} source(s), {} job(s)", cli.config.display(), cfg.sources.len(), cfg.jobs.len());
+            for l in &lines {
+                println!("{l}");
+            }
+            Ok(if failed == 0 { 0 } else { 1 })
+        }
+        Command::Once { job } => {
+            let rt = Runtime::start(cfg).await?;
+            let report = run_pass(&rt, job.as_deref()).await?;
+            for f in &report.loaded {
+                println!("loaded  {} {}: {} rows, {} rejected", f.job, f.path, f.rows, f.rejected);
+            }
+            for (j, p, e) in &report.failed {
+                println!("failed  {j} {p}: {e}");
+            }
+            for (j, e) in &report.job_errors {
+                println!("failed  job {j}: {e}");
+            }
+            println!(
+                "{} loaded, {} skipped, {} waiting to settle, {} failed",
+                report.loaded.len(),
+                report.skipped,
+                report.waiting,
+                report.failed.len() + report.job_errors.len()
+            );
+            Ok(if report.has_failures() { 1 } else { 0 })
+        }
+        Command::Run => {
+            let rt = Runtime::start(cfg).await?;
+            let token = CancellationToken::new();
+            let trigger = token.clone();
+            tokio::spawn(async move {
+                daemon::shutdown_signal().await;
+                trigger.cancel();
+            });
+            daemon::run(&rt, token).await?;
+            Ok(0)
+        }
+    }
+}
+
+/// Prints `err` with its whole chain for an operator.
+pub fn report_error(err: &Error) {
+    eprintln!("ferry: error: {}", err.chain());
+}

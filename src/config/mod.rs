@@ -1,0 +1,707 @@
+//! Configuration: a TOML file plus `FERRY__SECTION__KEY` environment
+//! overrides, read into the serde structs of [`raw`] (unknown keys are
+//! errors) and then validated into the domain types of [`model`].
+//!
+//! Every error names the key path (`jobs[0].columns[2].type`, `staging.sse`)
+//! and what is wrong with it.
+
+pub mod model;
+pub mod raw;
+mod secret;
+
+pub use model::*;
+pub use secret::{Secret, resolve as resolve_secret};
+
+use crate::error::{Error, Result};
+use raw::*;
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Prefix of environment overrides: `FERRY__DAEMON__POLL_INTERVAL=5s`.
+pub const ENV_PREFIX: &str = "FERRY";
+
+/// Reads `path`, applies environment overrides and validates the result.
+pub fn load(path: &Path) -> Result<Config> {
+    let raw = read_raw(path)?;
+    validate(raw)
+}
+
+/// Reads the file and environment overrides into the raw structs.
+pub fn read_raw(path: &Path) -> Result<RawConfig> {
+    if !path.exists() {
+        return Err(Error::config(format!(
+            "config file {} does not exist (pass --config PATH or set FERRY_CONFIG)",
+            path.display()
+        )));
+    }
+    let built = config::Config::builder()
+        .add_source(config::File::from(path).format(config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        )
+        .build()
+        .map_err(|e| Error::config(format!("cannot read config {}: {e}", path.display())))?;
+    built
+        .try_deserialize::<RawConfig>()
+        .map_err(|e| Error::config(format!("invalid config {}: {e}", path.display())))
+}
+
+/// Parses a TOML string (no environment overrides); for tests and tools.
+pub fn from_toml_str(text: &str) -> Result<Config> {
+    let built = config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .build()
+        .map_err(|e| Error::config(format!("cannot read config: {e}")))?;
+    let raw = built
+        .try_deserialize::<RawConfig>()
+        .map_err(|e| Error::config(format!("invalid config: {e}")))?;
+    validate(raw)
+}
+
+/// Parses `250ms`, `30s`, `5m`, `2h`, `1d` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (expected e.g. 500ms, 30s, 5m, 2h)"))?;
+    let d = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        "d" => Duration::from_secs(n * 86400),
+        _ => {
+            return Err(format!(
+                "{text:?} has an unknown unit (use ms, s, m, h or d)"
+            ));
+        }
+    };
+    Ok(d)
+}
+
+/// Collects validation errors so that one run reports all of them.
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push(&mut self, path: impl AsRef<str>, message: impl AsRef<str>) {
+        self.0.push(format!("{}: {}", path.as_ref(), message.as_ref()));
+    }
+
+    fn take<T>(&mut self, path: &str, r: Result<T, String>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.push(path, e);
+                None
+            }
+        }
+    }
+
+    /// For errors that already start with their key path.
+    fn take_pathed<T>(&mut self, r: Result<T, String>) -> Option<T> {
+        r.map_err(|e| self.0.push(e)).ok()
+    }
+}
+
+/// Validates the raw structs into a [`Config`], reporting every problem.
+pub fn validate(raw: RawConfig) -> Result<Config> {
+    let mut p = Problems(Vec::new());
+
+    let daemon = validate_daemon(&raw.daemon, &mut p);
+    let staging = validate_staging(&raw.staging, &mut p);
+    let warehouse = validate_warehouse(&raw.warehouse, &mut p);
+
+    let mut sources = BTreeMap::new();
+    for (name, rs) in &raw.sources {
+        if let Some(s) = validate_source(name, rs, &mut p) {
+            sources.insert(name.clone(), Arc::new(s));
+        }
+    }
+
+    let mut jobs = Vec::new();
+    let mut names = HashSet::new();
+    for (i, rj) in raw.jobs.iter().enumerate() {
+        let path = format!("jobs[{i}]");
+        if !names.insert(rj.name.clone()) {
+            p.push(format!("{path}.name"), format!("job {:?} is defined twice", rj.name));
+        }
+        if let Some(job) = validate_job(&path, rj, &raw.sources, &sources, &mut p) {
+            jobs.push(Arc::new(job));
+        }
+    }
+
+    if !p.0.is_empty() {
+        return Err(Error::config(format!(
+            "invalid configuration:\n  - {}",
+            p.0.join("\n  - ")
+        )));
+    }
+    Ok(Config {
+        daemon: daemon.expect("no problems means daemon is valid"),
+        staging: staging.expect("no problems means staging is valid"),
+        warehouse: warehouse.expect("no problems means warehouse is valid"),
+        sources,
+        jobs,
+    })
+}
+
+fn validate_daemon(d: &RawDaemon, p: &mut Problems) -> Option<DaemonSettings> {
+    let poll_interval = p.take("daemon.poll_interval", parse_duration(&d.poll_interval));
+    let grace_period = p.take("daemon.grace_period", parse_duration(&d.grace_period));
+    if d.concurrency == 0 {
+        p.push("daemon.concurrency", "must be at least 1");
+    }
+    let http_listen = if d.http_listen.trim().is_empty() {
+        Some(None)
+    } else {
+        p.take(
+            "daemon.http_listen",
+            d.http_listen
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("{:?} is not an address like 127.0.0.1:9187", d.http_listen)),
+        )
+    };
+    let log_format = match d.log_format.as_str() {
+        "text" => Some(LogFormat::Text),
+        "json" => Some(LogFormat::Json),
+        other => {
+            p.push("daemon.log_format", format!("{other:?}: expected text or json"));
+            None
+        }
+    };
+    Some(DaemonSettings {
+        poll_interval: poll_interval?,
+        concurrency: d.concurrency.max(1),
+        grace_period: grace_period?,
+        http_listen: http_listen?,
+        log_format: log_format?,
+    })
+}
+
+fn s3_endpoint(
+    path: &str,
+    region: &str,
+    endpoint: &Option<String>,
+    path_style: bool,
+    access_key_id: &Option<String>,
+    secret_env: &Option<String>,
+    secret_file: &Option<String>,
+    checksums: &str,
+    p: &mut Problems,
+) -> Option<S3Endpoint> {
+    let secret = p.take_pathed(secret::resolve(
+        &format!("{path}.secret_access_key"),
+        secret_env.as_deref(),
+        secret_file.as_deref(),
+    ))?;
+    let credentials = match (access_key_id, secret) {
+        (Some(id), Some(secret)) => Some((id.clone(), secret)),
+        (None, None) => None,
+        (Some(_), None) => {
+            p.push(
+                format!("{path}.access_key_id"),
+                "is set without secret_access_key_env or secret_access_key_file",
+            );
+            return None;
+        }
+        (None, Some(_)) => {
+            p.push(
+                format!("{path}.secret_access_key_env"),
+                "is set without access_key_id",
+            );
+            return None;
+        }
+    };
+    if let Some(ep) = endpoint
+        && !(ep.starts_with("http://") || ep.starts_with("https://"))
+    {
+        p.push(format!("{path}.endpoint"), format!("{ep:?} must start with http:// or https://"));
+    }
+    let checksums = match checksums {
+        "auto" if endpoint.is_some() => Checksums::WhenRequired,
+        "auto" | "when_supported" => Checksums::WhenSupported,
+        "when_required" => Checksums::WhenRequired,
+        other => {
+            p.push(
+                format!("{path}.checksums"),
+                format!("{other:?}: expected auto, when_supported or when_required"),
+            );
+            return None;
+        }
+    };
+    Some(S3Endpoint {
+        region: region.to_string(),
+        endpoint: endpoint.clone(),
+        path_style,
+        credentials,
+        checksums,
+    })
+}
+
+fn validate_staging(s: &RawStaging, p: &mut Problems) -> Option<StagingSettings> {
+    if s.bucket.trim().is_empty() {
+        p.push("staging.bucket", "must not be empty");
+    }
+    let sse = match s.sse.to_ascii_lowercase().as_str() {
+        "none" => Some(Sse::None),
+        "aes256" => Some(Sse::Aes256),
+        "aws:kms" => Some(Sse::Kms(s.kms_key_id.clone())),
+        other => {
+            p.push("staging.sse", format!("{other:?}: expected none, aes256 or aws:kms"));
+            None
+        }
+    };
+    if s.kms_key_id.is_some() && !matches!(sse, Some(Sse::Kms(_))) {
+        p.push("staging.kms_key_id", "is only used with sse = \"aws:kms\"");
+    }
+    let s3 = s3_endpoint(
+        "staging",
+        &s.region,
+        &s.endpoint,
+        s.path_style,
+        &s.access_key_id,
+        &s.secret_access_key_env,
+        &s.secret_access_key_file,
+        &s.checksums,
+        p,
+    );
+    Some(StagingSettings {
+        bucket: s.bucket.clone(),
+        prefix: s.prefix.trim_matches('/').to_string(),
+        s3: s3?,
+        sse: sse?,
+    })
+}
+
+fn validate_warehouse(w: &RawWarehouse, p: &mut Problems) -> Option<WarehouseSettings> {
+    match w {
+        RawWarehouse::Postgres(pg) => {
+            let password = p.take_pathed(secret::resolve(
+                "warehouse.password",
+                pg.password_env.as_deref(),
+                pg.password_file.as_deref(),
+            ));
+            let schema = p.take("warehouse.schema", Ident::parse(&pg.schema));
+            let connect_timeout =
+                p.take("warehouse.connect_timeout", parse_duration(&pg.connect_timeout));
+            Some(WarehouseSettings::Postgres(PostgresSettings {
+                host: pg.host.clone(),
+                port: pg.port,
+                user: pg.user.clone(),
+                database: pg.database.clone(),
+                password: password?,
+                schema: schema?,
+                connect_timeout: connect_timeout?,
+            }))
+        }
+        RawWarehouse::RedshiftData(r) => {
+            let schema = p.take("warehouse.schema", Ident::parse(&r.schema));
+            let target = match (&r.cluster_identifier, &r.workgroup_name, &r.db_user, &r.secret_arn) {
+                (Some(c), None, Some(u), None) => Some(RedshiftTarget::ClusterDbUser {
+                    cluster: c.clone(),
+                    db_user: u.clone(),
+                }),
+                (Some(c), None, None, Some(s)) => Some(RedshiftTarget::ClusterSecret {
+                    cluster: c.clone(),
+                    secret_arn: s.clone(),
+                }),
+                (None, Some(w), None, s) => Some(RedshiftTarget::Workgroup {
+                    workgroup: w.clone(),
+                    secret_arn: s.clone(),
+                }),
+                (Some(_), Some(_), _, _) => {
+                    p.push("warehouse.workgroup_name", "set either cluster_identifier or workgroup_name, not both");
+                    None
+                }
+                (None, None, _, _) => {
+                    p.push("warehouse.cluster_identifier", "set cluster_identifier (provisioned) or workgroup_name (serverless)");
+                    None
+                }
+                (Some(_), None, None, None) => {
+                    p.push("warehouse.db_user", "a provisioned cluster needs db_user or secret_arn");
+                    None
+                }
+                (Some(_), None, Some(_), Some(_)) => {
+                    p.push("warehouse.secret_arn", "set db_user or secret_arn, not both");
+                    None
+                }
+                (None, Some(_), Some(_), _) => {
+                    p.push("warehouse.db_user", "serverless workgroups take secret_arn or IAM, not db_user");
+                    None
+                }
+            };
+            if !r.iam_role.starts_with("arn:aws") && r.iam_role != "default" {
+                p.push("warehouse.iam_role", format!("{:?} must be an IAM role ARN or \"default\"", r.iam_role));
+            }
+            Some(WarehouseSettings::RedshiftData(RedshiftDataSettings {
+                region: r.region.clone(),
+                target: target?,
+                database: r.database.clone(),
+                iam_role: r.iam_role.clone(),
+                endpoint: r.endpoint.clone(),
+                schema: schema?,
+            }))
+        }
+    }
+}
+
+fn validate_name(path: &str, name: &str, p: &mut Problems) {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !ok {
+        p.push(
+            path,
+            format!("{name:?}: names use lowercase letters, digits, - and _ (at most 64)"),
+        );
+    }
+}
+
+fn validate_source(name: &str, s: &RawSource, p: &mut Problems) -> Option<SourceSettings> {
+    let path = format!("sources.{name}");
+    validate_name(&path, name, p);
+    let kind = match s {
+        RawSource::Sftp(r) => {
+            let password = p.take_pathed(secret::resolve(
+                &format!("{path}.password"),
+                r.password_env.as_deref(),
+                r.password_file.as_deref(),
+            ))?;
+            let passphrase = p.take_pathed(secret::resolve(
+                &format!("{path}.private_key_passphrase"),
+                r.private_key_passphrase_env.as_deref(),
+                r.private_key_passphrase_file.as_deref(),
+            ))?;
+            let auth = match (&r.private_key_file, password) {
+                (Some(file), None) => SftpAuth::Key {
+                    file: file.clone(),
+                    passphrase,
+                },
+                (None, Some(pw)) => SftpAuth::Password(pw),
+                (Some(_), Some(_)) => {
+                    p.push(format!("{path}.private_key_file"), "set a private key or a password, not both");
+                    return None;
+                }
+                (None, None) => {
+                    p.push(format!("{path}.private_key_file"), "set private_key_file or password_env/password_file");
+                    return None;
+                }
+            };
+            let host_key = match (&r.known_hosts_file, &r.host_key_fingerprint, r.accept_any_host_key) {
+                (Some(f), None, false) => HostKeyPolicy::KnownHosts(f.clone()),
+                (None, Some(fp), false) => {
+                    if !fp.starts_with("SHA256:") {
+                        p.push(format!("{path}.host_key_fingerprint"), format!("{fp:?} must look like SHA256:… (ssh-keygen -lf KEY prints it)"));
+                    }
+                    HostKeyPolicy::Fingerprint(fp.trim_end_matches('=').to_string())
+                }
+                (None, None, true) => HostKeyPolicy::AcceptAny,
+                (None, None, false) => {
+                    p.push(format!("{path}.known_hosts_file"), "set known_hosts_file or host_key_fingerprint so the server's key can be checked (accept_any_host_key = true turns the check off)");
+                    return None;
+                }
+                _ => {
+                    p.push(format!("{path}.known_hosts_file"), "set only one of known_hosts_file, host_key_fingerprint and accept_any_host_key");
+                    return None;
+                }
+            };
+            if r.reads_in_flight == 0 || r.reads_in_flight > 256 {
+                p.push(format!("{path}.reads_in_flight"), "must be 1 to 256");
+            }
+            SourceKind::Sftp(SftpSettings {
+                host: r.host.clone(),
+                port: r.port,
+                user: r.user.clone(),
+                auth,
+                host_key,
+                connect_timeout: p.take(&format!("{path}.connect_timeout"), parse_duration(&r.connect_timeout))?,
+                reads_in_flight: r.reads_in_flight.clamp(1, 256),
+            })
+        }
+        RawSource::Ftp(r) | RawSource::Ftps(r) => {
+            let tls = matches!(s, RawSource::Ftps(_));
+            if !tls && (r.implicit_tls || r.ca_file.is_some()) {
+                p.push(format!("{path}.implicit_tls"), "TLS options need kind = \"ftps\"");
+            }
+            let password = p.take_pathed(secret::resolve(
+                &format!("{path}.password"),
+                r.password_env.as_deref(),
+                r.password_file.as_deref(),
+            ))?;
+            SourceKind::Ftp(FtpSettings {
+                host: r.host.clone(),
+                port: r.port.unwrap_or(if r.implicit_tls { 990 } else { 21 }),
+                user: r.user.clone(),
+                password,
+                tls: tls.then(|| FtpTls {
+                    implicit: r.implicit_tls,
+                    ca_file: r.ca_file.clone(),
+                }),
+                connect_timeout: p.take(&format!("{path}.connect_timeout"), parse_duration(&r.connect_timeout))?,
+            })
+        }
+        RawSource::S3(r) => SourceKind::S3 {
+            bucket: r.bucket.clone(),
+            s3: s3_endpoint(
+                &path,
+                &r.region,
+                &r.endpoint,
+                r.path_style,
+                &r.access_key_id,
+                &r.secret_access_key_env,
+                &r.secret_access_key_file,
+                "auto",
+                p,
+            )?,
+        },
+        RawSource::Local(r) => SourceKind::Local { root: r.root.clone() },
+    };
+    Some(SourceSettings {
+        name: name.to_string(),
+        kind,
+    })
+}
+
+fn glob(path: &str, pattern: &str, p: &mut Problems) -> Option<globset::Glob> {
+    p.take(
+        path,
+        globset::GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| format!("{pattern:?} is not a valid glob: {e}")),
+    )
+}
+
+fn glob_set(path: &str, patterns: &[String], p: &mut Problems) -> Option<globset::GlobSet> {
+    let mut b = globset::GlobSetBuilder::new();
+    for (i, pat) in patterns.iter().enumerate() {
+        b.add(glob(&format!("{path}[{i}]"), pat, p)?);
+    }
+    p.take(path, b.build().map_err(|e| e.to_string()))
+}
+
+fn validate_job(
+    path: &str,
+    j: &RawJob,
+    raw_sources: &BTreeMap<String, RawSource>,
+    sources: &BTreeMap<String, Arc<SourceSettings>>,
+    p: &mut Problems,
+) -> Option<Job> {
+    validate_name(&format!("{path}.name"), &j.name, p);
+    let source = match sources.get(&j.source) {
+        Some(s) => Some(s.clone()),
+        None if raw_sources.contains_key(&j.source) => None, // already reported
+        None => {
+            let known: Vec<&str> = raw_sources.keys().map(String::as_str).collect();
+            p.push(
+                format!("{path}.source"),
+                format!("no source named {:?} (defined: {})", j.source, known.join(", ")),
+            );
+            None
+        }
+    };
+    let pattern = glob(&format!("{path}.pattern"), &j.pattern, p).map(|g| g.compile_matcher());
+    let exclude = glob_set(&format!("{path}.exclude"), &j.exclude, p);
+    let target = p.take(&format!("{path}.target"), Ident::parse(&j.target));
+    let mode = match j.mode.as_str() {
+        "merge" => Some(LoadMode::Merge),
+        "append" => Some(LoadMode::Append),
+        other => {
+            p.push(format!("{path}.mode"), format!("{other:?}: expected merge or append"));
+            None
+        }
+    };
+    let format = match &j.format {
+        RawFormat::Csv(c) => {
+            let byte = |key: &str, s: &str, p: &mut Problems| -> Option<u8> {
+                match s.as_bytes() {
+                    [b] if b.is_ascii() => Some(*b),
+                    _ => {
+                        p.push(format!("{path}.format.{key}"), format!("{s:?} must be one ASCII character"));
+                        None
+                    }
+                }
+            };
+            let delimiter = byte("delimiter", &c.delimiter, p);
+            let quote = byte("quote", &c.quote, p);
+            if !c.header && c.field_names.is_empty() {
+                p.push(format!("{path}.format.field_names"), "a file without a header needs field_names");
+            }
+            Some(Format::Csv(CsvFormat {
+                delimiter: delimiter?,
+                quote: quote?,
+                header: c.header,
+                field_names: c.field_names.clone(),
+            }))
+        }
+    };
+
+    let mut columns = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, rc) in j.columns.iter().enumerate() {
+        let cpath = format!("{path}.columns[{i}]");
+        let Some(name) = p.take(&format!("{cpath}.name"), Ident::parse(&rc.name)) else {
+            continue;
+        };
+        if !seen.insert(name.clone()) {
+            p.push(format!("{cpath}.name"), format!("column {name} is listed twice"));
+        }
+        let column_type = p.take(&format!("{cpath}.type"), ColumnType::parse(&rc.column_type));
+        let source = match (&rc.source, &rc.derived, &rc.constant) {
+            (Some(s), None, None) => Some(ColumnSource::Field(s.clone())),
+            (None, None, None) => Some(ColumnSource::Field(rc.name.clone())),
+            (None, Some(d), None) => match d.as_str() {
+                "source_file" => Some(ColumnSource::SourceFile),
+                "source_line" => Some(ColumnSource::SourceLine),
+                "ingest_time" => Some(ColumnSource::IngestTime),
+                other => {
+                    p.push(format!("{cpath}.derived"), format!("{other:?}: expected source_file, source_line or ingest_time"));
+                    None
+                }
+            },
+            (None, None, Some(c)) => Some(ColumnSource::Constant(c.clone())),
+            _ => {
+                p.push(format!("{cpath}.source"), "set only one of source, derived and constant");
+                None
+            }
+        };
+        if let (Some(ty), Some(ColumnSource::Constant(c))) = (column_type, &source)
+            && let Err(e) = crate::normalize::coerce(c, ty)
+        {
+            p.push(format!("{cpath}.constant"), e.reason);
+        }
+        if let (Some(ty), Some(d)) = (column_type, &rc.default)
+            && let Err(e) = crate::normalize::coerce(d, ty)
+        {
+            p.push(format!("{cpath}.default"), e.reason);
+        }
+        if let (Some(name), Some(column_type), Some(source)) = (Some(name), column_type, source) {
+            columns.push(Column {
+                name,
+                source,
+                column_type,
+                required: rc.required,
+                default: rc.default.clone(),
+                trim: rc.trim,
+            });
+        }
+    }
+    if j.columns.is_empty() {
+        p.push(format!("{path}.columns"), "a job needs at least one column");
+    }
+    let column_names: HashSet<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+    let mut key = Vec::new();
+    for (i, k) in j.key.iter().enumerate() {
+        if let Some(id) = p.take(&format!("{path}.key[{i}]"), Ident::parse(k)) {
+            if !column_names.contains(id.as_str()) {
+                p.push(format!("{path}.key[{i}]"), format!("{id} is not one of the job's columns"));
+            }
+            key.push(id);
+        }
+    }
+    if mode == Some(LoadMode::Merge) && j.key.is_empty() {
+        p.push(format!("{path}.key"), "mode = \"merge\" needs key columns (or use mode = \"append\")");
+    }
+    let order_by = j.order_by.as_ref().and_then(|o| {
+        let id = p.take(&format!("{path}.order_by"), Ident::parse(o))?;
+        if !column_names.contains(id.as_str()) {
+            p.push(format!("{path}.order_by"), format!("{id} is not one of the job's columns"));
+        }
+        Some(id)
+    });
+
+    let mut dimensions = Vec::new();
+    for (i, d) in j.dimensions.iter().enumerate() {
+        let dpath = format!("{path}.dimensions[{i}]");
+        let table = p.take(&format!("{dpath}.table"), Ident::parse(&d.table));
+        let dkey = p.take(&format!("{dpath}.key"), Ident::parse(&d.key));
+        if let Some(k) = &dkey
+            && !column_names.contains(k.as_str())
+        {
+            p.push(format!("{dpath}.key"), format!("{k} is not one of the job's columns"));
+        }
+        let mut cols = Vec::new();
+        for (ci, c) in d.columns.iter().enumerate() {
+            let name = p.take(&format!("{dpath}.columns[{ci}].name"), Ident::parse(&c.name));
+            let from = p.take(
+                &format!("{dpath}.columns[{ci}].from"),
+                Ident::parse(c.from.as_deref().unwrap_or(&c.name)),
+            );
+            if let Some(f) = &from
+                && !column_names.contains(f.as_str())
+            {
+                p.push(format!("{dpath}.columns[{ci}].from"), format!("{f} is not one of the job's columns"));
+            }
+            if let (Some(n), Some(f)) = (name, from) {
+                cols.push((n, f));
+            }
+        }
+        if let (Some(table), Some(key)) = (table, dkey) {
+            dimensions.push(Dimension { table, key, columns: cols });
+        }
+    }
+
+    let min_age = p.take(&format!("{path}.settle.min_age"), parse_duration(&j.settle.min_age));
+    let temp_patterns = glob_set(&format!("{path}.settle.temp_patterns"), &j.settle.temp_patterns, p);
+    if let Some(m) = &j.settle.marker_suffix
+        && (m.is_empty() || m.contains('/'))
+    {
+        p.push(format!("{path}.settle.marker_suffix"), format!("{m:?} must be a non-empty suffix like .done"));
+    }
+    let on_success = match (j.on_success.action.as_str(), &j.on_success.to) {
+        ("keep", None) => Some(Finalize::Keep),
+        ("delete", None) => Some(Finalize::Delete),
+        ("move", Some(to)) if !to.trim().is_empty() => Some(Finalize::Move(to.clone())),
+        ("move", _) => {
+            p.push(format!("{path}.on_success.to"), "action = \"move\" needs a folder in `to`");
+            None
+        }
+        ("keep" | "delete", Some(_)) => {
+            p.push(format!("{path}.on_success.to"), "`to` is only used with action = \"move\"");
+            None
+        }
+        (other, _) => {
+            p.push(format!("{path}.on_success.action"), format!("{other:?}: expected keep, delete or move"));
+            None
+        }
+    };
+
+    Some(Job {
+        name: j.name.clone(),
+        source: source?,
+        path: j.path.clone(),
+        pattern: pattern?,
+        pattern_text: j.pattern.clone(),
+        exclude: exclude?,
+        recursive: j.recursive,
+        enabled: j.enabled,
+        format: format?,
+        target: target?,
+        mode: mode?,
+        key,
+        order_by,
+        columns,
+        dimensions,
+        settle: Settle {
+            min_age: min_age?,
+            marker_suffix: j.settle.marker_suffix.clone(),
+            temp_patterns: temp_patterns?,
+            temp_pattern_text: j.settle.temp_patterns.clone(),
+        },
+        on_success: on_success?,
+        max_errors: j.max_errors,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,533 @@
+//! Validated configuration: the domain types the rest of ferry reads.
+
+use super::Secret;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Process-wide settings.
+    pub daemon: DaemonSettings,
+    /// S3 staging.
+    pub staging: StagingSettings,
+    /// The warehouse.
+    pub warehouse: WarehouseSettings,
+    /// Named sources.
+    pub sources: BTreeMap<String, Arc<SourceSettings>>,
+    /// Jobs, in file order.
+    pub jobs: Vec<Arc<Job>>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[daemon]`
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    /// Interval between two listings of a job's source.
+    pub poll_interval: Duration,
+    /// Files processed at the same time across all jobs.
+    pub concurrency: usize,
+    /// Time in-flight work gets to finish on shutdown.
+    pub grace_period: Duration,
+    /// Health and metrics listener, if any.
+    pub http_listen: Option<SocketAddr>,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// Server-side encryption of staged objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sse {
+    /// No header sent (the bucket default applies; SSE-S3 on AWS since 2023).
+    None,
+    /// SSE-S3.
+    Aes256,
+    /// SSE-KMS with an optional key id.
+    Kms(Option<String>),
+}
+
+/// When the S3 client sends request checksums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checksums {
+    /// Whenever the operation supports them (AWS default).
+    WhenSupported,
+    /// Only when the operation requires them (S3-compatible servers).
+    WhenRequired,
+}
+
+/// Connection settings for an S3 endpoint.
+#[derive(Debug, Clone)]
+pub struct S3Endpoint {
+    /// Region.
+    pub region: String,
+    /// Custom endpoint URL.
+    pub endpoint: Option<String>,
+    /// Path-style addressing.
+    pub path_style: bool,
+    /// Static credentials; `None` uses the default chain.
+    pub credentials: Option<(String, Secret)>,
+    /// Checksum behaviour.
+    pub checksums: Checksums,
+}
+
+/// `[staging]`
+#[derive(Debug, Clone)]
+pub struct StagingSettings {
+    /// Bucket.
+    pub bucket: String,
+    /// Key prefix without slashes at either end (may be empty).
+    pub prefix: String,
+    /// Endpoint and credentials.
+    pub s3: S3Endpoint,
+    /// Server-side encryption.
+    pub sse: Sse,
+}
+
+/// `[warehouse]`
+#[derive(Debug, Clone)]
+pub enum WarehouseSettings {
+    /// PostgreSQL.
+    Postgres(PostgresSettings),
+    /// Redshift Data API.
+    RedshiftData(RedshiftDataSettings),
+}
+
+impl WarehouseSettings {
+    /// The schema holding the ledger and the targets.
+    pub fn schema(&self) -> &Ident {
+        match self {
+            WarehouseSettings::Postgres(p) => &p.schema,
+            WarehouseSettings::RedshiftData(r) => &r.schema,
+        }
+    }
+}
+
+/// PostgreSQL connection.
+#[derive(Debug, Clone)]
+pub struct PostgresSettings {
+    /// Host.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// User.
+    pub user: String,
+    /// Database.
+    pub database: String,
+    /// Password, if any.
+    pub password: Option<Secret>,
+    /// Schema.
+    pub schema: Ident,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+}
+
+/// Which Redshift the Data API talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedshiftTarget {
+    /// Provisioned cluster with temporary credentials for a database user.
+    ClusterDbUser {
+        /// Cluster identifier.
+        cluster: String,
+        /// Database user.
+        db_user: String,
+    },
+    /// Provisioned cluster with a Secrets Manager secret.
+    ClusterSecret {
+        /// Cluster identifier.
+        cluster: String,
+        /// Secret ARN.
+        secret_arn: String,
+    },
+    /// Serverless workgroup, with an optional secret.
+    Workgroup {
+        /// Workgroup name.
+        workgroup: String,
+        /// Secret ARN, if not IAM.
+        secret_arn: Option<String>,
+    },
+}
+
+/// Redshift Data API connection.
+#[derive(Debug, Clone)]
+pub struct RedshiftDataSettings {
+    /// Region.
+    pub region: String,
+    /// Cluster or workgroup and how to authenticate.
+    pub target: RedshiftTarget,
+    /// Database.
+    pub database: String,
+    /// IAM role for COPY.
+    pub iam_role: String,
+    /// Custom endpoint.
+    pub endpoint: Option<String>,
+    /// Schema.
+    pub schema: Ident,
+}
+
+/// How to check an SFTP server's host key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostKeyPolicy {
+    /// Look the key up in a known_hosts file.
+    KnownHosts(String),
+    /// Compare with a pinned `SHA256:` fingerprint.
+    Fingerprint(String),
+    /// Accept anything (explicitly configured; logged loudly).
+    AcceptAny,
+}
+
+/// SFTP authentication.
+#[derive(Debug, Clone)]
+pub enum SftpAuth {
+    /// Password.
+    Password(Secret),
+    /// Private key file with an optional passphrase.
+    Key {
+        /// Path of the key file.
+        file: String,
+        /// Passphrase.
+        passphrase: Option<Secret>,
+    },
+}
+
+/// An SFTP server.
+#[derive(Debug, Clone)]
+pub struct SftpSettings {
+    /// Host.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// User.
+    pub user: String,
+    /// Credentials.
+    pub auth: SftpAuth,
+    /// Host key check.
+    pub host_key: HostKeyPolicy,
+    /// Connect and handshake timeout.
+    pub connect_timeout: Duration,
+    /// Outstanding read requests per download.
+    pub reads_in_flight: usize,
+}
+
+/// An FTP or FTPS server.
+#[derive(Debug, Clone)]
+pub struct FtpSettings {
+    /// Host.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// User.
+    pub user: String,
+    /// Password.
+    pub password: Option<Secret>,
+    /// `None` for plain FTP; explicit or implicit TLS otherwise.
+    pub tls: Option<FtpTls>,
+    /// Connect and login timeout.
+    pub connect_timeout: Duration,
+}
+
+/// FTPS settings.
+#[derive(Debug, Clone)]
+pub struct FtpTls {
+    /// Implicit TLS (port 990) instead of `AUTH TLS`.
+    pub implicit: bool,
+    /// Extra CA certificates.
+    pub ca_file: Option<String>,
+}
+
+/// A source server.
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    /// SFTP.
+    Sftp(SftpSettings),
+    /// FTP or FTPS.
+    Ftp(FtpSettings),
+    /// An S3 bucket.
+    S3 {
+        /// Bucket.
+        bucket: String,
+        /// Endpoint and credentials.
+        s3: S3Endpoint,
+    },
+    /// A local folder.
+    Local {
+        /// Root folder.
+        root: String,
+    },
+}
+
+/// `[sources.NAME]`
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    /// The name in the file.
+    pub name: String,
+    /// What it is.
+    pub kind: SourceKind,
+}
+
+impl SourceSettings {
+    /// `kind host:port` for messages (never credentials).
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            SourceKind::Sftp(s) => format!("sftp {}:{}", s.host, s.port),
+            SourceKind::Ftp(f) if f.tls.is_some() => format!("ftps {}:{}", f.host, f.port),
+            SourceKind::Ftp(f) => format!("ftp {}:{}", f.host, f.port),
+            SourceKind::S3 { bucket, .. } => format!("s3 bucket {bucket}"),
+            SourceKind::Local { root } => format!("local folder {root}"),
+        }
+    }
+}
+
+/// A validated SQL identifier: lowercase ASCII letters, digits, `_` and `$`,
+/// starting with a letter or `_`, at most 127 bytes (Redshift's limit).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ident(String);
+
+impl Ident {
+    /// Validates `name`.
+    pub fn parse(name: &str) -> Result<Ident, String> {
+        let ok_start = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+        let ok_rest = name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
+        if !ok_start || !ok_rest || name.len() > 127 {
+            return Err(format!(
+                "{name:?} is not a valid identifier (use lowercase letters, digits and _, starting with a letter or _, at most 127 bytes)"
+            ));
+        }
+        Ok(Ident(name.to_string()))
+    }
+
+    /// The bare name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name in double quotes, ready for SQL text.
+    pub fn quoted(&self) -> String {
+        format!("\"{}\"", self.0)
+    }
+}
+
+impl fmt::Display for Ident {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A column's type in the target table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// `VARCHAR(n)`: at most n bytes, as Redshift counts.
+    Varchar(u32),
+    /// 32-bit integer.
+    Int,
+    /// 64-bit integer.
+    Bigint,
+    /// `DECIMAL(p,s)`.
+    Decimal(u8, u8),
+    /// Boolean.
+    Boolean,
+    /// Calendar date.
+    Date,
+    /// Timestamp without zone (taken as UTC).
+    Timestamp,
+    /// Timestamp with zone, written as UTC.
+    Timestamptz,
+    /// A JSON document, stored as text.
+    Json,
+}
+
+impl ColumnType {
+    /// Parses `varchar(64)`, `int`, `decimal(12,2)`, ….
+    pub fn parse(text: &str) -> Result<ColumnType, String> {
+        let t = text.trim().to_ascii_lowercase().replace(' ', "");
+        let args = |prefix: &str| -> Option<Vec<u32>> {
+            let inner = t.strip_prefix(prefix)?.strip_prefix('(')?.strip_suffix(')')?;
+            inner.split(',').map(|n| n.parse().ok()).collect()
+        };
+        let ty = match t.as_str() {
+            "int" | "integer" | "int4" => ColumnType::Int,
+            "bigint" | "int8" => ColumnType::Bigint,
+            "boolean" | "bool" => ColumnType::Boolean,
+            "date" => ColumnType::Date,
+            "timestamp" => ColumnType::Timestamp,
+            "timestamptz" => ColumnType::Timestamptz,
+            "json" => ColumnType::Json,
+            "varchar" => ColumnType::Varchar(256),
+            _ => {
+                if let Some(a) = args("varchar").filter(|a| a.len() == 1) {
+                    if a[0] == 0 || a[0] > 65535 {
+                        return Err(format!("{text}: varchar length must be 1 to 65535 bytes"));
+                    }
+                    ColumnType::Varchar(a[0])
+                } else if let Some(a) = args("decimal").or_else(|| args("numeric")) {
+                    let (p, s) = match a.as_slice() {
+                        [p] => (*p, 0),
+                        [p, s] => (*p, *s),
+                        _ => return Err(format!("{text}: expected decimal(p,s)")),
+                    };
+                    if !(1..=38).contains(&p) || s > p {
+                        return Err(format!("{text}: precision must be 1 to 38 and scale at most the precision"));
+                    }
+                    ColumnType::Decimal(p as u8, s as u8)
+                } else {
+                    return Err(format!(
+                        "unknown type {text:?} (expected varchar(n), int, bigint, decimal(p,s), boolean, date, timestamp, timestamptz or json)"
+                    ));
+                }
+            }
+        };
+        Ok(ty)
+    }
+}
+
+/// Where a column's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnSource {
+    /// An input field by name.
+    Field(String),
+    /// The source file's path.
+    SourceFile,
+    /// The physical line number the record starts on.
+    SourceLine,
+    /// When ferry read the row (UTC).
+    IngestTime,
+    /// A constant.
+    Constant(String),
+}
+
+/// A target column.
+#[derive(Debug, Clone)]
+pub struct Column {
+    /// Name in the target.
+    pub name: Ident,
+    /// Where the value comes from.
+    pub source: ColumnSource,
+    /// Type.
+    pub column_type: ColumnType,
+    /// A missing value rejects the row.
+    pub required: bool,
+    /// Value for a missing or empty input.
+    pub default: Option<String>,
+    /// Trim white space.
+    pub trim: bool,
+}
+
+/// CSV options.
+#[derive(Debug, Clone)]
+pub struct CsvFormat {
+    /// Delimiter byte.
+    pub delimiter: u8,
+    /// Quote byte.
+    pub quote: u8,
+    /// The first record is a header.
+    pub header: bool,
+    /// Names when there is no header.
+    pub field_names: Vec<String>,
+}
+
+/// Input format.
+#[derive(Debug, Clone)]
+pub enum Format {
+    /// CSV.
+    Csv(CsvFormat),
+}
+
+/// How the fact table is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadMode {
+    /// Insert every row.
+    Append,
+    /// Replace rows with the same key (delete + insert).
+    Merge,
+}
+
+/// A dimension maintained from the loaded rows.
+#[derive(Debug, Clone)]
+pub struct Dimension {
+    /// Table.
+    pub table: Ident,
+    /// Key column (same name in the fact rows).
+    pub key: Ident,
+    /// `(dimension column, fact column)` pairs.
+    pub columns: Vec<(Ident, Ident)>,
+}
+
+/// When a file is ready.
+#[derive(Debug, Clone)]
+pub struct Settle {
+    /// Minimum age by modification time.
+    pub min_age: Duration,
+    /// Marker suffix, if required.
+    pub marker_suffix: Option<String>,
+    /// Temporary-name globs.
+    pub temp_patterns: globset::GlobSet,
+    /// The same globs as written, for messages.
+    pub temp_pattern_text: Vec<String>,
+}
+
+/// What to do with a source file after its load committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finalize {
+    /// Leave it.
+    Keep,
+    /// Delete it.
+    Delete,
+    /// Move it into this folder.
+    Move(String),
+}
+
+/// A job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Name.
+    pub name: String,
+    /// Its source.
+    pub source: Arc<SourceSettings>,
+    /// Folder to list.
+    pub path: String,
+    /// Include glob.
+    pub pattern: globset::GlobMatcher,
+    /// Include glob as written.
+    pub pattern_text: String,
+    /// Exclude globs.
+    pub exclude: globset::GlobSet,
+    /// Recursive listing.
+    pub recursive: bool,
+    /// Polled at all.
+    pub enabled: bool,
+    /// Input format.
+    pub format: Format,
+    /// Target table.
+    pub target: Ident,
+    /// Merge or append.
+    pub mode: LoadMode,
+    /// Key columns.
+    pub key: Vec<Ident>,
+    /// Order column for "latest wins".
+    pub order_by: Option<Ident>,
+    /// Columns in staged order.
+    pub columns: Vec<Column>,
+    /// Dimensions.
+    pub dimensions: Vec<Dimension>,
+    /// Settle rules.
+    pub settle: Settle,
+    /// After success.
+    pub on_success: Finalize,
+    /// Rejected rows allowed per file.
+    pub max_errors: u64,
+}

@@ -1,0 +1,541 @@
+//! The configuration file as written: serde structs that reject unknown keys.
+//!
+//! Every field has a doc comment; `config/ferry.example.toml` shows each one.
+//! [`super::validate`] turns these into the domain types of [`super::model`].
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Process-wide settings.
+    #[serde(default)]
+    pub daemon: RawDaemon,
+    /// Where staged gzip CSV goes.
+    pub staging: RawStaging,
+    /// The warehouse that receives the rows and keeps the ledger.
+    pub warehouse: RawWarehouse,
+    /// Named servers that jobs read from.
+    #[serde(default)]
+    pub sources: BTreeMap<String, RawSource>,
+    /// What to load: one entry per job.
+    #[serde(default)]
+    pub jobs: Vec<RawJob>,
+}
+
+/// `[daemon]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    /// How often each job lists its source, e.g. `30s`, `5m`.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: String,
+    /// How many files are processed at the same time across all jobs.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// How long a shutdown waits for in-flight loads to finish.
+    #[serde(default = "default_grace_period")]
+    pub grace_period: String,
+    /// Address of the health and metrics listener; empty turns it off.
+    #[serde(default = "default_http_listen")]
+    pub http_listen: String,
+    /// `text` for people, `json` for CloudWatch and other collectors.
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
+}
+
+impl Default for RawDaemon {
+    fn default() -> Self {
+        RawDaemon {
+            poll_interval: default_poll_interval(),
+            concurrency: default_concurrency(),
+            grace_period: default_grace_period(),
+            http_listen: default_http_listen(),
+            log_format: default_log_format(),
+        }
+    }
+}
+
+fn default_poll_interval() -> String {
+    "30s".into()
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_grace_period() -> String {
+    "60s".into()
+}
+fn default_http_listen() -> String {
+    "127.0.0.1:9187".into()
+}
+fn default_log_format() -> String {
+    "text".into()
+}
+
+/// `[staging]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStaging {
+    /// The S3 bucket for staged, raw and rejected objects.
+    pub bucket: String,
+    /// Key prefix under which ferry writes; no leading or trailing `/`.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// AWS region of the bucket.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Custom endpoint (MinIO, a local stand-in); unset for AWS.
+    pub endpoint: Option<String>,
+    /// Path-style addressing (`http://host/bucket/key`), needed by MinIO.
+    #[serde(default)]
+    pub path_style: bool,
+    /// Server-side encryption: `none`, `aes256` (SSE-S3) or `aws:kms`.
+    #[serde(default = "default_sse")]
+    pub sse: String,
+    /// KMS key for `sse = "aws:kms"`; unset uses the AWS-managed key.
+    pub kms_key_id: Option<String>,
+    /// Static access key id; unset uses the default AWS credential chain.
+    pub access_key_id: Option<String>,
+    /// Environment variable holding the secret access key.
+    pub secret_access_key_env: Option<String>,
+    /// File holding the secret access key.
+    pub secret_access_key_file: Option<String>,
+    /// `auto`, `when_supported` or `when_required`. `auto` sends request
+    /// checksums only to AWS, since many S3-compatible servers reject them.
+    #[serde(default = "default_checksums")]
+    pub checksums: String,
+}
+
+fn default_prefix() -> String {
+    "ferry".into()
+}
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_sse() -> String {
+    "none".into()
+}
+fn default_checksums() -> String {
+    "auto".into()
+}
+
+/// `[warehouse]`, chosen by `kind`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum RawWarehouse {
+    /// PostgreSQL (the local stand-in for Redshift).
+    Postgres(RawPostgres),
+    /// Amazon Redshift through the Redshift Data API.
+    RedshiftData(RawRedshiftData),
+}
+
+/// `[warehouse] kind = "postgres"`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgres {
+    /// Host name or address.
+    #[serde(default = "default_pg_host")]
+    pub host: String,
+    /// Port.
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    /// Database user.
+    #[serde(default = "default_pg_user")]
+    pub user: String,
+    /// Database name.
+    #[serde(default = "default_pg_database")]
+    pub database: String,
+    /// Environment variable holding the password (unset: no password).
+    pub password_env: Option<String>,
+    /// File holding the password.
+    pub password_file: Option<String>,
+    /// Schema of the ledger and target tables.
+    #[serde(default = "default_schema")]
+    pub schema: String,
+    /// How long to wait for a connection.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: String,
+}
+
+fn default_pg_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_pg_port() -> u16 {
+    5432
+}
+fn default_pg_user() -> String {
+    "postgres".into()
+}
+fn default_pg_database() -> String {
+    "postgres".into()
+}
+fn default_schema() -> String {
+    "public".into()
+}
+fn default_connect_timeout() -> String {
+    "10s".into()
+}
+
+/// `[warehouse] kind = "redshift-data"`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedshiftData {
+    /// AWS region of the cluster or workgroup.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Provisioned cluster identifier (with `db_user` or `secret_arn`).
+    pub cluster_identifier: Option<String>,
+    /// Serverless workgroup name (instead of `cluster_identifier`).
+    pub workgroup_name: Option<String>,
+    /// Database name.
+    pub database: String,
+    /// Database user for temporary credentials (provisioned only).
+    pub db_user: Option<String>,
+    /// Secrets Manager ARN holding the database credentials.
+    pub secret_arn: Option<String>,
+    /// IAM role that COPY uses to read the staged objects.
+    pub iam_role: String,
+    /// Custom Data API endpoint (the local emulator); unset for AWS.
+    pub endpoint: Option<String>,
+    /// Schema of the ledger and target tables.
+    #[serde(default = "default_schema")]
+    pub schema: String,
+}
+
+/// `[sources.NAME]`, chosen by `kind`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum RawSource {
+    /// SSH file transfer.
+    Sftp(RawSftp),
+    /// Plain FTP.
+    Ftp(RawFtp),
+    /// FTP over TLS.
+    Ftps(RawFtp),
+    /// An S3 bucket prefix.
+    S3(RawS3Source),
+    /// A folder on this host (NFS drops, tests).
+    Local(RawLocal),
+}
+
+/// `kind = "sftp"`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSftp {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    #[serde(default = "default_sftp_port")]
+    pub port: u16,
+    /// User name.
+    pub user: String,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password.
+    pub password_file: Option<String>,
+    /// Private key file (OpenSSH format; ed25519, ECDSA or RSA).
+    pub private_key_file: Option<String>,
+    /// Environment variable holding the private key's passphrase.
+    pub private_key_passphrase_env: Option<String>,
+    /// File holding the private key's passphrase.
+    pub private_key_passphrase_file: Option<String>,
+    /// known_hosts file to check the server's key against.
+    pub known_hosts_file: Option<String>,
+    /// Pinned host key fingerprint, `SHA256:…` as `ssh-keygen -lf` prints it.
+    pub host_key_fingerprint: Option<String>,
+    /// Accept any host key. Dangerous; logged loudly at every connect.
+    #[serde(default)]
+    pub accept_any_host_key: bool,
+    /// How long to wait for the connection and the SSH handshake.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: String,
+    /// Outstanding read requests per download (OpenSSH uses 64).
+    #[serde(default = "default_reads_in_flight")]
+    pub reads_in_flight: usize,
+}
+
+fn default_sftp_port() -> u16 {
+    22
+}
+fn default_reads_in_flight() -> usize {
+    64
+}
+
+/// `kind = "ftp"` or `kind = "ftps"`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFtp {
+    /// Host name or address.
+    pub host: String,
+    /// Port (21; 990 for implicit FTPS).
+    pub port: Option<u16>,
+    /// User name.
+    #[serde(default = "default_ftp_user")]
+    pub user: String,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password.
+    pub password_file: Option<String>,
+    /// FTPS only: TLS from the first byte (port 990) instead of `AUTH TLS`.
+    #[serde(default)]
+    pub implicit_tls: bool,
+    /// FTPS only: PEM file with extra CA certificates to trust.
+    pub ca_file: Option<String>,
+    /// How long to wait for the connection and login.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: String,
+}
+
+fn default_ftp_user() -> String {
+    "anonymous".into()
+}
+
+/// `kind = "s3"`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawS3Source {
+    /// Bucket to read from.
+    pub bucket: String,
+    /// AWS region of the bucket.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Custom endpoint; unset for AWS.
+    pub endpoint: Option<String>,
+    /// Path-style addressing.
+    #[serde(default)]
+    pub path_style: bool,
+    /// Static access key id; unset uses the default AWS credential chain.
+    pub access_key_id: Option<String>,
+    /// Environment variable holding the secret access key.
+    pub secret_access_key_env: Option<String>,
+    /// File holding the secret access key.
+    pub secret_access_key_file: Option<String>,
+}
+
+/// `kind = "local"`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLocal {
+    /// The folder that job paths are relative to.
+    pub root: String,
+}
+
+/// `[[jobs]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJob {
+    /// Unique name; used in the ledger, staging keys, logs and metrics.
+    pub name: String,
+    /// Name of a `[sources.NAME]` entry.
+    pub source: String,
+    /// Folder on the source to list.
+    pub path: String,
+    /// Glob the file name (or path below `path`, when recursive) must match.
+    #[serde(default = "default_pattern")]
+    pub pattern: String,
+    /// Globs of names to leave alone.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// List sub-folders too.
+    #[serde(default)]
+    pub recursive: bool,
+    /// A paused job (`false`) is listed by `ferry jobs` but never polled.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Input format and its options.
+    #[serde(default)]
+    pub format: RawFormat,
+    /// Target table (in the warehouse schema).
+    pub target: String,
+    /// `merge` (replace rows with the same key) or `append`.
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// Key columns: rows with the same key are one row in the target.
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// Among rows with the same key, the greatest `order_by` wins; ties go to
+    /// the later file and line.
+    pub order_by: Option<String>,
+    /// Target columns, in the staged file's order.
+    pub columns: Vec<RawColumn>,
+    /// Dimension tables kept up to date from the loaded rows (SCD1).
+    #[serde(default)]
+    pub dimensions: Vec<RawDimension>,
+    /// When a file counts as completely uploaded.
+    #[serde(default)]
+    pub settle: RawSettle,
+    /// What happens to the source file after its load has committed.
+    #[serde(default)]
+    pub on_success: RawFinalize,
+    /// How many rejected rows a file may have before it fails as a whole.
+    #[serde(default)]
+    pub max_errors: u64,
+}
+
+fn default_pattern() -> String {
+    "*".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_mode() -> String {
+    "merge".into()
+}
+
+/// `format = { kind = "csv", … }`
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum RawFormat {
+    /// Delimited text.
+    Csv(RawCsv),
+}
+
+impl Default for RawFormat {
+    fn default() -> Self {
+        RawFormat::Csv(RawCsv::default())
+    }
+}
+
+/// CSV options.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCsv {
+    /// Field delimiter, one ASCII character.
+    #[serde(default = "default_delimiter")]
+    pub delimiter: String,
+    /// Quote character, one ASCII character.
+    #[serde(default = "default_quote")]
+    pub quote: String,
+    /// The first record names the fields.
+    #[serde(default = "default_true")]
+    pub header: bool,
+    /// Field names when `header = false`.
+    #[serde(default)]
+    pub field_names: Vec<String>,
+}
+
+impl Default for RawCsv {
+    fn default() -> Self {
+        RawCsv {
+            delimiter: default_delimiter(),
+            quote: default_quote(),
+            header: true,
+            field_names: Vec::new(),
+        }
+    }
+}
+
+fn default_delimiter() -> String {
+    ",".into()
+}
+fn default_quote() -> String {
+    "\"".into()
+}
+
+/// One target column.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawColumn {
+    /// Column name in the target table.
+    pub name: String,
+    /// Input field it comes from (defaults to `name`).
+    pub source: Option<String>,
+    /// Derived instead of read: `source_file`, `source_line` or `ingest_time`.
+    pub derived: Option<String>,
+    /// A constant value instead of an input field.
+    pub constant: Option<String>,
+    /// `varchar(n)`, `int`, `bigint`, `decimal(p,s)`, `boolean`, `date`,
+    /// `timestamp`, `timestamptz` or `json`.
+    #[serde(rename = "type")]
+    pub column_type: String,
+    /// A missing or empty value rejects the row.
+    #[serde(default)]
+    pub required: bool,
+    /// Value used when the input is missing or empty.
+    pub default: Option<String>,
+    /// Strip leading and trailing white space before checking.
+    #[serde(default = "default_true")]
+    pub trim: bool,
+}
+
+/// One dimension table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDimension {
+    /// Dimension table name.
+    pub table: String,
+    /// Key column of the dimension (also the name of the fact column).
+    pub key: String,
+    /// Attribute columns and the fact column each comes from.
+    #[serde(default)]
+    pub columns: Vec<RawDimensionColumn>,
+}
+
+/// One dimension attribute.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDimensionColumn {
+    /// Column in the dimension table.
+    pub name: String,
+    /// Column of the fact rows it is taken from (defaults to `name`).
+    pub from: Option<String>,
+}
+
+/// `settle = { … }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettle {
+    /// A file younger than this (by its modification time) is not ready.
+    #[serde(default = "default_min_age")]
+    pub min_age: String,
+    /// If set, a file is ready only when `name + marker_suffix` exists.
+    pub marker_suffix: Option<String>,
+    /// Globs of temporary names that are never ready.
+    #[serde(default = "default_temp_patterns")]
+    pub temp_patterns: Vec<String>,
+}
+
+impl Default for RawSettle {
+    fn default() -> Self {
+        RawSettle {
+            min_age: default_min_age(),
+            marker_suffix: None,
+            temp_patterns: default_temp_patterns(),
+        }
+    }
+}
+
+fn default_min_age() -> String {
+    "30s".into()
+}
+fn default_temp_patterns() -> Vec<String> {
+    ["*.part", "*.tmp", "*.filepart", "*.partial", ".*"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// `on_success = { action = "…" }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFinalize {
+    /// `keep`, `delete` or `move`.
+    #[serde(default = "default_action")]
+    pub action: String,
+    /// Folder for `move`; created if missing.
+    pub to: Option<String>,
+}
+
+impl Default for RawFinalize {
+    fn default() -> Self {
+        RawFinalize {
+            action: default_action(),
+            to: None,
+        }
+    }
+}
+
+fn default_action() -> String {
+    "keep".into()
+}

@@ -1,0 +1,64 @@
+//! The long-running daemon: poll every job each `poll_interval`, stop
+//! between files on SIGTERM or SIGINT.
+//!
+//! [`run`] takes its shutdown trigger as an argument, so tests can stop it
+//! without signals. A pass in progress is never interrupted in the middle of
+//! a load: shutdown waits for the pass to end, up to the grace period.
+
+use crate::error::Result;
+use crate::pipeline::{Runtime, run_pass};
+use std::future::Future;
+use tokio_util::sync::CancellationToken;
+
+/// Polls until `shutdown` is cancelled.
+pub async fn run(rt: &Runtime, shutdown: CancellationToken) -> Result<()> {
+    let interval = rt.config.daemon.poll_interval;
+    let grace = rt.config.daemon.grace_period;
+    tracing::info!(jobs = rt.config.jobs.len(), poll_interval_s = interval.as_secs(), "ferry daemon started");
+    loop {
+        let pass = run_pass(rt, None);
+        tokio::pin!(pass);
+        let report = tokio::select! {
+            r = &mut pass => r,
+            () = shutdown.cancelled() => {
+                tracing::info!(grace_s = grace.as_secs(), "shutdown requested; letting the current pass finish");
+                match tokio::time::timeout(grace, &mut pass).await {
+                    Ok(r) => { r?; }
+                    Err(_) => tracing::warn!("grace period over; stopping mid-pass (uncommitted work is rolled back and redone next start)"),
+                }
+                break;
+            }
+        };
+        match report {
+            Ok(r) if r.has_failures() => tracing::warn!(loaded = r.loaded.len(), failed = r.failed.len(), job_errors = r.job_errors.len(), "pass finished with failures"),
+            Ok(r) => tracing::debug!(loaded = r.loaded.len(), skipped = r.skipped, waiting = r.waiting, "pass finished"),
+            Err(e) => tracing::error!(error = %e.chain(), "pass failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+    tracing::info!("ferry daemon stopped");
+    Ok(())
+}
+
+/// Resolves when the process receives SIGTERM or SIGINT.
+pub fn shutdown_signal() -> impl Future<Output = ()> {
+    async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing a SIGTERM handler");
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+    }
+}

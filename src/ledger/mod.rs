@@ -1,0 +1,202 @@
+//! The ledger: one row per file version in `ferry_files`, one per committed
+//! load in `ferry_loads`, one per rejected record in `ferry_load_errors`, one
+//! per configured job in `ferry_jobs`.
+//!
+//! A *file version* is (job, path, size, mtime): a file that changes on the
+//! server is a new version. States: `loaded` (committed with its rows),
+//! `failed` (skipped until an operator retries it or the file changes).
+//!
+//! This module owns the ledger's SQL text; the warehouse backends run it.
+//! Values always travel as parameters (`$n`), never spliced into the text.
+
+use crate::config::Ident;
+
+/// One version of one source file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileVersion {
+    /// Job name.
+    pub job: String,
+    /// Path on the source.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, Unix seconds.
+    pub mtime: i64,
+}
+
+impl FileVersion {
+    /// A short stable id of this version, for staging keys.
+    pub fn short_id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(format!("{}\0{}\0{}\0{}", self.job, self.path, self.size, self.mtime));
+        hex::encode(&digest[..6])
+    }
+}
+
+/// What the ledger knows of a file version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileState {
+    /// Loaded; `finalized` says whether the on-success action was done.
+    Loaded {
+        /// The on-success action was applied.
+        finalized: bool,
+    },
+    /// Failed with this error; skipped until retried.
+    Failed {
+        /// The recorded reason.
+        error: String,
+    },
+}
+
+/// Ledger table names qualified with the warehouse schema.
+#[derive(Debug, Clone)]
+pub struct LedgerSql {
+    files: String,
+    loads: String,
+    errors: String,
+    jobs: String,
+}
+
+impl LedgerSql {
+    /// The ledger in `schema`.
+    pub fn new(schema: &Ident) -> Self {
+        let q = |t: &str| format!("{}.\"{t}\"", schema.quoted());
+        LedgerSql {
+            files: q("ferry_files"),
+            loads: q("ferry_loads"),
+            errors: q("ferry_load_errors"),
+            jobs: q("ferry_jobs"),
+        }
+    }
+
+    /// `ferry_files`, qualified.
+    pub fn files_table(&self) -> &str {
+        &self.files
+    }
+
+    /// Serializes every ledger writer. Redshift and PostgreSQL both take
+    /// `LOCK TABLE t` (ACCESS EXCLUSIVE) until the transaction ends.
+    pub fn lock(&self) -> String {
+        format!("LOCK TABLE {}", self.files)
+    }
+
+    /// States of a version: params job, path, size, mtime.
+    pub fn lookup(&self) -> String {
+        format!(
+            "SELECT state, finalized_at IS NOT NULL, error FROM {} WHERE job = $1 AND path = $2 AND size = $3 AND mtime = $4",
+            self.files
+        )
+    }
+
+    /// Removes rows of a version that are not `loaded` (a retried failure):
+    /// params job, path, size, mtime.
+    pub fn clear_unloaded(&self) -> String {
+        format!(
+            "DELETE FROM {} WHERE job = $1 AND path = $2 AND size = $3 AND mtime = $4 AND state <> 'loaded'",
+            self.files
+        )
+    }
+
+    /// Records a loaded version: params job, path, size, mtime, sha256,
+    /// staged_key, rows_loaded, rows_rejected, load_id.
+    pub fn insert_loaded(&self) -> String {
+        format!(
+            "INSERT INTO {} (job, path, size, mtime, sha256, state, staged_key, rows_loaded, rows_rejected, first_seen_at, loaded_at, load_id) \
+             VALUES ($1, $2, $3, $4, $5, 'loaded', $6, $7, $8, now(), now(), $9)",
+            self.files
+        )
+    }
+
+    /// Records a failed version: params job, path, size, mtime, sha256,
+    /// rows_rejected, error.
+    pub fn insert_failed(&self) -> String {
+        format!(
+            "INSERT INTO {} (job, path, size, mtime, sha256, state, rows_loaded, rows_rejected, first_seen_at, error) \
+             VALUES ($1, $2, $3, $4, $5, 'failed', 0, $6, now(), $7)",
+            self.files
+        )
+    }
+
+    /// Marks a loaded version finalized: params job, path, size, mtime,
+    /// final_path.
+    pub fn mark_finalized(&self) -> String {
+        format!(
+            "UPDATE {} SET finalized_at = now(), final_path = $5 WHERE job = $1 AND path = $2 AND size = $3 AND mtime = $4 AND state = 'loaded'",
+            self.files
+        )
+    }
+
+    /// Records a load: params load_id, job, files, rows, bytes, started_at
+    /// (timestamptz), duration_ms.
+    pub fn insert_load(&self) -> String {
+        format!(
+            "INSERT INTO {} (load_id, job, files, rows_loaded, bytes, started_at, finished_at, duration_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp(), $7)",
+            self.loads
+        )
+    }
+
+    /// Inserts `n` error rows at once: per row job, path, size, mtime,
+    /// load_id, line_number, column_name, error_code, reason, raw_line,
+    /// raw_field_value (11 params each).
+    pub fn insert_errors(&self, n: usize) -> String {
+        let rows: Vec<String> = (0..n)
+            .map(|r| {
+                let b = r * 11;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, now())",
+                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11
+                )
+            })
+            .collect();
+        format!(
+            "INSERT INTO {} (job, path, size, mtime, load_id, line_number, column_name, error_code, reason, raw_line, raw_field_value, created_at) VALUES {}",
+            self.errors,
+            rows.join(", ")
+        )
+    }
+
+    /// Keeps a job's row in step with the configuration without touching
+    /// its `auto` (pause) flag: an update, then an insert if it is missing
+    /// (Redshift has no upsert). Params job, source, path, pattern, target
+    /// for both, and auto for the insert.
+    pub fn sync_job(&self) -> (String, String) {
+        (
+            format!(
+                "UPDATE {} SET source = $2, path = $3, pattern = $4, target = $5, updated_at = now() WHERE job = $1",
+                self.jobs
+            ),
+            format!(
+                "INSERT INTO {jobs} (job, source, path, pattern, target, auto, updated_at) \
+                 SELECT CAST($1 AS VARCHAR(64)), CAST($2 AS VARCHAR(64)), CAST($3 AS VARCHAR(1024)), CAST($4 AS VARCHAR(256)), CAST($5 AS VARCHAR(127)), CAST($6 AS BOOLEAN), now() \
+                 WHERE NOT EXISTS (SELECT 1 FROM {jobs} WHERE job = CAST($1 AS VARCHAR(64)))",
+                jobs = self.jobs
+            ),
+        )
+    }
+
+    /// Whether a job is paused in the ledger: param job.
+    pub fn job_auto(&self) -> String {
+        format!("SELECT auto FROM {} WHERE job = $1", self.jobs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_are_schema_qualified_and_quoted() {
+        let l = LedgerSql::new(&Ident::parse("ferry_test").unwrap());
+        assert_eq!(l.lock(), "LOCK TABLE \"ferry_test\".\"ferry_files\"");
+        assert!(l.insert_errors(2).ends_with("($12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, now())"));
+    }
+
+    #[test]
+    fn version_ids_differ_by_mtime() {
+        let a = FileVersion { job: "j".into(), path: "/a".into(), size: 1, mtime: 1 };
+        let b = FileVersion { mtime: 2, ..a.clone() };
+        assert_ne!(a.short_id(), b.short_id());
+        assert_eq!(a.short_id().len(), 12);
+    }
+}

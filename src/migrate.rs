@@ -1,0 +1,102 @@
+//! Schema migrations, embedded from `migrations/`.
+//!
+//! Each migration is a numbered SQL file written for Redshift's rules that
+//! also runs on PostgreSQL. `/*@redshift … */` blocks carry Redshift-only
+//! table attributes (DISTKEY, SORTKEY, DISTSTYLE): [`render`] unwraps them
+//! for Redshift and leaves them as comments elsewhere. Applied versions are
+//! recorded in `ferry_schema_migrations`, so `ferry migrate` is idempotent.
+
+use crate::warehouse::Dialect;
+
+/// One migration.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Version (the file's number).
+    pub version: i32,
+    /// File name.
+    pub name: &'static str,
+    /// SQL text as written.
+    pub sql: &'static str,
+}
+
+/// Every migration, in order.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_ledger.sql",
+        sql: include_str!("../migrations/0001_ledger.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_task_events.sql",
+        sql: include_str!("../migrations/0002_task_events.sql"),
+    },
+];
+
+/// The table that records applied versions.
+pub const VERSIONS_TABLE: &str = "ferry_schema_migrations";
+
+/// Splits a migration into statements for `dialect`: comments dropped,
+/// `/*@redshift … */` unwrapped on Redshift and removed elsewhere.
+pub fn render(m: &Migration, dialect: Dialect) -> Vec<String> {
+    let mut text = String::new();
+    let mut rest = m.sql;
+    while let Some(start) = rest.find("/*@redshift") {
+        text.push_str(&rest[..start]);
+        let after = &rest[start + "/*@redshift".len()..];
+        let end = after.find("*/").expect("an /*@redshift block is closed");
+        if dialect == Dialect::Redshift {
+            text.push_str(after[..end].trim());
+        }
+        rest = &after[end + 2..];
+    }
+    text.push_str(rest);
+    text.lines()
+        .map(|l| match l.find("--") {
+            Some(i) => &l[..i],
+            None => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        .split(';')
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redshift_blocks_apply_only_on_redshift() {
+        let m = &MIGRATIONS[1];
+        let pg = render(m, Dialect::Postgres);
+        let rs = render(m, Dialect::Redshift);
+        assert_eq!(pg.len(), 4);
+        assert_eq!(rs.len(), 4);
+        assert!(pg[0].ends_with(")"), "{}", pg[0]);
+        assert!(!pg[0].contains("DISTKEY"));
+        assert!(rs[0].ends_with("DISTKEY (task_id) SORTKEY (occurred_at)"), "{}", rs[0]);
+    }
+
+    #[test]
+    fn versions_are_increasing_and_names_match() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1);
+            assert!(m.name.starts_with(&format!("{:04}_", m.version)));
+        }
+    }
+
+    #[test]
+    fn no_postgres_only_types_in_migrations() {
+        for m in MIGRATIONS {
+            for stmt in render(m, Dialect::Redshift) {
+                let upper = format!(" {} ", stmt.to_uppercase());
+                for bad in [" TEXT ", "SERIAL", "JSONB", " UUID ", "BYTEA", "PRIMARY KEY", "UNIQUE"] {
+                    assert!(!upper.contains(bad), "{} uses {bad}, which Redshift lacks or does not enforce", m.name);
+                }
+            }
+        }
+    }
+}

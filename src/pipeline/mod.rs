@@ -1,0 +1,225 @@
+//! One pass over the jobs: for each job, list → settle → claim → fetch →
+//! normalize → stage → load → finalize, in that order, one file at a time.
+//!
+//! The load-once rules live here and in the warehouse transaction:
+//! - a version the ledger has as `loaded` is never fetched again (only its
+//!   finalize is completed if a crash interrupted it);
+//! - a version the ledger has as `failed` waits for an operator or a change;
+//! - nothing is done to a source file before its load committed.
+
+mod file;
+
+pub use file::{FileFailure, Processed, process_file};
+
+use crate::config::{Config, Finalize, Job};
+use crate::error::{Error, Result};
+use crate::ledger::{FileState, FileVersion};
+use crate::retry::{RetryPolicy, retry};
+use crate::source::{self, RemoteEntry, Source};
+use crate::stage::Stager;
+use crate::telemetry;
+use crate::warehouse::{self, LoadOutcome, Warehouse};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything a pass needs, connected once.
+pub struct Runtime {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// S3 staging.
+    pub stager: Stager,
+    /// The warehouse.
+    pub warehouse: Arc<dyn Warehouse>,
+}
+
+impl Runtime {
+    /// Connects S3 and the warehouse, and records the jobs in `ferry_jobs`.
+    pub async fn start(config: Config) -> Result<Runtime> {
+        let stager = Stager::new(&config.staging).await;
+        let warehouse: Arc<dyn Warehouse> = Arc::from(warehouse::connect(&config, &stager).await?);
+        warehouse.check().await?;
+        warehouse.sync_jobs(&config.jobs).await?;
+        Ok(Runtime {
+            config: Arc::new(config),
+            stager,
+            warehouse,
+        })
+    }
+}
+
+/// One loaded file.
+#[derive(Debug, Clone)]
+pub struct LoadedFile {
+    /// Job.
+    pub job: String,
+    /// Source path.
+    pub path: String,
+    /// Rows loaded.
+    pub rows: u64,
+    /// Records rejected.
+    pub rejected: u64,
+}
+
+/// What a pass did.
+#[derive(Debug, Default)]
+pub struct PassReport {
+    /// Files loaded.
+    pub loaded: Vec<LoadedFile>,
+    /// Files skipped (already loaded or failed before).
+    pub skipped: usize,
+    /// Files not settled yet.
+    pub waiting: usize,
+    /// Files that failed: (job, path, error).
+    pub failed: Vec<(String, String, String)>,
+    /// Jobs that could not run at all: (job, error).
+    pub job_errors: Vec<(String, String)>,
+}
+
+impl PassReport {
+    /// Whether anything failed.
+    pub fn has_failures(&self) -> bool {
+        !self.failed.is_empty() || !self.job_errors.is_empty()
+    }
+}
+
+/// Runs one pass over every enabled job (or only `only`).
+pub async fn run_pass(rt: &Runtime, only: Option<&str>) -> Result<PassReport> {
+    let mut report = PassReport::default();
+    if let Some(name) = only
+        && !rt.config.jobs.iter().any(|j| j.name == name)
+    {
+        return Err(Error::config(format!("no job named {name:?} in the configuration")));
+    }
+    for job in &rt.config.jobs {
+        if only.is_some_and(|n| n != job.name) {
+            continue;
+        }
+        if only.is_none() && (!job.enabled || !rt.warehouse.job_enabled(&job.name).await?) {
+            tracing::debug!(job = %job.name, "job is paused; not polled");
+            continue;
+        }
+        if let Err(e) = run_job(rt, job, &mut report).await {
+            tracing::error!(job = %job.name, error = %e.chain(), "job pass failed");
+            report.job_errors.push((job.name.clone(), e.chain()));
+        }
+    }
+    Ok(report)
+}
+
+fn matches(job: &Job, e: &RemoteEntry) -> bool {
+    job.pattern.is_match(&e.relative) && !job.exclude.is_match(&e.relative)
+}
+
+async fn run_job(rt: &Runtime, job: &Arc<Job>, report: &mut PassReport) -> Result<()> {
+    let clock = Instant::now();
+    let policy = RetryPolicy::default();
+    let src: Box<dyn Source> = retry(policy, "connect", || source::connect(&job.source)).await?;
+    let entries = retry(policy, "list", || src.list(&job.path, job.recursive)).await?;
+    let listed = entries.len();
+    // Marker files are kept in the listing so settle can see them.
+    let candidates: Vec<RemoteEntry> = entries
+        .into_iter()
+        .filter(|e| {
+            matches(job, e)
+                || job
+                    .settle
+                    .marker_suffix
+                    .as_ref()
+                    .is_some_and(|m| e.relative.ends_with(m.as_str()))
+        })
+        .collect();
+    let now = chrono::Utc::now().timestamp();
+    let (ready, waiting) = source::settle::split(candidates, &job.settle, now);
+    for (e, why) in &waiting {
+        if matches(job, e) {
+            report.waiting += 1;
+            telemetry::file_waiting(&job.name, &e.path, &format!("{why:?}"));
+        }
+    }
+    let (mut loaded, mut skipped, mut failed) = (0, 0, 0);
+    for entry in ready.into_iter().filter(|e| matches(job, e)) {
+        let version = FileVersion {
+            job: job.name.clone(),
+            path: entry.path.clone(),
+            size: entry.size,
+            mtime: entry.mtime,
+        };
+        match rt.warehouse.lookup(&version).await? {
+            Some(FileState::Loaded { finalized }) => {
+                if !finalized && job.on_success != Finalize::Keep {
+                    finalize(rt, job, &*src, &version).await;
+                }
+                telemetry::file_skipped(&job.name, &entry.path, "already loaded");
+                skipped += 1;
+                continue;
+            }
+            Some(FileState::Failed { error }) => {
+                telemetry::file_skipped(&job.name, &entry.path, &format!("failed before: {error}"));
+                skipped += 1;
+                continue;
+            }
+            None => {}
+        }
+        let started = Instant::now();
+        match process_file(rt, job, &*src, &entry).await {
+            Ok(p) => match p.outcome {
+                LoadOutcome::Loaded { rows, .. } => {
+                    telemetry::file_loaded(&job.name, &entry.path, rows, p.rejected, entry.size, started.elapsed());
+                    finalize(rt, job, &*src, &version).await;
+                    report.loaded.push(LoadedFile {
+                        job: job.name.clone(),
+                        path: entry.path.clone(),
+                        rows,
+                        rejected: p.rejected,
+                    });
+                    loaded += 1;
+                }
+                LoadOutcome::AlreadyLoaded => {
+                    telemetry::file_skipped(&job.name, &entry.path, "loaded meanwhile by another pass");
+                    skipped += 1;
+                }
+            },
+            Err(f) => {
+                let chain = f.error.chain();
+                telemetry::file_failed(&job.name, &entry.path, &chain);
+                if !f.error.is_transient() {
+                    let (sha, rejected, errors) = match &f.stats {
+                        Some(s) => (Some(s.sha256.as_str()), s.rejected, s.errors.as_slice()),
+                        None => (None, 0, &[][..]),
+                    };
+                    rt.warehouse.record_failed(&version, sha, rejected, &chain, errors).await?;
+                }
+                report.failed.push((job.name.clone(), entry.path.clone(), chain));
+                failed += 1;
+            }
+        }
+    }
+    telemetry::pass_done(&job.name, listed, loaded, skipped, failed, clock.elapsed());
+    report.skipped += skipped;
+    Ok(())
+}
+
+/// Applies the on-success action to a committed file (and its marker) and
+/// records it. A failure here is logged, not fatal: the next pass sees the
+/// version loaded but not finalized and tries again.
+async fn finalize(rt: &Runtime, job: &Job, src: &dyn Source, v: &FileVersion) {
+    if job.on_success == Finalize::Keep {
+        return;
+    }
+    match src.finalize(&v.path, &job.on_success).await {
+        Ok(final_path) => {
+            if let Some(suffix) = &job.settle.marker_suffix {
+                let marker = format!("{}{suffix}", v.path);
+                if let Err(e) = src.finalize(&marker, &job.on_success).await {
+                    tracing::warn!(job = %job.name, path = %marker, error = %e.chain(), "cannot finalize the marker file");
+                }
+            }
+            if let Err(e) = rt.warehouse.mark_finalized(v, final_path.as_deref()).await {
+                tracing::warn!(job = %job.name, path = %v.path, error = %e.chain(), "cannot record finalize; the next pass will see the file gone or moved");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(job = %job.name, path = %v.path, error = %e.chain(), "cannot finalize the source file; will retry next pass");
+        }
+    }
+}

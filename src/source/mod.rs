@@ -1,0 +1,118 @@
+//! Sources: where files come from.
+//!
+//! A [`Source`] lists a folder, opens a file as a byte stream and finalizes
+//! it (keep, delete, move) after its load has committed. [`settle`] decides
+//! which listed files are complete. One implementation per kind: [`sftp`],
+//! [`local`]; FTP, FTPS and S3 sources come with the sources issue.
+//!
+//! A listing that fails is an error, never an empty result: no file may look
+//! new or gone because of a network error.
+
+pub mod local;
+pub mod settle;
+pub mod sftp;
+
+use crate::config::{Finalize, SourceKind, SourceSettings};
+use crate::error::{Error, Result};
+use async_trait::async_trait;
+use std::sync::Arc;
+use tokio::io::AsyncRead;
+
+/// One listed file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteEntry {
+    /// Full path on the source.
+    pub path: String,
+    /// Path relative to the listed folder (what globs match against).
+    pub relative: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, Unix seconds (UTC).
+    pub mtime: i64,
+}
+
+/// A byte stream of one remote file.
+pub type ByteStream = Box<dyn AsyncRead + Send + Unpin>;
+
+/// A connected source.
+///
+/// Contract: `list` returns every regular file below `dir` (recursively if
+/// asked) or an error; it never hides a failure as an empty listing.
+/// `open` streams the file from its first byte; memory use does not depend
+/// on its size. `finalize` is only called after the file's load committed,
+/// and must never overwrite an existing file.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// Lists regular files below `dir`.
+    async fn list(&self, dir: &str, recursive: bool) -> Result<Vec<RemoteEntry>>;
+    /// Opens `path` for reading.
+    async fn open(&self, path: &str) -> Result<ByteStream>;
+    /// Applies the job's on-success action to `path`; returns where the
+    /// file is now (`None` once deleted).
+    async fn finalize(&self, path: &str, action: &Finalize) -> Result<Option<String>>;
+}
+
+/// Connects to `settings`.
+pub async fn connect(settings: &Arc<SourceSettings>) -> Result<Box<dyn Source>> {
+    match &settings.kind {
+        SourceKind::Sftp(s) => Ok(Box::new(sftp::SftpSource::connect(&settings.name, s).await?)),
+        SourceKind::Local { root } => Ok(Box::new(local::LocalSource::new(root)?)),
+        SourceKind::Ftp(_) | SourceKind::S3 { .. } => Err(Error::config(format!(
+            "source {} ({}): this kind is not supported by this build of ferry yet; use sftp or local",
+            settings.name,
+            settings.describe()
+        ))),
+    }
+}
+
+/// Joins a folder and a name with exactly one `/`.
+pub fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else if dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// The file name part of a path.
+pub fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Picks a name in `existing` that is free: `name`, then `name.1`, `name.2`,
+/// … (before the extension: `a.csv` → `a.1.csv`).
+pub fn free_name(name: &str, exists: impl Fn(&str) -> bool) -> String {
+    if !exists(name) {
+        return name.to_string();
+    }
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    };
+    (1..)
+        .map(|n| format!("{stem}.{n}{ext}"))
+        .find(|candidate| !exists(candidate))
+        .expect("an unbounded range always finds a free name")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_name_adds_a_counter_before_the_extension() {
+        let taken = ["a.csv", "a.1.csv"];
+        assert_eq!(free_name("a.csv", |n| taken.contains(&n)), "a.2.csv");
+        assert_eq!(free_name("b.csv", |n| taken.contains(&n)), "b.csv");
+        assert_eq!(free_name("noext", |n| n == "noext"), "noext.1");
+    }
+
+    #[test]
+    fn join_and_file_name() {
+        assert_eq!(join("/in/", "a.csv"), "/in/a.csv");
+        assert_eq!(join("/in", "a.csv"), "/in/a.csv");
+        assert_eq!(file_name("/in/sub/a.csv"), "a.csv");
+    }
+}

@@ -1,0 +1,290 @@
+//! SFTP over SSH (russh + russh-sftp).
+//!
+//! The server's host key is checked against a known_hosts file or a pinned
+//! `SHA256:` fingerprint; an unknown or changed key is refused with the
+//! fingerprint seen and how to trust it. Downloads keep `reads_in_flight`
+//! read requests outstanding, as OpenSSH's client does, instead of waiting
+//! for each reply.
+
+use super::{ByteStream, RemoteEntry, Source, free_name, join};
+use crate::config::{Finalize, HostKeyPolicy, SftpAuth, SftpSettings};
+use crate::error::{Context, Error, ErrorKind, Result};
+use async_trait::async_trait;
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh_sftp::client::SftpSession;
+use std::sync::{Arc, Mutex};
+
+/// A connected SFTP server.
+pub struct SftpSource {
+    name: String,
+    addr: String,
+    sftp: SftpSession,
+    _ssh: russh::client::Handle<HostKeyCheck>,
+}
+
+/// The russh client handler: checks the host key and remembers why it
+/// refused one, so the error can say so.
+pub struct HostKeyCheck {
+    host: String,
+    port: u16,
+    policy: HostKeyPolicy,
+    refusal: Arc<Mutex<Option<String>>>,
+}
+
+/// The OpenSSH-style fingerprint of a key: `SHA256:` + unpadded base64.
+pub fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+impl HostKeyCheck {
+    fn verdict(&self, key: &PublicKey) -> std::result::Result<(), String> {
+        let seen = fingerprint(key);
+        let algo = key.algorithm().to_string();
+        let target = format!("{}:{}", self.host, self.port);
+        match &self.policy {
+            HostKeyPolicy::AcceptAny => {
+                tracing::warn!(server = %target, fingerprint = %seen, "accepting the SFTP host key without checking it (accept_any_host_key = true); anyone in the network path can impersonate this server");
+                Ok(())
+            }
+            HostKeyPolicy::Fingerprint(pinned) => {
+                if *pinned == seen {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "host key of {target} is {algo} {seen}, but host_key_fingerprint pins {pinned}; if the server's key really changed, verify the new one out of band and update host_key_fingerprint"
+                    ))
+                }
+            }
+            HostKeyPolicy::KnownHosts(file) => {
+                match russh::keys::check_known_hosts_path(&self.host, self.port, key, file) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(format!(
+                        "host key of {target} ({algo} {seen}) is not in {file}; if you trust it, add it with `ssh-keyscan -p {} -t {algo} {} >> {file}` or set host_key_fingerprint = \"{seen}\"",
+                        self.port, self.host
+                    )),
+                    Err(russh::keys::Error::KeyChanged { line }) => Err(format!(
+                        "HOST KEY CHANGED: {target} now presents {algo} {seen}, which differs from line {line} of {file}; this can be an attack: refuse until the change is verified, then replace that line"
+                    )),
+                    Err(e) => Err(format!("cannot check host key of {target} against {file}: {e}")),
+                }
+            }
+        }
+    }
+}
+
+impl russh::client::Handler for HostKeyCheck {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server_public_key: &PublicKeyOrCertificate,
+    ) -> std::result::Result<bool, Self::Error> {
+        let key = match server_public_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            PublicKeyOrCertificate::Certificate(cert) => PublicKey::from(cert.public_key().clone()),
+        };
+        match self.verdict(&key) {
+            Ok(()) => Ok(true),
+            Err(reason) => {
+                *self.refusal.lock().expect("refusal lock") = Some(reason);
+                Ok(false)
+            }
+        }
+    }
+}
+
+fn sftp_err(kind: ErrorKind, what: String) -> impl FnOnce(russh_sftp::client::error::Error) -> Error {
+    move |e| {
+        let kind = match &e {
+            russh_sftp::client::error::Error::Status(s)
+                if matches!(
+                    s.status_code,
+                    russh_sftp::protocol::StatusCode::NoSuchFile
+                        | russh_sftp::protocol::StatusCode::PermissionDenied
+                ) =>
+            {
+                ErrorKind::Permanent
+            }
+            _ => kind,
+        };
+        Error::new(kind, what).with_source(e)
+    }
+}
+
+impl SftpSource {
+    /// Connects, checks the host key, authenticates and starts SFTP.
+    pub async fn connect(name: &str, s: &SftpSettings) -> Result<Self> {
+        let addr = format!("{}:{}", s.host, s.port);
+        let refusal = Arc::new(Mutex::new(None));
+        let handler = HostKeyCheck {
+            host: s.host.clone(),
+            port: s.port,
+            policy: s.host_key.clone(),
+            refusal: refusal.clone(),
+        };
+        let config = Arc::new(russh::client::Config {
+            inactivity_timeout: Some(std::time::Duration::from_secs(300)),
+            keepalive_interval: Some(std::time::Duration::from_secs(30)),
+            nodelay: true,
+            window_size: 16 * 1024 * 1024,
+            maximum_packet_size: 256 * 1024,
+            ..Default::default()
+        });
+        let connecting = russh::client::connect(config, (s.host.as_str(), s.port), handler);
+        let mut ssh = match tokio::time::timeout(s.connect_timeout, connecting).await {
+            Err(_) => {
+                return Err(Error::transient(format!(
+                    "source {name}: sftp {addr} did not complete the SSH handshake within {:?}",
+                    s.connect_timeout
+                )));
+            }
+            Ok(Err(e)) => {
+                if let Some(reason) = refusal.lock().expect("refusal lock").take() {
+                    return Err(Error::permanent(format!("source {name}: {reason}")));
+                }
+                return Err(Error::transient(format!("source {name}: cannot connect to sftp {addr}")).with_source(e));
+            }
+            Ok(Ok(h)) => h,
+        };
+
+        let auth = match &s.auth {
+            SftpAuth::Password(pw) => ssh.authenticate_password(&s.user, pw.expose()).await,
+            SftpAuth::Key { file, passphrase } => {
+                let key = russh::keys::load_secret_key(file, passphrase.as_ref().map(|p| p.expose()))
+                    .context(ErrorKind::Config, || {
+                        format!("source {name}: cannot load private key {file} (wrong passphrase, or not an OpenSSH/PEM key)")
+                    })?;
+                let hash = ssh.best_supported_rsa_hash().await.ok().flatten().flatten();
+                ssh.authenticate_publickey(&s.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+                    .await
+            }
+        }
+        .context(ErrorKind::Transient, || format!("source {name}: authentication with sftp {addr} failed"))?;
+        if !auth.success() {
+            return Err(Error::permanent(format!(
+                "source {name}: sftp {addr} refused user {:?} with the configured {}",
+                s.user,
+                match s.auth {
+                    SftpAuth::Password(_) => "password",
+                    SftpAuth::Key { .. } => "private key",
+                }
+            )));
+        }
+        let channel = ssh
+            .channel_open_session()
+            .await
+            .context(ErrorKind::Transient, || format!("source {name}: cannot open an SSH channel on {addr}"))?;
+        channel
+            .request_subsystem(true, "sftp")
+            .await
+            .context(ErrorKind::Transient, || format!("source {name}: {addr} refused the sftp subsystem"))?;
+        let cfg = russh_sftp::client::Config {
+            max_concurrent_reads: s.reads_in_flight,
+            request_timeout_secs: 30,
+            ..Default::default()
+        };
+        let sftp = SftpSession::new_with_config(channel.into_stream(), cfg)
+            .await
+            .map_err(sftp_err(ErrorKind::Transient, format!("source {name}: sftp {addr} did not start the SFTP session")))?;
+        Ok(SftpSource {
+            name: name.to_string(),
+            addr,
+            sftp,
+            _ssh: ssh,
+        })
+    }
+
+    fn what(&self, verb: &str, path: &str) -> String {
+        format!("source {}: cannot {verb} {path} on sftp {}", self.name, self.addr)
+    }
+
+    async fn exists(&self, path: &str) -> Result<bool> {
+        self.sftp
+            .try_exists(path)
+            .await
+            .map_err(sftp_err(ErrorKind::Transient, self.what("stat", path)))
+    }
+}
+
+#[async_trait]
+impl Source for SftpSource {
+    async fn list(&self, dir: &str, recursive: bool) -> Result<Vec<RemoteEntry>> {
+        let mut out = Vec::new();
+        let mut pending = vec![(dir.to_string(), String::new())];
+        while let Some((remote_dir, rel_prefix)) = pending.pop() {
+            let entries = self
+                .sftp
+                .read_dir(remote_dir.clone())
+                .await
+                .map_err(sftp_err(ErrorKind::Transient, self.what("list", &remote_dir)))?;
+            for entry in entries {
+                let name = entry.file_name();
+                if name == "." || name == ".." {
+                    continue;
+                }
+                let meta = entry.metadata();
+                let kind = meta.file_type();
+                let relative = format!("{rel_prefix}{name}");
+                if kind.is_dir() {
+                    if recursive && !name.starts_with('.') {
+                        pending.push((join(&remote_dir, &name), format!("{relative}/")));
+                    }
+                } else if kind.is_file() {
+                    out.push(RemoteEntry {
+                        path: join(&remote_dir, &name),
+                        relative,
+                        size: meta.size.unwrap_or(0),
+                        mtime: meta.mtime.map_or(0, i64::from),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    async fn open(&self, path: &str) -> Result<ByteStream> {
+        let file = self
+            .sftp
+            .open(path)
+            .await
+            .map_err(sftp_err(ErrorKind::Transient, self.what("open", path)))?;
+        Ok(Box::new(file))
+    }
+
+    async fn finalize(&self, path: &str, action: &Finalize) -> Result<Option<String>> {
+        match action {
+            Finalize::Keep => Ok(Some(path.to_string())),
+            Finalize::Delete => {
+                self.sftp
+                    .remove_file(path)
+                    .await
+                    .map_err(sftp_err(ErrorKind::Transient, self.what("delete", path)))?;
+                Ok(None)
+            }
+            Finalize::Move(to) => {
+                if !self.exists(to).await? {
+                    self.sftp
+                        .create_dir(to.clone())
+                        .await
+                        .map_err(sftp_err(ErrorKind::Transient, self.what("create folder", to)))?;
+                }
+                let base = super::file_name(path);
+                let mut taken = std::collections::HashSet::new();
+                let mut candidate = base.to_string();
+                // Plain SSH_FXP_RENAME refuses to overwrite, so a lost race
+                // fails instead of clobbering; look for a free name first.
+                while self.exists(&join(to, &candidate)).await? {
+                    taken.insert(candidate.clone());
+                    candidate = free_name(base, |n| taken.contains(n));
+                }
+                let dest = join(to, &candidate);
+                self.sftp
+                    .rename(path, dest.clone())
+                    .await
+                    .map_err(sftp_err(ErrorKind::Transient, self.what("move", path)))?;
+                Ok(Some(dest))
+            }
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The warehouse: the load transaction and the ledger, behind one trait.
+//!
+//! [`Warehouse::load`] is one transaction per batch, so a crash anywhere
+//! leaves either everything or nothing: lock the ledger, skip versions
+//! already loaded, create the staging table, COPY, merge dimensions, merge
+//! the fact, record the ledger rows, commit. Backends: [`postgres`] (the
+//! local stand-in); the `redshift-data` backend comes with the load issue.
+
+pub mod postgres;
+pub mod sql;
+
+use crate::config::{Config, Job, WarehouseSettings};
+use crate::error::{Error, Result};
+use crate::ledger::{FileState, FileVersion};
+use crate::normalize::RowError;
+use crate::stage::Stager;
+use async_trait::async_trait;
+
+/// SQL dialect differences that matter to ferry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// PostgreSQL: `$n` parameters, `now()`.
+    Postgres,
+    /// Redshift: `:name` parameters (Data API), `SYSDATE`.
+    Redshift,
+}
+
+impl Dialect {
+    /// A parameter placeholder.
+    pub fn param(self, n: usize, name: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("${n}"),
+            Dialect::Redshift => format!(":{name}"),
+        }
+    }
+
+    /// The transaction's start time.
+    pub fn transaction_time(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "now()",
+            Dialect::Redshift => "SYSDATE",
+        }
+    }
+}
+
+/// One normalized, staged file ready to load.
+#[derive(Debug, Clone)]
+pub struct StagedFile {
+    /// Its version.
+    pub version: FileVersion,
+    /// SHA-256 of the raw bytes.
+    pub sha256: String,
+    /// Key of the staged gzip CSV.
+    pub staged_key: String,
+    /// Rows in the staged file.
+    pub rows: u64,
+    /// Rejected records.
+    pub rejected: u64,
+    /// Kept error rows.
+    pub errors: Vec<RowError>,
+    /// Raw bytes read.
+    pub input_bytes: u64,
+}
+
+/// What a load did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadOutcome {
+    /// Committed.
+    Loaded {
+        /// The load id in `ferry_loads`.
+        load_id: String,
+        /// Rows copied from the staged file.
+        rows: u64,
+    },
+    /// Another pass or replica had loaded this version already; nothing
+    /// was written.
+    AlreadyLoaded,
+}
+
+/// A warehouse backend.
+///
+/// Contract: `load` commits the rows and the ledger rows together or not
+/// at all, and writes nothing for a version the ledger already has as
+/// `loaded`. Every other method touches only the ledger.
+#[async_trait]
+pub trait Warehouse: Send + Sync {
+    /// Applies pending migrations; returns the names applied.
+    async fn migrate(&self) -> Result<Vec<String>>;
+    /// Connects and checks the ledger is migrated; returns a summary.
+    async fn check(&self) -> Result<String>;
+    /// Keeps `ferry_jobs` in step with the configuration.
+    async fn sync_jobs(&self, jobs: &[std::sync::Arc<Job>]) -> Result<()>;
+    /// Whether the job is enabled in the ledger (not paused).
+    async fn job_enabled(&self, job: &str) -> Result<bool>;
+    /// What the ledger knows of a version.
+    async fn lookup(&self, version: &FileVersion) -> Result<Option<FileState>>;
+    /// Loads one staged file in one transaction.
+    async fn load(&self, job: &Job, file: &StagedFile) -> Result<LoadOutcome>;
+    /// Records a failed version with its reason and error rows.
+    async fn record_failed(
+        &self,
+        version: &FileVersion,
+        sha256: Option<&str>,
+        rejected: u64,
+        reason: &str,
+        errors: &[RowError],
+    ) -> Result<()>;
+    /// Records that the on-success action was applied.
+    async fn mark_finalized(&self, version: &FileVersion, final_path: Option<&str>) -> Result<()>;
+}
+
+/// Connects the configured warehouse. The stager gives backends that read
+/// staged objects themselves (PostgreSQL) access to S3.
+pub async fn connect(config: &Config, stager: &Stager) -> Result<Box<dyn Warehouse>> {
+    match &config.warehouse {
+        WarehouseSettings::Postgres(pg) => Ok(Box::new(
+            postgres::PostgresWarehouse::connect(pg, stager.clone()).await?,
+        )),
+        WarehouseSettings::RedshiftData(_) => Err(Error::config(
+            "warehouse kind \"redshift-data\" is not supported by this build of ferry yet; use kind = \"postgres\"",
+        )),
+    }
+}

@@ -1,0 +1,487 @@
+//! The PostgreSQL backend: the local stand-in for Redshift.
+//!
+//! It runs the same load transaction as Redshift, except that COPY cannot
+//! read S3: the staged object is streamed from S3, gunzipped on a blocking
+//! thread and fed to `COPY … FROM STDIN`, a chunk at a time.
+
+use super::sql::{LoadSql, TARGET_META};
+use super::{Dialect, LoadOutcome, StagedFile, Warehouse};
+use crate::config::{Ident, Job, PostgresSettings};
+use crate::error::{Error, ErrorKind, Result};
+use crate::ledger::{FileState, FileVersion, LedgerSql};
+use crate::migrate::{MIGRATIONS, VERSIONS_TABLE, render};
+use crate::normalize::RowError;
+use crate::retry::{RetryPolicy, retry};
+use crate::stage::{Stager, sdk_error};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::SinkExt;
+use std::io::Read;
+use std::sync::Arc;
+use tokio::sync::{Mutex, MutexGuard};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, GenericClient, NoTls};
+
+/// A PostgreSQL warehouse.
+pub struct PostgresWarehouse {
+    settings: PostgresSettings,
+    client: Mutex<Client>,
+    ledger: LedgerSql,
+    stager: Stager,
+}
+
+fn describe(s: &PostgresSettings) -> String {
+    format!("postgres {}:{}/{}", s.host, s.port, s.database)
+}
+
+/// Maps a database error: serialization failures, deadlocks and lost
+/// connections are transient; the rest (missing table, bad type, …) fail
+/// the file.
+pub fn pg_error(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
+    let what = what.into();
+    move |e| {
+        let kind = match e.code() {
+            Some(c)
+                if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *c == SqlState::T_R_DEADLOCK_DETECTED
+                    || *c == SqlState::ADMIN_SHUTDOWN
+                    || *c == SqlState::CANNOT_CONNECT_NOW
+                    || *c == SqlState::TOO_MANY_CONNECTIONS =>
+            {
+                ErrorKind::Transient
+            }
+            Some(_) => ErrorKind::Permanent,
+            None => ErrorKind::Transient, // I/O, closed connection
+        };
+        let detail = match e.as_db_error() {
+            Some(db) => format!("{} ({})", db.message(), db.code().code()),
+            None => e.to_string(),
+        };
+        Error::new(kind, format!("{what}: {detail}"))
+    }
+}
+
+async fn open(s: &PostgresSettings) -> Result<Client> {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host(&s.host)
+        .port(s.port)
+        .user(&s.user)
+        .dbname(&s.database)
+        .connect_timeout(s.connect_timeout)
+        .application_name("ferry");
+    if let Some(pw) = &s.password {
+        cfg.password(pw.expose());
+    }
+    let (client, connection) = cfg.connect(NoTls).await.map_err(|e| {
+        Error::transient(format!(
+            "cannot connect to {} as {} (is PostgreSQL running? start it with `pg_ctlcluster 15 main start`)",
+            describe(s),
+            s.user
+        ))
+        .with_source(e)
+    })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "postgres connection ended");
+        }
+    });
+    Ok(client)
+}
+
+impl PostgresWarehouse {
+    /// Connects.
+    pub async fn connect(settings: &PostgresSettings, stager: Stager) -> Result<Self> {
+        let client = open(settings).await?;
+        Ok(PostgresWarehouse {
+            settings: settings.clone(),
+            client: Mutex::new(client),
+            ledger: LedgerSql::new(&settings.schema),
+            stager,
+        })
+    }
+
+    /// The client, reconnected first if the connection was lost.
+    async fn client(&self) -> Result<MutexGuard<'_, Client>> {
+        let mut guard = self.client.lock().await;
+        if guard.is_closed() {
+            tracing::info!(warehouse = %describe(&self.settings), "reconnecting");
+            *guard = open(&self.settings).await?;
+        }
+        Ok(guard)
+    }
+
+    fn schema(&self) -> &Ident {
+        &self.settings.schema
+    }
+
+    /// Which of the target's columns exist; errors if the table does not.
+    async fn target_columns(&self, c: &impl GenericClient, job: &Job) -> Result<Vec<&'static str>> {
+        let rows = c
+            .query(
+                "SELECT column_name::text FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
+                &[&self.schema().as_str(), &job.target.as_str()],
+            )
+            .await
+            .map_err(pg_error("cannot read the target's columns"))?;
+        let have: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        if have.is_empty() {
+            return Err(Error::permanent(format!(
+                "job {}: target table {}.{} does not exist; create it (or run `ferry migrate` for the example schema)",
+                job.name,
+                self.schema(),
+                job.target
+            )));
+        }
+        let missing: Vec<&str> = job
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .filter(|c| !have.iter().any(|h| h == c))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::permanent(format!(
+                "job {}: target table {}.{} has no column(s) {}; add them or fix the job's columns",
+                job.name,
+                self.schema(),
+                job.target,
+                missing.join(", ")
+            )));
+        }
+        Ok(TARGET_META.iter().copied().filter(|m| have.iter().any(|h| h == m)).collect())
+    }
+
+    async fn insert_errors(
+        &self,
+        c: &impl GenericClient,
+        v: &FileVersion,
+        load_id: Option<&str>,
+        errors: &[RowError],
+    ) -> Result<()> {
+        let size = v.size as i64;
+        for chunk in errors.chunks(100) {
+            let sql = self.ledger.insert_errors(chunk.len());
+            let lines: Vec<i64> = chunk.iter().map(|e| e.line as i64).collect();
+            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::with_capacity(chunk.len() * 11);
+            for (e, line) in chunk.iter().zip(&lines) {
+                params.extend_from_slice(&[
+                    &v.job, &v.path, &size, &v.mtime, &load_id, line, &e.column, &e.code, &e.reason,
+                    &e.raw_line, &e.raw_value,
+                ]);
+            }
+            c.execute(&sql, &params)
+                .await
+                .map_err(pg_error(format!("cannot record load errors of {}", v.path)))?;
+        }
+        Ok(())
+    }
+
+    /// Streams the staged object from S3 into `COPY … FROM STDIN`.
+    async fn copy_from_s3(&self, tx: &tokio_postgres::Transaction<'_>, copy_sql: &str, key: &str) -> Result<u64> {
+        let obj = self
+            .stager
+            .client()
+            .get_object()
+            .bucket(self.stager.bucket())
+            .key(key)
+            .send()
+            .await
+            .map_err(sdk_error(format!("cannot read staged object {}", self.stager.url(key))))?;
+        let reader = tokio_util::io::SyncIoBridge::new(obj.body.into_async_read());
+        let (chunks_tx, mut chunks_rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+        let url = self.stager.url(key);
+        let decoder = tokio::task::spawn_blocking(move || {
+            let mut gz = flate2::read::MultiGzDecoder::new(reader);
+            loop {
+                let mut buf = vec![0u8; 256 * 1024];
+                match gz.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if chunks_tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = chunks_tx.blocking_send(Err(e));
+                        return;
+                    }
+                }
+            }
+        });
+        let sink = tx
+            .copy_in::<_, Bytes>(copy_sql)
+            .await
+            .map_err(pg_error("cannot start COPY into the staging table"))?;
+        futures::pin_mut!(sink);
+        while let Some(chunk) = chunks_rx.recv().await {
+            let chunk = chunk.map_err(|e| Error::transient(format!("cannot read staged object {url}")).with_source(e))?;
+            sink.send(chunk).await.map_err(pg_error(format!("COPY from {url} failed")))?;
+        }
+        let rows = sink
+            .as_mut()
+            .finish()
+            .await
+            .map_err(pg_error(format!("COPY from {url} failed")))?;
+        decoder
+            .await
+            .map_err(|e| Error::transient("the gunzip thread of COPY stopped").with_source(e))?;
+        Ok(rows)
+    }
+
+    async fn load_once(&self, job: &Job, file: &StagedFile) -> Result<LoadOutcome> {
+        let started = chrono::Utc::now();
+        let clock = std::time::Instant::now();
+        let v = &file.version;
+        let size = v.size as i64;
+        let mut guard = self.client().await?;
+        let tx = guard
+            .transaction()
+            .await
+            .map_err(pg_error("cannot begin the load transaction"))?;
+        tx.batch_execute(&self.ledger.lock())
+            .await
+            .map_err(pg_error("cannot lock the ledger"))?;
+        let states = tx
+            .query(&self.ledger.lookup(), &[&v.job, &v.path, &size, &v.mtime])
+            .await
+            .map_err(pg_error("cannot read the ledger"))?;
+        if states.iter().any(|r| r.get::<_, String>(0) == "loaded") {
+            tx.rollback().await.map_err(pg_error("cannot roll back"))?;
+            return Ok(LoadOutcome::AlreadyLoaded);
+        }
+        let target_meta = self.target_columns(&tx, job).await?;
+        let load_id = uuid::Uuid::new_v4().simple().to_string();
+        let stage = Ident::parse(&format!("ferry_stage_{}", &load_id[..12])).expect("a valid identifier");
+        let sql = LoadSql {
+            dialect: Dialect::Postgres,
+            schema: self.schema(),
+            job,
+            stage: &stage,
+            target_meta,
+        };
+        tx.batch_execute(&sql.create_stage())
+            .await
+            .map_err(pg_error("cannot create the staging table"))?;
+        let copied = if file.rows > 0 {
+            self.copy_from_s3(&tx, &sql.copy_stage_from_stdin(), &file.staged_key).await?
+        } else {
+            0
+        };
+        if copied != file.rows {
+            return Err(Error::permanent(format!(
+                "COPY of {} loaded {copied} rows but normalize wrote {}; the staged object does not match its file",
+                self.stager.url(&file.staged_key),
+                file.rows
+            )));
+        }
+        for d in &job.dimensions {
+            for stmt in sql.merge_dimension(d) {
+                tx.execute(&stmt, &[])
+                    .await
+                    .map_err(pg_error(format!("cannot merge dimension {}", d.table)))?;
+            }
+        }
+        if let Some(delete) = sql.delete_replaced() {
+            tx.execute(&delete, &[])
+                .await
+                .map_err(pg_error(format!("cannot replace rows in {}", job.target)))?;
+        }
+        let insert = sql.insert_fact();
+        let inserted = if sql.target_meta.contains(&"ferry_load_id") {
+            tx.execute(&insert, &[&load_id]).await
+        } else {
+            tx.execute(&insert, &[]).await
+        }
+        .map_err(pg_error(format!("cannot insert into {}", job.target)))?;
+        tx.execute(&self.ledger.clear_unloaded(), &[&v.job, &v.path, &size, &v.mtime])
+            .await
+            .map_err(pg_error("cannot update the ledger"))?;
+        let rows = file.rows as i64;
+        let rejected = file.rejected as i64;
+        tx.execute(
+            &self.ledger.insert_loaded(),
+            &[&v.job, &v.path, &size, &v.mtime, &file.sha256, &file.staged_key, &rows, &rejected, &load_id],
+        )
+        .await
+        .map_err(pg_error("cannot record the file in the ledger"))?;
+        self.insert_errors(&tx, v, Some(&load_id), &file.errors).await?;
+        let bytes = file.input_bytes as i64;
+        let duration_ms = clock.elapsed().as_millis() as i64;
+        tx.execute(
+            &self.ledger.insert_load(),
+            &[&load_id, &v.job, &1i32, &rows, &bytes, &started, &duration_ms],
+        )
+        .await
+        .map_err(pg_error("cannot record the load"))?;
+        tx.batch_execute(&sql.drop_stage())
+            .await
+            .map_err(pg_error("cannot drop the staging table"))?;
+        tx.commit().await.map_err(pg_error("cannot commit the load"))?;
+        tracing::debug!(job = %job.name, path = %v.path, copied, inserted, "load committed");
+        Ok(LoadOutcome::Loaded { load_id, rows: file.rows })
+    }
+}
+
+#[async_trait]
+impl Warehouse for PostgresWarehouse {
+    async fn migrate(&self) -> Result<Vec<String>> {
+        let mut guard = self.client().await?;
+        let schema = self.schema().quoted();
+        guard
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .await
+            .map_err(pg_error(format!("cannot create schema {schema}")))?;
+        let tx = guard.transaction().await.map_err(pg_error("cannot begin migration"))?;
+        let versions = format!("{schema}.\"{VERSIONS_TABLE}\"");
+        tx.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {versions} (version INTEGER NOT NULL, name VARCHAR(256) NOT NULL, applied_at TIMESTAMPTZ NOT NULL); \
+             LOCK TABLE {versions}; SET LOCAL search_path TO {schema}"
+        ))
+        .await
+        .map_err(pg_error("cannot prepare migrations"))?;
+        let applied: Vec<i32> = tx
+            .query(&format!("SELECT version FROM {versions}"), &[])
+            .await
+            .map_err(pg_error("cannot read applied migrations"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut done = Vec::new();
+        for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+            for stmt in render(m, Dialect::Postgres) {
+                tx.batch_execute(&stmt)
+                    .await
+                    .map_err(pg_error(format!("migration {} failed", m.name)))?;
+            }
+            tx.execute(
+                &format!("INSERT INTO {versions} (version, name, applied_at) VALUES ($1, $2, now())"),
+                &[&m.version, &m.name],
+            )
+            .await
+            .map_err(pg_error("cannot record migration"))?;
+            done.push(m.name.to_string());
+        }
+        tx.commit().await.map_err(pg_error("cannot commit migrations"))?;
+        Ok(done)
+    }
+
+    async fn check(&self) -> Result<String> {
+        let guard = self.client().await?;
+        let versions = format!("{}.\"{VERSIONS_TABLE}\"", self.schema().quoted());
+        let applied: i64 = match guard.query_one(&format!("SELECT count(*) FROM {versions}"), &[]).await {
+            Ok(row) => row.get(0),
+            Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => 0,
+            Err(e) => return Err(pg_error("cannot read applied migrations")(e)),
+        };
+        let summary = format!(
+            "{} schema {}: {applied} of {} migrations applied",
+            describe(&self.settings),
+            self.schema(),
+            MIGRATIONS.len()
+        );
+        if applied < MIGRATIONS.len() as i64 {
+            return Err(Error::config(format!("{summary}; run `ferry migrate`")));
+        }
+        Ok(summary)
+    }
+
+    async fn sync_jobs(&self, jobs: &[Arc<Job>]) -> Result<()> {
+        let mut guard = self.client().await?;
+        let tx = guard.transaction().await.map_err(pg_error("cannot begin"))?;
+        let (update, insert) = self.ledger.sync_job();
+        for j in jobs {
+            let source = j.source.name.as_str();
+            let target = j.target.as_str();
+            tx.execute(&update, &[&j.name, &source, &j.path, &j.pattern_text, &target])
+                .await
+                .map_err(pg_error("cannot update ferry_jobs"))?;
+            tx.execute(&insert, &[&j.name, &source, &j.path, &j.pattern_text, &target, &j.enabled])
+                .await
+                .map_err(pg_error("cannot insert into ferry_jobs"))?;
+        }
+        tx.commit().await.map_err(pg_error("cannot commit ferry_jobs"))?;
+        Ok(())
+    }
+
+    async fn job_enabled(&self, job: &str) -> Result<bool> {
+        let guard = self.client().await?;
+        let row = guard
+            .query_opt(&self.ledger.job_auto(), &[&job])
+            .await
+            .map_err(pg_error("cannot read ferry_jobs"))?;
+        Ok(row.is_none_or(|r| r.get(0)))
+    }
+
+    async fn lookup(&self, v: &FileVersion) -> Result<Option<FileState>> {
+        let guard = self.client().await?;
+        let size = v.size as i64;
+        let rows = guard
+            .query(&self.ledger.lookup(), &[&v.job, &v.path, &size, &v.mtime])
+            .await
+            .map_err(pg_error("cannot read the ledger"))?;
+        let mut state = None;
+        for r in rows {
+            let s: String = r.get(0);
+            if s == "loaded" {
+                return Ok(Some(FileState::Loaded { finalized: r.get(1) }));
+            }
+            if s == "failed" {
+                state = Some(FileState::Failed {
+                    error: r.get::<_, Option<String>>(2).unwrap_or_default(),
+                });
+            }
+        }
+        Ok(state)
+    }
+
+    async fn load(&self, job: &Job, file: &StagedFile) -> Result<LoadOutcome> {
+        retry(RetryPolicy::default(), "load", || self.load_once(job, file)).await
+    }
+
+    async fn record_failed(
+        &self,
+        v: &FileVersion,
+        sha256: Option<&str>,
+        rejected: u64,
+        reason: &str,
+        errors: &[RowError],
+    ) -> Result<()> {
+        let mut guard = self.client().await?;
+        let tx = guard.transaction().await.map_err(pg_error("cannot begin"))?;
+        tx.batch_execute(&self.ledger.lock())
+            .await
+            .map_err(pg_error("cannot lock the ledger"))?;
+        let size = v.size as i64;
+        let states = tx
+            .query(&self.ledger.lookup(), &[&v.job, &v.path, &size, &v.mtime])
+            .await
+            .map_err(pg_error("cannot read the ledger"))?;
+        if states.iter().any(|r| r.get::<_, String>(0) == "loaded") {
+            return Ok(()); // loaded meanwhile (another replica): keep that
+        }
+        tx.execute(&self.ledger.clear_unloaded(), &[&v.job, &v.path, &size, &v.mtime])
+            .await
+            .map_err(pg_error("cannot update the ledger"))?;
+        let rejected = rejected as i64;
+        let reason: String = reason.chars().take(4000).collect();
+        tx.execute(
+            &self.ledger.insert_failed(),
+            &[&v.job, &v.path, &size, &v.mtime, &sha256, &rejected, &reason],
+        )
+        .await
+        .map_err(pg_error("cannot record the failure"))?;
+        self.insert_errors(&tx, v, None, errors).await?;
+        tx.commit().await.map_err(pg_error("cannot commit the failure"))?;
+        Ok(())
+    }
+
+    async fn mark_finalized(&self, v: &FileVersion, final_path: Option<&str>) -> Result<()> {
+        let guard = self.client().await?;
+        let size = v.size as i64;
+        guard
+            .execute(&self.ledger.mark_finalized(), &[&v.job, &v.path, &size, &v.mtime, &final_path])
+            .await
+            .map_err(pg_error("cannot mark the file finalized"))?;
+        Ok(())
+    }
+}

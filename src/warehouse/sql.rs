@@ -1,0 +1,194 @@
+//! SQL for the load transaction, rendered from validated identifiers.
+//!
+//! Written to Redshift's subset: a temp staging table, `DELETE … USING` +
+//! `INSERT … SELECT` instead of `MERGE` guards or `ON CONFLICT`, window
+//! functions for "latest row wins". No value is ever spliced into the text.
+
+use super::Dialect;
+use crate::config::{ColumnType, Dimension, Ident, Job, LoadMode};
+
+/// Extra columns every staged row carries after the job's columns.
+pub const STAGE_EXTRA: [&str; 2] = ["ferry_file", "ferry_line"];
+
+/// Load-metadata columns a target may have; filled when present.
+pub const TARGET_META: [&str; 4] = ["ferry_file", "ferry_line", "ferry_load_id", "ferry_loaded_at"];
+
+/// SQL type of a column type.
+pub fn sql_type(t: ColumnType) -> String {
+    match t {
+        ColumnType::Varchar(n) => format!("VARCHAR({n})"),
+        ColumnType::Int => "INTEGER".into(),
+        ColumnType::Bigint => "BIGINT".into(),
+        ColumnType::Decimal(p, s) => format!("DECIMAL({p},{s})"),
+        ColumnType::Boolean => "BOOLEAN".into(),
+        ColumnType::Date => "DATE".into(),
+        ColumnType::Timestamp => "TIMESTAMP".into(),
+        ColumnType::Timestamptz => "TIMESTAMPTZ".into(),
+        ColumnType::Json => "VARCHAR(65535)".into(),
+    }
+}
+
+/// Renders the statements of one load for one job.
+pub struct LoadSql<'a> {
+    /// Dialect.
+    pub dialect: Dialect,
+    /// Warehouse schema.
+    pub schema: &'a Ident,
+    /// The job.
+    pub job: &'a Job,
+    /// Temp staging table name.
+    pub stage: &'a Ident,
+    /// Which of [`TARGET_META`] the target has.
+    pub target_meta: Vec<&'static str>,
+}
+
+impl LoadSql<'_> {
+    fn table(&self, t: &Ident) -> String {
+        format!("{}.{}", self.schema.quoted(), t.quoted())
+    }
+
+    fn columns(&self) -> Vec<String> {
+        self.job.columns.iter().map(|c| c.name.quoted()).collect()
+    }
+
+    /// `CREATE TEMP TABLE` for the staging rows.
+    pub fn create_stage(&self) -> String {
+        let mut cols: Vec<String> = self
+            .job
+            .columns
+            .iter()
+            .map(|c| format!("{} {}", c.name.quoted(), sql_type(c.column_type)))
+            .collect();
+        cols.push("\"ferry_file\" VARCHAR(1024)".into());
+        cols.push("\"ferry_line\" BIGINT".into());
+        format!("CREATE TEMP TABLE {} ({})", self.stage.quoted(), cols.join(", "))
+    }
+
+    /// PostgreSQL `COPY … FROM STDIN` of the staged CSV into the stage.
+    pub fn copy_stage_from_stdin(&self) -> String {
+        let mut cols = self.columns();
+        cols.extend(STAGE_EXTRA.iter().map(|c| format!("\"{c}\"")));
+        format!(
+            "COPY {} ({}) FROM STDIN WITH (FORMAT csv, NULL '\\N')",
+            self.stage.quoted(),
+            cols.join(", ")
+        )
+    }
+
+    /// The stage's rows, one per key (the latest), or all rows in append
+    /// mode without a key.
+    fn latest_rows(&self, cols: &[String]) -> String {
+        if self.job.key.is_empty() {
+            return format!("SELECT {} FROM {}", cols.join(", "), self.stage.quoted());
+        }
+        format!(
+            "SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {order}) AS ferry_rn FROM {stage}) ferry_latest WHERE ferry_rn = 1",
+            cols = cols.join(", "),
+            keys = self.job.key.iter().map(Ident::quoted).collect::<Vec<_>>().join(", "),
+            order = self.order(),
+            stage = self.stage.quoted(),
+        )
+    }
+
+    fn order(&self) -> String {
+        let mut order = Vec::new();
+        if let Some(o) = &self.job.order_by {
+            order.push(format!("{} DESC NULLS LAST", o.quoted()));
+        }
+        order.push("\"ferry_file\" DESC".into());
+        order.push("\"ferry_line\" DESC".into());
+        order.join(", ")
+    }
+
+    /// In merge mode: delete target rows whose key is in the stage.
+    pub fn delete_replaced(&self) -> Option<String> {
+        if self.job.mode != LoadMode::Merge {
+            return None;
+        }
+        let t = self.table(&self.job.target);
+        let on: Vec<String> = self
+            .job
+            .key
+            .iter()
+            .map(|k| format!("{t}.{k} = {s}.{k}", k = k.quoted(), s = self.stage.quoted()))
+            .collect();
+        Some(format!("DELETE FROM {t} USING {} WHERE {}", self.stage.quoted(), on.join(" AND ")))
+    }
+
+    /// Inserts the stage's rows into the fact table; `load_id` is
+    /// parameter 1.
+    pub fn insert_fact(&self) -> String {
+        let mut target_cols = self.columns();
+        let mut select_cols = self.columns();
+        for m in &self.target_meta {
+            target_cols.push(format!("\"{m}\""));
+            select_cols.push(match *m {
+                "ferry_load_id" => format!("CAST({} AS VARCHAR(64))", self.dialect.param(1, "load_id")),
+                "ferry_loaded_at" => self.dialect.transaction_time().to_string(),
+                other => format!("\"{other}\""),
+            });
+        }
+        let mut inner = self.columns();
+        inner.extend(STAGE_EXTRA.iter().map(|c| format!("\"{c}\"")));
+        let source = if self.job.mode == LoadMode::Merge {
+            self.latest_rows(&inner)
+        } else {
+            format!("SELECT {} FROM {}", inner.join(", "), self.stage.quoted())
+        };
+        format!(
+            "INSERT INTO {} ({}) SELECT {} FROM ({source}) ferry_rows",
+            self.table(&self.job.target),
+            target_cols.join(", "),
+            select_cols.join(", "),
+        )
+    }
+
+    /// SCD1 upkeep of one dimension: update attributes of existing keys
+    /// from the latest staged row, then insert missing keys.
+    pub fn merge_dimension(&self, d: &Dimension) -> Vec<String> {
+        let t = self.table(&d.table);
+        let key = d.key.quoted();
+        let mut from_cols = vec![key.clone()];
+        from_cols.extend(d.columns.iter().map(|(_, f)| f.quoted()));
+        let mut inner = from_cols.clone();
+        inner.extend(STAGE_EXTRA.iter().map(|c| format!("\"{c}\"")));
+        if let Some(o) = &self.job.order_by
+            && !inner.contains(&o.quoted())
+        {
+            inner.push(o.quoted());
+        }
+        let latest = format!(
+            "SELECT {cols} FROM (SELECT {inner}, ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY {order}) AS ferry_rn FROM {stage} WHERE {key} IS NOT NULL) ferry_d WHERE ferry_rn = 1",
+            cols = from_cols.join(", "),
+            inner = inner.join(", "),
+            order = self.order(),
+            stage = self.stage.quoted(),
+        );
+        let mut out = Vec::new();
+        if !d.columns.is_empty() {
+            let sets: Vec<String> = d
+                .columns
+                .iter()
+                .map(|(name, from)| format!("{} = ferry_src.{}", name.quoted(), from.quoted()))
+                .collect();
+            out.push(format!(
+                "UPDATE {t} SET {} FROM ({latest}) ferry_src WHERE {t}.{key} = ferry_src.{key}",
+                sets.join(", ")
+            ));
+        }
+        let mut dim_cols = vec![key.clone()];
+        dim_cols.extend(d.columns.iter().map(|(n, _)| n.quoted()));
+        let src_cols: Vec<String> = from_cols.iter().map(|c| format!("ferry_src.{c}")).collect();
+        out.push(format!(
+            "INSERT INTO {t} ({}) SELECT {} FROM ({latest}) ferry_src WHERE NOT EXISTS (SELECT 1 FROM {t} ferry_dim WHERE ferry_dim.{key} = ferry_src.{key})",
+            dim_cols.join(", "),
+            src_cols.join(", "),
+        ));
+        out
+    }
+
+    /// Drops the stage.
+    pub fn drop_stage(&self) -> String {
+        format!("DROP TABLE {}", self.stage.quoted())
+    }
+}
