@@ -30,7 +30,10 @@ pub async fn run(config: &Config) -> Vec<CheckLine> {
     let mut out = Vec::new();
     let stager = Stager::new(&config.staging).await;
     out.push(CheckLine {
-        component: format!("staging s3://{}/{}", config.staging.bucket, config.staging.prefix),
+        component: format!(
+            "staging s3://{}/{}",
+            config.staging.bucket, config.staging.prefix
+        ),
         result: stager
             .check()
             .await

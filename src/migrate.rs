@@ -77,7 +77,11 @@ mod tests {
         assert_eq!(rs.len(), 4);
         assert!(pg[0].ends_with(")"), "{}", pg[0]);
         assert!(!pg[0].contains("DISTKEY"));
-        assert!(rs[0].ends_with("DISTKEY (task_id) SORTKEY (occurred_at)"), "{}", rs[0]);
+        assert!(
+            rs[0].ends_with("DISTKEY (task_id) SORTKEY (occurred_at)"),
+            "{}",
+            rs[0]
+        );
     }
 
     #[test]
@@ -93,8 +97,20 @@ mod tests {
         for m in MIGRATIONS {
             for stmt in render(m, Dialect::Redshift) {
                 let upper = format!(" {} ", stmt.to_uppercase());
-                for bad in [" TEXT ", "SERIAL", "JSONB", " UUID ", "BYTEA", "PRIMARY KEY", "UNIQUE"] {
-                    assert!(!upper.contains(bad), "{} uses {bad}, which Redshift lacks or does not enforce", m.name);
+                for bad in [
+                    " TEXT ",
+                    "SERIAL",
+                    "JSONB",
+                    " UUID ",
+                    "BYTEA",
+                    "PRIMARY KEY",
+                    "UNIQUE",
+                ] {
+                    assert!(
+                        !upper.contains(bad),
+                        "{} uses {bad}, which Redshift lacks or does not enforce",
+                        m.name
+                    );
                 }
             }
         }

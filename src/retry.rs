@@ -46,7 +46,11 @@ impl RetryPolicy {
 fn random_unit() -> f64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
@@ -109,13 +113,18 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn gives_up_after_the_last_attempt() {
         let calls = AtomicU32::new(0);
-        let policy = RetryPolicy { attempts: 3, ..Default::default() };
-        assert!(retry(policy, "test", || async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Err::<(), _>(Error::transient("down"))
-        })
-        .await
-        .is_err());
+        let policy = RetryPolicy {
+            attempts: 3,
+            ..Default::default()
+        };
+        assert!(
+            retry(policy, "test", || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>(Error::transient("down"))
+            })
+            .await
+            .is_err()
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 

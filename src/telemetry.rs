@@ -52,7 +52,14 @@ pub fn file_waiting(job: &str, path: &str, why: &str) {
 }
 
 /// A job pass ended.
-pub fn pass_done(job: &str, listed: usize, loaded: usize, skipped: usize, failed: usize, took: Duration) {
+pub fn pass_done(
+    job: &str,
+    listed: usize,
+    loaded: usize,
+    skipped: usize,
+    failed: usize,
+    took: Duration,
+) {
     tracing::info!(
         job,
         listed,

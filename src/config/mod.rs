@@ -91,7 +91,8 @@ struct Problems(Vec<String>);
 
 impl Problems {
     fn push(&mut self, path: impl AsRef<str>, message: impl AsRef<str>) {
-        self.0.push(format!("{}: {}", path.as_ref(), message.as_ref()));
+        self.0
+            .push(format!("{}: {}", path.as_ref(), message.as_ref()));
     }
 
     fn take<T>(&mut self, path: &str, r: Result<T, String>) -> Option<T> {
@@ -130,7 +131,10 @@ pub fn validate(raw: RawConfig) -> Result<Config> {
     for (i, rj) in raw.jobs.iter().enumerate() {
         let path = format!("jobs[{i}]");
         if !names.insert(rj.name.clone()) {
-            p.push(format!("{path}.name"), format!("job {:?} is defined twice", rj.name));
+            p.push(
+                format!("{path}.name"),
+                format!("job {:?} is defined twice", rj.name),
+            );
         }
         if let Some(job) = validate_job(&path, rj, &raw.sources, &sources, &mut p) {
             jobs.push(Arc::new(job));
@@ -173,7 +177,10 @@ fn validate_daemon(d: &RawDaemon, p: &mut Problems) -> Option<DaemonSettings> {
         "text" => Some(LogFormat::Text),
         "json" => Some(LogFormat::Json),
         other => {
-            p.push("daemon.log_format", format!("{other:?}: expected text or json"));
+            p.push(
+                "daemon.log_format",
+                format!("{other:?}: expected text or json"),
+            );
             None
         }
     };
@@ -186,17 +193,27 @@ fn validate_daemon(d: &RawDaemon, p: &mut Problems) -> Option<DaemonSettings> {
     })
 }
 
-fn s3_endpoint(
-    path: &str,
-    region: &str,
-    endpoint: &Option<String>,
+/// The S3 connection keys shared by `[staging]` and `kind = "s3"` sources.
+struct S3Keys<'a> {
+    region: &'a str,
+    endpoint: &'a Option<String>,
     path_style: bool,
-    access_key_id: &Option<String>,
-    secret_env: &Option<String>,
-    secret_file: &Option<String>,
-    checksums: &str,
-    p: &mut Problems,
-) -> Option<S3Endpoint> {
+    access_key_id: &'a Option<String>,
+    secret_env: &'a Option<String>,
+    secret_file: &'a Option<String>,
+    checksums: &'a str,
+}
+
+fn s3_endpoint(path: &str, k: S3Keys<'_>, p: &mut Problems) -> Option<S3Endpoint> {
+    let S3Keys {
+        region,
+        endpoint,
+        path_style,
+        access_key_id,
+        secret_env,
+        secret_file,
+        checksums,
+    } = k;
     let secret = p.take_pathed(secret::resolve(
         &format!("{path}.secret_access_key"),
         secret_env.as_deref(),
@@ -223,7 +240,10 @@ fn s3_endpoint(
     if let Some(ep) = endpoint
         && !(ep.starts_with("http://") || ep.starts_with("https://"))
     {
-        p.push(format!("{path}.endpoint"), format!("{ep:?} must start with http:// or https://"));
+        p.push(
+            format!("{path}.endpoint"),
+            format!("{ep:?} must start with http:// or https://"),
+        );
     }
     let checksums = match checksums {
         "auto" if endpoint.is_some() => Checksums::WhenRequired,
@@ -255,7 +275,10 @@ fn validate_staging(s: &RawStaging, p: &mut Problems) -> Option<StagingSettings>
         "aes256" => Some(Sse::Aes256),
         "aws:kms" => Some(Sse::Kms(s.kms_key_id.clone())),
         other => {
-            p.push("staging.sse", format!("{other:?}: expected none, aes256 or aws:kms"));
+            p.push(
+                "staging.sse",
+                format!("{other:?}: expected none, aes256 or aws:kms"),
+            );
             None
         }
     };
@@ -264,13 +287,15 @@ fn validate_staging(s: &RawStaging, p: &mut Problems) -> Option<StagingSettings>
     }
     let s3 = s3_endpoint(
         "staging",
-        &s.region,
-        &s.endpoint,
-        s.path_style,
-        &s.access_key_id,
-        &s.secret_access_key_env,
-        &s.secret_access_key_file,
-        &s.checksums,
+        S3Keys {
+            region: &s.region,
+            endpoint: &s.endpoint,
+            path_style: s.path_style,
+            access_key_id: &s.access_key_id,
+            secret_env: &s.secret_access_key_env,
+            secret_file: &s.secret_access_key_file,
+            checksums: &s.checksums,
+        },
         p,
     );
     Some(StagingSettings {
@@ -290,8 +315,10 @@ fn validate_warehouse(w: &RawWarehouse, p: &mut Problems) -> Option<WarehouseSet
                 pg.password_file.as_deref(),
             ));
             let schema = p.take("warehouse.schema", Ident::parse(&pg.schema));
-            let connect_timeout =
-                p.take("warehouse.connect_timeout", parse_duration(&pg.connect_timeout));
+            let connect_timeout = p.take(
+                "warehouse.connect_timeout",
+                parse_duration(&pg.connect_timeout),
+            );
             Some(WarehouseSettings::Postgres(PostgresSettings {
                 host: pg.host.clone(),
                 port: pg.port,
@@ -304,7 +331,12 @@ fn validate_warehouse(w: &RawWarehouse, p: &mut Problems) -> Option<WarehouseSet
         }
         RawWarehouse::RedshiftData(r) => {
             let schema = p.take("warehouse.schema", Ident::parse(&r.schema));
-            let target = match (&r.cluster_identifier, &r.workgroup_name, &r.db_user, &r.secret_arn) {
+            let target = match (
+                &r.cluster_identifier,
+                &r.workgroup_name,
+                &r.db_user,
+                &r.secret_arn,
+            ) {
                 (Some(c), None, Some(u), None) => Some(RedshiftTarget::ClusterDbUser {
                     cluster: c.clone(),
                     db_user: u.clone(),
@@ -318,28 +350,46 @@ fn validate_warehouse(w: &RawWarehouse, p: &mut Problems) -> Option<WarehouseSet
                     secret_arn: s.clone(),
                 }),
                 (Some(_), Some(_), _, _) => {
-                    p.push("warehouse.workgroup_name", "set either cluster_identifier or workgroup_name, not both");
+                    p.push(
+                        "warehouse.workgroup_name",
+                        "set either cluster_identifier or workgroup_name, not both",
+                    );
                     None
                 }
                 (None, None, _, _) => {
-                    p.push("warehouse.cluster_identifier", "set cluster_identifier (provisioned) or workgroup_name (serverless)");
+                    p.push(
+                        "warehouse.cluster_identifier",
+                        "set cluster_identifier (provisioned) or workgroup_name (serverless)",
+                    );
                     None
                 }
                 (Some(_), None, None, None) => {
-                    p.push("warehouse.db_user", "a provisioned cluster needs db_user or secret_arn");
+                    p.push(
+                        "warehouse.db_user",
+                        "a provisioned cluster needs db_user or secret_arn",
+                    );
                     None
                 }
                 (Some(_), None, Some(_), Some(_)) => {
-                    p.push("warehouse.secret_arn", "set db_user or secret_arn, not both");
+                    p.push(
+                        "warehouse.secret_arn",
+                        "set db_user or secret_arn, not both",
+                    );
                     None
                 }
                 (None, Some(_), Some(_), _) => {
-                    p.push("warehouse.db_user", "serverless workgroups take secret_arn or IAM, not db_user");
+                    p.push(
+                        "warehouse.db_user",
+                        "serverless workgroups take secret_arn or IAM, not db_user",
+                    );
                     None
                 }
             };
             if !r.iam_role.starts_with("arn:aws") && r.iam_role != "default" {
-                p.push("warehouse.iam_role", format!("{:?} must be an IAM role ARN or \"default\"", r.iam_role));
+                p.push(
+                    "warehouse.iam_role",
+                    format!("{:?} must be an IAM role ARN or \"default\"", r.iam_role),
+                );
             }
             Some(WarehouseSettings::RedshiftData(RedshiftDataSettings {
                 region: r.region.clone(),
@@ -389,19 +439,34 @@ fn validate_source(name: &str, s: &RawSource, p: &mut Problems) -> Option<Source
                 },
                 (None, Some(pw)) => SftpAuth::Password(pw),
                 (Some(_), Some(_)) => {
-                    p.push(format!("{path}.private_key_file"), "set a private key or a password, not both");
+                    p.push(
+                        format!("{path}.private_key_file"),
+                        "set a private key or a password, not both",
+                    );
                     return None;
                 }
                 (None, None) => {
-                    p.push(format!("{path}.private_key_file"), "set private_key_file or password_env/password_file");
+                    p.push(
+                        format!("{path}.private_key_file"),
+                        "set private_key_file or password_env/password_file",
+                    );
                     return None;
                 }
             };
-            let host_key = match (&r.known_hosts_file, &r.host_key_fingerprint, r.accept_any_host_key) {
+            let host_key = match (
+                &r.known_hosts_file,
+                &r.host_key_fingerprint,
+                r.accept_any_host_key,
+            ) {
                 (Some(f), None, false) => HostKeyPolicy::KnownHosts(f.clone()),
                 (None, Some(fp), false) => {
                     if !fp.starts_with("SHA256:") {
-                        p.push(format!("{path}.host_key_fingerprint"), format!("{fp:?} must look like SHA256:… (ssh-keygen -lf KEY prints it)"));
+                        p.push(
+                            format!("{path}.host_key_fingerprint"),
+                            format!(
+                                "{fp:?} must look like SHA256:… (ssh-keygen -lf KEY prints it)"
+                            ),
+                        );
                     }
                     HostKeyPolicy::Fingerprint(fp.trim_end_matches('=').to_string())
                 }
@@ -424,14 +489,20 @@ fn validate_source(name: &str, s: &RawSource, p: &mut Problems) -> Option<Source
                 user: r.user.clone(),
                 auth,
                 host_key,
-                connect_timeout: p.take(&format!("{path}.connect_timeout"), parse_duration(&r.connect_timeout))?,
+                connect_timeout: p.take(
+                    &format!("{path}.connect_timeout"),
+                    parse_duration(&r.connect_timeout),
+                )?,
                 reads_in_flight: r.reads_in_flight.clamp(1, 256),
             })
         }
         RawSource::Ftp(r) | RawSource::Ftps(r) => {
             let tls = matches!(s, RawSource::Ftps(_));
             if !tls && (r.implicit_tls || r.ca_file.is_some()) {
-                p.push(format!("{path}.implicit_tls"), "TLS options need kind = \"ftps\"");
+                p.push(
+                    format!("{path}.implicit_tls"),
+                    "TLS options need kind = \"ftps\"",
+                );
             }
             let password = p.take_pathed(secret::resolve(
                 &format!("{path}.password"),
@@ -447,24 +518,31 @@ fn validate_source(name: &str, s: &RawSource, p: &mut Problems) -> Option<Source
                     implicit: r.implicit_tls,
                     ca_file: r.ca_file.clone(),
                 }),
-                connect_timeout: p.take(&format!("{path}.connect_timeout"), parse_duration(&r.connect_timeout))?,
+                connect_timeout: p.take(
+                    &format!("{path}.connect_timeout"),
+                    parse_duration(&r.connect_timeout),
+                )?,
             })
         }
         RawSource::S3(r) => SourceKind::S3 {
             bucket: r.bucket.clone(),
             s3: s3_endpoint(
                 &path,
-                &r.region,
-                &r.endpoint,
-                r.path_style,
-                &r.access_key_id,
-                &r.secret_access_key_env,
-                &r.secret_access_key_file,
-                "auto",
+                S3Keys {
+                    region: &r.region,
+                    endpoint: &r.endpoint,
+                    path_style: r.path_style,
+                    access_key_id: &r.access_key_id,
+                    secret_env: &r.secret_access_key_env,
+                    secret_file: &r.secret_access_key_file,
+                    checksums: "auto",
+                },
                 p,
             )?,
         },
-        RawSource::Local(r) => SourceKind::Local { root: r.root.clone() },
+        RawSource::Local(r) => SourceKind::Local {
+            root: r.root.clone(),
+        },
     };
     Some(SourceSettings {
         name: name.to_string(),
@@ -505,7 +583,11 @@ fn validate_job(
             let known: Vec<&str> = raw_sources.keys().map(String::as_str).collect();
             p.push(
                 format!("{path}.source"),
-                format!("no source named {:?} (defined: {})", j.source, known.join(", ")),
+                format!(
+                    "no source named {:?} (defined: {})",
+                    j.source,
+                    known.join(", ")
+                ),
             );
             None
         }
@@ -517,7 +599,10 @@ fn validate_job(
         "merge" => Some(LoadMode::Merge),
         "append" => Some(LoadMode::Append),
         other => {
-            p.push(format!("{path}.mode"), format!("{other:?}: expected merge or append"));
+            p.push(
+                format!("{path}.mode"),
+                format!("{other:?}: expected merge or append"),
+            );
             None
         }
     };
@@ -527,7 +612,10 @@ fn validate_job(
                 match s.as_bytes() {
                     [b] if b.is_ascii() => Some(*b),
                     _ => {
-                        p.push(format!("{path}.format.{key}"), format!("{s:?} must be one ASCII character"));
+                        p.push(
+                            format!("{path}.format.{key}"),
+                            format!("{s:?} must be one ASCII character"),
+                        );
                         None
                     }
                 }
@@ -535,7 +623,10 @@ fn validate_job(
             let delimiter = byte("delimiter", &c.delimiter, p);
             let quote = byte("quote", &c.quote, p);
             if !c.header && c.field_names.is_empty() {
-                p.push(format!("{path}.format.field_names"), "a file without a header needs field_names");
+                p.push(
+                    format!("{path}.format.field_names"),
+                    "a file without a header needs field_names",
+                );
             }
             Some(Format::Csv(CsvFormat {
                 delimiter: delimiter?,
@@ -554,7 +645,10 @@ fn validate_job(
             continue;
         };
         if !seen.insert(name.clone()) {
-            p.push(format!("{cpath}.name"), format!("column {name} is listed twice"));
+            p.push(
+                format!("{cpath}.name"),
+                format!("column {name} is listed twice"),
+            );
         }
         let column_type = p.take(&format!("{cpath}.type"), ColumnType::parse(&rc.column_type));
         let source = match (&rc.source, &rc.derived, &rc.constant) {
@@ -565,13 +659,19 @@ fn validate_job(
                 "source_line" => Some(ColumnSource::SourceLine),
                 "ingest_time" => Some(ColumnSource::IngestTime),
                 other => {
-                    p.push(format!("{cpath}.derived"), format!("{other:?}: expected source_file, source_line or ingest_time"));
+                    p.push(
+                        format!("{cpath}.derived"),
+                        format!("{other:?}: expected source_file, source_line or ingest_time"),
+                    );
                     None
                 }
             },
             (None, None, Some(c)) => Some(ColumnSource::Constant(c.clone())),
             _ => {
-                p.push(format!("{cpath}.source"), "set only one of source, derived and constant");
+                p.push(
+                    format!("{cpath}.source"),
+                    "set only one of source, derived and constant",
+                );
                 None
             }
         };
@@ -604,18 +704,27 @@ fn validate_job(
     for (i, k) in j.key.iter().enumerate() {
         if let Some(id) = p.take(&format!("{path}.key[{i}]"), Ident::parse(k)) {
             if !column_names.contains(id.as_str()) {
-                p.push(format!("{path}.key[{i}]"), format!("{id} is not one of the job's columns"));
+                p.push(
+                    format!("{path}.key[{i}]"),
+                    format!("{id} is not one of the job's columns"),
+                );
             }
             key.push(id);
         }
     }
     if mode == Some(LoadMode::Merge) && j.key.is_empty() {
-        p.push(format!("{path}.key"), "mode = \"merge\" needs key columns (or use mode = \"append\")");
+        p.push(
+            format!("{path}.key"),
+            "mode = \"merge\" needs key columns (or use mode = \"append\")",
+        );
     }
     let order_by = j.order_by.as_ref().and_then(|o| {
         let id = p.take(&format!("{path}.order_by"), Ident::parse(o))?;
         if !column_names.contains(id.as_str()) {
-            p.push(format!("{path}.order_by"), format!("{id} is not one of the job's columns"));
+            p.push(
+                format!("{path}.order_by"),
+                format!("{id} is not one of the job's columns"),
+            );
         }
         Some(id)
     });
@@ -628,11 +737,17 @@ fn validate_job(
         if let Some(k) = &dkey
             && !column_names.contains(k.as_str())
         {
-            p.push(format!("{dpath}.key"), format!("{k} is not one of the job's columns"));
+            p.push(
+                format!("{dpath}.key"),
+                format!("{k} is not one of the job's columns"),
+            );
         }
         let mut cols = Vec::new();
         for (ci, c) in d.columns.iter().enumerate() {
-            let name = p.take(&format!("{dpath}.columns[{ci}].name"), Ident::parse(&c.name));
+            let name = p.take(
+                &format!("{dpath}.columns[{ci}].name"),
+                Ident::parse(&c.name),
+            );
             let from = p.take(
                 &format!("{dpath}.columns[{ci}].from"),
                 Ident::parse(c.from.as_deref().unwrap_or(&c.name)),
@@ -640,38 +755,64 @@ fn validate_job(
             if let Some(f) = &from
                 && !column_names.contains(f.as_str())
             {
-                p.push(format!("{dpath}.columns[{ci}].from"), format!("{f} is not one of the job's columns"));
+                p.push(
+                    format!("{dpath}.columns[{ci}].from"),
+                    format!("{f} is not one of the job's columns"),
+                );
             }
             if let (Some(n), Some(f)) = (name, from) {
                 cols.push((n, f));
             }
         }
         if let (Some(table), Some(key)) = (table, dkey) {
-            dimensions.push(Dimension { table, key, columns: cols });
+            dimensions.push(Dimension {
+                table,
+                key,
+                columns: cols,
+            });
         }
     }
 
-    let min_age = p.take(&format!("{path}.settle.min_age"), parse_duration(&j.settle.min_age));
-    let temp_patterns = glob_set(&format!("{path}.settle.temp_patterns"), &j.settle.temp_patterns, p);
+    let min_age = p.take(
+        &format!("{path}.settle.min_age"),
+        parse_duration(&j.settle.min_age),
+    );
+    let temp_patterns = glob_set(
+        &format!("{path}.settle.temp_patterns"),
+        &j.settle.temp_patterns,
+        p,
+    );
     if let Some(m) = &j.settle.marker_suffix
         && (m.is_empty() || m.contains('/'))
     {
-        p.push(format!("{path}.settle.marker_suffix"), format!("{m:?} must be a non-empty suffix like .done"));
+        p.push(
+            format!("{path}.settle.marker_suffix"),
+            format!("{m:?} must be a non-empty suffix like .done"),
+        );
     }
     let on_success = match (j.on_success.action.as_str(), &j.on_success.to) {
         ("keep", None) => Some(Finalize::Keep),
         ("delete", None) => Some(Finalize::Delete),
         ("move", Some(to)) if !to.trim().is_empty() => Some(Finalize::Move(to.clone())),
         ("move", _) => {
-            p.push(format!("{path}.on_success.to"), "action = \"move\" needs a folder in `to`");
+            p.push(
+                format!("{path}.on_success.to"),
+                "action = \"move\" needs a folder in `to`",
+            );
             None
         }
         ("keep" | "delete", Some(_)) => {
-            p.push(format!("{path}.on_success.to"), "`to` is only used with action = \"move\"");
+            p.push(
+                format!("{path}.on_success.to"),
+                "`to` is only used with action = \"move\"",
+            );
             None
         }
         (other, _) => {
-            p.push(format!("{path}.on_success.action"), format!("{other:?}: expected keep, delete or move"));
+            p.push(
+                format!("{path}.on_success.action"),
+                format!("{other:?}: expected keep, delete or move"),
+            );
             None
         }
     };

@@ -356,7 +356,10 @@ impl ColumnType {
     pub fn parse(text: &str) -> Result<ColumnType, String> {
         let t = text.trim().to_ascii_lowercase().replace(' ', "");
         let args = |prefix: &str| -> Option<Vec<u32>> {
-            let inner = t.strip_prefix(prefix)?.strip_prefix('(')?.strip_suffix(')')?;
+            let inner = t
+                .strip_prefix(prefix)?
+                .strip_prefix('(')?
+                .strip_suffix(')')?;
             inner.split(',').map(|n| n.parse().ok()).collect()
         };
         let ty = match t.as_str() {
@@ -381,7 +384,9 @@ impl ColumnType {
                         _ => return Err(format!("{text}: expected decimal(p,s)")),
                     };
                     if !(1..=38).contains(&p) || s > p {
-                        return Err(format!("{text}: precision must be 1 to 38 and scale at most the precision"));
+                        return Err(format!(
+                            "{text}: precision must be 1 to 38 and scale at most the precision"
+                        ));
                     }
                     ColumnType::Decimal(p as u8, s as u8)
                 } else {

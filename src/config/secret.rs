@@ -82,8 +82,12 @@ mod tests {
 
     #[test]
     fn missing_env_var_is_named() {
-        let err = resolve("sources.a.password", Some("FERRY_TEST_SURELY_UNSET_VAR"), None)
-            .unwrap_err();
+        let err = resolve(
+            "sources.a.password",
+            Some("FERRY_TEST_SURELY_UNSET_VAR"),
+            None,
+        )
+        .unwrap_err();
         assert!(err.contains("FERRY_TEST_SURELY_UNSET_VAR"), "{err}");
         assert!(err.starts_with("sources.a.password_env"), "{err}");
     }
@@ -93,7 +97,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pw");
         std::fs::write(&path, "s3cret\n").unwrap();
-        let got = resolve("x", None, Some(path.to_str().unwrap())).unwrap().unwrap();
+        let got = resolve("x", None, Some(path.to_str().unwrap()))
+            .unwrap()
+            .unwrap();
         assert_eq!(got.expose(), "s3cret");
     }
 }

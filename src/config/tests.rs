@@ -1,0 +1,171 @@
+//! Config parsing and validation: every error names its key path.
+
+use super::*;
+
+const MINIMAL: &str = r#"
+[staging]
+bucket = "b"
+
+[warehouse]
+kind = "postgres"
+
+[sources.s]
+kind = "local"
+root = "/tmp"
+
+[[jobs]]
+name = "j"
+source = "s"
+path = "/in"
+target = "t"
+key = ["id"]
+columns = [ { name = "id", type = "bigint" } ]
+"#;
+
+fn err(text: &str) -> String {
+    from_toml_str(text).unwrap_err().to_string()
+}
+
+#[test]
+fn minimal_config_gets_sensible_defaults() {
+    let c = from_toml_str(MINIMAL).unwrap();
+    assert_eq!(c.daemon.poll_interval, Duration::from_secs(30));
+    assert_eq!(c.daemon.concurrency, 4);
+    assert_eq!(c.staging.prefix, "ferry");
+    assert_eq!(c.staging.s3.checksums, Checksums::WhenSupported);
+    let j = &c.jobs[0];
+    assert_eq!(j.mode, LoadMode::Merge);
+    assert_eq!(j.on_success, Finalize::Keep);
+    assert_eq!(j.settle.min_age, Duration::from_secs(30));
+    assert!(j.settle.temp_patterns.is_match("x.csv.part"));
+    assert!(j.settle.temp_patterns.is_match(".hidden.csv"));
+    assert!(j.pattern.is_match("anything.csv"));
+    assert_eq!(c.warehouse.schema().as_str(), "public");
+}
+
+#[test]
+fn a_misspelled_key_is_rejected_with_its_name() {
+    let e = err(&MINIMAL.replace("[staging]", "[daemon]\npol_interval = \"5s\"\n\n[staging]"));
+    assert!(e.contains("pol_interval"), "{e}");
+    assert!(e.contains("unknown field"), "{e}");
+}
+
+#[test]
+fn a_misspelled_key_in_a_job_is_rejected() {
+    let e = err(&MINIMAL.replace("target = \"t\"", "target = \"t\"\ntargte = \"x\""));
+    assert!(e.contains("targte"), "{e}");
+}
+
+#[test]
+fn validation_names_the_key_path_and_collects_every_problem() {
+    let text = MINIMAL
+        .replace(
+            "[staging]",
+            "[daemon]\npoll_interval = \"soon\"\n\n[staging]",
+        )
+        .replace("type = \"bigint\"", "type = \"bigint(3)\"")
+        .replace("key = [\"id\"]", "key = [\"idd\"]");
+    let e = err(&text);
+    assert!(
+        e.contains("daemon.poll_interval: \"soon\" is not a duration"),
+        "{e}"
+    );
+    assert!(
+        e.contains("jobs[0].columns[0].type: unknown type \"bigint(3)\""),
+        "{e}"
+    );
+    assert!(
+        e.contains("jobs[0].key[0]: idd is not one of the job's columns"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_missing_secret_env_var_is_named() {
+    let text = MINIMAL.replace(
+        "kind = \"postgres\"",
+        "kind = \"postgres\"\npassword_env = \"FERRY_TEST_SURELY_UNSET_PG_PASSWORD\"",
+    );
+    let e = err(&text);
+    assert!(e.contains("warehouse.password_env: environment variable FERRY_TEST_SURELY_UNSET_PG_PASSWORD is not set"), "{e}");
+}
+
+#[test]
+fn unknown_source_and_bad_identifiers_are_reported() {
+    let e = err(&MINIMAL
+        .replace("source = \"s\"", "source = \"nope\"")
+        .replace("target = \"t\"", "target = \"Bad-Name\""));
+    assert!(
+        e.contains("jobs[0].source: no source named \"nope\" (defined: s)"),
+        "{e}"
+    );
+    assert!(
+        e.contains("jobs[0].target: \"Bad-Name\" is not a valid identifier"),
+        "{e}"
+    );
+}
+
+#[test]
+fn sftp_requires_a_host_key_check() {
+    let text = MINIMAL.replace(
+        "kind = \"local\"\nroot = \"/tmp\"",
+        "kind = \"sftp\"\nhost = \"h\"\nuser = \"u\"\nprivate_key_file = \"/k\"",
+    );
+    let e = err(&text);
+    assert!(
+        e.contains("sources.s.known_hosts_file: set known_hosts_file or host_key_fingerprint"),
+        "{e}"
+    );
+}
+
+#[test]
+fn merge_needs_a_key_and_move_needs_a_folder() {
+    let text = MINIMAL.replace("key = [\"id\"]\n", "on_success = { action = \"move\" }\n");
+    let e = err(&text);
+    assert!(
+        e.contains("jobs[0].key: mode = \"merge\" needs key columns"),
+        "{e}"
+    );
+    assert!(
+        e.contains("jobs[0].on_success.to: action = \"move\" needs a folder"),
+        "{e}"
+    );
+}
+
+#[test]
+fn durations_parse() {
+    assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+    assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+    assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
+    assert!(parse_duration("5 parsecs").is_err());
+}
+
+#[test]
+fn column_types_parse() {
+    assert_eq!(
+        ColumnType::parse("VARCHAR(12)").unwrap(),
+        ColumnType::Varchar(12)
+    );
+    assert_eq!(
+        ColumnType::parse("decimal(12, 2)").unwrap(),
+        ColumnType::Decimal(12, 2)
+    );
+    assert_eq!(ColumnType::parse("integer").unwrap(), ColumnType::Int);
+    assert!(ColumnType::parse("varchar(70000)").is_err());
+    assert!(ColumnType::parse("decimal(2,3)").is_err());
+}
+
+#[test]
+fn secrets_do_not_show_in_debug_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("pw");
+    std::fs::write(&f, "very-secret-value").unwrap();
+    let text = MINIMAL.replace(
+        "kind = \"postgres\"",
+        &format!("kind = \"postgres\"\npassword_file = \"{}\"", f.display()),
+    );
+    let c = from_toml_str(&text).unwrap();
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("very-secret-value"));
+    assert!(shown.contains("***"));
+}

@@ -7,14 +7,17 @@
 
 use crate::error::Result;
 use crate::pipeline::{Runtime, run_pass};
-use std::future::Future;
 use tokio_util::sync::CancellationToken;
 
 /// Polls until `shutdown` is cancelled.
 pub async fn run(rt: &Runtime, shutdown: CancellationToken) -> Result<()> {
     let interval = rt.config.daemon.poll_interval;
     let grace = rt.config.daemon.grace_period;
-    tracing::info!(jobs = rt.config.jobs.len(), poll_interval_s = interval.as_secs(), "ferry daemon started");
+    tracing::info!(
+        jobs = rt.config.jobs.len(),
+        poll_interval_s = interval.as_secs(),
+        "ferry daemon started"
+    );
     loop {
         let pass = run_pass(rt, None);
         tokio::pin!(pass);
@@ -30,8 +33,18 @@ pub async fn run(rt: &Runtime, shutdown: CancellationToken) -> Result<()> {
             }
         };
         match report {
-            Ok(r) if r.has_failures() => tracing::warn!(loaded = r.loaded.len(), failed = r.failed.len(), job_errors = r.job_errors.len(), "pass finished with failures"),
-            Ok(r) => tracing::debug!(loaded = r.loaded.len(), skipped = r.skipped, waiting = r.waiting, "pass finished"),
+            Ok(r) if r.has_failures() => tracing::warn!(
+                loaded = r.loaded.len(),
+                failed = r.failed.len(),
+                job_errors = r.job_errors.len(),
+                "pass finished with failures"
+            ),
+            Ok(r) => tracing::debug!(
+                loaded = r.loaded.len(),
+                skipped = r.skipped,
+                waiting = r.waiting,
+                "pass finished"
+            ),
             Err(e) => tracing::error!(error = %e.chain(), "pass failed"),
         }
         tokio::select! {
@@ -44,21 +57,19 @@ pub async fn run(rt: &Runtime, shutdown: CancellationToken) -> Result<()> {
 }
 
 /// Resolves when the process receives SIGTERM or SIGINT.
-pub fn shutdown_signal() -> impl Future<Output = ()> {
-    async {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("installing a SIGTERM handler");
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
         }
-        #[cfg(not(unix))]
-        {
-            let _ = ctrl_c.await;
-        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
     }
 }

@@ -28,7 +28,10 @@ impl FileVersion {
     /// A short stable id of this version, for staging keys.
     pub fn short_id(&self) -> String {
         use sha2::{Digest, Sha256};
-        let digest = Sha256::digest(format!("{}\0{}\0{}\0{}", self.job, self.path, self.size, self.mtime));
+        let digest = Sha256::digest(format!(
+            "{}\0{}\0{}\0{}",
+            self.job, self.path, self.size, self.mtime
+        ));
         hex::encode(&digest[..6])
     }
 }
@@ -145,7 +148,17 @@ impl LedgerSql {
                 let b = r * 11;
                 format!(
                     "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, now())",
-                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8,
+                    b + 9,
+                    b + 10,
+                    b + 11
                 )
             })
             .collect();
@@ -189,13 +202,24 @@ mod tests {
     fn tables_are_schema_qualified_and_quoted() {
         let l = LedgerSql::new(&Ident::parse("ferry_test").unwrap());
         assert_eq!(l.lock(), "LOCK TABLE \"ferry_test\".\"ferry_files\"");
-        assert!(l.insert_errors(2).ends_with("($12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, now())"));
+        assert!(
+            l.insert_errors(2)
+                .ends_with("($12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, now())")
+        );
     }
 
     #[test]
     fn version_ids_differ_by_mtime() {
-        let a = FileVersion { job: "j".into(), path: "/a".into(), size: 1, mtime: 1 };
-        let b = FileVersion { mtime: 2, ..a.clone() };
+        let a = FileVersion {
+            job: "j".into(),
+            path: "/a".into(),
+            size: 1,
+            mtime: 1,
+        };
+        let b = FileVersion {
+            mtime: 2,
+            ..a.clone()
+        };
         assert_ne!(a.short_id(), b.short_id());
         assert_eq!(a.short_id().len(), 12);
     }

@@ -78,7 +78,10 @@ pub fn coerce(value: &str, ty: ColumnType) -> Result<Cow<'_, str>, CoerceError> 
         ColumnType::Boolean => match value.to_ascii_lowercase().as_str() {
             "true" | "t" | "1" | "yes" | "y" => Ok(Cow::Borrowed("true")),
             "false" | "f" | "0" | "no" | "n" => Ok(Cow::Borrowed("false")),
-            _ => Err(err(1207, format!("{value:?} is not a boolean (true/false, t/f, 1/0, yes/no)"))),
+            _ => Err(err(
+                1207,
+                format!("{value:?} is not a boolean (true/false, t/f, 1/0, yes/no)"),
+            )),
         },
         ColumnType::Date => NaiveDate::parse_from_str(value, "%Y-%m-%d")
             .map(|d| Cow::Owned(d.format("%Y-%m-%d").to_string()))
@@ -116,13 +119,19 @@ fn check_decimal(value: &str, p: u8, s: u8) -> Result<(), CoerceError> {
     if int_digits > (p - s) as usize {
         return Err(err(
             1216,
-            format!("{value:?} has {int_digits} integer digits; decimal({p},{s}) allows {}", p - s),
+            format!(
+                "{value:?} has {int_digits} integer digits; decimal({p},{s}) allows {}",
+                p - s
+            ),
         ));
     }
     if frac.len() > s as usize {
         return Err(err(
             1216,
-            format!("{value:?} has {} decimal places; decimal({p},{s}) allows {s}", frac.len()),
+            format!(
+                "{value:?} has {} decimal places; decimal({p},{s}) allows {s}",
+                frac.len()
+            ),
         ));
     }
     Ok(())
@@ -140,7 +149,10 @@ mod tests {
         assert_eq!(got, "2026-03-01 10:00:00.000000+00");
         let got = coerce("2026-03-01T10:00:00.5Z", ColumnType::Timestamp).unwrap();
         assert_eq!(got, "2026-03-01 10:00:00.500000");
-        assert_eq!(coerce("yesterday", ColumnType::Timestamp).unwrap_err().code, 1206);
+        assert_eq!(
+            coerce("yesterday", ColumnType::Timestamp).unwrap_err().code,
+            1206
+        );
     }
 
     #[test]

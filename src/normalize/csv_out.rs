@@ -8,8 +8,7 @@ pub const NULL_MARKER: &str = "\\N";
 fn needs_quotes(v: &str) -> bool {
     v.is_empty()
         || v == NULL_MARKER
-        || v.bytes()
-            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+        || v.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
         || v.starts_with(' ')
         || v.ends_with(' ')
 }
@@ -54,11 +53,17 @@ mod tests {
 
     #[test]
     fn null_and_empty_stay_distinct() {
-        assert_eq!(line(&[None, Some(""), Some("\\N"), Some("x")]), "\\N,\"\",\"\\N\",x\n");
+        assert_eq!(
+            line(&[None, Some(""), Some("\\N"), Some("x")]),
+            "\\N,\"\",\"\\N\",x\n"
+        );
     }
 
     #[test]
     fn quotes_and_newlines_are_quoted() {
-        assert_eq!(line(&[Some("a\"b"), Some("l1\nl2"), Some("c,d")]), "\"a\"\"b\",\"l1\nl2\",\"c,d\"\n");
+        assert_eq!(
+            line(&[Some("a\"b"), Some("l1\nl2"), Some("c,d")]),
+            "\"a\"\"b\",\"l1\nl2\",\"c,d\"\n"
+        );
     }
 }

@@ -87,7 +87,9 @@ pub enum NormalizeError {
         source: io::Error,
     },
     /// A mapped field is not in the file's header.
-    #[error("{path}: field {field:?} (for column {column}) is not in the header; the header has: {header}")]
+    #[error(
+        "{path}: field {field:?} (for column {column}) is not in the header; the header has: {header}"
+    )]
     MissingField {
         /// File.
         path: String,
@@ -127,6 +129,17 @@ fn cap(s: &str) -> String {
     s[..end].to_string()
 }
 
+/// Field `i` of `record`, without the `\r` a CRLF line end leaves on the
+/// last field.
+fn field(record: &csv::StringRecord, i: usize) -> &str {
+    let v = &record[i];
+    if i + 1 == record.len() {
+        v.strip_suffix('\r').unwrap_or(v)
+    } else {
+        v
+    }
+}
+
 /// How each target column gets its value in one file.
 enum Plan {
     Field(usize),
@@ -159,6 +172,9 @@ pub fn normalize<R: Read, W: Write>(
             .quote(fmt.quote)
             .has_headers(false)
             .flexible(true)
+            // Records end at `\n` only, so that positions count physical
+            // lines in CRLF files too; `field` strips the `\r`.
+            .terminator(csv::Terminator::Any(b'\n'))
             .from_reader(&mut hashing);
         let mut out = io::BufWriter::with_capacity(256 * 1024, output);
         let read_err = |path: &str, e: csv::Error| NormalizeError::Read {
@@ -172,11 +188,14 @@ pub fn normalize<R: Read, W: Write>(
         let mut record = csv::StringRecord::new();
         let header: Vec<String> = if fmt.header {
             match reader.read_record(&mut record) {
-                Ok(true) => record
-                    .iter()
-                    .enumerate()
-                    .map(|(i, h)| {
-                        let h = if i == 0 { h.trim_start_matches('\u{feff}') } else { h };
+                Ok(true) => (0..record.len())
+                    .map(|i| {
+                        let h = field(&record, i);
+                        let h = if i == 0 {
+                            h.trim_start_matches('\u{feff}')
+                        } else {
+                            h
+                        };
                         h.trim().to_string()
                     })
                     .collect(),
@@ -220,12 +239,12 @@ pub fn normalize<R: Read, W: Write>(
                 Err(e) => return Err(read_err(&ctx.path, e)),
             }
             let line = record.position().map_or(0, |p| p.line());
-            if record.len() == 1 && record[0].is_empty() {
+            if record.len() == 1 && field(&record, 0).is_empty() {
                 continue; // blank line
             }
             let raw_line = || {
-                cap(&record
-                    .iter()
+                cap(&(0..record.len())
+                    .map(|i| field(&record, i))
                     .collect::<Vec<_>>()
                     .join(&(fmt.delimiter as char).to_string()))
             };
@@ -235,7 +254,11 @@ pub fn normalize<R: Read, W: Write>(
                     stats.errors.push(RowError {
                         line,
                         column: None,
-                        code: if record.len() > header.len() { 1202 } else { 1203 },
+                        code: if record.len() > header.len() {
+                            1202
+                        } else {
+                            1203
+                        },
                         reason: format!(
                             "record has {} fields; the header has {}",
                             record.len(),
@@ -251,9 +274,15 @@ pub fn normalize<R: Read, W: Write>(
             let mut failure: Option<RowError> = None;
             for (col, how) in job.columns.iter().zip(&plan) {
                 let raw: Option<String> = match how {
-                    Plan::Field(i) => record.get(*i).map(|v| {
-                        if col.trim { v.trim().to_string() } else { v.to_string() }
-                    }),
+                    Plan::Field(i) if *i < record.len() => {
+                        let v = field(&record, *i);
+                        Some(if col.trim {
+                            v.trim().to_string()
+                        } else {
+                            v.to_string()
+                        })
+                    }
+                    Plan::Field(_) => None,
                     Plan::Missing => None,
                     Plan::SourceFile => Some(ctx.path.clone()),
                     Plan::SourceLine => Some(line.to_string()),
@@ -261,7 +290,15 @@ pub fn normalize<R: Read, W: Write>(
                     Plan::Constant(c) => Some(c.clone()),
                 };
                 let raw = match raw {
-                    Some(v) if v.is_empty() && !matches!(col.column_type, crate::config::ColumnType::Varchar(_)) => None,
+                    Some(v)
+                        if v.is_empty()
+                            && !matches!(
+                                col.column_type,
+                                crate::config::ColumnType::Varchar(_)
+                            ) =>
+                    {
+                        None
+                    }
                     Some(v) if v.is_empty() && col.required => None,
                     other => other,
                 };
@@ -272,7 +309,10 @@ pub fn normalize<R: Read, W: Write>(
                             line,
                             column: Some(col.name.to_string()),
                             code: 1213,
-                            reason: format!("column {} is required but the value is missing or empty", col.name),
+                            reason: format!(
+                                "column {} is required but the value is missing or empty",
+                                col.name
+                            ),
                             raw_line: raw_line(),
                             raw_value: Some(String::new()),
                         });
@@ -305,12 +345,12 @@ pub fn normalize<R: Read, W: Write>(
             }
             let line_text = line.to_string();
             let extra = [Some(ctx.path.as_str()), Some(line_text.as_str())];
-            write_record(&mut out, values.iter().map(|v| v.as_deref()).chain(extra)).map_err(|source| {
-                NormalizeError::Write {
+            write_record(&mut out, values.iter().map(|v| v.as_deref()).chain(extra)).map_err(
+                |source| NormalizeError::Write {
                     path: ctx.path.clone(),
                     source,
-                }
-            })?;
+                },
+            )?;
             stats.rows += 1;
         }
         out.flush().map_err(|source| NormalizeError::Write {

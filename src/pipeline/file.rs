@@ -57,7 +57,10 @@ pub async fn process_file(
                 format!(
                     "; first: line {}{}: {}",
                     e.line,
-                    e.column.as_deref().map(|c| format!(" column {c}")).unwrap_or_default(),
+                    e.column
+                        .as_deref()
+                        .map(|c| format!(" column {c}"))
+                        .unwrap_or_default(),
                     e.reason
                 )
             })
@@ -89,9 +92,11 @@ pub async fn process_file(
         error,
         stats: Some(stats.clone()),
     };
-    retry(RetryPolicy::default(), "upload", || rt.stager.upload_file(staged.path(), &key))
-        .await
-        .map_err(with_stats)?;
+    retry(RetryPolicy::default(), "upload", || {
+        rt.stager.upload_file(staged.path(), &key)
+    })
+    .await
+    .map_err(with_stats)?;
     drop(staged);
     let file = StagedFile {
         version,
@@ -126,7 +131,9 @@ async fn fetch_and_normalize(
         .map_err(|e| Error::transient("cannot open the local staging file").with_source(e))?;
     let ctx = FileContext {
         path: entry.path.clone(),
-        ingest_time: chrono::Utc::now().format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+        ingest_time: chrono::Utc::now()
+            .format("%Y-%m-%d %H:%M:%S%.6f")
+            .to_string(),
     };
     let job = job.clone();
     let stats = tokio::task::spawn_blocking(move || -> Result<NormalizeStats> {
@@ -145,6 +152,8 @@ async fn fetch_and_normalize(
         Ok(stats)
     })
     .await
-    .map_err(|e| Error::new(ErrorKind::Permanent, "normalize stopped unexpectedly").with_source(e))??;
+    .map_err(|e| {
+        Error::new(ErrorKind::Permanent, "normalize stopped unexpectedly").with_source(e)
+    })??;
     Ok((stats, staged))
 }

@@ -88,7 +88,9 @@ pub async fn run_pass(rt: &Runtime, only: Option<&str>) -> Result<PassReport> {
     if let Some(name) = only
         && !rt.config.jobs.iter().any(|j| j.name == name)
     {
-        return Err(Error::config(format!("no job named {name:?} in the configuration")));
+        return Err(Error::config(format!(
+            "no job named {name:?} in the configuration"
+        )));
     }
     for job in &rt.config.jobs {
         if only.is_some_and(|n| n != job.name) {
@@ -164,7 +166,14 @@ async fn run_job(rt: &Runtime, job: &Arc<Job>, report: &mut PassReport) -> Resul
         match process_file(rt, job, &*src, &entry).await {
             Ok(p) => match p.outcome {
                 LoadOutcome::Loaded { rows, .. } => {
-                    telemetry::file_loaded(&job.name, &entry.path, rows, p.rejected, entry.size, started.elapsed());
+                    telemetry::file_loaded(
+                        &job.name,
+                        &entry.path,
+                        rows,
+                        p.rejected,
+                        entry.size,
+                        started.elapsed(),
+                    );
                     finalize(rt, job, &*src, &version).await;
                     report.loaded.push(LoadedFile {
                         job: job.name.clone(),
@@ -175,7 +184,11 @@ async fn run_job(rt: &Runtime, job: &Arc<Job>, report: &mut PassReport) -> Resul
                     loaded += 1;
                 }
                 LoadOutcome::AlreadyLoaded => {
-                    telemetry::file_skipped(&job.name, &entry.path, "loaded meanwhile by another pass");
+                    telemetry::file_skipped(
+                        &job.name,
+                        &entry.path,
+                        "loaded meanwhile by another pass",
+                    );
                     skipped += 1;
                 }
             },
@@ -187,9 +200,13 @@ async fn run_job(rt: &Runtime, job: &Arc<Job>, report: &mut PassReport) -> Resul
                         Some(s) => (Some(s.sha256.as_str()), s.rejected, s.errors.as_slice()),
                         None => (None, 0, &[][..]),
                     };
-                    rt.warehouse.record_failed(&version, sha, rejected, &chain, errors).await?;
+                    rt.warehouse
+                        .record_failed(&version, sha, rejected, &chain, errors)
+                        .await?;
                 }
-                report.failed.push((job.name.clone(), entry.path.clone(), chain));
+                report
+                    .failed
+                    .push((job.name.clone(), entry.path.clone(), chain));
                 failed += 1;
             }
         }

@@ -36,12 +36,12 @@ impl Source for LocalSource {
             let full = self.full(&remote_dir);
             let mut rd = tokio::fs::read_dir(&full)
                 .await
-                .context(ErrorKind::Transient, || format!("cannot list {}", full.display()))?;
-            while let Some(entry) = rd
-                .next_entry()
-                .await
-                .context(ErrorKind::Transient, || format!("cannot list {}", full.display()))?
-            {
+                .context(ErrorKind::Transient, || {
+                    format!("cannot list {}", full.display())
+                })?;
+            while let Some(entry) = rd.next_entry().await.context(ErrorKind::Transient, || {
+                format!("cannot list {}", full.display())
+            })? {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let meta = entry.metadata().await.context(ErrorKind::Transient, || {
                     format!("cannot stat {}", entry.path().display())
@@ -74,7 +74,9 @@ impl Source for LocalSource {
         let full = self.full(path);
         let f = tokio::fs::File::open(&full)
             .await
-            .context(ErrorKind::Transient, || format!("cannot open {}", full.display()))?;
+            .context(ErrorKind::Transient, || {
+                format!("cannot open {}", full.display())
+            })?;
         Ok(Box::new(f))
     }
 
@@ -85,19 +87,25 @@ impl Source for LocalSource {
             Finalize::Delete => {
                 tokio::fs::remove_file(&full)
                     .await
-                    .context(ErrorKind::Transient, || format!("cannot delete {}", full.display()))?;
+                    .context(ErrorKind::Transient, || {
+                        format!("cannot delete {}", full.display())
+                    })?;
                 Ok(None)
             }
             Finalize::Move(to) => {
                 let dir = self.full(to);
                 tokio::fs::create_dir_all(&dir)
                     .await
-                    .context(ErrorKind::Transient, || format!("cannot create {}", dir.display()))?;
+                    .context(ErrorKind::Transient, || {
+                        format!("cannot create {}", dir.display())
+                    })?;
                 let name = free_name(super::file_name(path), |n| Path::new(&dir.join(n)).exists());
                 let dest = dir.join(&name);
-                tokio::fs::rename(&full, &dest).await.context(ErrorKind::Transient, || {
-                    format!("cannot move {} to {}", full.display(), dest.display())
-                })?;
+                tokio::fs::rename(&full, &dest)
+                    .await
+                    .context(ErrorKind::Transient, || {
+                        format!("cannot move {} to {}", full.display(), dest.display())
+                    })?;
                 Ok(Some(join(to, &name)))
             }
         }

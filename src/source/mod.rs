@@ -55,7 +55,9 @@ pub trait Source: Send + Sync {
 /// Connects to `settings`.
 pub async fn connect(settings: &Arc<SourceSettings>) -> Result<Box<dyn Source>> {
     match &settings.kind {
-        SourceKind::Sftp(s) => Ok(Box::new(sftp::SftpSource::connect(&settings.name, s).await?)),
+        SourceKind::Sftp(s) => Ok(Box::new(
+            sftp::SftpSource::connect(&settings.name, s).await?,
+        )),
         SourceKind::Local { root } => Ok(Box::new(local::LocalSource::new(root)?)),
         SourceKind::Ftp(_) | SourceKind::S3 { .. } => Err(Error::config(format!(
             "source {} ({}): this kind is not supported by this build of ferry yet; use sftp or local",

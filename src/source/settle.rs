@@ -101,7 +101,12 @@ mod tests {
     #[test]
     fn temp_names_and_young_files_wait() {
         let (ready, waiting) = split(
-            vec![entry("/in/a.csv", 0), entry("/in/b.csv.part", 0), entry("/in/.c.csv", 0), entry("/in/d.csv", 95)],
+            vec![
+                entry("/in/a.csv", 0),
+                entry("/in/b.csv.part", 0),
+                entry("/in/.c.csv", 0),
+                entry("/in/d.csv", 95),
+            ],
             &settle(10, None),
             100,
         );
@@ -114,7 +119,11 @@ mod tests {
     #[test]
     fn marker_gates_its_file_and_is_never_loaded() {
         let (ready, waiting) = split(
-            vec![entry("/in/a.csv", 0), entry("/in/a.csv.done", 0), entry("/in/b.csv", 0)],
+            vec![
+                entry("/in/a.csv", 0),
+                entry("/in/a.csv.done", 0),
+                entry("/in/b.csv", 0),
+            ],
             &settle(0, Some(".done")),
             100,
         );

@@ -65,7 +65,9 @@ impl HostKeyCheck {
                     Err(russh::keys::Error::KeyChanged { line }) => Err(format!(
                         "HOST KEY CHANGED: {target} now presents {algo} {seen}, which differs from line {line} of {file}; this can be an attack: refuse until the change is verified, then replace that line"
                     )),
-                    Err(e) => Err(format!("cannot check host key of {target} against {file}: {e}")),
+                    Err(e) => Err(format!(
+                        "cannot check host key of {target} against {file}: {e}"
+                    )),
                 }
             }
         }
@@ -93,7 +95,10 @@ impl russh::client::Handler for HostKeyCheck {
     }
 }
 
-fn sftp_err(kind: ErrorKind, what: String) -> impl FnOnce(russh_sftp::client::error::Error) -> Error {
+fn sftp_err(
+    kind: ErrorKind,
+    what: String,
+) -> impl FnOnce(russh_sftp::client::error::Error) -> Error {
     move |e| {
         let kind = match &e {
             russh_sftp::client::error::Error::Status(s)
@@ -142,7 +147,10 @@ impl SftpSource {
                 if let Some(reason) = refusal.lock().expect("refusal lock").take() {
                     return Err(Error::permanent(format!("source {name}: {reason}")));
                 }
-                return Err(Error::transient(format!("source {name}: cannot connect to sftp {addr}")).with_source(e));
+                return Err(Error::transient(format!(
+                    "source {name}: cannot connect to sftp {addr}"
+                ))
+                .with_source(e));
             }
             Ok(Ok(h)) => h,
         };
@@ -173,11 +181,15 @@ impl SftpSource {
         let channel = ssh
             .channel_open_session()
             .await
-            .context(ErrorKind::Transient, || format!("source {name}: cannot open an SSH channel on {addr}"))?;
+            .context(ErrorKind::Transient, || {
+                format!("source {name}: cannot open an SSH channel on {addr}")
+            })?;
         channel
             .request_subsystem(true, "sftp")
             .await
-            .context(ErrorKind::Transient, || format!("source {name}: {addr} refused the sftp subsystem"))?;
+            .context(ErrorKind::Transient, || {
+                format!("source {name}: {addr} refused the sftp subsystem")
+            })?;
         let cfg = russh_sftp::client::Config {
             max_concurrent_reads: s.reads_in_flight,
             request_timeout_secs: 30,
@@ -185,7 +197,10 @@ impl SftpSource {
         };
         let sftp = SftpSession::new_with_config(channel.into_stream(), cfg)
             .await
-            .map_err(sftp_err(ErrorKind::Transient, format!("source {name}: sftp {addr} did not start the SFTP session")))?;
+            .map_err(sftp_err(
+                ErrorKind::Transient,
+                format!("source {name}: sftp {addr} did not start the SFTP session"),
+            ))?;
         Ok(SftpSource {
             name: name.to_string(),
             addr,
@@ -195,7 +210,10 @@ impl SftpSource {
     }
 
     fn what(&self, verb: &str, path: &str) -> String {
-        format!("source {}: cannot {verb} {path} on sftp {}", self.name, self.addr)
+        format!(
+            "source {}: cannot {verb} {path} on sftp {}",
+            self.name, self.addr
+        )
     }
 
     async fn exists(&self, path: &str) -> Result<bool> {
@@ -216,7 +234,10 @@ impl Source for SftpSource {
                 .sftp
                 .read_dir(remote_dir.clone())
                 .await
-                .map_err(sftp_err(ErrorKind::Transient, self.what("list", &remote_dir)))?;
+                .map_err(sftp_err(
+                    ErrorKind::Transient,
+                    self.what("list", &remote_dir),
+                ))?;
             for entry in entries {
                 let name = entry.file_name();
                 if name == "." || name == ".." {
@@ -264,10 +285,10 @@ impl Source for SftpSource {
             }
             Finalize::Move(to) => {
                 if !self.exists(to).await? {
-                    self.sftp
-                        .create_dir(to.clone())
-                        .await
-                        .map_err(sftp_err(ErrorKind::Transient, self.what("create folder", to)))?;
+                    self.sftp.create_dir(to.clone()).await.map_err(sftp_err(
+                        ErrorKind::Transient,
+                        self.what("create folder", to),
+                    ))?;
                 }
                 let base = super::file_name(path);
                 let mut taken = std::collections::HashSet::new();

@@ -48,9 +48,9 @@ where
     use aws_sdk_s3::error::SdkError;
     move |e| {
         let kind = match &e {
-            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-                ErrorKind::Transient
-            }
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => ErrorKind::Transient,
             SdkError::ServiceError(s) => {
                 let text = format!("{:?}", s.raw());
                 if text.contains("status: 5") || text.contains("SlowDown") {
@@ -97,16 +97,33 @@ impl Stager {
     }
 
     /// The staging key for one attempt at one file version.
-    pub fn staged_key(&self, job: &str, source_path: &str, version: &str, attempt: &str, at: DateTime<Utc>) -> String {
+    pub fn staged_key(
+        &self,
+        job: &str,
+        source_path: &str,
+        version: &str,
+        attempt: &str,
+        at: DateTime<Utc>,
+    ) -> String {
         let name: String = crate::source::file_name(source_path)
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let rel = format!(
             "staged/{job}/{}/{name}-{version}-{attempt}.csv.gz",
             at.format("%Y/%m/%d")
         );
-        if self.prefix.is_empty() { rel } else { format!("{}/{rel}", self.prefix) }
+        if self.prefix.is_empty() {
+            rel
+        } else {
+            format!("{}/{rel}", self.prefix)
+        }
     }
 
     /// The `s3://bucket/key` URL of `key`.
@@ -116,9 +133,9 @@ impl Stager {
 
     /// Uploads the local file at `path` to `key`.
     pub async fn upload_file(&self, path: &Path, key: &str) -> Result<()> {
-        let body = ByteStream::from_path(path)
-            .await
-            .map_err(|e| Error::transient(format!("cannot read staged file {}", path.display())).with_source(e))?;
+        let body = ByteStream::from_path(path).await.map_err(|e| {
+            Error::transient(format!("cannot read staged file {}", path.display())).with_source(e)
+        })?;
         let mut req = self
             .client
             .put_object()
@@ -150,7 +167,10 @@ impl Stager {
             .bucket(&self.bucket)
             .send()
             .await
-            .map_err(sdk_error(format!("staging bucket {} is not reachable", self.bucket)))?;
+            .map_err(sdk_error(format!(
+                "staging bucket {} is not reachable",
+                self.bucket
+            )))?;
         Ok(())
     }
 }

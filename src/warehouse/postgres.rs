@@ -147,7 +147,11 @@ impl PostgresWarehouse {
                 missing.join(", ")
             )));
         }
-        Ok(TARGET_META.iter().copied().filter(|m| have.iter().any(|h| h == m)).collect())
+        Ok(TARGET_META
+            .iter()
+            .copied()
+            .filter(|m| have.iter().any(|h| h == m))
+            .collect())
     }
 
     async fn insert_errors(
@@ -161,11 +165,21 @@ impl PostgresWarehouse {
         for chunk in errors.chunks(100) {
             let sql = self.ledger.insert_errors(chunk.len());
             let lines: Vec<i64> = chunk.iter().map(|e| e.line as i64).collect();
-            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::with_capacity(chunk.len() * 11);
+            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                Vec::with_capacity(chunk.len() * 11);
             for (e, line) in chunk.iter().zip(&lines) {
                 params.extend_from_slice(&[
-                    &v.job, &v.path, &size, &v.mtime, &load_id, line, &e.column, &e.code, &e.reason,
-                    &e.raw_line, &e.raw_value,
+                    &v.job,
+                    &v.path,
+                    &size,
+                    &v.mtime,
+                    &load_id,
+                    line,
+                    &e.column,
+                    &e.code,
+                    &e.reason,
+                    &e.raw_line,
+                    &e.raw_value,
                 ]);
             }
             c.execute(&sql, &params)
@@ -176,7 +190,12 @@ impl PostgresWarehouse {
     }
 
     /// Streams the staged object from S3 into `COPY … FROM STDIN`.
-    async fn copy_from_s3(&self, tx: &tokio_postgres::Transaction<'_>, copy_sql: &str, key: &str) -> Result<u64> {
+    async fn copy_from_s3(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        copy_sql: &str,
+        key: &str,
+    ) -> Result<u64> {
         let obj = self
             .stager
             .client()
@@ -185,7 +204,10 @@ impl PostgresWarehouse {
             .key(key)
             .send()
             .await
-            .map_err(sdk_error(format!("cannot read staged object {}", self.stager.url(key))))?;
+            .map_err(sdk_error(format!(
+                "cannot read staged object {}",
+                self.stager.url(key)
+            )))?;
         let reader = tokio_util::io::SyncIoBridge::new(obj.body.into_async_read());
         let (chunks_tx, mut chunks_rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
         let url = self.stager.url(key);
@@ -214,8 +236,12 @@ impl PostgresWarehouse {
             .map_err(pg_error("cannot start COPY into the staging table"))?;
         futures::pin_mut!(sink);
         while let Some(chunk) = chunks_rx.recv().await {
-            let chunk = chunk.map_err(|e| Error::transient(format!("cannot read staged object {url}")).with_source(e))?;
-            sink.send(chunk).await.map_err(pg_error(format!("COPY from {url} failed")))?;
+            let chunk = chunk.map_err(|e| {
+                Error::transient(format!("cannot read staged object {url}")).with_source(e)
+            })?;
+            sink.send(chunk)
+                .await
+                .map_err(pg_error(format!("COPY from {url} failed")))?;
         }
         let rows = sink
             .as_mut()
@@ -251,7 +277,8 @@ impl PostgresWarehouse {
         }
         let target_meta = self.target_columns(&tx, job).await?;
         let load_id = uuid::Uuid::new_v4().simple().to_string();
-        let stage = Ident::parse(&format!("ferry_stage_{}", &load_id[..12])).expect("a valid identifier");
+        let stage =
+            Ident::parse(&format!("ferry_stage_{}", &load_id[..12])).expect("a valid identifier");
         let sql = LoadSql {
             dialect: Dialect::Postgres,
             schema: self.schema(),
@@ -263,7 +290,8 @@ impl PostgresWarehouse {
             .await
             .map_err(pg_error("cannot create the staging table"))?;
         let copied = if file.rows > 0 {
-            self.copy_from_s3(&tx, &sql.copy_stage_from_stdin(), &file.staged_key).await?
+            self.copy_from_s3(&tx, &sql.copy_stage_from_stdin(), &file.staged_key)
+                .await?
         } else {
             0
         };
@@ -293,32 +321,59 @@ impl PostgresWarehouse {
             tx.execute(&insert, &[]).await
         }
         .map_err(pg_error(format!("cannot insert into {}", job.target)))?;
-        tx.execute(&self.ledger.clear_unloaded(), &[&v.job, &v.path, &size, &v.mtime])
-            .await
-            .map_err(pg_error("cannot update the ledger"))?;
+        tx.execute(
+            &self.ledger.clear_unloaded(),
+            &[&v.job, &v.path, &size, &v.mtime],
+        )
+        .await
+        .map_err(pg_error("cannot update the ledger"))?;
         let rows = file.rows as i64;
         let rejected = file.rejected as i64;
         tx.execute(
             &self.ledger.insert_loaded(),
-            &[&v.job, &v.path, &size, &v.mtime, &file.sha256, &file.staged_key, &rows, &rejected, &load_id],
+            &[
+                &v.job,
+                &v.path,
+                &size,
+                &v.mtime,
+                &file.sha256,
+                &file.staged_key,
+                &rows,
+                &rejected,
+                &load_id,
+            ],
         )
         .await
         .map_err(pg_error("cannot record the file in the ledger"))?;
-        self.insert_errors(&tx, v, Some(&load_id), &file.errors).await?;
+        self.insert_errors(&tx, v, Some(&load_id), &file.errors)
+            .await?;
         let bytes = file.input_bytes as i64;
         let duration_ms = clock.elapsed().as_millis() as i64;
         tx.execute(
             &self.ledger.insert_load(),
-            &[&load_id, &v.job, &1i32, &rows, &bytes, &started, &duration_ms],
+            &[
+                &load_id,
+                &v.job,
+                &1i32,
+                &rows,
+                &bytes,
+                &started,
+                &duration_ms,
+            ],
         )
         .await
         .map_err(pg_error("cannot record the load"))?;
         tx.batch_execute(&sql.drop_stage())
             .await
             .map_err(pg_error("cannot drop the staging table"))?;
-        tx.commit().await.map_err(pg_error("cannot commit the load"))?;
+        tx.commit()
+            .await
+            .map_err(pg_error("cannot commit the load"))?;
         tracing::debug!(job = %job.name, path = %v.path, copied, inserted, "load committed");
-        Ok(LoadOutcome::Loaded { load_id, rows: file.rows })
+        Ok(LoadOutcome::Loaded {
+            load_id,
+            rows: file.rows,
+        })
     }
 }
 
@@ -331,7 +386,10 @@ impl Warehouse for PostgresWarehouse {
             .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
             .await
             .map_err(pg_error(format!("cannot create schema {schema}")))?;
-        let tx = guard.transaction().await.map_err(pg_error("cannot begin migration"))?;
+        let tx = guard
+            .transaction()
+            .await
+            .map_err(pg_error("cannot begin migration"))?;
         let versions = format!("{schema}.\"{VERSIONS_TABLE}\"");
         tx.batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {versions} (version INTEGER NOT NULL, name VARCHAR(256) NOT NULL, applied_at TIMESTAMPTZ NOT NULL); \
@@ -354,21 +412,28 @@ impl Warehouse for PostgresWarehouse {
                     .map_err(pg_error(format!("migration {} failed", m.name)))?;
             }
             tx.execute(
-                &format!("INSERT INTO {versions} (version, name, applied_at) VALUES ($1, $2, now())"),
+                &format!(
+                    "INSERT INTO {versions} (version, name, applied_at) VALUES ($1, $2, now())"
+                ),
                 &[&m.version, &m.name],
             )
             .await
             .map_err(pg_error("cannot record migration"))?;
             done.push(m.name.to_string());
         }
-        tx.commit().await.map_err(pg_error("cannot commit migrations"))?;
+        tx.commit()
+            .await
+            .map_err(pg_error("cannot commit migrations"))?;
         Ok(done)
     }
 
     async fn check(&self) -> Result<String> {
         let guard = self.client().await?;
         let versions = format!("{}.\"{VERSIONS_TABLE}\"", self.schema().quoted());
-        let applied: i64 = match guard.query_one(&format!("SELECT count(*) FROM {versions}"), &[]).await {
+        let applied: i64 = match guard
+            .query_one(&format!("SELECT count(*) FROM {versions}"), &[])
+            .await
+        {
             Ok(row) => row.get(0),
             Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => 0,
             Err(e) => return Err(pg_error("cannot read applied migrations")(e)),
@@ -387,19 +452,37 @@ impl Warehouse for PostgresWarehouse {
 
     async fn sync_jobs(&self, jobs: &[Arc<Job>]) -> Result<()> {
         let mut guard = self.client().await?;
-        let tx = guard.transaction().await.map_err(pg_error("cannot begin"))?;
+        let tx = guard
+            .transaction()
+            .await
+            .map_err(pg_error("cannot begin"))?;
         let (update, insert) = self.ledger.sync_job();
         for j in jobs {
             let source = j.source.name.as_str();
             let target = j.target.as_str();
-            tx.execute(&update, &[&j.name, &source, &j.path, &j.pattern_text, &target])
-                .await
-                .map_err(pg_error("cannot update ferry_jobs"))?;
-            tx.execute(&insert, &[&j.name, &source, &j.path, &j.pattern_text, &target, &j.enabled])
-                .await
-                .map_err(pg_error("cannot insert into ferry_jobs"))?;
+            tx.execute(
+                &update,
+                &[&j.name, &source, &j.path, &j.pattern_text, &target],
+            )
+            .await
+            .map_err(pg_error("cannot update ferry_jobs"))?;
+            tx.execute(
+                &insert,
+                &[
+                    &j.name,
+                    &source,
+                    &j.path,
+                    &j.pattern_text,
+                    &target,
+                    &j.enabled,
+                ],
+            )
+            .await
+            .map_err(pg_error("cannot insert into ferry_jobs"))?;
         }
-        tx.commit().await.map_err(pg_error("cannot commit ferry_jobs"))?;
+        tx.commit()
+            .await
+            .map_err(pg_error("cannot commit ferry_jobs"))?;
         Ok(())
     }
 
@@ -423,7 +506,9 @@ impl Warehouse for PostgresWarehouse {
         for r in rows {
             let s: String = r.get(0);
             if s == "loaded" {
-                return Ok(Some(FileState::Loaded { finalized: r.get(1) }));
+                return Ok(Some(FileState::Loaded {
+                    finalized: r.get(1),
+                }));
             }
             if s == "failed" {
                 state = Some(FileState::Failed {
@@ -447,7 +532,10 @@ impl Warehouse for PostgresWarehouse {
         errors: &[RowError],
     ) -> Result<()> {
         let mut guard = self.client().await?;
-        let tx = guard.transaction().await.map_err(pg_error("cannot begin"))?;
+        let tx = guard
+            .transaction()
+            .await
+            .map_err(pg_error("cannot begin"))?;
         tx.batch_execute(&self.ledger.lock())
             .await
             .map_err(pg_error("cannot lock the ledger"))?;
@@ -459,19 +547,26 @@ impl Warehouse for PostgresWarehouse {
         if states.iter().any(|r| r.get::<_, String>(0) == "loaded") {
             return Ok(()); // loaded meanwhile (another replica): keep that
         }
-        tx.execute(&self.ledger.clear_unloaded(), &[&v.job, &v.path, &size, &v.mtime])
-            .await
-            .map_err(pg_error("cannot update the ledger"))?;
+        tx.execute(
+            &self.ledger.clear_unloaded(),
+            &[&v.job, &v.path, &size, &v.mtime],
+        )
+        .await
+        .map_err(pg_error("cannot update the ledger"))?;
         let rejected = rejected as i64;
         let reason: String = reason.chars().take(4000).collect();
         tx.execute(
             &self.ledger.insert_failed(),
-            &[&v.job, &v.path, &size, &v.mtime, &sha256, &rejected, &reason],
+            &[
+                &v.job, &v.path, &size, &v.mtime, &sha256, &rejected, &reason,
+            ],
         )
         .await
         .map_err(pg_error("cannot record the failure"))?;
         self.insert_errors(&tx, v, None, errors).await?;
-        tx.commit().await.map_err(pg_error("cannot commit the failure"))?;
+        tx.commit()
+            .await
+            .map_err(pg_error("cannot commit the failure"))?;
         Ok(())
     }
 
@@ -479,7 +574,10 @@ impl Warehouse for PostgresWarehouse {
         let guard = self.client().await?;
         let size = v.size as i64;
         guard
-            .execute(&self.ledger.mark_finalized(), &[&v.job, &v.path, &size, &v.mtime, &final_path])
+            .execute(
+                &self.ledger.mark_finalized(),
+                &[&v.job, &v.path, &size, &v.mtime, &final_path],
+            )
             .await
             .map_err(pg_error("cannot mark the file finalized"))?;
         Ok(())

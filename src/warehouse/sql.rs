@@ -11,7 +11,12 @@ use crate::config::{ColumnType, Dimension, Ident, Job, LoadMode};
 pub const STAGE_EXTRA: [&str; 2] = ["ferry_file", "ferry_line"];
 
 /// Load-metadata columns a target may have; filled when present.
-pub const TARGET_META: [&str; 4] = ["ferry_file", "ferry_line", "ferry_load_id", "ferry_loaded_at"];
+pub const TARGET_META: [&str; 4] = [
+    "ferry_file",
+    "ferry_line",
+    "ferry_load_id",
+    "ferry_loaded_at",
+];
 
 /// SQL type of a column type.
 pub fn sql_type(t: ColumnType) -> String {
@@ -61,7 +66,11 @@ impl LoadSql<'_> {
             .collect();
         cols.push("\"ferry_file\" VARCHAR(1024)".into());
         cols.push("\"ferry_line\" BIGINT".into());
-        format!("CREATE TEMP TABLE {} ({})", self.stage.quoted(), cols.join(", "))
+        format!(
+            "CREATE TEMP TABLE {} ({})",
+            self.stage.quoted(),
+            cols.join(", ")
+        )
     }
 
     /// PostgreSQL `COPY … FROM STDIN` of the staged CSV into the stage.
@@ -84,7 +93,13 @@ impl LoadSql<'_> {
         format!(
             "SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {order}) AS ferry_rn FROM {stage}) ferry_latest WHERE ferry_rn = 1",
             cols = cols.join(", "),
-            keys = self.job.key.iter().map(Ident::quoted).collect::<Vec<_>>().join(", "),
+            keys = self
+                .job
+                .key
+                .iter()
+                .map(Ident::quoted)
+                .collect::<Vec<_>>()
+                .join(", "),
             order = self.order(),
             stage = self.stage.quoted(),
         )
@@ -112,7 +127,11 @@ impl LoadSql<'_> {
             .iter()
             .map(|k| format!("{t}.{k} = {s}.{k}", k = k.quoted(), s = self.stage.quoted()))
             .collect();
-        Some(format!("DELETE FROM {t} USING {} WHERE {}", self.stage.quoted(), on.join(" AND ")))
+        Some(format!(
+            "DELETE FROM {t} USING {} WHERE {}",
+            self.stage.quoted(),
+            on.join(" AND ")
+        ))
     }
 
     /// Inserts the stage's rows into the fact table; `load_id` is
@@ -123,7 +142,9 @@ impl LoadSql<'_> {
         for m in &self.target_meta {
             target_cols.push(format!("\"{m}\""));
             select_cols.push(match *m {
-                "ferry_load_id" => format!("CAST({} AS VARCHAR(64))", self.dialect.param(1, "load_id")),
+                "ferry_load_id" => {
+                    format!("CAST({} AS VARCHAR(64))", self.dialect.param(1, "load_id"))
+                }
                 "ferry_loaded_at" => self.dialect.transaction_time().to_string(),
                 other => format!("\"{other}\""),
             });

@@ -1,0 +1,65 @@
+//! An FTP server on a local folder (libunftp + unftp-sbe-fs). Anonymous:
+//! any user name and password log in.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tokio_util::sync::CancellationToken;
+
+/// A running FTP server; stops when dropped.
+pub struct FtpServer {
+    /// Listening address.
+    pub addr: SocketAddr,
+    /// Served folder.
+    pub root: PathBuf,
+    stop: CancellationToken,
+}
+
+impl FtpServer {
+    /// Serves `root` on 127.0.0.1:`port` (0 picks a free port).
+    pub async fn start(root: &Path, port: u16) -> std::io::Result<FtpServer> {
+        std::fs::create_dir_all(root)?;
+        let port = if port == 0 { super::free_port()? } else { port };
+        let addr: SocketAddr = format!("127.0.0.1:{port}")
+            .parse()
+            .expect("a valid address");
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        let served = root.to_path_buf();
+        let server = libunftp::ServerBuilder::new(Box::new(move || {
+            unftp_sbe_fs::Filesystem::new(served.clone()).expect("the served folder exists")
+        }))
+        .greeting("ferry test FTP server")
+        .passive_host(std::net::Ipv4Addr::LOCALHOST)
+        .shutdown_indicator(async move {
+            stopped.cancelled().await;
+            libunftp::options::Shutdown::new().grace_period(std::time::Duration::from_millis(100))
+        })
+        .build()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        tokio::spawn(async move {
+            if let Err(e) = server.listen(addr.to_string()).await {
+                tracing::warn!(error = %e, "test FTP server stopped");
+            }
+        });
+        // Wait until it accepts connections.
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return Ok(FtpServer {
+                    addr,
+                    root: root.to_path_buf(),
+                    stop,
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Err(std::io::Error::other(format!(
+            "test FTP server did not start on {addr}"
+        )))
+    }
+}
+
+impl Drop for FtpServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}

@@ -1,0 +1,162 @@
+//! The `ferry` binary end to end: exit codes, messages, and two `once`
+//! passes against the in-process servers and the real PostgreSQL.
+
+use crate::harness::{Stack, TestDb, task_events_job};
+use std::process::{Command, Output};
+
+fn ferry(config: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("ferry runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let o = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(
+        text(&o).0.trim(),
+        format!("ferry {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn a_misspelled_key_exits_78_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ferry.toml");
+    std::fs::write(&cfg, "[daemon]\npol_interval = \"5s\"\n[staging]\nbucket = \"b\"\n[warehouse]\nkind = \"postgres\"\n").unwrap();
+    let o = ferry(&cfg, &["check"]);
+    assert_eq!(o.status.code(), Some(78));
+    let (_, err) = text(&o);
+    assert!(err.contains("unknown field `pol_interval`"), "{err}");
+}
+
+#[test]
+fn a_missing_secret_variable_exits_78_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ferry.toml");
+    std::fs::write(&cfg, "[staging]\nbucket = \"b\"\n[warehouse]\nkind = \"postgres\"\npassword_env = \"FERRY_TEST_NOT_SET_ANYWHERE\"\n").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("check")
+        .env_remove("FERRY_TEST_NOT_SET_ANYWHERE")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(78));
+    let (_, err) = text(&o);
+    assert!(
+        err.contains("environment variable FERRY_TEST_NOT_SET_ANYWHERE is not set"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_config_file_says_how_to_point_at_one() {
+    let o = ferry(std::path::Path::new("/nonexistent/ferry.toml"), &["check"]);
+    assert_eq!(o.status.code(), Some(78));
+    assert!(text(&o).1.contains("--config PATH or set FERRY_CONFIG"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_names_a_stopped_server_and_once_loads_nothing_twice() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    stack.put_sftp(
+        "/outbox/a.csv",
+        "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n\
+         e1,t1,created,open,u1,jira,2026-03-01T10:00:00Z,5,1,\n\
+         e2,t2,created,open,u2,jira,2026-03-01T10:00:00Z,6,1,\n",
+    );
+    let cfg = stack.dir.path().join("ferry.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}{}{}",
+            stack.base_toml(),
+            db.warehouse_toml(),
+            task_events_job("")
+        ),
+    )
+    .unwrap();
+
+    // Before migrate, check says so.
+    let o = tokio::task::spawn_blocking({
+        let cfg = cfg.clone();
+        move || ferry(&cfg, &["check"])
+    })
+    .await
+    .unwrap();
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("FAIL  warehouse") && out.contains("run `ferry migrate`"),
+        "{out}"
+    );
+    assert!(out.contains("OK    staging"), "{out}");
+    assert!(out.contains("OK    source partner"), "{out}");
+
+    let run = |args: &'static [&'static str]| {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || ferry(&cfg, args))
+    };
+    let o = run(&["migrate"]).await.unwrap();
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(text(&o).0.contains("applied 0001_ledger.sql"));
+
+    let o = run(&["once"]).await.unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("loaded  task-events /outbox/a.csv: 2 rows, 0 rejected"),
+        "{out}"
+    );
+    assert!(out.contains("1 loaded, 0 skipped"), "{out}");
+
+    let o = run(&["once"]).await.unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("0 loaded, 1 skipped"), "{out}");
+    let count: i64 = db
+        .client
+        .query_one(
+            &format!("SELECT count(*) FROM {}", db.t("task_events")),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 2);
+
+    // Now stop the SFTP server: check names it and fails.
+    let port = stack.sftp.addr.port();
+    let Stack { sftp, s3, dir, .. } = stack;
+    drop(sftp);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let o = tokio::task::spawn_blocking({
+        let cfg = cfg.clone();
+        move || ferry(&cfg, &["check"])
+    })
+    .await
+    .unwrap();
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("OK    warehouse"), "{out}");
+    assert!(out.contains(&format!("FAIL  source partner (sftp 127.0.0.1:{port}): source partner: cannot connect to sftp 127.0.0.1:{port}")), "{out}");
+    drop((s3, dir));
+    db.drop_schema().await;
+}

@@ -1,0 +1,265 @@
+//! Shared test set-up: in-process servers, a private PostgreSQL schema per
+//! test, and a config that points ferry at them.
+
+use ferry::testkit::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
+use ferry::testkit::sftp::{SftpServer, SftpUser, test_key};
+use std::path::{Path, PathBuf};
+use tokio_postgres::{Client, NoTls};
+
+/// The database tests use, from `FERRY_TEST_DATABASE_URL`.
+pub fn database_url() -> String {
+    std::env::var("FERRY_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A schema of its own in the test database; dropped by [`TestDb::drop_schema`].
+pub struct TestDb {
+    pub client: Client,
+    pub schema: String,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub dbname: String,
+}
+
+impl TestDb {
+    /// Connects and creates a fresh schema. Fails (never skips) when
+    /// PostgreSQL is unreachable, saying how to start it.
+    pub async fn new() -> TestDb {
+        let url = database_url();
+        let cfg: tokio_postgres::Config = url
+            .parse()
+            .expect("FERRY_TEST_DATABASE_URL is a postgres:// URL");
+        let (client, conn) = cfg.connect(NoTls).await.unwrap_or_else(|e| {
+            panic!(
+                "cannot connect to PostgreSQL at {url}: {e}\n\
+                 start it with `pg_ctlcluster --skip-systemctl-redirect 15 main start`, \
+                 or point FERRY_TEST_DATABASE_URL at a running server"
+            )
+        });
+        tokio::spawn(conn);
+        let schema = format!(
+            "ferry_test_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        client
+            .batch_execute(&format!("CREATE SCHEMA \"{schema}\""))
+            .await
+            .expect("create test schema");
+        let host = match &cfg.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            #[allow(unreachable_patterns)]
+            _ => "127.0.0.1".into(),
+        };
+        TestDb {
+            client,
+            schema,
+            host,
+            port: cfg.get_ports().first().copied().unwrap_or(5432),
+            user: cfg.get_user().unwrap_or("postgres").to_string(),
+            dbname: cfg.get_dbname().unwrap_or("postgres").to_string(),
+        }
+    }
+
+    /// Drops the schema now (it is also dropped when the value goes away,
+    /// even if the test panicked).
+    pub async fn drop_schema(self) {
+        let _ = self
+            .client
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+                self.schema
+            ))
+            .await;
+    }
+
+    /// `"schema"."table"`.
+    pub fn t(&self, table: &str) -> String {
+        format!("\"{}\".\"{table}\"", self.schema)
+    }
+
+    /// The `[warehouse]` section for this schema.
+    pub fn warehouse_toml(&self) -> String {
+        format!(
+            "[warehouse]\nkind = \"postgres\"\nhost = \"{}\"\nport = {}\nuser = \"{}\"\ndatabase = \"{}\"\nschema = \"{}\"\n",
+            self.host, self.port, self.user, self.dbname, self.schema
+        )
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // A panicking test never reaches drop_schema: clean up from a thread
+        // with its own runtime, since Drop cannot await.
+        let (url, schema) = (database_url(), self.schema.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let (client, conn) = tokio_postgres::connect(&url, NoTls).await.ok()?;
+                tokio::spawn(conn);
+                client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// The in-process servers of one test and the files they serve.
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub s3: S3Server,
+    pub sftp: SftpServer,
+    pub known_hosts: PathBuf,
+    pub secret_file: PathBuf,
+}
+
+pub const BUCKET: &str = "ferry-test";
+
+impl Stack {
+    pub async fn start() -> Stack {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s3 = S3Server::start(&dir.path().join("s3"), "127.0.0.1:0")
+            .await
+            .expect("s3 server");
+        s3.create_bucket(BUCKET).expect("bucket");
+        let client_key = test_key("client_ed25519");
+        let sftp = SftpServer::start(
+            &dir.path().join("sftp"),
+            "127.0.0.1:0",
+            test_key("host_ed25519"),
+            SftpUser {
+                name: "partner".into(),
+                password: Some("partner-pw".into()),
+                key: Some(client_key.public_key().clone()),
+            },
+        )
+        .await
+        .expect("sftp server");
+        let known_hosts = dir.path().join("known_hosts");
+        std::fs::write(&known_hosts, format!("{}\n", sftp.known_hosts_line())).unwrap();
+        let secret_file = dir.path().join("s3-secret");
+        std::fs::write(&secret_file, SECRET_KEY).unwrap();
+        Stack {
+            dir,
+            s3,
+            sftp,
+            known_hosts,
+            secret_file,
+        }
+    }
+
+    /// Writes a file on the SFTP server (parents created).
+    pub fn put_sftp(&self, path: &str, content: &str) -> PathBuf {
+        let p = self.sftp.root.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    /// `[staging]` and `[sources.partner]` sections.
+    pub fn base_toml(&self) -> String {
+        format!(
+            r#"
+[daemon]
+poll_interval = "1s"
+
+[staging]
+bucket = "{BUCKET}"
+prefix = "ferry"
+endpoint = "{endpoint}"
+path_style = true
+access_key_id = "{ACCESS_KEY}"
+secret_access_key_file = "{secret}"
+
+[sources.partner]
+kind = "sftp"
+host = "127.0.0.1"
+port = {port}
+user = "partner"
+private_key_file = "{key}"
+known_hosts_file = "{known_hosts}"
+"#,
+            endpoint = self.s3.endpoint(),
+            secret = self.secret_file.display(),
+            port = self.sftp.addr.port(),
+            key = ferry::testkit::testdata()
+                .join("keys/client_ed25519")
+                .display(),
+            known_hosts = self.known_hosts.display(),
+        )
+    }
+
+    /// Staged objects under the bucket, as paths relative to it.
+    pub fn staged_objects(&self) -> Vec<String> {
+        let root = self.s3.root.join(BUCKET);
+        let mut out = Vec::new();
+        walk(&root, &root, &mut out);
+        out.retain(|p| p.ends_with(".csv.gz"));
+        out.sort();
+        out
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+}
+
+/// The task-event job used by most tests.
+pub fn task_events_job(extra: &str) -> String {
+    format!(
+        r#"
+[[jobs]]
+name = "task-events"
+source = "partner"
+path = "/outbox"
+pattern = "*.csv"
+target = "task_events"
+key = ["event_id"]
+order_by = "occurred_at"
+max_errors = 10
+settle = {{ min_age = "0s" }}
+{extra}
+columns = [
+  {{ name = "event_id", type = "varchar(64)", required = true }},
+  {{ name = "task_id", type = "varchar(64)", required = true }},
+  {{ name = "event_type", type = "varchar(32)", required = true }},
+  {{ name = "status", type = "varchar(32)" }},
+  {{ name = "user_id", type = "varchar(64)" }},
+  {{ name = "source_system", type = "varchar(64)", source = "system" }},
+  {{ name = "occurred_at", type = "timestamptz", required = true }},
+  {{ name = "duration_ms", type = "bigint" }},
+  {{ name = "attempt", type = "int", default = "1" }},
+  {{ name = "payload", type = "json" }},
+]
+dimensions = [
+  {{ table = "dim_task", key = "task_id", columns = [
+      {{ name = "last_status", from = "status" }},
+      {{ name = "last_event_type", from = "event_type" }},
+      {{ name = "last_event_at", from = "occurred_at" }} ] }},
+  {{ table = "dim_user", key = "user_id" }},
+  {{ table = "dim_source_system", key = "source_system" }},
+]
+"#
+    )
+}
+
+/// The SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+}

@@ -1,0 +1,545 @@
+//! The first end-to-end path: SFTP → normalize → S3 → PostgreSQL, with the
+//! ledger written in the same transaction, against real servers.
+
+use crate::harness::{Stack, TestDb, sha256_file, task_events_job};
+use ferry::pipeline::{Runtime, run_pass};
+
+const FILE_1: &str = "\u{feff}event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload
+e1,t1,created,open,u1,jira,2026-03-01T10:00:00Z,,1,\"{\"\"prio\"\":\"\"high\"\"}\"
+e2,t1,updated,in_progress,u2,jira,2026-03-01T11:30:00+02:00,1500,2,
+e3,t2,created,,u1,asana,2026-03-01 12:00:00,,,\"{\"\"note\"\":\"\"a, b\"\",
+\"\"n\"\":1}\"
+e1,t1,created,open,u1,jira,2026-03-01T10:05:00Z,10,1,
+e4,t3,created,open,u3,jira,not-a-time,,,
+";
+
+async fn pass(rt: &Runtime) -> ferry::pipeline::PassReport {
+    run_pass(rt, None).await.expect("pass runs")
+}
+
+#[tokio::test]
+async fn loads_a_csv_once_with_rows_dims_ledger_and_errors() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let src = stack.put_sftp("/outbox/tasks_1.csv", FILE_1);
+    stack.put_sftp("/outbox/ignored.txt", "not a csv");
+    stack.put_sftp("/outbox/tasks_2.csv.part", "still uploading");
+    let toml = format!(
+        "{}{}{}",
+        stack.base_toml(),
+        db.warehouse_toml(),
+        task_events_job("")
+    );
+    let config = ferry::config::from_toml_str(&toml).expect("config is valid");
+
+    let stager = ferry::stage::Stager::new(&config.staging).await;
+    let wh = ferry::warehouse::connect(&config, &stager).await.unwrap();
+    assert_eq!(
+        wh.migrate().await.unwrap(),
+        vec!["0001_ledger.sql", "0002_task_events.sql"]
+    );
+    assert!(
+        wh.migrate().await.unwrap().is_empty(),
+        "migrate is idempotent"
+    );
+
+    let rt = Runtime::start(config).await.expect("runtime starts");
+    let report = pass(&rt).await;
+    assert!(!report.has_failures(), "{report:?}");
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    assert_eq!(report.loaded[0].rows, 4, "{report:?}");
+    assert_eq!(report.loaded[0].rejected, 1);
+
+    // The fact rows, exactly: e1 twice in the file, the later occurrence wins.
+    let rows = db
+        .client
+        .query(
+            &format!(
+                "SELECT event_id, task_id, event_type, status, user_id, source_system, \
+                 to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), duration_ms, attempt, payload, \
+                 ferry_file, ferry_line, ferry_load_id IS NOT NULL FROM {} ORDER BY event_id",
+                db.t("task_events")
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    type Row = (
+        (
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        ),
+        (
+            String,
+            Option<i64>,
+            Option<i32>,
+            Option<String>,
+            String,
+            i64,
+            bool,
+        ),
+    );
+    let got: Vec<Row> = rows
+        .iter()
+        .map(|r| {
+            (
+                (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)),
+                (
+                    r.get(6),
+                    r.get(7),
+                    r.get(8),
+                    r.get(9),
+                    r.get(10),
+                    r.get(11),
+                    r.get(12),
+                ),
+            )
+        })
+        .collect();
+    let s = |v: &str| Some(v.to_string());
+    let want: Vec<Row> = vec![
+        (
+            (
+                "e1".into(),
+                "t1".into(),
+                "created".into(),
+                s("open"),
+                s("u1"),
+                s("jira"),
+            ),
+            (
+                "2026-03-01 10:05:00".into(),
+                Some(10),
+                Some(1),
+                None,
+                "/outbox/tasks_1.csv".into(),
+                6,
+                true,
+            ),
+        ),
+        (
+            (
+                "e2".into(),
+                "t1".into(),
+                "updated".into(),
+                s("in_progress"),
+                s("u2"),
+                s("jira"),
+            ),
+            (
+                "2026-03-01 09:30:00".into(),
+                Some(1500),
+                Some(2),
+                None,
+                "/outbox/tasks_1.csv".into(),
+                3,
+                true,
+            ),
+        ),
+        (
+            (
+                "e3".into(),
+                "t2".into(),
+                "created".into(),
+                s(""),
+                s("u1"),
+                s("asana"),
+            ),
+            (
+                "2026-03-01 12:00:00".into(),
+                None,
+                Some(1),
+                s("{\"note\":\"a, b\",\n\"n\":1}"),
+                "/outbox/tasks_1.csv".into(),
+                4,
+                true,
+            ),
+        ),
+    ];
+    assert_eq!(got.len(), 3, "{got:#?}");
+    assert_eq!(got, want);
+
+    // Dimensions: the latest event per task wins.
+    let tasks = db
+        .client
+        .query(
+            &format!(
+                "SELECT task_id, last_status, last_event_type FROM {} ORDER BY task_id",
+                db.t("dim_task")
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let tasks: Vec<(String, Option<String>, Option<String>)> = tasks
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        tasks,
+        vec![
+            ("t1".into(), s("open"), s("created")), // e1 at 10:05Z is later than e2 at 09:30Z
+            ("t2".into(), s(""), s("created")),
+        ]
+    );
+    let users: Vec<String> = db
+        .client
+        .query(
+            &format!("SELECT user_id FROM {} ORDER BY 1", db.t("dim_user")),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(users, vec!["u1", "u2"]);
+    let systems: Vec<String> = db
+        .client
+        .query(
+            &format!(
+                "SELECT source_system FROM {} ORDER BY 1",
+                db.t("dim_source_system")
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(systems, vec!["asana", "jira"]);
+
+    // The ledger: one loaded version with the raw file's hash.
+    let ledger = db
+        .client
+        .query(
+            &format!("SELECT path, size, state, sha256, rows_loaded, rows_rejected, staged_key, load_id FROM {}", db.t("ferry_files")),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ledger.len(), 1);
+    let r = &ledger[0];
+    assert_eq!(r.get::<_, String>(0), "/outbox/tasks_1.csv");
+    assert_eq!(r.get::<_, i64>(1), FILE_1.len() as i64);
+    assert_eq!(r.get::<_, String>(2), "loaded");
+    assert_eq!(r.get::<_, String>(3), sha256_file(&src));
+    assert_eq!((r.get::<_, i64>(4), r.get::<_, i64>(5)), (4, 1));
+    let staged_key: String = r.get(6);
+    assert!(
+        staged_key.starts_with("ferry/staged/task-events/"),
+        "{staged_key}"
+    );
+    assert_eq!(stack.staged_objects(), vec![staged_key]);
+    let load_id: String = r.get(7);
+    let loads = db
+        .client
+        .query_one(
+            &format!(
+                "SELECT job, files, rows_loaded FROM {} WHERE load_id = $1",
+                db.t("ferry_loads")
+            ),
+            &[&load_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            loads.get::<_, String>(0),
+            loads.get::<_, i32>(1),
+            loads.get::<_, i64>(2)
+        ),
+        ("task-events".into(), 1, 4)
+    );
+
+    // The rejected record, with its physical line (the quoted newline in
+    // e3 makes e4 line 7) and column.
+    let errors = db
+        .client
+        .query(
+            &format!("SELECT line_number, column_name, error_code, reason, raw_field_value, load_id FROM {}", db.t("ferry_load_errors")),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(errors.len(), 1);
+    let e = &errors[0];
+    assert_eq!(e.get::<_, i64>(0), 7);
+    assert_eq!(e.get::<_, String>(1), "occurred_at");
+    assert_eq!(e.get::<_, i32>(2), 1206);
+    assert!(
+        e.get::<_, String>(3).contains("not a timestamp"),
+        "{}",
+        e.get::<_, String>(3)
+    );
+    assert_eq!(e.get::<_, String>(4), "not-a-time");
+    assert_eq!(e.get::<_, String>(5), load_id);
+
+    // A second pass loads nothing twice.
+    let again = pass(&rt).await;
+    assert!(again.loaded.is_empty(), "{again:?}");
+    assert_eq!(again.skipped, 1);
+    assert_eq!(again.waiting, 0, "the .part file never matches *.csv");
+    let count: i64 = db
+        .client
+        .query_one(
+            &format!("SELECT count(*) FROM {}", db.t("task_events")),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 3);
+    let versions: i64 = db
+        .client
+        .query_one(
+            &format!("SELECT count(*) FROM {}", db.t("ferry_files")),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(versions, 1);
+    assert_eq!(stack.staged_objects().len(), 1, "nothing staged again");
+    assert!(src.exists(), "on_success = keep leaves the file");
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn a_changed_file_is_a_new_version_and_replaces_rows_by_key() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let header = "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n";
+    let path = stack.put_sftp(
+        "/outbox/a.csv",
+        &format!("{header}e1,t1,created,open,u1,jira,2026-03-01T10:00:00Z,,,\n"),
+    );
+    let toml = format!(
+        "{}{}{}",
+        stack.base_toml(),
+        db.warehouse_toml(),
+        task_events_job("")
+    );
+    let config = ferry::config::from_toml_str(&toml).unwrap();
+    let stager = ferry::stage::Stager::new(&config.staging).await;
+    ferry::warehouse::connect(&config, &stager)
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    let rt = Runtime::start(config).await.unwrap();
+    assert_eq!(pass(&rt).await.loaded.len(), 1);
+
+    std::fs::write(&path, format!("{header}e1,t1,closed,done,u1,jira,2026-03-02T10:00:00Z,,,\ne2,t1,note,done,u1,jira,2026-03-02T10:01:00Z,,,\n")).unwrap();
+    let changed_mtime = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(changed_mtime)
+        .unwrap();
+    let report = pass(&rt).await;
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    let rows: Vec<(String, String)> = db
+        .client
+        .query(
+            &format!(
+                "SELECT event_id, event_type FROM {} ORDER BY 1",
+                db.t("task_events")
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![("e1".into(), "closed".into()), ("e2".into(), "note".into())]
+    );
+    let versions: i64 = db
+        .client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {} WHERE state = 'loaded'",
+                db.t("ferry_files")
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(versions, 2);
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn move_after_load_never_overwrites_and_happens_only_after_commit() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let header = "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n";
+    stack.put_sftp(
+        "/outbox/a.csv",
+        &format!("{header}e1,t1,created,open,u1,jira,2026-03-01T10:00:00Z,,,\n"),
+    );
+    let earlier = stack.put_sftp("/done/a.csv", "an earlier file with the same name");
+    let toml = format!(
+        "{}{}{}",
+        stack.base_toml(),
+        db.warehouse_toml(),
+        task_events_job("on_success = { action = \"move\", to = \"/done\" }")
+    );
+    let config = ferry::config::from_toml_str(&toml).unwrap();
+    let stager = ferry::stage::Stager::new(&config.staging).await;
+    ferry::warehouse::connect(&config, &stager)
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    let rt = Runtime::start(config).await.unwrap();
+    let report = pass(&rt).await;
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    assert!(!stack.sftp.root.join("outbox/a.csv").exists());
+    assert_eq!(
+        std::fs::read_to_string(&earlier).unwrap(),
+        "an earlier file with the same name"
+    );
+    assert!(stack.sftp.root.join("done/a.1.csv").exists());
+    let final_path: String = db
+        .client
+        .query_one(
+            &format!(
+                "SELECT final_path FROM {} WHERE finalized_at IS NOT NULL",
+                db.t("ferry_files")
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(final_path, "/done/a.1.csv");
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn a_missing_target_fails_the_file_with_a_clear_reason_and_is_not_retried_blindly() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let header = "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n";
+    let src = stack.put_sftp(
+        "/outbox/a.csv",
+        &format!("{header}e1,t1,created,open,u1,jira,2026-03-01T10:00:00Z,,,\n"),
+    );
+    let toml = format!(
+        "{}{}{}",
+        stack.base_toml(),
+        db.warehouse_toml(),
+        task_events_job("on_success = { action = \"delete\" }")
+            .replace("target = \"task_events\"", "target = \"no_such_table\"")
+    );
+    let config = ferry::config::from_toml_str(&toml).unwrap();
+    let stager = ferry::stage::Stager::new(&config.staging).await;
+    ferry::warehouse::connect(&config, &stager)
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    let rt = Runtime::start(config).await.unwrap();
+    let report = pass(&rt).await;
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    let reason = &report.failed[0].2;
+    assert!(
+        reason.contains("no_such_table") && reason.contains("does not exist"),
+        "{reason}"
+    );
+    assert!(src.exists(), "a failed file is never finalized");
+    let row = db
+        .client
+        .query_one(
+            &format!("SELECT state, error FROM {}", db.t("ferry_files")),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "failed");
+    assert!(row.get::<_, String>(1).contains("no_such_table"));
+    let again = pass(&rt).await;
+    assert!(again.failed.is_empty() && again.skipped == 1, "{again:?}");
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn too_many_rejected_rows_fail_the_file_and_keep_every_error_row() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let header = "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n";
+    let body: String = (0..3)
+        .map(|i| format!("e{i},t1,created,open,u1,jira,2026-03-01T10:00:00Z,{i}x,,\n"))
+        .collect();
+    stack.put_sftp("/outbox/bad.csv", &format!("{header}{body}"));
+    let toml = format!(
+        "{}{}{}",
+        stack.base_toml(),
+        db.warehouse_toml(),
+        task_events_job("")
+    )
+    .replace("max_errors = 10", "max_errors = 2");
+    let config = ferry::config::from_toml_str(&toml).unwrap();
+    let stager = ferry::stage::Stager::new(&config.staging).await;
+    ferry::warehouse::connect(&config, &stager)
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    let rt = Runtime::start(config).await.unwrap();
+    let report = pass(&rt).await;
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(
+        report.failed[0]
+            .2
+            .contains("3 rejected records, more than max_errors = 2"),
+        "{}",
+        report.failed[0].2
+    );
+    assert!(
+        report.failed[0].2.contains("line 2 column duration_ms"),
+        "{}",
+        report.failed[0].2
+    );
+    let lines: Vec<i64> = db
+        .client
+        .query(
+            &format!(
+                "SELECT line_number FROM {} ORDER BY 1",
+                db.t("ferry_load_errors")
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(lines, vec![2, 3, 4]);
+    let count: i64 = db
+        .client
+        .query_one(
+            &format!("SELECT count(*) FROM {}", db.t("task_events")),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 0, "a failed file loads nothing");
+    db.drop_schema().await;
+}
