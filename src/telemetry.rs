@@ -9,9 +9,11 @@ use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber: `RUST_LOG` (or `level`) filters, output
-/// on stderr as text or JSON.
+/// on stderr as text or JSON. Without `RUST_LOG`, chatty libraries (the
+/// PostgreSQL driver's NOTICEs, the test FTP server) only log warnings.
 pub fn init(level: &str, format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},tokio_postgres=warn,libunftp=warn")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -5,20 +5,35 @@
 //! without signals. A pass in progress is never interrupted in the middle of
 //! a load: shutdown waits for the pass to end, up to the grace period.
 
+pub mod http;
+
 use crate::error::Result;
 use crate::pipeline::{Runtime, run_pass};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// Polls until `shutdown` is cancelled.
 pub async fn run(rt: &Runtime, shutdown: CancellationToken) -> Result<()> {
     let interval = rt.config.daemon.poll_interval;
     let grace = rt.config.daemon.grace_period;
+    let heartbeat = Arc::new(http::Heartbeat::default());
+    heartbeat.beat();
+    if let Some(addr) = rt.config.daemon.http_listen {
+        let listener = http::bind(addr).await?;
+        let (hb, stop) = (heartbeat.clone(), shutdown.clone());
+        // A pass may take long; the health check allows three intervals
+        // plus a generous hour for the longest load.
+        let stale = interval * 3 + std::time::Duration::from_secs(3600);
+        tokio::spawn(http::serve(listener, hb, stale, stop));
+        tracing::info!(%addr, "health listener up (/healthz)");
+    }
     tracing::info!(
         jobs = rt.config.jobs.len(),
         poll_interval_s = interval.as_secs(),
         "ferry daemon started"
     );
     loop {
+        heartbeat.beat();
         let pass = run_pass(rt, None);
         tokio::pin!(pass);
         let report = tokio::select! {
@@ -32,6 +47,7 @@ pub async fn run(rt: &Runtime, shutdown: CancellationToken) -> Result<()> {
                 break;
             }
         };
+        heartbeat.beat();
         match report {
             Ok(r) if r.has_failures() => tracing::warn!(
                 loaded = r.loaded.len(),

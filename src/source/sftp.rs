@@ -132,7 +132,7 @@ impl SftpSource {
             keepalive_interval: Some(std::time::Duration::from_secs(30)),
             nodelay: true,
             window_size: 16 * 1024 * 1024,
-            maximum_packet_size: 256 * 1024,
+            maximum_packet_size: 65535,
             ..Default::default()
         });
         let connecting = russh::client::connect(config, (s.host.as_str(), s.port), handler);

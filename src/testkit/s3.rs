@@ -24,14 +24,25 @@ pub struct S3Server {
 }
 
 impl S3Server {
-    /// Serves `root` on `bind` (use `127.0.0.1:0` for a free port).
+    /// Serves `root` on `bind` (use `127.0.0.1:0` for a free port) with the
+    /// test credentials [`ACCESS_KEY`] and [`SECRET_KEY`].
     pub async fn start(root: &Path, bind: &str) -> std::io::Result<S3Server> {
+        Self::start_with_credentials(root, bind, ACCESS_KEY, SECRET_KEY).await
+    }
+
+    /// Serves `root` on `bind`, accepting one access key and secret.
+    pub async fn start_with_credentials(
+        root: &Path,
+        bind: &str,
+        access_key: &str,
+        secret_key: &str,
+    ) -> std::io::Result<S3Server> {
         std::fs::create_dir_all(root)?;
         let fs =
             s3s_fs::FileSystem::new(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
         let service = {
             let mut b = S3ServiceBuilder::new(fs);
-            b.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+            b.set_auth(SimpleAuth::from_single(access_key, secret_key));
             b.build()
         };
         let listener = TcpListener::bind(bind).await?;

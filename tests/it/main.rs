@@ -1,8 +1,12 @@
 //! Integration tests: real PostgreSQL, in-process S3, SFTP and FTP servers,
 //! and the `ferry` binary. One test binary for all of them (faster to link).
 
+// Tests read small files whole to compare them; ferry itself may not.
+#![allow(clippy::disallowed_methods)]
+
 mod cli;
 mod config_file;
+mod daemon;
 mod harness;
 mod servers;
 mod sftp_to_postgres;
