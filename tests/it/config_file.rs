@@ -96,9 +96,16 @@ fn environment_overrides_win_and_are_validated() {
 fn the_compose_config_is_valid_with_its_mounts() {
     // Inside the container testdata is mounted at /etc/ferry/testdata.
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/compose.toml"))
-        .unwrap()
-        .replace("/etc/ferry/testdata", &Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").display().to_string());
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/compose.toml"))
+            .unwrap()
+            .replace(
+                "/etc/ferry/testdata",
+                &Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("testdata")
+                    .display()
+                    .to_string(),
+            );
     let cfg = dir.path().join("compose.toml");
     std::fs::write(&cfg, text).unwrap();
     let out = ferry()
@@ -108,5 +115,9 @@ fn the_compose_config_is_valid_with_its_mounts() {
         .env("FERRY_PG_PASSWORD", "x")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -9,7 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 async fn get(addr: &str, path: &str) -> String {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out
@@ -20,11 +22,24 @@ async fn loads_files_dropped_while_running_and_stops_on_request() {
     let stack = Stack::start().await;
     let db = TestDb::new().await;
     let port = ferry::testkit::free_port().unwrap();
-    let toml = format!("{}{}{}", stack.base_toml(), db.warehouse_toml(), task_events_job(""))
-        .replace("poll_interval = \"1s\"", &format!("poll_interval = \"200ms\"\nhttp_listen = \"127.0.0.1:{port}\""));
+    let toml = format!(
+        "{}{}{}",
+        stack.base_toml(),
+        db.warehouse_toml(),
+        task_events_job("")
+    )
+    .replace(
+        "poll_interval = \"1s\"",
+        &format!("poll_interval = \"200ms\"\nhttp_listen = \"127.0.0.1:{port}\""),
+    );
     let config = ferry::config::from_toml_str(&toml).unwrap();
     let stager = ferry::stage::Stager::new(&config.staging).await;
-    ferry::warehouse::connect(&config, &stager).await.unwrap().migrate().await.unwrap();
+    ferry::warehouse::connect(&config, &stager)
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
     let rt = Runtime::start(config).await.unwrap();
     let stop = CancellationToken::new();
     let daemon = tokio::spawn({
@@ -53,7 +68,10 @@ async fn loads_files_dropped_while_running_and_stops_on_request() {
     for _ in 0..100 {
         loaded = db
             .client
-            .query_one(&format!("SELECT count(*) FROM {}", db.t("task_events")), &[])
+            .query_one(
+                &format!("SELECT count(*) FROM {}", db.t("task_events")),
+                &[],
+            )
             .await
             .unwrap()
             .get(0);
@@ -62,7 +80,10 @@ async fn loads_files_dropped_while_running_and_stops_on_request() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(loaded, 1, "the dropped file is loaded by the running daemon");
+    assert_eq!(
+        loaded, 1,
+        "the dropped file is loaded by the running daemon"
+    );
 
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(10), daemon)
@@ -72,7 +93,10 @@ async fn loads_files_dropped_while_running_and_stops_on_request() {
         .expect("the daemon stops cleanly");
     let files: i64 = db
         .client
-        .query_one(&format!("SELECT count(*) FROM {}", db.t("ferry_files")), &[])
+        .query_one(
+            &format!("SELECT count(*) FROM {}", db.t("ferry_files")),
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
