@@ -6,6 +6,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ledger::FileVersion;
 use crate::normalize::{self, FileContext, NormalizeStats};
 use crate::retry::{RetryPolicy, retry};
+use crate::source::resume::Resuming;
 use crate::source::{RemoteEntry, Source};
 use crate::warehouse::{LoadOutcome, StagedFile};
 use std::io::Write;
@@ -41,7 +42,7 @@ impl From<Error> for FileFailure {
 pub async fn process_file(
     rt: &Runtime,
     job: &Arc<Job>,
-    src: &dyn Source,
+    src: &Arc<dyn Source>,
     entry: &RemoteEntry,
 ) -> std::result::Result<Processed, FileFailure> {
     let stats_and_file = retry(RetryPolicy::default(), "fetch and normalize", || {
@@ -116,10 +117,10 @@ pub async fn process_file(
 
 async fn fetch_and_normalize(
     job: &Arc<Job>,
-    src: &dyn Source,
+    src: &Arc<dyn Source>,
     entry: &RemoteEntry,
 ) -> Result<(NormalizeStats, tempfile::NamedTempFile)> {
-    let stream = src.open(&entry.path).await?;
+    let stream = Resuming::open(src.clone(), &entry.path).await?;
     let reader = tokio_util::io::SyncIoBridge::new(stream);
     let staged = tempfile::Builder::new()
         .prefix("ferry-staged-")

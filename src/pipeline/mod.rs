@@ -115,7 +115,7 @@ fn matches(job: &Job, e: &RemoteEntry) -> bool {
 async fn run_job(rt: &Runtime, job: &Arc<Job>, report: &mut PassReport) -> Result<()> {
     let clock = Instant::now();
     let policy = RetryPolicy::default();
-    let src: Box<dyn Source> = retry(policy, "connect", || source::connect(&job.source)).await?;
+    let src: Arc<dyn Source> = retry(policy, "connect", || source::connect(&job.source)).await?;
     let entries = retry(policy, "list", || src.list(&job.path, job.recursive)).await?;
     let listed = entries.len();
     // Marker files are kept in the listing so settle can see them.
@@ -163,7 +163,7 @@ async fn run_job(rt: &Runtime, job: &Arc<Job>, report: &mut PassReport) -> Resul
             None => {}
         }
         let started = Instant::now();
-        match process_file(rt, job, &*src, &entry).await {
+        match process_file(rt, job, &src, &entry).await {
             Ok(p) => match p.outcome {
                 LoadOutcome::Loaded { rows, .. } => {
                     telemetry::file_loaded(

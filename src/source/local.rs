@@ -70,13 +70,21 @@ impl Source for LocalSource {
         Ok(out)
     }
 
-    async fn open(&self, path: &str) -> Result<ByteStream> {
+    async fn open(&self, path: &str, offset: u64) -> Result<ByteStream> {
+        use tokio::io::AsyncSeekExt;
         let full = self.full(path);
-        let f = tokio::fs::File::open(&full)
+        let mut f = tokio::fs::File::open(&full)
             .await
             .context(ErrorKind::Transient, || {
                 format!("cannot open {}", full.display())
             })?;
+        if offset > 0 {
+            f.seek(std::io::SeekFrom::Start(offset))
+                .await
+                .context(ErrorKind::Transient, || {
+                    format!("cannot seek in {}", full.display())
+                })?;
+        }
         Ok(Box::new(f))
     }
 

@@ -8,7 +8,9 @@
 //! A listing that fails is an error, never an empty result: no file may look
 //! new or gone because of a network error.
 
+pub mod ftp;
 pub mod local;
+pub mod resume;
 pub mod settle;
 pub mod sftp;
 
@@ -38,29 +40,31 @@ pub type ByteStream = Box<dyn AsyncRead + Send + Unpin>;
 ///
 /// Contract: `list` returns every regular file below `dir` (recursively if
 /// asked) or an error; it never hides a failure as an empty listing.
-/// `open` streams the file from its first byte; memory use does not depend
-/// on its size. `finalize` is only called after the file's load committed,
+/// `open` streams the file from `offset` (0: the first byte); memory use
+/// does not depend on its size. Sources reconnect by themselves when a
+/// connection was lost between calls. `finalize` is only called after the file's load committed,
 /// and must never overwrite an existing file.
 #[async_trait]
 pub trait Source: Send + Sync {
     /// Lists regular files below `dir`.
     async fn list(&self, dir: &str, recursive: bool) -> Result<Vec<RemoteEntry>>;
-    /// Opens `path` for reading.
-    async fn open(&self, path: &str) -> Result<ByteStream>;
+    /// Opens `path` for reading from byte `offset`.
+    async fn open(&self, path: &str, offset: u64) -> Result<ByteStream>;
     /// Applies the job's on-success action to `path`; returns where the
     /// file is now (`None` once deleted).
     async fn finalize(&self, path: &str, action: &Finalize) -> Result<Option<String>>;
 }
 
 /// Connects to `settings`.
-pub async fn connect(settings: &Arc<SourceSettings>) -> Result<Box<dyn Source>> {
+pub async fn connect(settings: &Arc<SourceSettings>) -> Result<Arc<dyn Source>> {
     match &settings.kind {
-        SourceKind::Sftp(s) => Ok(Box::new(
+        SourceKind::Sftp(s) => Ok(Arc::new(
             sftp::SftpSource::connect(&settings.name, s).await?,
         )),
-        SourceKind::Local { root } => Ok(Box::new(local::LocalSource::new(root)?)),
-        SourceKind::Ftp(_) | SourceKind::S3 { .. } => Err(Error::config(format!(
-            "source {} ({}): this kind is not supported by this build of ferry yet; use sftp or local",
+        SourceKind::Ftp(f) => Ok(Arc::new(ftp::FtpSource::connect(&settings.name, f).await?)),
+        SourceKind::Local { root } => Ok(Arc::new(local::LocalSource::new(root)?)),
+        SourceKind::S3 { .. } => Err(Error::config(format!(
+            "source {} ({}): this kind is not supported by this build of ferry yet; use sftp, ftp, ftps or local",
             settings.name,
             settings.describe()
         ))),

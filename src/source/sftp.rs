@@ -18,8 +18,14 @@ use std::sync::{Arc, Mutex};
 pub struct SftpSource {
     name: String,
     addr: String,
+    settings: SftpSettings,
+    conn: tokio::sync::Mutex<Option<Arc<SftpConn>>>,
+}
+
+/// One SSH connection with its SFTP session.
+struct SftpConn {
     sftp: SftpSession,
-    _ssh: russh::client::Handle<HostKeyCheck>,
+    ssh: russh::client::Handle<HostKeyCheck>,
 }
 
 /// The russh client handler: checks the host key and remembers why it
@@ -119,6 +125,30 @@ fn sftp_err(
 impl SftpSource {
     /// Connects, checks the host key, authenticates and starts SFTP.
     pub async fn connect(name: &str, s: &SftpSettings) -> Result<Self> {
+        let conn = Self::open_session(name, s).await?;
+        Ok(SftpSource {
+            name: name.to_string(),
+            addr: format!("{}:{}", s.host, s.port),
+            settings: s.clone(),
+            conn: tokio::sync::Mutex::new(Some(Arc::new(conn))),
+        })
+    }
+
+    /// The live session, reconnecting first if the connection was lost.
+    async fn session(&self) -> Result<Arc<SftpConn>> {
+        let mut guard = self.conn.lock().await;
+        if let Some(c) = guard.as_ref()
+            && !c.ssh.is_closed()
+        {
+            return Ok(c.clone());
+        }
+        tracing::info!(source = %self.name, server = %self.addr, "SFTP connection lost; reconnecting");
+        let c = Arc::new(Self::open_session(&self.name, &self.settings).await?);
+        *guard = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn open_session(name: &str, s: &SftpSettings) -> Result<SftpConn> {
         let addr = format!("{}:{}", s.host, s.port);
         let refusal = Arc::new(Mutex::new(None));
         let handler = HostKeyCheck {
@@ -201,12 +231,7 @@ impl SftpSource {
                 ErrorKind::Transient,
                 format!("source {name}: sftp {addr} did not start the SFTP session"),
             ))?;
-        Ok(SftpSource {
-            name: name.to_string(),
-            addr,
-            sftp,
-            _ssh: ssh,
-        })
+        Ok(SftpConn { sftp, ssh })
     }
 
     fn what(&self, verb: &str, path: &str) -> String {
@@ -217,7 +242,9 @@ impl SftpSource {
     }
 
     async fn exists(&self, path: &str) -> Result<bool> {
-        self.sftp
+        self.session()
+            .await?
+            .sftp
             .try_exists(path)
             .await
             .map_err(sftp_err(ErrorKind::Transient, self.what("stat", path)))
@@ -229,8 +256,9 @@ impl Source for SftpSource {
     async fn list(&self, dir: &str, recursive: bool) -> Result<Vec<RemoteEntry>> {
         let mut out = Vec::new();
         let mut pending = vec![(dir.to_string(), String::new())];
+        let conn = self.session().await?;
         while let Some((remote_dir, rel_prefix)) = pending.pop() {
-            let entries = self
+            let entries = conn
                 .sftp
                 .read_dir(remote_dir.clone())
                 .await
@@ -264,12 +292,19 @@ impl Source for SftpSource {
         Ok(out)
     }
 
-    async fn open(&self, path: &str) -> Result<ByteStream> {
-        let file = self
+    async fn open(&self, path: &str, offset: u64) -> Result<ByteStream> {
+        use tokio::io::AsyncSeekExt;
+        let conn = self.session().await?;
+        let mut file = conn
             .sftp
             .open(path)
             .await
             .map_err(sftp_err(ErrorKind::Transient, self.what("open", path)))?;
+        if offset > 0 {
+            file.seek(std::io::SeekFrom::Start(offset))
+                .await
+                .map_err(|e| Error::transient(self.what("seek in", path)).with_source(e))?;
+        }
         Ok(Box::new(file))
     }
 
@@ -277,15 +312,18 @@ impl Source for SftpSource {
         match action {
             Finalize::Keep => Ok(Some(path.to_string())),
             Finalize::Delete => {
-                self.sftp
+                self.session()
+                    .await?
+                    .sftp
                     .remove_file(path)
                     .await
                     .map_err(sftp_err(ErrorKind::Transient, self.what("delete", path)))?;
                 Ok(None)
             }
             Finalize::Move(to) => {
+                let conn = self.session().await?;
                 if !self.exists(to).await? {
-                    self.sftp.create_dir(to.clone()).await.map_err(sftp_err(
+                    conn.sftp.create_dir(to.clone()).await.map_err(sftp_err(
                         ErrorKind::Transient,
                         self.what("create folder", to),
                     ))?;
@@ -300,7 +338,7 @@ impl Source for SftpSource {
                     candidate = free_name(base, |n| taken.contains(n));
                 }
                 let dest = join(to, &candidate);
-                self.sftp
+                conn.sftp
                     .rename(path, dest.clone())
                     .await
                     .map_err(sftp_err(ErrorKind::Transient, self.what("move", path)))?;

@@ -17,6 +17,26 @@ pub struct FtpServer {
 impl FtpServer {
     /// Serves `root` on 127.0.0.1:`port` (0 picks a free port).
     pub async fn start(root: &Path, port: u16) -> std::io::Result<FtpServer> {
+        Self::start_inner(root, port, None).await
+    }
+
+    /// Like [`FtpServer::start`], with explicit FTPS (`AUTH TLS`) using the
+    /// test certificate in `testdata/tls` (for `localhost` and 127.0.0.1).
+    pub async fn start_tls(root: &Path, port: u16) -> std::io::Result<FtpServer> {
+        let tls = super::testdata().join("tls");
+        Self::start_inner(
+            root,
+            port,
+            Some((tls.join("server.pem"), tls.join("server.key"))),
+        )
+        .await
+    }
+
+    async fn start_inner(
+        root: &Path,
+        port: u16,
+        tls: Option<(PathBuf, PathBuf)>,
+    ) -> std::io::Result<FtpServer> {
         std::fs::create_dir_all(root)?;
         let port = if port == 0 { super::free_port()? } else { port };
         let addr: SocketAddr = format!("127.0.0.1:{port}")
@@ -25,17 +45,22 @@ impl FtpServer {
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         let served = root.to_path_buf();
-        let server = libunftp::ServerBuilder::new(Box::new(move || {
+        let mut builder = libunftp::ServerBuilder::new(Box::new(move || {
             unftp_sbe_fs::Filesystem::new(served.clone()).expect("the served folder exists")
-        }))
-        .greeting("ferry test FTP server")
-        .passive_host(std::net::Ipv4Addr::LOCALHOST)
-        .shutdown_indicator(async move {
-            stopped.cancelled().await;
-            libunftp::options::Shutdown::new().grace_period(std::time::Duration::from_millis(100))
-        })
-        .build()
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        }));
+        if let Some((cert, key)) = tls {
+            builder = builder.ftps(cert, key);
+        }
+        let server = builder
+            .greeting("ferry test FTP server")
+            .passive_host(std::net::Ipv4Addr::LOCALHOST)
+            .shutdown_indicator(async move {
+                stopped.cancelled().await;
+                libunftp::options::Shutdown::new()
+                    .grace_period(std::time::Duration::from_millis(100))
+            })
+            .build()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         tokio::spawn(async move {
             if let Err(e) = server.listen(addr.to_string()).await {
                 tracing::warn!(error = %e, "test FTP server stopped");

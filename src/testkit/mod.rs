@@ -7,6 +7,7 @@
 //! Built only with the `testkit` feature; ferry itself never links them.
 
 pub mod ftp;
+pub mod proxy;
 pub mod s3;
 pub mod sftp;
 

@@ -7,6 +7,7 @@
 mod cli;
 mod config_file;
 mod daemon;
+mod ftp_source;
 mod harness;
 mod servers;
 mod sftp_to_postgres;

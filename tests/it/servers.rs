@@ -91,7 +91,7 @@ async fn sftp_source_lists_streams_and_finalizes_with_key_auth() {
         vec!["big.bin", "sub/nested.csv"]
     );
 
-    let mut stream = src.open("/in/big.bin").await.unwrap();
+    let mut stream = src.open("/in/big.bin", 0).await.unwrap();
     let mut got = Vec::new();
     stream.read_to_end(&mut got).await.unwrap();
     assert!(got == big, "downloaded bytes differ");
@@ -262,4 +262,57 @@ async fn ftp_server_serves_suppaftp_in_binary_mode() {
     stream.finish().await.unwrap();
     assert_eq!(got, body, "bytes come back unchanged");
     ftp.quit().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_sftp_download_cut_midway_resumes_and_the_bytes_match() {
+    use sha2::{Digest, Sha256};
+    let stack = Stack::start().await;
+    let data: Vec<u8> = (0..6_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::create_dir_all(stack.sftp.root.join("in")).unwrap();
+    std::fs::write(stack.sftp.root.join("in/big.bin"), &data).unwrap();
+    // The first SSH connection dies after ~2 MB from the server.
+    let proxy = ferry::testkit::proxy::CuttingProxy::start(stack.sftp.addr, 2_000_000, 1)
+        .await
+        .unwrap();
+    let mut known = std::fs::read_to_string(&stack.known_hosts).unwrap();
+    known.push_str(&format!(
+        "[127.0.0.1]:{} {}\n",
+        proxy.addr.port(),
+        stack.sftp.host_key.to_openssh().unwrap()
+    ));
+    std::fs::write(&stack.known_hosts, known).unwrap();
+    let mut settings = sftp_settings(
+        &stack,
+        client_key(),
+        HostKeyPolicy::KnownHosts(stack.known_hosts.display().to_string()),
+    );
+    settings.port = proxy.addr.port();
+    let src: std::sync::Arc<dyn Source> =
+        std::sync::Arc::new(SftpSource::connect("partner", &settings).await.unwrap());
+
+    let mut stream = ferry::source::resume::Resuming::open(src, "/in/big.bin")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    stream
+        .read_to_end(&mut got)
+        .await
+        .expect("the download resumes after the cut");
+    assert_eq!(
+        proxy.cuts.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the connection really was cut"
+    );
+    assert!(
+        proxy.connections.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "a new connection was made"
+    );
+    assert_eq!(got.len(), data.len());
+    assert_eq!(
+        hex::encode(Sha256::digest(&got)),
+        hex::encode(Sha256::digest(&data))
+    );
 }

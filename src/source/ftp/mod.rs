@@ -1,0 +1,449 @@
+//! FTP and FTPS (explicit `AUTH TLS` or implicit) with suppaftp.
+//!
+//! - Always binary (`TYPE I`): some servers honour ASCII mode and would
+//!   change line ends.
+//! - Passive mode with EPSV; if the server refuses it, PASV with the NAT
+//!   workaround (the data address is the control connection's peer).
+//! - Listing with MLSD when the server offers it, else LIST (Unix and
+//!   DOS/IIS styles), with MDTM for exact modification times (LIST has no
+//!   seconds and changes its date format after six months, which would make
+//!   an old file look like a new version).
+//! - TLS with rustls: certificates verified against the system roots plus
+//!   an optional CA file; TLS sessions resumed on data connections, as
+//!   vsftpd's `require_ssl_reuse` demands.
+//! - A download ends by reading the server's transfer reply, so a transfer
+//!   the server aborted is an error, never a short file.
+
+pub mod listing;
+mod stream;
+
+use super::{ByteStream, RemoteEntry, Source, free_name, join};
+use crate::config::{Finalize, FtpSettings};
+use crate::error::{Error, ErrorKind, Result};
+use async_trait::async_trait;
+use listing::{Kind, Listed};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use suppaftp::tokio::{
+    AsyncFtpStream, AsyncRustlsConnector, AsyncRustlsFtpStream, ImplAsyncFtpStream,
+};
+use suppaftp::types::{FileType, Mode};
+use suppaftp::{FtpError, Status};
+use tokio::sync::Mutex;
+use tokio_rustls::rustls;
+
+/// A control connection, plain or TLS.
+enum Conn {
+    Plain(AsyncFtpStream),
+    Tls(AsyncRustlsFtpStream),
+}
+
+/// Runs `$body` with `$s` bound to the connection, whatever its kind.
+macro_rules! on_conn {
+    ($conn:expr, $s:ident => $body:expr) => {
+        match $conn {
+            Conn::Plain($s) => $body,
+            Conn::Tls($s) => $body,
+        }
+    };
+}
+
+/// A connected FTP or FTPS server.
+pub struct FtpSource {
+    name: String,
+    settings: FtpSettings,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    conn: Mutex<Option<Conn>>,
+    mlsd: std::sync::atomic::AtomicBool,
+    /// MDTM results by (path, size, LIST time): steady-state polls of a
+    /// LIST-only server cost one command per new or changed file.
+    mdtm_cache: std::sync::Mutex<HashMap<(String, u64, i64), i64>>,
+}
+
+fn ftp_err(what: String) -> impl FnOnce(FtpError) -> Error {
+    move |e| {
+        let kind = match &e {
+            FtpError::UnexpectedResponse(r) => match r.status.code() {
+                421 | 425 | 426 | 450 | 451 => ErrorKind::Transient,
+                _ => ErrorKind::Permanent,
+            },
+            FtpError::ConnectionError(_)
+            | FtpError::BadResponse
+            | FtpError::DataConnectionAlreadyOpen => ErrorKind::Transient,
+            _ => ErrorKind::Permanent,
+        };
+        let detail = match &e {
+            FtpError::UnexpectedResponse(r) => format!(
+                "server replied {} {}",
+                r.status.code(),
+                String::from_utf8_lossy(&r.body).trim()
+            ),
+            other => other.to_string(),
+        };
+        Error::new(kind, format!("{what}: {detail}"))
+    }
+}
+
+fn is_missing(e: &FtpError) -> bool {
+    matches!(e, FtpError::UnexpectedResponse(r) if r.status == Status::FileUnavailable)
+}
+
+/// The rustls client configuration: system roots plus `ca_file`.
+fn tls_config(ca_file: Option<&str>) -> Result<Arc<rustls::ClientConfig>> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(file) = ca_file {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(file)
+            .and_then(|it| it.collect::<std::result::Result<_, _>>())
+            .map_err(|e| Error::config(format!("cannot read CA certificates from {file}: {e}")))?;
+        if certs.is_empty() {
+            return Err(Error::config(format!("{file} holds no PEM certificates")));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| Error::config(format!("bad CA certificate in {file}: {e}")))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::config(format!("TLS set-up failed: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+impl FtpSource {
+    /// Connects and logs in.
+    pub async fn connect(name: &str, settings: &FtpSettings) -> Result<Self> {
+        let tls = match &settings.tls {
+            Some(t) => Some(tls_config(t.ca_file.as_deref())?),
+            None => None,
+        };
+        let src = FtpSource {
+            name: name.to_string(),
+            settings: settings.clone(),
+            tls,
+            conn: Mutex::new(None),
+            mlsd: std::sync::atomic::AtomicBool::new(false),
+            mdtm_cache: std::sync::Mutex::new(HashMap::new()),
+        };
+        let conn = src.open_conn().await?;
+        *src.conn.lock().await = Some(conn);
+        Ok(src)
+    }
+
+    fn addr_text(&self) -> String {
+        format!("{}:{}", self.settings.host, self.settings.port)
+    }
+
+    fn what(&self, verb: &str, path: &str) -> String {
+        let kind = if self.settings.tls.is_some() {
+            "ftps"
+        } else {
+            "ftp"
+        };
+        format!(
+            "source {}: cannot {verb} {path} on {kind} {}",
+            self.name,
+            self.addr_text()
+        )
+    }
+
+    async fn resolve(&self) -> Result<SocketAddr> {
+        tokio::net::lookup_host((self.settings.host.as_str(), self.settings.port))
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| {
+                Error::transient(format!(
+                    "source {}: cannot resolve {}",
+                    self.name,
+                    self.addr_text()
+                ))
+            })
+    }
+
+    async fn open_conn(&self) -> Result<Conn> {
+        let s = &self.settings;
+        let addr = self.resolve().await?;
+        let what = || {
+            format!(
+                "source {}: cannot connect to {}",
+                self.name,
+                self.addr_text()
+            )
+        };
+        let connecting = async {
+            let mut conn = match (&s.tls, &self.tls) {
+                (Some(t), Some(cfg)) if t.implicit => {
+                    let connector =
+                        AsyncRustlsConnector::from(tokio_rustls::TlsConnector::from(cfg.clone()));
+                    Conn::Tls(
+                        ImplAsyncFtpStream::connect_secure_implicit(addr, connector, &s.host)
+                            .await
+                            .map_err(ftp_err(what()))?,
+                    )
+                }
+                (Some(_), Some(cfg)) => {
+                    let plain = AsyncRustlsFtpStream::connect_timeout(addr, s.connect_timeout)
+                        .await
+                        .map_err(ftp_err(what()))?;
+                    let connector =
+                        AsyncRustlsConnector::from(tokio_rustls::TlsConnector::from(cfg.clone()));
+                    Conn::Tls(plain.into_secure(connector, &s.host).await.map_err(|e| {
+                        ftp_err(format!(
+                            "{} (TLS: check the server's certificate, or set ca_file)",
+                            what()
+                        ))(e)
+                    })?)
+                }
+                _ => Conn::Plain(
+                    AsyncFtpStream::connect_timeout(addr, s.connect_timeout)
+                        .await
+                        .map_err(ftp_err(what()))?,
+                ),
+            };
+            let password = s.password.as_ref().map_or("ferry@", |p| p.expose());
+            on_conn!(&mut conn, c => {
+                c.login(s.user.as_str(), password).await.map_err(|e| {
+                    let mut err = ftp_err(format!("source {}: login as {:?} on {} failed", self.name, s.user, self.addr_text()))(e);
+                    if err.to_string().contains(" 530 ") { err = Error::permanent(err.to_string()); }
+                    err
+                })?;
+                c.transfer_type(FileType::Binary).await.map_err(ftp_err(what()))?;
+                c.set_mode(Mode::ExtendedPassive);
+                let mlsd = c.feat().await.map(|f| f.keys().any(|k| k.eq_ignore_ascii_case("MLST"))).unwrap_or(false);
+                self.mlsd.store(mlsd, std::sync::atomic::Ordering::Relaxed);
+            });
+            Ok::<_, Error>(conn)
+        };
+        match tokio::time::timeout(s.connect_timeout * 2, connecting).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::transient(format!(
+                "{}: no answer within {:?}",
+                what(),
+                s.connect_timeout * 2
+            ))),
+        }
+    }
+
+    /// Runs `op` on the connection, reconnecting once if the connection
+    /// was lost (or lost before the call).
+    async fn with_conn<T, F>(&self, op: F) -> std::result::Result<T, FtpError>
+    where
+        F: for<'c> Fn(
+            &'c mut Conn,
+        ) -> futures::future::BoxFuture<'c, std::result::Result<T, FtpError>>,
+    {
+        let mut guard = self.conn.lock().await;
+        for attempt in 0..2 {
+            if guard.is_none() {
+                match self.open_conn().await {
+                    Ok(c) => *guard = Some(c),
+                    Err(e) => {
+                        return Err(FtpError::ConnectionError(std::io::Error::other(e.chain())));
+                    }
+                }
+            }
+            let conn = guard.as_mut().expect("connected above");
+            match op(conn).await {
+                Err(FtpError::ConnectionError(e)) if attempt == 0 => {
+                    tracing::info!(source = %self.name, error = %e, "FTP connection lost; reconnecting");
+                    *guard = None;
+                }
+                Err(FtpError::UnexpectedResponse(r)) if attempt == 0 && r.status.code() == 421 => {
+                    *guard = None;
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the second attempt returns")
+    }
+
+    async fn list_dir(&self, dir: &str) -> Result<Vec<Listed>> {
+        let use_mlsd = self.mlsd.load(std::sync::atomic::Ordering::Relaxed);
+        let d = dir.to_string();
+        let lines = self
+            .with_conn(|c| {
+                let d = d.clone();
+                Box::pin(async move {
+                    on_conn!(c, s => if use_mlsd { s.mlsd(Some(&d)).await } else { s.list(Some(&d)).await })
+                })
+            })
+            .await
+            .map_err(ftp_err(self.what("list", dir)))?;
+        let now = chrono::Utc::now().naive_utc();
+        Ok(lines
+            .iter()
+            .filter_map(|l| {
+                if use_mlsd {
+                    listing::parse_mlsd(l)
+                } else {
+                    listing::parse_list(l, now)
+                }
+            })
+            .collect())
+    }
+
+    async fn mdtm(&self, path: &str) -> Result<Option<i64>> {
+        let p = path.to_string();
+        match self
+            .with_conn(|c| {
+                let p = p.clone();
+                Box::pin(async move { on_conn!(c, s => s.mdtm(&p).await) })
+            })
+            .await
+        {
+            Ok(t) => Ok(Some(t.and_utc().timestamp())),
+            Err(FtpError::UnexpectedResponse(r)) if matches!(r.status.code(), 500 | 502 | 504) => {
+                Ok(None)
+            }
+            Err(e) => Err(ftp_err(self.what("read the time of", path))(e)),
+        }
+    }
+
+    async fn exists(&self, path: &str) -> Result<bool> {
+        let p = path.to_string();
+        match self
+            .with_conn(|c| {
+                let p = p.clone();
+                Box::pin(async move { on_conn!(c, s => s.size(&p).await) })
+            })
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_missing(&e) => Ok(false),
+            Err(e) => Err(ftp_err(self.what("check", path))(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Source for FtpSource {
+    async fn list(&self, dir: &str, recursive: bool) -> Result<Vec<RemoteEntry>> {
+        let mut out = Vec::new();
+        let mut pending = vec![(dir.to_string(), String::new())];
+        let mut seen = std::collections::HashSet::new();
+        while let Some((remote_dir, rel_prefix)) = pending.pop() {
+            for l in self.list_dir(&remote_dir).await? {
+                let relative = format!("{rel_prefix}{}", l.name);
+                match l.kind {
+                    Kind::Dir if recursive && !l.name.starts_with('.') => {
+                        pending.push((join(&remote_dir, &l.name), format!("{relative}/")));
+                    }
+                    Kind::File => {
+                        let path = join(&remote_dir, &l.name);
+                        let mut mtime = l.mtime.unwrap_or(0);
+                        if !l.precise {
+                            let key = (path.clone(), l.size, mtime);
+                            let cached = self
+                                .mdtm_cache
+                                .lock()
+                                .expect("cache lock")
+                                .get(&key)
+                                .copied();
+                            mtime = match cached {
+                                Some(t) => t,
+                                None => {
+                                    let t = self.mdtm(&path).await?.unwrap_or(mtime);
+                                    self.mdtm_cache
+                                        .lock()
+                                        .expect("cache lock")
+                                        .insert(key.clone(), t);
+                                    t
+                                }
+                            };
+                            seen.insert(key);
+                        }
+                        out.push(RemoteEntry {
+                            path,
+                            relative,
+                            size: l.size,
+                            mtime,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if !seen.is_empty() {
+            self.mdtm_cache
+                .lock()
+                .expect("cache lock")
+                .retain(|k, _| seen.contains(k));
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    async fn open(&self, path: &str, offset: u64) -> Result<ByteStream> {
+        let p = path.to_string();
+        let label = path.to_string();
+        let stream: ByteStream = self
+            .with_conn(|c| {
+                let p = p.clone();
+                let label = label.clone();
+                Box::pin(async move {
+                    on_conn!(c, s => {
+                        if offset > 0 {
+                            s.resume_transfer(offset as usize).await?;
+                        }
+                        let t = s.retr_as_stream(&p).await?;
+                        Ok(Box::new(stream::FinishOnEof::new(t, label)) as ByteStream)
+                    })
+                })
+            })
+            .await
+            .map_err(ftp_err(self.what("download", path)))?;
+        Ok(stream)
+    }
+
+    async fn finalize(&self, path: &str, action: &Finalize) -> Result<Option<String>> {
+        match action {
+            Finalize::Keep => Ok(Some(path.to_string())),
+            Finalize::Delete => {
+                let p = path.to_string();
+                self.with_conn(|c| {
+                    let p = p.clone();
+                    Box::pin(async move { on_conn!(c, s => s.rm(&p).await) })
+                })
+                .await
+                .map_err(ftp_err(self.what("delete", path)))?;
+                Ok(None)
+            }
+            Finalize::Move(to) => {
+                let dir = to.clone();
+                // MKD fails when the folder exists; that is fine.
+                let _ = self
+                    .with_conn(|c| {
+                        let d = dir.clone();
+                        Box::pin(async move { on_conn!(c, s => s.mkdir(&d).await) })
+                    })
+                    .await;
+                let base = super::file_name(path);
+                let mut taken = std::collections::HashSet::new();
+                let mut candidate = base.to_string();
+                while self.exists(&join(to, &candidate)).await? {
+                    taken.insert(candidate.clone());
+                    candidate = free_name(base, |n| taken.contains(n));
+                }
+                let dest = join(to, &candidate);
+                let (from, dest2) = (path.to_string(), dest.clone());
+                self.with_conn(|c| {
+                    let (f, d) = (from.clone(), dest2.clone());
+                    Box::pin(async move { on_conn!(c, s => s.rename(&f, &d).await) })
+                })
+                .await
+                .map_err(ftp_err(self.what("move", path)))?;
+                Ok(Some(dest))
+            }
+        }
+    }
+}

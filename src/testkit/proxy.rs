@@ -1,0 +1,100 @@
+//! A loopback TCP proxy that cuts its first connection after a number of
+//! bytes from the server: the "network drops mid-download" fault.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// A running proxy; stops when dropped.
+pub struct CuttingProxy {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    /// Connections accepted so far.
+    pub connections: Arc<AtomicUsize>,
+    /// Connections cut so far.
+    pub cuts: Arc<AtomicUsize>,
+    stop: CancellationToken,
+}
+
+impl CuttingProxy {
+    /// Forwards to `target`; the first `cut_connections` connections are
+    /// closed once they have carried `cut_after` bytes from the server.
+    pub async fn start(
+        target: SocketAddr,
+        cut_after: u64,
+        cut_connections: usize,
+    ) -> std::io::Result<CuttingProxy> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let cuts = Arc::new(AtomicUsize::new(0));
+        let (stopped, conns, cut_count) = (stop.clone(), connections.clone(), cuts.clone());
+        tokio::spawn(async move {
+            loop {
+                let client = tokio::select! {
+                    r = listener.accept() => match r { Ok((c, _)) => c, Err(_) => continue },
+                    () = stopped.cancelled() => break,
+                };
+                let n = conns.fetch_add(1, Ordering::SeqCst);
+                let budget = if n < cut_connections {
+                    cut_after
+                } else {
+                    u64::MAX
+                };
+                let cut_count = cut_count.clone();
+                let stopped = stopped.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let up = async move {
+                        let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                    };
+                    let sent = Arc::new(AtomicU64::new(0));
+                    let down = async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match sr.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            let total = sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+                            if total > budget {
+                                cut_count.fetch_add(1, Ordering::SeqCst);
+                                return; // dropping both halves cuts the connection
+                            }
+                            if cw.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        () = up => {}
+                        () = down => {}
+                        () = stopped.cancelled() => {}
+                    }
+                });
+            }
+        });
+        Ok(CuttingProxy {
+            addr,
+            connections,
+            cuts,
+            stop,
+        })
+    }
+}
+
+impl Drop for CuttingProxy {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
