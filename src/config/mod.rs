@@ -509,7 +509,20 @@ fn validate_source(name: &str, s: &RawSource, p: &mut Problems) -> Option<Source
                 r.password_env.as_deref(),
                 r.password_file.as_deref(),
             ))?;
+            let data_mode = match r.data_mode.as_str() {
+                "epsv" => FtpDataMode::Epsv,
+                "pasv" => FtpDataMode::Pasv,
+                "active" => FtpDataMode::Active,
+                other => {
+                    p.push(
+                        format!("{path}.data_mode"),
+                        format!("{other:?}: expected epsv, pasv or active"),
+                    );
+                    return None;
+                }
+            };
             SourceKind::Ftp(FtpSettings {
+                data_mode,
                 host: r.host.clone(),
                 port: r.port.unwrap_or(if r.implicit_tls { 990 } else { 21 }),
                 user: r.user.clone(),
@@ -821,6 +834,7 @@ fn validate_job(
         name: j.name.clone(),
         source: source?,
         path: j.path.clone(),
+        lookback_days: j.lookback_days,
         pattern: pattern?,
         pattern_text: j.pattern.clone(),
         exclude: exclude?,
@@ -836,6 +850,8 @@ fn validate_job(
         settle: Settle {
             min_age: min_age?,
             marker_suffix: j.settle.marker_suffix.clone(),
+            folder_marker: j.settle.folder_marker.clone(),
+            stable_polls: j.settle.stable_polls,
             temp_patterns: temp_patterns?,
             temp_pattern_text: j.settle.temp_patterns.clone(),
         },

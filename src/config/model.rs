@@ -234,6 +234,19 @@ pub struct FtpSettings {
     pub tls: Option<FtpTls>,
     /// Connect and login timeout.
     pub connect_timeout: Duration,
+    /// How data connections are made.
+    pub data_mode: FtpDataMode,
+}
+
+/// How FTP data connections are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FtpDataMode {
+    /// Extended passive (EPSV): only a port comes back, so NAT cannot garble it.
+    Epsv,
+    /// Passive (PASV) with the NAT workaround.
+    Pasv,
+    /// Active (PORT/EPRT): the server connects back.
+    Active,
 }
 
 /// FTPS settings.
@@ -479,6 +492,10 @@ pub struct Settle {
     pub min_age: Duration,
     /// Marker suffix, if required.
     pub marker_suffix: Option<String>,
+    /// Folder marker file name, if required.
+    pub folder_marker: Option<String>,
+    /// Unchanged polls required (0: off).
+    pub stable_polls: u32,
     /// Temporary-name globs.
     pub temp_patterns: globset::GlobSet,
     /// The same globs as written, for messages.
@@ -496,6 +513,35 @@ pub enum Finalize {
     Move(String),
 }
 
+impl Job {
+    /// Whether `path` holds a date template.
+    pub fn path_is_templated(&self) -> bool {
+        ["{yyyy}", "{mm}", "{dd}"]
+            .iter()
+            .any(|t| self.path.contains(t))
+    }
+
+    /// The folders to list on `today` (UTC): the path itself, or one per
+    /// day from `lookback_days` ago to today for a templated path.
+    pub fn folders(&self, today: chrono::NaiveDate) -> Vec<String> {
+        if !self.path_is_templated() {
+            return vec![self.path.clone()];
+        }
+        let mut out: Vec<String> = (0..=self.lookback_days as i64)
+            .rev()
+            .map(|back| {
+                let d = today - chrono::Duration::days(back);
+                self.path
+                    .replace("{yyyy}", &d.format("%Y").to_string())
+                    .replace("{mm}", &d.format("%m").to_string())
+                    .replace("{dd}", &d.format("%d").to_string())
+            })
+            .collect();
+        out.dedup();
+        out
+    }
+}
+
 /// A job.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -503,8 +549,10 @@ pub struct Job {
     pub name: String,
     /// Its source.
     pub source: Arc<SourceSettings>,
-    /// Folder to list.
+    /// Folder to list, possibly with `{yyyy}`, `{mm}`, `{dd}`.
     pub path: String,
+    /// Days before today listed too when `path` has a date template.
+    pub lookback_days: u32,
     /// Include glob.
     pub pattern: globset::GlobMatcher,
     /// Include glob as written.

@@ -286,6 +286,15 @@ pub struct RawFtp {
     /// How long to wait for the connection and login.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: String,
+    /// Data connections: `epsv` (extended passive, the default), `pasv`
+    /// (passive, with the data address taken from the control connection
+    /// when the server advertises a private one) or `active`.
+    #[serde(default = "default_data_mode")]
+    pub data_mode: String,
+}
+
+fn default_data_mode() -> String {
+    "epsv".into()
 }
 
 fn default_ftp_user() -> String {
@@ -330,8 +339,12 @@ pub struct RawJob {
     pub name: String,
     /// Name of a `[sources.NAME]` entry.
     pub source: String,
-    /// Folder on the source to list.
+    /// Folder on the source to list; may hold date templates `{yyyy}`,
+    /// `{mm}`, `{dd}` (UTC), e.g. `/export/{yyyy}/{mm}/{dd}`.
     pub path: String,
+    /// With a date template: how many days before today are listed too.
+    #[serde(default = "default_lookback_days")]
+    pub lookback_days: u32,
     /// Glob the file name (or path below `path`, when recursive) must match.
     #[serde(default = "default_pattern")]
     pub pattern: String,
@@ -372,6 +385,10 @@ pub struct RawJob {
     /// How many rejected rows a file may have before it fails as a whole.
     #[serde(default)]
     pub max_errors: u64,
+}
+
+fn default_lookback_days() -> u32 {
+    1
 }
 
 fn default_pattern() -> String {
@@ -492,6 +509,13 @@ pub struct RawSettle {
     pub min_age: String,
     /// If set, a file is ready only when `name + marker_suffix` exists.
     pub marker_suffix: Option<String>,
+    /// If set, a file is ready only when a file of this name (e.g.
+    /// `_SUCCESS`) exists in the same folder.
+    pub folder_marker: Option<String>,
+    /// A file is ready only after its size and modification time stayed
+    /// the same across this many further polls (0: off).
+    #[serde(default)]
+    pub stable_polls: u32,
     /// Globs of temporary names that are never ready.
     #[serde(default = "default_temp_patterns")]
     pub temp_patterns: Vec<String>,
@@ -502,6 +526,8 @@ impl Default for RawSettle {
         RawSettle {
             min_age: default_min_age(),
             marker_suffix: None,
+            folder_marker: None,
+            stable_polls: 0,
             temp_patterns: default_temp_patterns(),
         }
     }

@@ -15,10 +15,12 @@ use crate::config::{Config, Finalize, Job};
 use crate::error::{Error, Result};
 use crate::ledger::{FileState, FileVersion};
 use crate::retry::{RetryPolicy, retry};
+use crate::source::settle::Stability;
 use crate::source::{self, RemoteEntry, Source};
 use crate::stage::Stager;
 use crate::telemetry;
 use crate::warehouse::{self, LoadOutcome, Warehouse};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,6 +32,8 @@ pub struct Runtime {
     pub stager: Stager,
     /// The warehouse.
     pub warehouse: Arc<dyn Warehouse>,
+    /// Per job: sizes and mtimes seen in earlier polls (settle.stable_polls).
+    pub stability: std::sync::Mutex<HashMap<String, Stability>>,
 }
 
 impl Runtime {
@@ -43,6 +47,7 @@ impl Runtime {
             config: Arc::new(config),
             stager,
             warehouse,
+            stability: std::sync::Mutex::new(HashMap::new()),
         })
     }
 }
@@ -108,6 +113,28 @@ pub async fn run_pass(rt: &Runtime, only: Option<&str>) -> Result<PassReport> {
     Ok(report)
 }
 
+/// Lists the job's folder, or each dated folder of a templated path. A
+/// dated folder that does not exist (yet) lists as empty; every other
+/// failure is an error.
+async fn list_folders(
+    src: &dyn Source,
+    job: &Job,
+    policy: RetryPolicy,
+) -> Result<Vec<RemoteEntry>> {
+    let folders = job.folders(chrono::Utc::now().date_naive());
+    let mut all = Vec::new();
+    for folder in &folders {
+        match retry(policy, "list", || src.list(folder, job.recursive)).await {
+            Ok(mut entries) => all.append(&mut entries),
+            Err(e) if job.path_is_templated() && !src.exists(folder).await.unwrap_or(true) => {
+                tracing::debug!(job = %job.name, folder = %folder, error = %e.chain(), "dated folder does not exist yet");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(all)
+}
+
 fn matches(job: &Job, e: &RemoteEntry) -> bool {
     job.pattern.is_match(&e.relative) && !job.exclude.is_match(&e.relative)
 }
@@ -116,7 +143,7 @@ async fn run_job(rt: &Runtime, job: &Arc<Job>, report: &mut PassReport) -> Resul
     let clock = Instant::now();
     let policy = RetryPolicy::default();
     let src: Arc<dyn Source> = retry(policy, "connect", || source::connect(&job.source)).await?;
-    let entries = retry(policy, "list", || src.list(&job.path, job.recursive)).await?;
+    let entries = list_folders(&*src, job, policy).await?;
     let listed = entries.len();
     // Marker files are kept in the listing so settle can see them.
     let candidates: Vec<RemoteEntry> = entries
@@ -128,10 +155,20 @@ async fn run_job(rt: &Runtime, job: &Arc<Job>, report: &mut PassReport) -> Resul
                     .marker_suffix
                     .as_ref()
                     .is_some_and(|m| e.relative.ends_with(m.as_str()))
+                || job
+                    .settle
+                    .folder_marker
+                    .as_ref()
+                    .is_some_and(|m| source::file_name(&e.path) == m)
         })
         .collect();
     let now = chrono::Utc::now().timestamp();
-    let (ready, waiting) = source::settle::split(candidates, &job.settle, now);
+    let (ready, waiting) = {
+        let mut all = rt.stability.lock().expect("stability lock");
+        let stability = all.entry(job.name.clone()).or_default();
+        stability.observe(&candidates);
+        source::settle::split(candidates, &job.settle, now, stability)
+    };
     for (e, why) in &waiting {
         if matches(job, e) {
             report.waiting += 1;

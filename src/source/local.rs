@@ -88,6 +88,12 @@ impl Source for LocalSource {
         Ok(Box::new(f))
     }
 
+    async fn exists(&self, path: &str) -> Result<bool> {
+        Ok(tokio::fs::try_exists(self.full(path))
+            .await
+            .unwrap_or(false))
+    }
+
     async fn finalize(&self, path: &str, action: &Finalize) -> Result<Option<String>> {
         let full = self.full(path);
         match action {

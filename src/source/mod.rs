@@ -11,11 +11,12 @@
 pub mod ftp;
 pub mod local;
 pub mod resume;
+pub mod s3;
 pub mod settle;
 pub mod sftp;
 
 use crate::config::{Finalize, SourceKind, SourceSettings};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use async_trait::async_trait;
 use std::sync::Arc;
 use tokio::io::AsyncRead;
@@ -50,6 +51,8 @@ pub trait Source: Send + Sync {
     async fn list(&self, dir: &str, recursive: bool) -> Result<Vec<RemoteEntry>>;
     /// Opens `path` for reading from byte `offset`.
     async fn open(&self, path: &str, offset: u64) -> Result<ByteStream>;
+    /// Whether a file or folder exists at `path`.
+    async fn exists(&self, path: &str) -> Result<bool>;
     /// Applies the job's on-success action to `path`; returns where the
     /// file is now (`None` once deleted).
     async fn finalize(&self, path: &str, action: &Finalize) -> Result<Option<String>>;
@@ -63,11 +66,9 @@ pub async fn connect(settings: &Arc<SourceSettings>) -> Result<Arc<dyn Source>> 
         )),
         SourceKind::Ftp(f) => Ok(Arc::new(ftp::FtpSource::connect(&settings.name, f).await?)),
         SourceKind::Local { root } => Ok(Arc::new(local::LocalSource::new(root)?)),
-        SourceKind::S3 { .. } => Err(Error::config(format!(
-            "source {} ({}): this kind is not supported by this build of ferry yet; use sftp, ftp, ftps or local",
-            settings.name,
-            settings.describe()
-        ))),
+        SourceKind::S3 { bucket, s3 } => Ok(Arc::new(
+            s3::S3Source::connect(&settings.name, bucket, s3).await?,
+        )),
     }
 }
 

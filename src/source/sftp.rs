@@ -241,7 +241,7 @@ impl SftpSource {
         )
     }
 
-    async fn exists(&self, path: &str) -> Result<bool> {
+    async fn path_exists(&self, path: &str) -> Result<bool> {
         self.session()
             .await?
             .sftp
@@ -308,6 +308,10 @@ impl Source for SftpSource {
         Ok(Box::new(file))
     }
 
+    async fn exists(&self, path: &str) -> Result<bool> {
+        self.path_exists(path).await
+    }
+
     async fn finalize(&self, path: &str, action: &Finalize) -> Result<Option<String>> {
         match action {
             Finalize::Keep => Ok(Some(path.to_string())),
@@ -322,7 +326,7 @@ impl Source for SftpSource {
             }
             Finalize::Move(to) => {
                 let conn = self.session().await?;
-                if !self.exists(to).await? {
+                if !self.path_exists(to).await? {
                     conn.sftp.create_dir(to.clone()).await.map_err(sftp_err(
                         ErrorKind::Transient,
                         self.what("create folder", to),
@@ -333,7 +337,7 @@ impl Source for SftpSource {
                 let mut candidate = base.to_string();
                 // Plain SSH_FXP_RENAME refuses to overwrite, so a lost race
                 // fails instead of clobbering; look for a free name first.
-                while self.exists(&join(to, &candidate)).await? {
+                while self.path_exists(&join(to, &candidate)).await? {
                     taken.insert(candidate.clone());
                     candidate = free_name(base, |n| taken.contains(n));
                 }

@@ -1,6 +1,6 @@
 //! ferry's FTP and FTPS source against the in-process libunftp server.
 
-use ferry::config::{Finalize, FtpSettings, FtpTls, Secret};
+use ferry::config::{Finalize, FtpDataMode, FtpSettings, FtpTls, Secret};
 use ferry::source::Source;
 use ferry::source::ftp::FtpSource;
 use ferry::testkit::ftp::FtpServer;
@@ -16,6 +16,7 @@ fn settings(port: u16, tls: Option<FtpTls>, host: &str) -> FtpSettings {
         password: Some(Secret::new("ferry@example.com")),
         tls,
         connect_timeout: Duration::from_secs(10),
+        data_mode: FtpDataMode::Epsv,
     }
 }
 
@@ -121,6 +122,18 @@ async fn lists_downloads_resumes_and_moves_over_plain_ftp() {
         None
     );
     assert!(!dir.path().join("in/sub/a.csv").exists());
+}
+
+#[tokio::test]
+async fn pasv_with_the_nat_workaround_downloads_too() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.csv"), "a\r\n1\n").unwrap();
+    let server = FtpServer::start(dir.path(), 0).await.unwrap();
+    let mut cfg = settings(server.addr.port(), None, "127.0.0.1");
+    cfg.data_mode = FtpDataMode::Pasv;
+    let src = FtpSource::connect("vendor", &cfg).await.unwrap();
+    assert_eq!(src.list("/", false).await.unwrap().len(), 1);
+    assert_eq!(read_all(&src, "/a.csv", 0).await, b"a\r\n1\n");
 }
 
 #[tokio::test]

@@ -10,4 +10,5 @@ mod daemon;
 mod ftp_source;
 mod harness;
 mod servers;
+mod settle_and_sources;
 mod sftp_to_postgres;

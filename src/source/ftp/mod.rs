@@ -18,7 +18,7 @@ pub mod listing;
 mod stream;
 
 use super::{ByteStream, RemoteEntry, Source, free_name, join};
-use crate::config::{Finalize, FtpSettings};
+use crate::config::{Finalize, FtpDataMode, FtpSettings};
 use crate::error::{Error, ErrorKind, Result};
 use async_trait::async_trait;
 use listing::{Kind, Listed};
@@ -218,7 +218,14 @@ impl FtpSource {
                     err
                 })?;
                 c.transfer_type(FileType::Binary).await.map_err(ftp_err(what()))?;
-                c.set_mode(Mode::ExtendedPassive);
+                match s.data_mode {
+                    FtpDataMode::Epsv => c.set_mode(Mode::ExtendedPassive),
+                    FtpDataMode::Pasv => {
+                        c.set_mode(Mode::Passive);
+                        c.set_passive_nat_workaround(true);
+                    }
+                    FtpDataMode::Active => c.set_mode(Mode::Active),
+                }
                 let mlsd = c.feat().await.map(|f| f.keys().any(|k| k.eq_ignore_ascii_case("MLST"))).unwrap_or(false);
                 self.mlsd.store(mlsd, std::sync::atomic::Ordering::Relaxed);
             });
@@ -309,7 +316,7 @@ impl FtpSource {
         }
     }
 
-    async fn exists(&self, path: &str) -> Result<bool> {
+    async fn file_exists(&self, path: &str) -> Result<bool> {
         let p = path.to_string();
         match self
             .with_conn(|c| {
@@ -405,6 +412,26 @@ impl Source for FtpSource {
         Ok(stream)
     }
 
+    async fn exists(&self, path: &str) -> Result<bool> {
+        if self.file_exists(path).await? {
+            return Ok(true);
+        }
+        // SIZE fails on folders: try to enter it (paths are absolute, so
+        // the working folder does not matter).
+        let p = path.to_string();
+        match self
+            .with_conn(|c| {
+                let p = p.clone();
+                Box::pin(async move { on_conn!(c, s => s.cwd(&p).await) })
+            })
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if is_missing(&e) => Ok(false),
+            Err(e) => Err(ftp_err(self.what("check", path))(e)),
+        }
+    }
+
     async fn finalize(&self, path: &str, action: &Finalize) -> Result<Option<String>> {
         match action {
             Finalize::Keep => Ok(Some(path.to_string())),
@@ -430,7 +457,7 @@ impl Source for FtpSource {
                 let base = super::file_name(path);
                 let mut taken = std::collections::HashSet::new();
                 let mut candidate = base.to_string();
-                while self.exists(&join(to, &candidate)).await? {
+                while self.file_exists(&join(to, &candidate)).await? {
                     taken.insert(candidate.clone());
                     candidate = free_name(base, |n| taken.contains(n));
                 }
