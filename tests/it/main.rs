@@ -9,6 +9,7 @@ mod config_file;
 mod daemon;
 mod ftp_source;
 mod harness;
+mod real_servers;
 mod servers;
 mod settle_and_sources;
 mod sftp_to_postgres;
