@@ -71,8 +71,16 @@ fn open_for_all(p: &Path) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// vsftpd serving `root` read-only to anonymous, with FTPS if `tls`.
-fn vsftpd(files: &[(&str, &[u8])], tls: bool) -> Server {
+/// How vsftpd speaks TLS.
+#[derive(Clone, Copy, PartialEq)]
+enum Tls {
+    Off,
+    Explicit,
+    Implicit,
+}
+
+/// vsftpd serving `root` read-only to anonymous.
+fn vsftpd(files: &[(&str, &[u8])], tls: Tls) -> Server {
     need("/usr/sbin/vsftpd");
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -95,7 +103,10 @@ fn vsftpd(files: &[(&str, &[u8])], tls: bool) -> Server {
         root = root.display(),
         empty = empty.display(),
     );
-    if tls {
+    if tls == Tls::Implicit {
+        conf.push_str("implicit_ssl=YES\n");
+    }
+    if tls != Tls::Off {
         conf.push_str(&format!(
             "ssl_enable=YES\nallow_anon_ssl=YES\nforce_anon_data_ssl=YES\nforce_anon_logins_ssl=YES\nrsa_cert_file={}\nrsa_private_key_file={}\n",
             tls_cfg.join("server.pem").display(),
@@ -245,7 +256,7 @@ fn crlf_body(n: usize) -> Vec<u8> {
 #[tokio::test]
 async fn vsftpd_lists_with_list_and_mdtm_and_downloads_binary() {
     let body = crlf_body(2_000_000);
-    let server = vsftpd(&[("in/a.csv", &body), ("in/sub/b.csv", b"x\n")], false);
+    let server = vsftpd(&[("in/a.csv", &body), ("in/sub/b.csv", b"x\n")], Tls::Off);
     let src = FtpSource::connect("vsftpd", &ftp(server.port, "anonymous", "ferry@", None))
         .await
         .unwrap();
@@ -278,7 +289,7 @@ async fn vsftpd_lists_with_list_and_mdtm_and_downloads_binary() {
 #[tokio::test]
 async fn vsftpd_explicit_ftps_reuses_tls_sessions_on_data_connections() {
     let body = crlf_body(500_000);
-    let server = vsftpd(&[("in/a.csv", &body)], true);
+    let server = vsftpd(&[("in/a.csv", &body)], Tls::Explicit);
     let tls = FtpTls {
         implicit: false,
         ca_file: Some(testdata().join("tls/ca.pem").display().to_string()),
@@ -297,6 +308,16 @@ async fn vsftpd_explicit_ftps_reuses_tls_sessions_on_data_connections() {
         read_all(&src, "/in/a.csv", 0).await == body,
         "a second data connection"
     );
+}
+
+#[tokio::test]
+async fn vsftpd_implicit_ftps_works_from_the_first_byte() {
+    let server = vsftpd(&[("in/a.csv", b"a,b\r\n1,2\r\n")], Tls::Implicit);
+    let tls = FtpTls { implicit: true, ca_file: Some(testdata().join("tls/ca.pem").display().to_string()) };
+    let src = FtpSource::connect("vsftpd-implicit", &ftp(server.port, "anonymous", "ferry@", Some(tls)))
+        .await
+        .expect("implicit FTPS with the test CA");
+    assert_eq!(read_all(&src, "/in/a.csv", 0).await, b"a,b\r\n1,2\r\n");
 }
 
 #[tokio::test]

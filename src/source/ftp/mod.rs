@@ -217,6 +217,12 @@ impl FtpSource {
                     if err.to_string().contains(" 530 ") { err = Error::permanent(err.to_string()); }
                     err
                 })?;
+                if s.tls.as_ref().is_some_and(|t| t.implicit) {
+                    // Implicit FTPS still needs PROT P before data
+                    // connections are encrypted on servers like vsftpd.
+                    c.custom_command("PBSZ 0", &[Status::CommandOk]).await.map_err(ftp_err(what()))?;
+                    c.custom_command("PROT P", &[Status::CommandOk]).await.map_err(ftp_err(what()))?;
+                }
                 c.transfer_type(FileType::Binary).await.map_err(ftp_err(what()))?;
                 match s.data_mode {
                     FtpDataMode::Epsv => c.set_mode(Mode::ExtendedPassive),
