@@ -7,7 +7,7 @@ use crate::config::{self, LogFormat};
 use crate::error::{Error, Result};
 use crate::pipeline::{Runtime, run_pass};
 use crate::stage::Stager;
-use crate::{check, daemon, telemetry, warehouse};
+use crate::{check, daemon, fetch, telemetry, warehouse};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +47,17 @@ pub enum Command {
     },
     /// Create or upgrade the ledger and example tables.
     Migrate,
+    /// Download one file from a configured source (to check access and
+    /// measure throughput); prints bytes, MB/s and the SHA-256.
+    Fetch {
+        /// A `[sources.NAME]` entry.
+        source: String,
+        /// Path of the file on that source.
+        path: String,
+        /// Where to write it (default: nowhere, just count).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Validate the configuration and connect to every component.
     Check {
         /// Only validate the configuration (secrets included); connect to nothing.
@@ -100,6 +111,25 @@ pub async fn execute(cli: Cli) -> Result<i32> {
                 println!("{l}");
             }
             Ok(if failed == 0 { 0 } else { 1 })
+        }
+        Command::Fetch { source, path, out } => {
+            let Some(settings) = cfg.sources.get(&source) else {
+                let known: Vec<&str> = cfg.sources.keys().map(String::as_str).collect();
+                return Err(Error::config(format!(
+                    "no source named {source:?} (defined: {})",
+                    known.join(", ")
+                )));
+            };
+            let f = fetch::fetch(settings, &path, out.as_deref()).await?;
+            println!(
+                "fetched {} bytes from {} {path} in {:.2} s ({:.1} MB/s), sha256 {}",
+                f.bytes,
+                settings.describe(),
+                f.seconds,
+                f.bytes as f64 / 1e6 / f.seconds.max(1e-9),
+                f.sha256
+            );
+            Ok(0)
         }
         Command::Once { job } => {
             let rt = Runtime::start(cfg).await?;

@@ -19,6 +19,7 @@
 //! | [`pipeline`] | one pass over the jobs: one file's steps in order, with the load-once checks |
 //! | [`daemon`] | the long-running poll loop, signals and graceful shutdown |
 //! | [`check`] | `ferry check`: connects to every component and reports one line each |
+//! | [`fetch`] | `ferry fetch`: one download from a source, timed and hashed |
 //! | [`cli`] | the command line, resolved into calls of the modules above |
 //! | [`telemetry`] | logging set-up and the named events the business code emits |
 //! | [`retry`] | retry with exponential backoff and jitter, driven by [`ErrorKind`] |
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod fetch;
 pub mod ledger;
 pub mod migrate;
 pub mod normalize;

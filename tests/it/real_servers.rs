@@ -313,10 +313,16 @@ async fn vsftpd_explicit_ftps_reuses_tls_sessions_on_data_connections() {
 #[tokio::test]
 async fn vsftpd_implicit_ftps_works_from_the_first_byte() {
     let server = vsftpd(&[("in/a.csv", b"a,b\r\n1,2\r\n")], Tls::Implicit);
-    let tls = FtpTls { implicit: true, ca_file: Some(testdata().join("tls/ca.pem").display().to_string()) };
-    let src = FtpSource::connect("vsftpd-implicit", &ftp(server.port, "anonymous", "ferry@", Some(tls)))
-        .await
-        .expect("implicit FTPS with the test CA");
+    let tls = FtpTls {
+        implicit: true,
+        ca_file: Some(testdata().join("tls/ca.pem").display().to_string()),
+    };
+    let src = FtpSource::connect(
+        "vsftpd-implicit",
+        &ftp(server.port, "anonymous", "ferry@", Some(tls)),
+    )
+    .await
+    .expect("implicit FTPS with the test CA");
     assert_eq!(read_all(&src, "/in/a.csv", 0).await, b"a,b\r\n1,2\r\n");
 }
 

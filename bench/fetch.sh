@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Download throughput over loopback: ferry's SFTP and FTP clients against
+# OpenSSH's `sftp` and `curl`, on the same file from the same real servers
+# (OpenSSH sshd, vsftpd). Prints MB/s for each and the ratios.
+#
+#   bench/fetch.sh [SIZE_MB] [RUNS]     (defaults: 500 MB, best of 3)
+#
+# Runs as root (it starts sshd and vsftpd on loopback high ports via the
+# same set-up as the tests) and builds ferry in release mode first.
+# Connection set-up is excluded for every client: ferry reports the
+# transfer only, curl's pre-transfer time and sftp's time for a 1-byte
+# file are subtracted.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE_MB=${1:-500}
+RUNS=${2:-3}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/ferry-target}"
+
+bash .ci/setup >/dev/null
+cargo build --release --quiet --bin ferry
+FERRY="$CARGO_TARGET_DIR/release/ferry"
+
+work=$(mktemp -d /var/tmp/ferry-bench.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+chmod 755 "$work"
+mkdir -p "$work/root" "$work/empty" /run/sshd
+head -c "$((SIZE_MB * 1024 * 1024))" /dev/urandom > "$work/root/big.bin"
+printf 'x' > "$work/root/tiny.bin"
+chmod 644 "$work/root/"*.bin
+SIZE=$(stat -c %s "$work/root/big.bin")
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+SSH_PORT=$(free_port)
+FTP_PORT=$(free_port)
+
+# sshd with the test host key and the test client key.
+install -m 600 testdata/keys/host_ed25519 "$work/host_key"
+install -m 600 testdata/keys/client_ed25519 "$work/client_key"
+cp testdata/keys/client_ed25519.pub "$work/authorized_keys"
+cat > "$work/sshd_config" <<CONF
+ListenAddress 127.0.0.1
+Port $SSH_PORT
+HostKey $work/host_key
+PidFile $work/sshd.pid
+AuthorizedKeysFile $work/authorized_keys
+PasswordAuthentication no
+UsePAM no
+StrictModes no
+PermitRootLogin prohibit-password
+Subsystem sftp internal-sftp
+CONF
+/usr/sbin/sshd -D -e -f "$work/sshd_config" 2>"$work/sshd.log" &
+pids+=($!)
+echo "[127.0.0.1]:$SSH_PORT $(cut -d' ' -f1,2 testdata/keys/host_ed25519.pub)" > "$work/known_hosts"
+
+# vsftpd, anonymous, read-only.
+cat > "$work/vsftpd.conf" <<CONF
+listen=YES
+listen_ipv6=NO
+background=NO
+listen_address=127.0.0.1
+listen_port=$FTP_PORT
+anonymous_enable=YES
+anon_root=$work/root
+no_anon_password=YES
+local_enable=NO
+write_enable=NO
+pasv_enable=YES
+pasv_min_port=40000
+pasv_max_port=40100
+pasv_address=127.0.0.1
+seccomp_sandbox=NO
+isolate=NO
+isolate_network=NO
+secure_chroot_dir=$work/empty
+xferlog_enable=NO
+CONF
+/usr/sbin/vsftpd "$work/vsftpd.conf" 0>"$work/vsftpd.err" >/dev/null 2>&1 &
+pids+=($!)
+
+cat > "$work/ferry.toml" <<CONF
+[staging]
+bucket = "unused"
+[warehouse]
+kind = "postgres"
+[sources.bench-sftp]
+kind = "sftp"
+host = "127.0.0.1"
+port = $SSH_PORT
+user = "$(id -un)"
+private_key_file = "$work/client_key"
+known_hosts_file = "$work/known_hosts"
+[sources.bench-ftp]
+kind = "ftp"
+host = "127.0.0.1"
+port = $FTP_PORT
+CONF
+for _ in $(seq 50); do
+  (exec 3<>/dev/tcp/127.0.0.1/$SSH_PORT) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/$FTP_PORT) 2>/dev/null && break
+  sleep 0.1
+done
+
+mbps() { python3 -c "print(f'{$SIZE / 1e6 / max($1, 1e-9):.1f}')"; }
+best() { sort -g | tail -1; }
+
+ferry_run() { # source path -> MB/s
+  "$FERRY" --config "$work/ferry.toml" --log-level warn fetch "$1" "$2" | sed -E 's/.*\(([0-9.]+) MB\/s\).*/\1/'
+}
+sftp_secs() { # path -> seconds
+  local t0 t1
+  t0=$(date +%s.%N)
+  sftp -q -o BatchMode=yes -o UserKnownHostsFile="$work/known_hosts" -i "$work/client_key" -P "$SSH_PORT" \
+    "$(id -un)@127.0.0.1:$1" /dev/null >/dev/null
+  t1=$(date +%s.%N)
+  python3 -c "print($t1 - $t0)"
+}
+curl_mbps() {
+  curl -s -o /dev/null -w '%{time_pretransfer} %{time_total}\n' "ftp://127.0.0.1:$FTP_PORT/big.bin" |
+    python3 -c "import sys; a,b=map(float,sys.stdin.read().split()); print(f'{$SIZE/1e6/max(b-a,1e-9):.1f}')"
+}
+
+declare -a F_SFTP O_SFTP F_FTP CURL
+for _ in $(seq "$RUNS"); do
+  F_SFTP+=("$(ferry_run bench-sftp "$work/root/big.bin")")
+  setup=$(sftp_secs "$work/root/tiny.bin")
+  total=$(sftp_secs "$work/root/big.bin")
+  O_SFTP+=("$(mbps "$(python3 -c "print($total - $setup)")")")
+  F_FTP+=("$(ferry_run bench-ftp /big.bin)")
+  CURL+=("$(curl_mbps)")
+done
+fs=$(printf '%s\n' "${F_SFTP[@]}" | best); os=$(printf '%s\n' "${O_SFTP[@]}" | best)
+ff=$(printf '%s\n' "${F_FTP[@]}" | best); cu=$(printf '%s\n' "${CURL[@]}" | best)
+echo "file: $SIZE bytes over loopback, best of $RUNS runs (all runs: ferry-sftp ${F_SFTP[*]}; sftp ${O_SFTP[*]}; ferry-ftp ${F_FTP[*]}; curl ${CURL[*]})"
+printf '%-22s %10s\n' client MB/s
+printf '%-22s %10s\n' "ferry sftp" "$fs" "OpenSSH sftp" "$os" "ferry ftp" "$ff" "curl ftp" "$cu"
+python3 -c "print(f'ratio sftp ferry/OpenSSH = {$fs/$os:.2f}   ratio ftp ferry/curl = {$ff/$cu:.2f}')"
