@@ -34,6 +34,10 @@ pub struct Runtime {
     pub warehouse: Arc<dyn Warehouse>,
     /// Per job: sizes and mtimes seen in earlier polls (settle.stable_polls).
     pub stability: std::sync::Mutex<HashMap<String, Stability>>,
+    /// One connection per source, kept across passes (an SSH handshake
+    /// costs the server half a second; sources reconnect by themselves
+    /// when the connection drops).
+    sources: tokio::sync::Mutex<HashMap<String, Arc<dyn Source>>>,
 }
 
 impl Runtime {
@@ -48,7 +52,25 @@ impl Runtime {
             stager,
             warehouse,
             stability: std::sync::Mutex::new(HashMap::new()),
+            sources: tokio::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The connected source for `settings`, connecting on first use.
+    pub async fn source(
+        &self,
+        settings: &Arc<crate::config::SourceSettings>,
+    ) -> Result<Arc<dyn Source>> {
+        let mut pool = self.sources.lock().await;
+        if let Some(s) = pool.get(&settings.name) {
+            return Ok(s.clone());
+        }
+        let s = retry(RetryPolicy::default(), "connect", || {
+            source::connect(settings)
+        })
+        .await?;
+        pool.insert(settings.name.clone(), s.clone());
+        Ok(s)
     }
 }
 
@@ -142,7 +164,7 @@ fn matches(job: &Job, e: &RemoteEntry) -> bool {
 async fn run_job(rt: &Runtime, job: &Arc<Job>, report: &mut PassReport) -> Result<()> {
     let clock = Instant::now();
     let policy = RetryPolicy::default();
-    let src: Arc<dyn Source> = retry(policy, "connect", || source::connect(&job.source)).await?;
+    let src = rt.source(&job.source).await?;
     let entries = list_folders(&*src, job, policy).await?;
     let listed = entries.len();
     // Marker files are kept in the listing so settle can see them.

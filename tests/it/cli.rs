@@ -160,3 +160,54 @@ async fn check_names_a_stopped_server_and_once_loads_nothing_twice() {
     drop((s3, dir));
     db.drop_schema().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fetch_downloads_a_file_and_prints_its_hash() {
+    use sha2::{Digest, Sha256};
+    let stack = Stack::start().await;
+    let body: Vec<u8> = (0..1_500_000u32).map(|i| (i % 241) as u8).collect();
+    let path = stack.sftp.root.join("in/f.bin");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &body).unwrap();
+    let cfg = stack.dir.path().join("ferry.toml");
+    std::fs::write(
+        &cfg,
+        format!("{}[warehouse]\nkind = \"postgres\"\n", stack.base_toml()),
+    )
+    .unwrap();
+    let out_file = stack.dir.path().join("copy.bin");
+    let o = tokio::task::spawn_blocking({
+        let (cfg, out_file) = (cfg.clone(), out_file.clone());
+        move || {
+            ferry(
+                &cfg,
+                &[
+                    "fetch",
+                    "partner",
+                    "/in/f.bin",
+                    "--out",
+                    out_file.to_str().unwrap(),
+                ],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains(&format!("fetched {} bytes", body.len())),
+        "{out}"
+    );
+    assert!(out.contains(&hex::encode(Sha256::digest(&body))), "{out}");
+    assert_eq!(std::fs::read(&out_file).unwrap(), body);
+    let o = tokio::task::spawn_blocking(move || ferry(&cfg, &["fetch", "nope", "/x"]))
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(78));
+    assert!(
+        text(&o)
+            .1
+            .contains("no source named \"nope\" (defined: partner)")
+    );
+}
