@@ -157,8 +157,12 @@ async fn list_folders(
     Ok(all)
 }
 
+/// Whether a listed file is one of the job's: it matches `pattern`, no
+/// `exclude`, and neither it nor a folder on its way is a dot-file.
 fn matches(job: &Job, e: &RemoteEntry) -> bool {
-    job.pattern.is_match(&e.relative) && !job.exclude.is_match(&e.relative)
+    !e.relative.split('/').any(|part| part.starts_with('.'))
+        && job.pattern.is_match(&e.relative)
+        && !job.exclude.is_match(&e.relative)
 }
 
 async fn run_job(rt: &Runtime, job: &Arc<Job>, report: &mut PassReport) -> Result<()> {

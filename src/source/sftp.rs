@@ -162,6 +162,19 @@ impl SftpSource {
             keepalive_interval: Some(std::time::Duration::from_secs(30)),
             nodelay: true,
             window_size: 16 * 1024 * 1024,
+            // AES-GCM first: hardware-accelerated on both ends (aws-lc-rs
+            // here, OpenSSL in sshd), where russh's default, ChaCha20, is
+            // software and halves download throughput on small machines.
+            preferred: russh::Preferred {
+                cipher: std::borrow::Cow::Borrowed(&[
+                    russh::cipher::AES_128_GCM,
+                    russh::cipher::AES_256_GCM,
+                    russh::cipher::CHACHA20_POLY1305,
+                    russh::cipher::AES_256_CTR,
+                    russh::cipher::AES_128_CTR,
+                ]),
+                ..Default::default()
+            },
             maximum_packet_size: 65535,
             ..Default::default()
         });

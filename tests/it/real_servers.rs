@@ -189,7 +189,16 @@ fn sshd() -> Server {
     std::fs::copy(testdata().join("keys/host_ed25519"), &host_key).unwrap();
     std::fs::set_permissions(&host_key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let auth = dir.path().join("authorized_keys");
-    std::fs::copy(testdata().join("keys/client_ed25519.pub"), &auth).unwrap();
+    let keys: String = [
+        "client_ed25519.pub",
+        "client_rsa.pub",
+        "client_ecdsa.pub",
+        "client_ed25519_pass.pub",
+    ]
+    .iter()
+    .map(|k| std::fs::read_to_string(testdata().join("keys").join(k)).unwrap())
+    .collect();
+    std::fs::write(&auth, keys).unwrap();
     let port = free_port().unwrap();
     let conf = dir.path().join("sshd_config");
     std::fs::write(
@@ -449,4 +458,27 @@ async fn openssh_sftp_refuses_an_unknown_host_key() {
             .clone(),
     );
     assert!(err.chain().contains(&fp), "{}", err.chain());
+}
+
+#[tokio::test]
+async fn openssh_accepts_rsa_ecdsa_and_passphrase_protected_keys() {
+    let server = sshd();
+    let work = tempfile::tempdir().unwrap();
+    let known = known_hosts_for(server.port, work.path());
+    for (key, passphrase) in [
+        ("client_rsa", None),
+        ("client_ecdsa", None),
+        ("client_ed25519_pass", Some("ferry-test-passphrase")),
+    ] {
+        let mut settings = sftp_settings(server.port, &known);
+        settings.auth = SftpAuth::Key {
+            file: testdata().join("keys").join(key).display().to_string(),
+            passphrase: passphrase.map(Secret::new),
+        };
+        let src = SftpSource::connect("sshd", &settings)
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {}", e.chain()));
+        let dir = work.path().display().to_string();
+        assert!(src.list(&dir, false).await.is_ok(), "{key} lists");
+    }
 }
