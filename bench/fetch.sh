@@ -9,7 +9,9 @@
 # same set-up as the tests) and builds ferry in release mode first.
 # Connection set-up is excluded for every client: ferry reports the
 # transfer only, curl's pre-transfer time and sftp's time for a 1-byte
-# file are subtracted.
+# file are subtracted. ferry is timed twice: `--no-hash` (the transfer
+# alone, as sftp and curl do it; the ratios use this) and with its SHA-256
+# on a second thread (what a load does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB=${1:-500}
@@ -105,8 +107,8 @@ done
 mbps() { python3 -c "print(f'{$SIZE / 1e6 / max($1, 1e-9):.1f}')"; }
 best() { sort -g | tail -1; }
 
-ferry_run() { # source path -> MB/s
-  "$FERRY" --config "$work/ferry.toml" --log-level warn fetch "$1" "$2" | sed -E 's/.*\(([0-9.]+) MB\/s\).*/\1/'
+ferry_run() { # source path [--no-hash] -> MB/s
+  "$FERRY" --config "$work/ferry.toml" --log-level warn fetch "$@" | sed -E 's/.*\(([0-9.]+) MB\/s\).*/\1/'
 }
 sftp_secs() { # path -> seconds
   local t0 t1
@@ -121,18 +123,23 @@ curl_mbps() {
     python3 -c "import sys; a,b=map(float,sys.stdin.read().split()); print(f'{$SIZE/1e6/max(b-a,1e-9):.1f}')"
 }
 
-declare -a F_SFTP O_SFTP F_FTP CURL
+declare -a F_SFTP F_SFTP_H O_SFTP F_FTP F_FTP_H CURL
 for _ in $(seq "$RUNS"); do
-  F_SFTP+=("$(ferry_run bench-sftp "$work/root/big.bin")")
+  F_SFTP+=("$(ferry_run bench-sftp "$work/root/big.bin" --no-hash)")
+  F_SFTP_H+=("$(ferry_run bench-sftp "$work/root/big.bin")")
   setup=$(sftp_secs "$work/root/tiny.bin")
   total=$(sftp_secs "$work/root/big.bin")
   O_SFTP+=("$(mbps "$(python3 -c "print($total - $setup)")")")
-  F_FTP+=("$(ferry_run bench-ftp /big.bin)")
+  F_FTP+=("$(ferry_run bench-ftp /big.bin --no-hash)")
+  F_FTP_H+=("$(ferry_run bench-ftp /big.bin)")
   CURL+=("$(curl_mbps)")
 done
-fs=$(printf '%s\n' "${F_SFTP[@]}" | best); os=$(printf '%s\n' "${O_SFTP[@]}" | best)
-ff=$(printf '%s\n' "${F_FTP[@]}" | best); cu=$(printf '%s\n' "${CURL[@]}" | best)
-echo "file: $SIZE bytes over loopback, best of $RUNS runs (all runs: ferry-sftp ${F_SFTP[*]}; sftp ${O_SFTP[*]}; ferry-ftp ${F_FTP[*]}; curl ${CURL[*]})"
-printf '%-22s %10s\n' client MB/s
-printf '%-22s %10s\n' "ferry sftp" "$fs" "OpenSSH sftp" "$os" "ferry ftp" "$ff" "curl ftp" "$cu"
-python3 -c "print(f'ratio sftp ferry/OpenSSH = {$fs/$os:.2f}   ratio ftp ferry/curl = {$ff/$cu:.2f}')"
+b() { printf '%s\n' "$@" | best; }
+fs=$(b "${F_SFTP[@]}"); fsh=$(b "${F_SFTP_H[@]}"); os=$(b "${O_SFTP[@]}")
+ff=$(b "${F_FTP[@]}"); ffh=$(b "${F_FTP_H[@]}"); cu=$(b "${CURL[@]}")
+echo "file: $SIZE bytes over loopback, best of $RUNS runs"
+echo "all runs: ferry-sftp ${F_SFTP[*]} | hashed ${F_SFTP_H[*]} | sftp ${O_SFTP[*]} | ferry-ftp ${F_FTP[*]} | hashed ${F_FTP_H[*]} | curl ${CURL[*]}"
+printf '%-30s %10s\n' client MB/s
+printf '%-30s %10s\n' "ferry sftp" "$fs" "ferry sftp + sha256" "$fsh" "OpenSSH sftp" "$os" \
+  "ferry ftp" "$ff" "ferry ftp + sha256" "$ffh" "curl ftp" "$cu"
+python3 -c "print(f'ratio sftp ferry/OpenSSH = {$fs/$os:.2f} (hashed {$fsh/$os:.2f})   ratio ftp ferry/curl = {$ff/$cu:.2f} (hashed {$ffh/$cu:.2f})')"

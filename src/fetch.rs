@@ -19,16 +19,18 @@ pub struct Fetched {
     pub bytes: u64,
     /// Wall time of the download (connection set-up excluded).
     pub seconds: f64,
-    /// SHA-256, hex.
-    pub sha256: String,
+    /// SHA-256, hex (`None` when hashing was turned off).
+    pub sha256: Option<String>,
 }
 
 /// Downloads `path` from `settings`, writing it to `out` if given. Hashing
-/// and writing run on their own thread, beside the download.
+/// (unless `hash` is false) and writing run on their own thread, beside the
+/// download.
 pub async fn fetch(
     settings: &Arc<SourceSettings>,
     path: &str,
     out: Option<&Path>,
+    hash: bool,
 ) -> Result<Fetched> {
     let src = source::connect(settings).await?;
     let mut file = match out {
@@ -37,11 +39,13 @@ pub async fn fetch(
         })?),
         None => None,
     };
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
-    let sink = std::thread::spawn(move || -> std::io::Result<String> {
-        let mut hasher = Sha256::new();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
+    let sink = std::thread::spawn(move || -> std::io::Result<Option<String>> {
+        let mut hasher = hash.then(Sha256::new);
         while let Some(chunk) = rx.blocking_recv() {
-            hasher.update(&chunk);
+            if let Some(h) = hasher.as_mut() {
+                h.update(&chunk);
+            }
             if let Some(f) = file.as_mut() {
                 f.write_all(&chunk)?;
             }
@@ -49,31 +53,28 @@ pub async fn fetch(
         if let Some(f) = file.as_mut() {
             f.flush()?;
         }
-        Ok(hex::encode(hasher.finalize()))
+        Ok(hasher.map(|h| hex::encode(h.finalize())))
     });
     let started = Instant::now();
     let mut stream = Resuming::open(src, path).await?;
     let mut bytes = 0u64;
     loop {
-        let mut buf = vec![0u8; 1 << 20];
-        let mut filled = 0;
-        // Fill most of the buffer before handing it over: fewer, larger
-        // chunks keep the hashing thread's overhead down.
-        while filled < buf.len() / 2 {
-            let n = stream.read(&mut buf[filled..]).await.map_err(|e| {
+        // Fill most of a 1 MiB buffer before handing it over (fewer,
+        // larger chunks), reading into spare capacity without zeroing it.
+        let mut buf = bytes::BytesMut::with_capacity(1 << 20);
+        while buf.len() < (1 << 19) {
+            let n = stream.read_buf(&mut buf).await.map_err(|e| {
                 Error::transient(format!("download of {path} failed")).with_source(e)
             })?;
             if n == 0 {
                 break;
             }
-            filled += n;
         }
-        if filled == 0 {
+        if buf.is_empty() {
             break;
         }
-        buf.truncate(filled);
-        bytes += filled as u64;
-        if tx.send(buf).await.is_err() {
+        bytes += buf.len() as u64;
+        if tx.send(buf.freeze()).await.is_err() {
             break; // the writer failed; its error is reported below
         }
     }
