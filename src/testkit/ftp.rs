@@ -17,7 +17,16 @@ pub struct FtpServer {
 impl FtpServer {
     /// Serves `root` on 127.0.0.1:`port` (0 picks a free port).
     pub async fn start(root: &Path, port: u16) -> std::io::Result<FtpServer> {
-        Self::start_inner(root, port, None).await
+        Self::start_inner(root, port, None, 600).await
+    }
+
+    /// Like [`FtpServer::start`] on a free port, closing control
+    /// connections idle for `idle_secs`.
+    pub async fn start_with_idle_timeout(
+        root: &Path,
+        idle_secs: u64,
+    ) -> std::io::Result<FtpServer> {
+        Self::start_inner(root, 0, None, idle_secs).await
     }
 
     /// Like [`FtpServer::start`], with explicit FTPS (`AUTH TLS`) using the
@@ -28,6 +37,7 @@ impl FtpServer {
             root,
             port,
             Some((tls.join("server.pem"), tls.join("server.key"))),
+            600,
         )
         .await
     }
@@ -36,6 +46,7 @@ impl FtpServer {
         root: &Path,
         port: u16,
         tls: Option<(PathBuf, PathBuf)>,
+        idle_secs: u64,
     ) -> std::io::Result<FtpServer> {
         std::fs::create_dir_all(root)?;
         let port = if port == 0 { super::free_port()? } else { port };
@@ -53,6 +64,7 @@ impl FtpServer {
         }
         let server = builder
             .greeting("ferry test FTP server")
+            .idle_session_timeout(idle_secs)
             .passive_host(std::net::Ipv4Addr::LOCALHOST)
             .shutdown_indicator(async move {
                 stopped.cancelled().await;

@@ -199,3 +199,25 @@ async fn a_refused_login_is_permanent_and_names_the_user() {
         err.chain()
     );
 }
+
+#[tokio::test]
+async fn a_control_connection_the_server_closed_while_idle_is_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.csv"), "a\n").unwrap();
+    let server = FtpServer::start_with_idle_timeout(dir.path(), 1)
+        .await
+        .unwrap();
+    let src = FtpSource::connect("vendor", &settings(server.addr.port(), None, "127.0.0.1"))
+        .await
+        .unwrap();
+    assert_eq!(src.list("/", false).await.unwrap().len(), 1);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        src.list("/", false)
+            .await
+            .expect("reconnects after the idle timeout")
+            .len(),
+        1
+    );
+    assert_eq!(read_all(&src, "/a.csv", 0).await, b"a\n");
+}

@@ -296,6 +296,19 @@ async fn vsftpd_lists_with_list_and_mdtm_and_downloads_binary() {
 }
 
 #[tokio::test]
+async fn vsftpd_serves_active_mode_and_pasv_with_the_nat_workaround() {
+    let body = crlf_body(300_000);
+    let server = vsftpd(&[("a.csv", &body)], Tls::Off);
+    for mode in [FtpDataMode::Active, FtpDataMode::Pasv] {
+        let mut cfg = ftp(server.port, "anonymous", "ferry@", None);
+        cfg.data_mode = mode;
+        let src = FtpSource::connect("vsftpd", &cfg).await.unwrap();
+        assert_eq!(src.list("/", false).await.unwrap().len(), 1, "{mode:?}");
+        assert!(read_all(&src, "/a.csv", 0).await == body, "{mode:?}");
+    }
+}
+
+#[tokio::test]
 async fn vsftpd_explicit_ftps_reuses_tls_sessions_on_data_connections() {
     let body = crlf_body(500_000);
     let server = vsftpd(&[("in/a.csv", &body)], Tls::Explicit);

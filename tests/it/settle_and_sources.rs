@@ -213,3 +213,39 @@ async fn an_s3_prefix_source_loads_end_to_end_and_moves_objects() {
         "{again:?}"
     );
 }
+
+#[tokio::test]
+async fn a_local_folder_source_loads_and_skips_dot_files() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let root = stack.dir.path().join("drop");
+    std::fs::create_dir_all(root.join("outbox/.staging")).unwrap();
+    std::fs::write(root.join("outbox/a.csv"), format!("{HEADER}{}", row("e1"))).unwrap();
+    std::fs::write(root.join("outbox/.b.csv"), format!("{HEADER}{}", row("e2"))).unwrap();
+    std::fs::write(
+        root.join("outbox/.staging/c.csv"),
+        format!("{HEADER}{}", row("e3")),
+    )
+    .unwrap();
+    let toml = format!(
+        "{}[sources.drop]\nkind = \"local\"\nroot = \"{}\"\n{}{}",
+        stack.base_toml(),
+        root.display(),
+        db.warehouse_toml(),
+        task_events_job("recursive = true\npattern = \"**/*.csv\"")
+            .replace("source = \"partner\"", "source = \"drop\"")
+            .replace("pattern = \"*.csv\"\n", "")
+            .replace(
+                "settle = { min_age = \"0s\" }",
+                "settle = { min_age = \"0s\", temp_patterns = [] }"
+            )
+    );
+    let rt = runtime(&toml).await;
+    let r = pass(&rt).await;
+    assert_eq!(
+        r.loaded.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+        vec!["/outbox/a.csv"],
+        "{r:?}"
+    );
+    assert_eq!(count(&db, "task_events").await, 1);
+}

@@ -271,7 +271,16 @@ impl FtpSource {
                     tracing::info!(source = %self.name, error = %e, "FTP connection lost; reconnecting");
                     *guard = None;
                 }
-                Err(FtpError::UnexpectedResponse(r)) if attempt == 0 && r.status.code() == 421 => {
+                // 421 (and libunftp's 221 "Session timed out") mean the
+                // server closed an idle control connection; the command was
+                // not carried out, so running it again is safe.
+                Err(FtpError::UnexpectedResponse(r))
+                    if attempt == 0 && matches!(r.status.code(), 421 | 221) =>
+                {
+                    tracing::info!(source = %self.name, reply = r.status.code(), "FTP server closed the idle connection; reconnecting");
+                    *guard = None;
+                }
+                Err(FtpError::BadResponse) if attempt == 0 => {
                     *guard = None;
                 }
                 other => return other,
