@@ -1,8 +1,7 @@
 //! The daemon loop: files dropped while it runs are loaded, `/healthz`
 //! answers, and a shutdown request stops it cleanly.
 
-use crate::harness::{Stack, TestDb, task_events_job};
-use ferry::pipeline::Runtime;
+use crate::harness::{Stack, TestDb, migrated_runtime, task_events_job};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -32,15 +31,7 @@ async fn loads_files_dropped_while_running_and_stops_on_request() {
         "poll_interval = \"1s\"",
         &format!("poll_interval = \"200ms\"\nhttp_listen = \"127.0.0.1:{port}\""),
     );
-    let config = ferry::config::from_toml_str(&toml).unwrap();
-    let stager = ferry::stage::Stager::new(&config.staging).await;
-    ferry::warehouse::connect(&config, &stager)
-        .await
-        .unwrap()
-        .migrate()
-        .await
-        .unwrap();
-    let rt = Runtime::start(config).await.unwrap();
+    let rt = migrated_runtime(&toml).await;
     let stop = CancellationToken::new();
     let daemon = tokio::spawn({
         let stop = stop.clone();
@@ -66,15 +57,7 @@ async fn loads_files_dropped_while_running_and_stops_on_request() {
     );
     let mut loaded = 0i64;
     for _ in 0..100 {
-        loaded = db
-            .client
-            .query_one(
-                &format!("SELECT count(*) FROM {}", db.t("task_events")),
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        loaded = db.count("task_events").await;
         if loaded == 1 {
             break;
         }
@@ -91,15 +74,7 @@ async fn loads_files_dropped_while_running_and_stops_on_request() {
         .expect("the daemon stops within the timeout")
         .unwrap()
         .expect("the daemon stops cleanly");
-    let files: i64 = db
-        .client
-        .query_one(
-            &format!("SELECT count(*) FROM {}", db.t("ferry_files")),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let files: i64 = db.count("ferry_files").await;
     assert_eq!(files, 1, "polled many times, loaded once");
     db.drop_schema().await;
 }

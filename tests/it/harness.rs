@@ -78,6 +78,15 @@ impl TestDb {
         format!("\"{}\".\"{table}\"", self.schema)
     }
 
+    /// Rows in `table` of this schema.
+    pub async fn count(&self, table: &str) -> i64 {
+        self.client
+            .query_one(&format!("SELECT count(*) FROM {}", self.t(table)), &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     /// The `[warehouse]` section for this schema.
     pub fn warehouse_toml(&self) -> String {
         format!(
@@ -256,6 +265,21 @@ dimensions = [
 ]
 "#
     )
+}
+
+/// Validates `toml`, applies the migrations and starts a runtime on it.
+pub async fn migrated_runtime(toml: &str) -> ferry::pipeline::Runtime {
+    let config = ferry::config::from_toml_str(toml).expect("config is valid");
+    let stager = ferry::stage::Stager::new(&config.staging).await;
+    ferry::warehouse::connect(&config, &stager)
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    ferry::pipeline::Runtime::start(config)
+        .await
+        .expect("runtime starts")
 }
 
 /// The SHA-256 of a file, hex.

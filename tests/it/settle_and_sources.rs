@@ -1,6 +1,6 @@
 //! Settle rules and every source kind through the whole pipeline.
 
-use crate::harness::{BUCKET, Stack, TestDb, task_events_job};
+use crate::harness::{BUCKET, Stack, TestDb, migrated_runtime, task_events_job};
 use ferry::pipeline::{PassReport, Runtime, run_pass};
 use ferry::testkit::ftp::FtpServer;
 
@@ -12,15 +12,7 @@ fn row(id: &str) -> String {
 }
 
 async fn runtime(toml: &str) -> Runtime {
-    let config = ferry::config::from_toml_str(toml).expect("config is valid");
-    let stager = ferry::stage::Stager::new(&config.staging).await;
-    ferry::warehouse::connect(&config, &stager)
-        .await
-        .unwrap()
-        .migrate()
-        .await
-        .unwrap();
-    Runtime::start(config).await.unwrap()
+    migrated_runtime(toml).await
 }
 
 async fn pass(rt: &Runtime) -> PassReport {
@@ -28,11 +20,7 @@ async fn pass(rt: &Runtime) -> PassReport {
 }
 
 async fn count(db: &TestDb, table: &str) -> i64 {
-    db.client
-        .query_one(&format!("SELECT count(*) FROM {}", db.t(table)), &[])
-        .await
-        .unwrap()
-        .get(0)
+    db.count(table).await
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! The first end-to-end path: SFTP → normalize → S3 → PostgreSQL, with the
 //! ledger written in the same transaction, against real servers.
 
-use crate::harness::{Stack, TestDb, sha256_file, task_events_job};
+use crate::harness::{Stack, TestDb, migrated_runtime, sha256_file, task_events_job};
 use ferry::pipeline::{Runtime, run_pass};
 
 const FILE_1: &str = "\u{feff}event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload
@@ -285,25 +285,9 @@ async fn loads_a_csv_once_with_rows_dims_ledger_and_errors() {
     assert!(again.loaded.is_empty(), "{again:?}");
     assert_eq!(again.skipped, 1);
     assert_eq!(again.waiting, 0, "the .part file never matches *.csv");
-    let count: i64 = db
-        .client
-        .query_one(
-            &format!("SELECT count(*) FROM {}", db.t("task_events")),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let count: i64 = db.count("task_events").await;
     assert_eq!(count, 3);
-    let versions: i64 = db
-        .client
-        .query_one(
-            &format!("SELECT count(*) FROM {}", db.t("ferry_files")),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let versions: i64 = db.count("ferry_files").await;
     assert_eq!(versions, 1);
     assert_eq!(stack.staged_objects().len(), 1, "nothing staged again");
     assert!(src.exists(), "on_success = keep leaves the file");
@@ -325,15 +309,7 @@ async fn a_changed_file_is_a_new_version_and_replaces_rows_by_key() {
         db.warehouse_toml(),
         task_events_job("")
     );
-    let config = ferry::config::from_toml_str(&toml).unwrap();
-    let stager = ferry::stage::Stager::new(&config.staging).await;
-    ferry::warehouse::connect(&config, &stager)
-        .await
-        .unwrap()
-        .migrate()
-        .await
-        .unwrap();
-    let rt = Runtime::start(config).await.unwrap();
+    let rt = migrated_runtime(&toml).await;
     assert_eq!(pass(&rt).await.loaded.len(), 1);
 
     std::fs::write(&path, format!("{header}e1,t1,closed,done,u1,jira,2026-03-02T10:00:00Z,,,\ne2,t1,note,done,u1,jira,2026-03-02T10:01:00Z,,,\n")).unwrap();
@@ -396,15 +372,7 @@ async fn move_after_load_never_overwrites_and_happens_only_after_commit() {
         db.warehouse_toml(),
         task_events_job("on_success = { action = \"move\", to = \"/done\" }")
     );
-    let config = ferry::config::from_toml_str(&toml).unwrap();
-    let stager = ferry::stage::Stager::new(&config.staging).await;
-    ferry::warehouse::connect(&config, &stager)
-        .await
-        .unwrap()
-        .migrate()
-        .await
-        .unwrap();
-    let rt = Runtime::start(config).await.unwrap();
+    let rt = migrated_runtime(&toml).await;
     let report = pass(&rt).await;
     assert_eq!(report.loaded.len(), 1, "{report:?}");
     assert!(!stack.sftp.root.join("outbox/a.csv").exists());
@@ -445,15 +413,7 @@ async fn a_missing_target_fails_the_file_with_a_clear_reason_and_is_not_retried_
         task_events_job("on_success = { action = \"delete\" }")
             .replace("target = \"task_events\"", "target = \"no_such_table\"")
     );
-    let config = ferry::config::from_toml_str(&toml).unwrap();
-    let stager = ferry::stage::Stager::new(&config.staging).await;
-    ferry::warehouse::connect(&config, &stager)
-        .await
-        .unwrap()
-        .migrate()
-        .await
-        .unwrap();
-    let rt = Runtime::start(config).await.unwrap();
+    let rt = migrated_runtime(&toml).await;
     let report = pass(&rt).await;
     assert_eq!(report.failed.len(), 1, "{report:?}");
     let reason = &report.failed[0].2;
@@ -493,15 +453,7 @@ async fn too_many_rejected_rows_fail_the_file_and_keep_every_error_row() {
         task_events_job("")
     )
     .replace("max_errors = 10", "max_errors = 2");
-    let config = ferry::config::from_toml_str(&toml).unwrap();
-    let stager = ferry::stage::Stager::new(&config.staging).await;
-    ferry::warehouse::connect(&config, &stager)
-        .await
-        .unwrap()
-        .migrate()
-        .await
-        .unwrap();
-    let rt = Runtime::start(config).await.unwrap();
+    let rt = migrated_runtime(&toml).await;
     let report = pass(&rt).await;
     assert_eq!(report.failed.len(), 1, "{report:?}");
     assert!(
@@ -531,15 +483,7 @@ async fn too_many_rejected_rows_fail_the_file_and_keep_every_error_row() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(lines, vec![2, 3, 4]);
-    let count: i64 = db
-        .client
-        .query_one(
-            &format!("SELECT count(*) FROM {}", db.t("task_events")),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let count: i64 = db.count("task_events").await;
     assert_eq!(count, 0, "a failed file loads nothing");
     db.drop_schema().await;
 }
