@@ -86,6 +86,32 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Parses `4MiB`, `512KB`, `1GiB`, `100` (bytes).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (expected e.g. 4MiB, 512KB, 1GiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "{text:?} has an unknown unit (use B, KB, KiB, MB, MiB, GB or GiB)"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
 /// Collects validation errors so that one run reports all of them.
 struct Problems(Vec<String>);
 
@@ -635,18 +661,87 @@ fn validate_job(
             };
             let delimiter = byte("delimiter", &c.delimiter, p);
             let quote = byte("quote", &c.quote, p);
+            let escape = match &c.escape {
+                Some(e) => byte("escape", e, p).map(Some),
+                None => Some(None),
+            };
             if !c.header && c.field_names.is_empty() {
                 p.push(
                     format!("{path}.format.field_names"),
                     "a file without a header needs field_names",
                 );
             }
+            let encoding = match c.encoding.to_ascii_lowercase().replace('_', "-").as_str() {
+                "utf-8" | "utf8" => Some(TextEncoding::Utf8),
+                "latin-1" | "latin1" | "iso-8859-1" => Some(TextEncoding::Latin1),
+                "windows-1252" | "cp1252" => Some(TextEncoding::Windows1252),
+                other => {
+                    p.push(
+                        format!("{path}.format.encoding"),
+                        format!("{other:?}: expected utf-8, latin-1 or windows-1252"),
+                    );
+                    None
+                }
+            };
             Some(Format::Csv(CsvFormat {
                 delimiter: delimiter?,
                 quote: quote?,
                 header: c.header,
                 field_names: c.field_names.clone(),
+                escape: escape?,
+                encoding: encoding?,
             }))
+        }
+        RawFormat::Ndjson(_) => Some(Format::Ndjson),
+        RawFormat::Json(r) => Some(Format::Json {
+            records_path: r
+                .records_path
+                .as_deref()
+                .unwrap_or("")
+                .split(['/', '.'])
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+        }),
+    };
+    let max_errors = match &j.max_errors {
+        RawMaxErrors::Count(n) => Some(MaxErrors::Count(*n)),
+        RawMaxErrors::Text(t) => {
+            match t.trim().strip_suffix('%').map(|n| n.trim().parse::<f64>()) {
+                Some(Ok(pct)) if (0.0..=100.0).contains(&pct) => Some(MaxErrors::Percent(pct)),
+                _ => {
+                    p.push(
+                        format!("{path}.max_errors"),
+                        format!("{t:?}: expected a count like 10 or a percentage like \"2%\""),
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let limits = {
+        let l = &j.limits;
+        let rec = p.take(
+            &format!("{path}.limits.max_record_bytes"),
+            parse_size(&l.max_record_bytes),
+        );
+        let dec = p.take(
+            &format!("{path}.limits.max_decompressed_bytes"),
+            parse_size(&l.max_decompressed_bytes),
+        );
+        if l.max_compression_ratio < 2 {
+            p.push(
+                format!("{path}.limits.max_compression_ratio"),
+                "must be at least 2",
+            );
+        }
+        match (rec, dec) {
+            (Some(max_record_bytes), Some(max_decompressed_bytes)) => Some(Limits {
+                max_record_bytes,
+                max_decompressed_bytes,
+                max_compression_ratio: l.max_compression_ratio,
+            }),
+            _ => None,
         }
     };
 
@@ -856,7 +951,8 @@ fn validate_job(
             temp_pattern_text: j.settle.temp_patterns.clone(),
         },
         on_success: on_success?,
-        max_errors: j.max_errors,
+        max_errors: max_errors?,
+        limits: limits?,
     })
 }
 

@@ -445,6 +445,56 @@ pub struct Column {
     pub trim: bool,
 }
 
+/// A text encoding of CSV input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextEncoding {
+    /// UTF-8 (a BOM is skipped).
+    Utf8,
+    /// ISO-8859-1.
+    Latin1,
+    /// Windows-1252.
+    Windows1252,
+}
+
+/// Safety limits on one input file.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest record in bytes.
+    pub max_record_bytes: u64,
+    /// Largest decompressed size of gzip input.
+    pub max_decompressed_bytes: u64,
+    /// Largest decompression ratio.
+    pub max_compression_ratio: u64,
+}
+
+/// When a file fails as a whole for its rejected records.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaxErrors {
+    /// More than this many rejected records.
+    Count(u64),
+    /// More than this percentage of the file's records.
+    Percent(f64),
+}
+
+impl MaxErrors {
+    /// Whether `rejected` of `total` records is too many.
+    pub fn exceeded(self, rejected: u64, total: u64) -> bool {
+        match self {
+            MaxErrors::Count(n) => rejected > n,
+            MaxErrors::Percent(p) => total > 0 && (rejected as f64) * 100.0 > p * total as f64,
+        }
+    }
+}
+
+impl std::fmt::Display for MaxErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxErrors::Count(n) => write!(f, "{n}"),
+            MaxErrors::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
 /// CSV options.
 #[derive(Debug, Clone)]
 pub struct CsvFormat {
@@ -456,6 +506,10 @@ pub struct CsvFormat {
     pub header: bool,
     /// Names when there is no header.
     pub field_names: Vec<String>,
+    /// Escape byte inside quotes (None: doubled quotes).
+    pub escape: Option<u8>,
+    /// Text encoding.
+    pub encoding: TextEncoding,
 }
 
 /// Input format.
@@ -463,6 +517,13 @@ pub struct CsvFormat {
 pub enum Format {
     /// CSV.
     Csv(CsvFormat),
+    /// Newline-delimited JSON.
+    Ndjson,
+    /// A JSON document; records at this member path (empty: the top).
+    Json {
+        /// Member names from the top down to the records array.
+        records_path: Vec<String>,
+    },
 }
 
 /// How the fact table is written.
@@ -581,6 +642,8 @@ pub struct Job {
     pub settle: Settle,
     /// After success.
     pub on_success: Finalize,
-    /// Rejected rows allowed per file.
-    pub max_errors: u64,
+    /// Rejected records allowed per file.
+    pub max_errors: MaxErrors,
+    /// Safety limits.
+    pub limits: Limits,
 }

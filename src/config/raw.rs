@@ -382,9 +382,64 @@ pub struct RawJob {
     /// What happens to the source file after its load has committed.
     #[serde(default)]
     pub on_success: RawFinalize,
-    /// How many rejected rows a file may have before it fails as a whole.
+    /// Rejected records a file may have before it fails as a whole: a
+    /// count (`10`) or a share of its records (`"2%"`).
     #[serde(default)]
-    pub max_errors: u64,
+    pub max_errors: RawMaxErrors,
+    /// Safety limits against runaway input.
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+/// `max_errors = 10` or `max_errors = "2%"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawMaxErrors {
+    /// A count.
+    Count(u64),
+    /// A percentage like `"2.5%"`.
+    Text(String),
+}
+
+impl Default for RawMaxErrors {
+    fn default() -> Self {
+        RawMaxErrors::Count(0)
+    }
+}
+
+/// `limits = { … }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Largest record (a CSV record, a JSON line or array element).
+    #[serde(default = "default_max_record")]
+    pub max_record_bytes: String,
+    /// Largest decompressed size of a gzip input.
+    #[serde(default = "default_max_decompressed")]
+    pub max_decompressed_bytes: String,
+    /// Largest decompressed:compressed ratio of a gzip input.
+    #[serde(default = "default_max_ratio")]
+    pub max_compression_ratio: u64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            max_record_bytes: default_max_record(),
+            max_decompressed_bytes: default_max_decompressed(),
+            max_compression_ratio: default_max_ratio(),
+        }
+    }
+}
+
+fn default_max_record() -> String {
+    "4MiB".into()
+}
+fn default_max_decompressed() -> String {
+    "100GiB".into()
+}
+fn default_max_ratio() -> u64 {
+    200
 }
 
 fn default_lookback_days() -> u32 {
@@ -407,6 +462,25 @@ fn default_mode() -> String {
 pub enum RawFormat {
     /// Delimited text.
     Csv(RawCsv),
+    /// One JSON object per line.
+    Ndjson(RawNdjson),
+    /// A JSON document: an array of objects, at the top or under a path.
+    Json(RawJson),
+}
+
+/// NDJSON options (none yet).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNdjson {}
+
+/// JSON document options.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJson {
+    /// Object members leading to the records array, e.g. `events` or
+    /// `/data/events`; unset: the document itself is the array (or one
+    /// record object).
+    pub records_path: Option<String>,
 }
 
 impl Default for RawFormat {
@@ -431,6 +505,16 @@ pub struct RawCsv {
     /// Field names when `header = false`.
     #[serde(default)]
     pub field_names: Vec<String>,
+    /// Escape character inside quoted fields (e.g. `\\`); unset: a quote
+    /// is escaped by doubling it, as RFC 4180 says.
+    pub escape: Option<String>,
+    /// `utf-8`, `latin-1` (ISO-8859-1) or `windows-1252`.
+    #[serde(default = "default_encoding")]
+    pub encoding: String,
+}
+
+fn default_encoding() -> String {
+    "utf-8".into()
 }
 
 impl Default for RawCsv {
@@ -440,6 +524,8 @@ impl Default for RawCsv {
             quote: default_quote(),
             header: true,
             field_names: Vec::new(),
+            escape: None,
+            encoding: default_encoding(),
         }
     }
 }

@@ -12,14 +12,20 @@
 //! warehouses (`NULL AS '\N'`).
 
 mod coerce;
+mod csv_in;
 mod csv_out;
+mod encoding;
+mod json_in;
+pub mod sink;
 
 pub use coerce::{CoerceError, coerce};
 pub use csv_out::{NULL_MARKER, write_record};
 
-use crate::config::{ColumnSource, Format, Job};
+use crate::config::{Format, Job, Limits, TextEncoding};
 use sha2::{Digest, Sha256};
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Error rows kept in memory per file; the count goes on past it.
 pub const MAX_KEPT_ERRORS: usize = 1000;
@@ -86,6 +92,22 @@ pub enum NormalizeError {
         /// Cause.
         source: io::Error,
     },
+    /// A safety limit was exceeded (record size, decompressed size or ratio).
+    #[error("{path}: {what}")]
+    Limit {
+        /// File.
+        path: String,
+        /// Which limit, with the numbers.
+        what: String,
+    },
+    /// The file is not in the job's format (e.g. malformed JSON document).
+    #[error("{path}: {reason}")]
+    Format {
+        /// File.
+        path: String,
+        /// What is wrong, with line and column where known.
+        reason: String,
+    },
     /// A mapped field is not in the file's header.
     #[error(
         "{path}: field {field:?} (for column {column}) is not in the header; the header has: {header}"
@@ -102,22 +124,23 @@ pub enum NormalizeError {
     },
 }
 
-/// Counts and hashes the bytes that pass through.
+/// Counts and hashes the raw bytes that pass through.
 struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
-    bytes: u64,
+    bytes: Arc<AtomicU64>,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
 
+/// Caps a value at [`RAW_CAP`] bytes (on a character boundary).
 fn cap(s: &str) -> String {
     if s.len() <= RAW_CAP {
         return s.to_string();
@@ -129,244 +152,213 @@ fn cap(s: &str) -> String {
     s[..end].to_string()
 }
 
-/// Field `i` of `record`, without the `\r` a CRLF line end leaves on the
-/// last field.
-fn field(record: &csv::StringRecord, i: usize) -> &str {
-    let v = &record[i];
-    if i + 1 == record.len() {
-        v.strip_suffix('\r').unwrap_or(v)
-    } else {
-        v
+/// Keeps one record from growing without bound: decoders report where each
+/// record ended; the reader under them refuses to deliver more than
+/// `max_record_bytes` (plus a buffer's worth of read-ahead) past that point.
+pub struct RecordGuard {
+    delivered: AtomicU64,
+    last_end: AtomicU64,
+    max: u64,
+    tripped: AtomicBool,
+}
+
+/// Read-ahead a decoder may hold beyond the record it is parsing.
+const READ_AHEAD: u64 = 512 * 1024;
+
+impl RecordGuard {
+    fn new(max: u64) -> Self {
+        RecordGuard {
+            delivered: AtomicU64::new(0),
+            last_end: AtomicU64::new(0),
+            max,
+            tripped: AtomicBool::new(false),
+        }
+    }
+
+    /// A record ended at byte `pos` of the decoded stream.
+    pub fn record_ended(&self, pos: u64) {
+        self.last_end.store(pos, Ordering::Relaxed);
+    }
+
+    /// A record ended somewhere in what has been delivered so far.
+    pub fn record_ended_here(&self) {
+        self.last_end
+            .store(self.delivered.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 }
 
-/// How each target column gets its value in one file.
-enum Plan {
-    Field(usize),
-    Missing,
-    SourceFile,
-    SourceLine,
-    IngestTime,
-    Constant(String),
+struct Guarded<'g, R> {
+    inner: R,
+    guard: &'g RecordGuard,
+}
+
+impl<R: Read> Read for Guarded<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let g = self.guard;
+        let since = g
+            .delivered
+            .load(Ordering::Relaxed)
+            .saturating_sub(g.last_end.load(Ordering::Relaxed));
+        if since > g.max + READ_AHEAD {
+            g.tripped.store(true, Ordering::Relaxed);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "record too large",
+            ));
+        }
+        let n = self.inner.read(buf)?;
+        g.delivered.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// A gzip stream with a cap on its decompressed size and ratio (bombs).
+struct Inflate<R: BufRead> {
+    inner: flate2::bufread::MultiGzDecoder<R>,
+    out: u64,
+    compressed: Arc<AtomicU64>,
+    limits: Limits,
+    tripped: Option<String>,
+}
+
+impl<R: BufRead> Read for Inflate<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out += n as u64;
+        let input = self.compressed.load(Ordering::Relaxed).max(1);
+        let what = if self.out > self.limits.max_decompressed_bytes {
+            Some(format!(
+                "decompressed size passed max_decompressed_bytes ({} bytes)",
+                self.limits.max_decompressed_bytes
+            ))
+        } else if self.out > 1 << 20 && self.out / input > self.limits.max_compression_ratio {
+            Some(format!(
+                "compression ratio passed max_compression_ratio ({}:1): {} bytes from {input}; a gzip bomb?",
+                self.limits.max_compression_ratio, self.out
+            ))
+        } else {
+            None
+        };
+        if let Some(w) = what {
+            self.tripped = Some(w);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "decompression limit",
+            ));
+        }
+        Ok(n)
+    }
 }
 
 /// Reads `input` as the job's format and writes the staged CSV to `output`:
 /// no header, the job's columns in order, then the source path and the
-/// record's line number (`ferry_file`, `ferry_line`).
+/// record's line number (`ferry_file`, `ferry_line`). Gzip input is
+/// recognized by its magic bytes, whatever the file is called.
 pub fn normalize<R: Read, W: Write>(
     job: &Job,
     ctx: &FileContext,
     input: R,
     output: W,
 ) -> Result<NormalizeStats, NormalizeError> {
-    let Format::Csv(fmt) = &job.format;
+    let counted = Arc::new(AtomicU64::new(0));
     let mut hashing = HashingReader {
         inner: input,
         hasher: Sha256::new(),
-        bytes: 0,
+        bytes: counted.clone(),
     };
-    let mut stats = NormalizeStats::default();
-    {
-        let mut reader = csv::ReaderBuilder::new()
-            .delimiter(fmt.delimiter)
-            .quote(fmt.quote)
-            .has_headers(false)
-            .flexible(true)
-            // Records end at `\n` only, so that positions count physical
-            // lines in CRLF files too; `field` strips the `\r`.
-            .terminator(csv::Terminator::Any(b'\n'))
-            .from_reader(&mut hashing);
-        let mut out = io::BufWriter::with_capacity(256 * 1024, output);
-        let read_err = |path: &str, e: csv::Error| NormalizeError::Read {
-            path: path.to_string(),
-            source: match e.into_kind() {
-                csv::ErrorKind::Io(io) => io,
-                other => io::Error::new(io::ErrorKind::InvalidData, format!("{other:?}")),
-            },
-        };
-
-        let mut record = csv::StringRecord::new();
-        let header: Vec<String> = if fmt.header {
-            match reader.read_record(&mut record) {
-                Ok(true) => (0..record.len())
-                    .map(|i| {
-                        let h = field(&record, i);
-                        let h = if i == 0 {
-                            h.trim_start_matches('\u{feff}')
-                        } else {
-                            h
-                        };
-                        h.trim().to_string()
-                    })
-                    .collect(),
-                Ok(false) => Vec::new(), // empty file: zero rows
-                Err(e) => return Err(read_err(&ctx.path, e)),
-            }
-        } else {
-            fmt.field_names.clone()
-        };
-        let empty_file = fmt.header && header.is_empty();
-
-        let mut plan = Vec::with_capacity(job.columns.len());
-        for col in &job.columns {
-            plan.push(match &col.source {
-                ColumnSource::Field(f) => match header.iter().position(|h| h == f) {
-                    Some(i) => Plan::Field(i),
-                    // An empty file has no header to check; a default
-                    // stands in for a field the file does not have.
-                    None if empty_file || col.default.is_some() => Plan::Missing,
-                    None => {
-                        return Err(NormalizeError::MissingField {
-                            path: ctx.path.clone(),
-                            field: f.clone(),
-                            column: col.name.to_string(),
-                            header: header.join(", "),
-                        });
-                    }
-                },
-                ColumnSource::SourceFile => Plan::SourceFile,
-                ColumnSource::SourceLine => Plan::SourceLine,
-                ColumnSource::IngestTime => Plan::IngestTime,
-                ColumnSource::Constant(c) => Plan::Constant(c.clone()),
-            });
-        }
-
-        let mut values: Vec<Option<String>> = Vec::with_capacity(job.columns.len());
-        loop {
-            match reader.read_record(&mut record) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => return Err(read_err(&ctx.path, e)),
-            }
-            let line = record.position().map_or(0, |p| p.line());
-            if record.len() == 1 && field(&record, 0).is_empty() {
-                continue; // blank line
-            }
-            let raw_line = || {
-                cap(&(0..record.len())
-                    .map(|i| field(&record, i))
-                    .collect::<Vec<_>>()
-                    .join(&(fmt.delimiter as char).to_string()))
-            };
-            if !header.is_empty() && record.len() != header.len() {
-                stats.rejected += 1;
-                if stats.errors.len() < MAX_KEPT_ERRORS {
-                    stats.errors.push(RowError {
-                        line,
-                        column: None,
-                        code: if record.len() > header.len() {
-                            1202
-                        } else {
-                            1203
-                        },
-                        reason: format!(
-                            "record has {} fields; the header has {}",
-                            record.len(),
-                            header.len()
-                        ),
-                        raw_line: raw_line(),
-                        raw_value: None,
-                    });
-                }
-                continue;
-            }
-            values.clear();
-            let mut failure: Option<RowError> = None;
-            for (col, how) in job.columns.iter().zip(&plan) {
-                let raw: Option<String> = match how {
-                    Plan::Field(i) if *i < record.len() => {
-                        let v = field(&record, *i);
-                        Some(if col.trim {
-                            v.trim().to_string()
-                        } else {
-                            v.to_string()
-                        })
-                    }
-                    Plan::Field(_) => None,
-                    Plan::Missing => None,
-                    Plan::SourceFile => Some(ctx.path.clone()),
-                    Plan::SourceLine => Some(line.to_string()),
-                    Plan::IngestTime => Some(ctx.ingest_time.clone()),
-                    Plan::Constant(c) => Some(c.clone()),
-                };
-                let raw = match raw {
-                    Some(v)
-                        if v.is_empty()
-                            && !matches!(
-                                col.column_type,
-                                crate::config::ColumnType::Varchar(_)
-                            ) =>
-                    {
-                        None
-                    }
-                    Some(v) if v.is_empty() && col.required => None,
-                    other => other,
-                };
-                let raw = raw.or_else(|| col.default.clone());
-                let value = match raw {
-                    None if col.required => {
-                        failure = Some(RowError {
-                            line,
-                            column: Some(col.name.to_string()),
-                            code: 1213,
-                            reason: format!(
-                                "column {} is required but the value is missing or empty",
-                                col.name
-                            ),
-                            raw_line: raw_line(),
-                            raw_value: Some(String::new()),
-                        });
-                        break;
-                    }
-                    None => None,
-                    Some(v) => match coerce(&v, col.column_type) {
-                        Ok(c) => Some(c.into_owned()),
-                        Err(e) => {
-                            failure = Some(RowError {
-                                line,
-                                column: Some(col.name.to_string()),
-                                code: e.code,
-                                reason: format!("column {}: {}", col.name, e.reason),
-                                raw_line: raw_line(),
-                                raw_value: Some(cap(&v)),
-                            });
-                            break;
-                        }
-                    },
-                };
-                values.push(value);
-            }
-            if let Some(f) = failure {
-                stats.rejected += 1;
-                if stats.errors.len() < MAX_KEPT_ERRORS {
-                    stats.errors.push(f);
-                }
-                continue;
-            }
-            let line_text = line.to_string();
-            let extra = [Some(ctx.path.as_str()), Some(line_text.as_str())];
-            write_record(&mut out, values.iter().map(|v| v.as_deref()).chain(extra)).map_err(
-                |source| NormalizeError::Write {
-                    path: ctx.path.clone(),
-                    source,
-                },
-            )?;
-            stats.rows += 1;
-        }
-        out.flush().map_err(|source| NormalizeError::Write {
-            path: ctx.path.clone(),
-            source,
-        })?;
-    }
-    // Drain whatever the CSV reader left (nothing, normally) so the hash
-    // covers the whole file.
-    io::copy(&mut hashing, &mut io::sink()).map_err(|source| NormalizeError::Read {
+    let guard = RecordGuard::new(job.limits.max_record_bytes);
+    let read_err = |source| NormalizeError::Read {
         path: ctx.path.clone(),
         source,
-    })?;
-    stats.input_bytes = hashing.bytes;
+    };
+    let mut gzip_trip: Option<String> = None;
+    let result = {
+        let mut buffered = io::BufReader::with_capacity(256 * 1024, &mut hashing);
+        let is_gzip = buffered
+            .fill_buf()
+            .map_err(read_err)?
+            .starts_with(&[0x1f, 0x8b]);
+        if is_gzip {
+            let mut inflate = Inflate {
+                inner: flate2::bufread::MultiGzDecoder::new(buffered),
+                out: 0,
+                compressed: counted.clone(),
+                limits: job.limits.clone(),
+                tripped: None,
+            };
+            let r = decode(job, ctx, &mut inflate, &guard, output);
+            gzip_trip = inflate.tripped.take();
+            r
+        } else {
+            decode(job, ctx, &mut buffered, &guard, output)
+        }
+    };
+    let mut stats = match result {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(what) = gzip_trip {
+                return Err(NormalizeError::Limit {
+                    path: ctx.path.clone(),
+                    what,
+                });
+            }
+            if guard.tripped.load(Ordering::Relaxed) {
+                return Err(NormalizeError::Limit {
+                    path: ctx.path.clone(),
+                    what: format!(
+                        "a record near byte {} is larger than max_record_bytes ({} bytes)",
+                        guard.last_end.load(Ordering::Relaxed),
+                        job.limits.max_record_bytes
+                    ),
+                });
+            }
+            return Err(e);
+        }
+    };
+    // Drain whatever the decoder left unread so the hash covers the file.
+    io::copy(&mut hashing, &mut io::sink()).map_err(read_err)?;
+    stats.input_bytes = counted.load(Ordering::Relaxed);
     stats.sha256 = hex::encode(hashing.hasher.finalize());
     Ok(stats)
+}
+
+fn decode<W: Write>(
+    job: &Job,
+    ctx: &FileContext,
+    input: &mut dyn Read,
+    guard: &RecordGuard,
+    output: W,
+) -> Result<NormalizeStats, NormalizeError> {
+    match &job.format {
+        // The guard counts the bytes the CSV reader sees (after
+        // transcoding), since its record positions are in those bytes.
+        Format::Csv(fmt) => match fmt.encoding {
+            TextEncoding::Utf8 => {
+                let guarded = Guarded {
+                    inner: input,
+                    guard,
+                };
+                csv_in::decode(job, fmt, ctx, guarded, guard, output)
+            }
+            other => {
+                let guarded = Guarded {
+                    inner: encoding::ToUtf8::new(input, other),
+                    guard,
+                };
+                csv_in::decode(job, fmt, ctx, guarded, guard, output)
+            }
+        },
+        Format::Ndjson => {
+            json_in::decode_ndjson(job, ctx, input, job.limits.max_record_bytes, output)
+        }
+        Format::Json { records_path } => {
+            let guarded = Guarded {
+                inner: input,
+                guard,
+            };
+            json_in::decode_document(job, ctx, guarded, records_path, guard, output)
+        }
+    }
 }
 
 #[cfg(test)]

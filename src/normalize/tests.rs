@@ -4,6 +4,10 @@ use super::*;
 use crate::config::from_toml_str;
 
 fn job(columns: &str) -> Job {
+    job_with("", columns)
+}
+
+fn job_with(extra: &str, columns: &str) -> Job {
     let text = format!(
         r#"
 [staging]
@@ -20,6 +24,7 @@ path = "/in"
 target = "t"
 mode = "append"
 max_errors = 100
+{extra}
 columns = [ {columns} ]
 "#
     );
@@ -27,12 +32,16 @@ columns = [ {columns} ]
 }
 
 fn run(job: &Job, input: &str) -> Result<(String, NormalizeStats), NormalizeError> {
+    run_bytes(job, input.as_bytes())
+}
+
+fn run_bytes(job: &Job, input: &[u8]) -> Result<(String, NormalizeStats), NormalizeError> {
     let ctx = FileContext {
         path: "/in/f.csv".into(),
         ingest_time: "2026-01-01 00:00:00.000000".into(),
     };
     let mut out = Vec::new();
-    let stats = normalize(job, &ctx, input.as_bytes(), &mut out)?;
+    let stats = normalize(job, &ctx, input, &mut out)?;
     Ok((String::from_utf8(out).unwrap(), stats))
 }
 
@@ -132,4 +141,154 @@ fn written_fields_read_back_unchanged() {
     let rows: Vec<csv::StringRecord> = r.records().map(|r| r.unwrap()).collect();
     assert_eq!(rows[0].iter().collect::<Vec<_>>(), values.to_vec());
     assert_eq!(&rows[1][0], NULL_MARKER);
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+#[test]
+fn ndjson_maps_names_and_pointers_and_rejects_bad_lines() {
+    let j = job_with(
+        "format = { kind = \"ndjson\" }",
+        r#"{ name = "id", type = "int", required = true }, { name = "task", type = "varchar(10)", source = "/task/id" }, { name = "meta", type = "json" }, { name = "ok", type = "boolean" }"#,
+    );
+    let input = "{\"id\":1,\"task\":{\"id\":\"t1\"},\"meta\":{\"a\":[1,2]},\"ok\":true}\n\n{\"id\":2,\"task\":null}\nnot json\n[1,2]\n{\"id\":\"x\"}\n";
+    let (out, stats) = run(&j, input).unwrap();
+    assert_eq!(
+        out,
+        "1,t1,\"{\"\"a\"\":[1,2]}\",true,/in/f.csv,1\n2,\\N,\\N,\\N,/in/f.csv,3\n"
+    );
+    assert_eq!(stats.rejected, 3);
+    assert_eq!(
+        stats
+            .errors
+            .iter()
+            .map(|e| (e.line, e.code))
+            .collect::<Vec<_>>(),
+        vec![(4, 1224), (5, 1224), (6, 1207)]
+    );
+    assert!(
+        stats.errors[0].reason.contains("not valid JSON"),
+        "{}",
+        stats.errors[0].reason
+    );
+}
+
+#[test]
+fn json_documents_stream_records_at_the_top_or_under_a_path() {
+    let cols = r#"{ name = "id", type = "int" }, { name = "name", type = "varchar(10)" }"#;
+    let top = job_with("format = { kind = \"json\" }", cols);
+    let (out, stats) = run(&top, " [ {\"id\": 1, \"name\": \"a\"}, {\"id\": 2}, 7 ]").unwrap();
+    assert_eq!(out, "1,a,/in/f.csv,1\n2,\\N,/in/f.csv,2\n");
+    assert_eq!((stats.rows, stats.rejected), (2, 1));
+    let (out, _) = run(&top, "{\"id\": 5, \"name\": \"one\"}").unwrap();
+    assert_eq!(out, "5,one,/in/f.csv,1\n");
+    let (out, stats) = run(&top, "   ").unwrap();
+    assert_eq!((out.as_str(), stats.rows), ("", 0));
+
+    let nested = job_with(
+        "format = { kind = \"json\", records_path = \"/data/events\" }",
+        cols,
+    );
+    let doc = "{\"meta\": {\"events\": [{\"id\": 9}]}, \"data\": {\"count\": 2, \"events\": [{\"id\": 1}, {\"id\": 2, \"name\": \"b\"}]}}";
+    let (out, _) = run(&nested, doc).unwrap();
+    assert_eq!(out, "1,\\N,/in/f.csv,1\n2,b,/in/f.csv,2\n");
+    let e = run(&nested, "{\"data\": {}}").unwrap_err().to_string();
+    assert!(e.contains("no records at \"/data/events\""), "{e}");
+    let e = run(&top, "[{\"id\": 1},\n {\"id\": }]")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not valid JSON") && e.contains("line 2"), "{e}");
+}
+
+#[test]
+fn gzip_input_is_recognized_by_its_magic_bytes() {
+    let j = job(r#"{ name = "a", type = "int" }"#);
+    let plain = "a\n1\n2\n";
+    let packed = gzip(plain.as_bytes());
+    let (out, stats) = run_bytes(&j, &packed).unwrap();
+    assert_eq!(out, "1,/in/f.csv,2\n2,/in/f.csv,3\n");
+    assert_eq!(
+        stats.input_bytes,
+        packed.len() as u64,
+        "the raw (compressed) bytes are counted and hashed"
+    );
+}
+
+#[test]
+fn a_gzip_bomb_fails_the_file_with_a_clear_reason() {
+    let j = job(r#"{ name = "a", type = "varchar(10)" }"#);
+    let body = format!("a\n{}", "1\n".repeat(10 << 20)).into_bytes();
+    let e = run_bytes(&j, &gzip(&body)).unwrap_err().to_string();
+    assert!(e.contains("max_compression_ratio"), "{e}");
+    let j = job_with(
+        "limits = { max_decompressed_bytes = \"1KiB\" }",
+        r#"{ name = "a", type = "int" }"#,
+    );
+    let e = run_bytes(&j, &gzip("a\n1\n".repeat(1000).as_bytes()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("max_decompressed_bytes (1024 bytes)"), "{e}");
+}
+
+#[test]
+fn a_record_larger_than_the_limit_fails_instead_of_eating_memory() {
+    let j = job_with(
+        "limits = { max_record_bytes = \"64KiB\" }",
+        r#"{ name = "a", type = "varchar(10)" }"#,
+    );
+    let huge = format!("a\n\"{}\"\n", "x".repeat(3 << 20));
+    let e = run(&j, &huge).unwrap_err().to_string();
+    assert!(
+        e.contains("larger than max_record_bytes (65536 bytes)"),
+        "{e}"
+    );
+    let nd = job_with(
+        "format = { kind = \"ndjson\" }\nlimits = { max_record_bytes = \"1KiB\" }",
+        r#"{ name = "a", type = "varchar(10)" }"#,
+    );
+    let e = run(&nd, &format!("{{\"a\":\"{}\"}}\n", "x".repeat(4096)))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("line 1 is longer than max_record_bytes"), "{e}");
+}
+
+#[test]
+fn windows_1252_latin1_and_invalid_utf8() {
+    let cols = r#"{ name = "a", type = "varchar(20)" }"#;
+    let cp = job_with(
+        "format = { kind = \"csv\", encoding = \"windows-1252\" }",
+        cols,
+    );
+    let (out, _) = run_bytes(&cp, b"a\ncaf\xe9 \x80\n").unwrap();
+    assert_eq!(out, "caf\u{e9} \u{20ac},/in/f.csv,2\n");
+    let utf8 = job(cols);
+    let (out, stats) = run_bytes(&utf8, b"a\nok\nbad \xe9\nfine\n").unwrap();
+    assert_eq!(out, "ok,/in/f.csv,2\nfine,/in/f.csv,4\n");
+    assert_eq!((stats.errors[0].line, stats.errors[0].code), (3, 1220));
+    assert!(stats.errors[0].reason.contains("format.encoding"));
+}
+
+#[test]
+fn an_escape_character_can_replace_doubled_quotes() {
+    let j = job_with(
+        "format = { kind = \"csv\", escape = \"\\\\\" }",
+        r#"{ name = "a", type = "varchar(20)" }"#,
+    );
+    let (out, _) = run(&j, "a\n\"say \\\"hi\\\"\"\n").unwrap();
+    assert_eq!(out, "\"say \"\"hi\"\"\",/in/f.csv,2\n");
+}
+
+#[test]
+fn max_errors_as_count_or_percent() {
+    use crate::config::MaxErrors;
+    assert!(!MaxErrors::Count(2).exceeded(2, 10));
+    assert!(MaxErrors::Count(2).exceeded(3, 10));
+    assert!(!MaxErrors::Percent(10.0).exceeded(1, 10));
+    assert!(MaxErrors::Percent(10.0).exceeded(2, 10));
+    assert!(!MaxErrors::Percent(0.0).exceeded(0, 0));
 }

@@ -50,7 +50,10 @@ pub async fn process_file(
     })
     .await?;
     let (stats, staged) = stats_and_file;
-    if stats.rejected > job.max_errors {
+    if job
+        .max_errors
+        .exceeded(stats.rejected, stats.rows + stats.rejected)
+    {
         let first = stats
             .errors
             .first()
@@ -145,7 +148,9 @@ async fn fetch_and_normalize(
         let stats = normalize::normalize(&job, &ctx, reader, &mut gz).map_err(|e| match e {
             normalize::NormalizeError::Read { .. } => Error::transient(e.to_string()),
             normalize::NormalizeError::Write { .. } => Error::transient(e.to_string()),
-            normalize::NormalizeError::MissingField { .. } => Error::permanent(e.to_string()),
+            normalize::NormalizeError::MissingField { .. }
+            | normalize::NormalizeError::Limit { .. }
+            | normalize::NormalizeError::Format { .. } => Error::permanent(e.to_string()),
         })?;
         gz.finish()
             .and_then(|mut w| w.flush())

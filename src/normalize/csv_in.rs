@@ -1,0 +1,156 @@
+//! The CSV decoder: header or configured names, any one-byte delimiter and
+//! quote, a UTF-8 BOM, CRLF or LF, quoted fields with embedded newlines.
+//! Records end at LF only, so positions count physical lines in CRLF files
+//! too. Ragged records become error rows.
+
+use super::sink::{Fields, Key, RowSink};
+use super::{FileContext, NormalizeError, RecordGuard};
+use crate::config::{CsvFormat, Job};
+use std::borrow::Cow;
+use std::io::{self, Read, Write};
+
+/// Field `i` of `record`, without the `\r` a CRLF line end leaves on the
+/// last field.
+fn field(record: &csv::StringRecord, i: usize) -> &str {
+    let v = &record[i];
+    if i + 1 == record.len() {
+        v.strip_suffix('\r').unwrap_or(v)
+    } else {
+        v
+    }
+}
+
+struct CsvFields<'a> {
+    record: &'a csv::StringRecord,
+    delimiter: u8,
+}
+
+impl Fields for CsvFields<'_> {
+    fn get(&self, key: &Key) -> Option<Cow<'_, str>> {
+        match key {
+            Key::Index(i) if *i < self.record.len() => Some(Cow::Borrowed(field(self.record, *i))),
+            _ => None,
+        }
+    }
+
+    fn raw(&self) -> String {
+        (0..self.record.len())
+            .map(|i| field(self.record, i))
+            .collect::<Vec<_>>()
+            .join(&(self.delimiter as char).to_string())
+    }
+}
+
+fn read_err(path: &str, e: csv::Error) -> NormalizeError {
+    NormalizeError::Read {
+        path: path.to_string(),
+        source: match e.into_kind() {
+            csv::ErrorKind::Io(io) => io,
+            other => io::Error::new(io::ErrorKind::InvalidData, format!("{other:?}")),
+        },
+    }
+}
+
+/// Decodes `input` as CSV into `out`.
+pub fn decode<R: Read, W: Write>(
+    job: &Job,
+    fmt: &CsvFormat,
+    ctx: &FileContext,
+    input: R,
+    guard: &RecordGuard,
+    out: W,
+) -> Result<super::NormalizeStats, NormalizeError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(fmt.delimiter)
+        .quote(fmt.quote)
+        .escape(fmt.escape)
+        .double_quote(fmt.escape.is_none())
+        .has_headers(false)
+        .flexible(true)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_reader(input);
+    let mut record = csv::StringRecord::new();
+    let header: Vec<String> = if fmt.header {
+        match reader.read_record(&mut record) {
+            Ok(true) => (0..record.len())
+                .map(|i| {
+                    let h = field(&record, i);
+                    let h = if i == 0 {
+                        h.trim_start_matches('\u{feff}')
+                    } else {
+                        h
+                    };
+                    h.trim().to_string()
+                })
+                .collect(),
+            Ok(false) => Vec::new(), // empty file: zero rows
+            Err(e) => return Err(read_err(&ctx.path, e)),
+        }
+    } else {
+        fmt.field_names.clone()
+    };
+    guard.record_ended(reader.position().byte());
+    let empty_file = fmt.header && header.is_empty();
+    let mut sink = RowSink::new(job, ctx, out, |name, col| {
+        match header.iter().position(|h| h == name) {
+            Some(i) => Ok(Key::Index(i)),
+            // An empty file has no header to check; a default stands in
+            // for a field the file does not have.
+            None if empty_file || col.default.is_some() => Ok(Key::Missing),
+            None => Err(NormalizeError::MissingField {
+                path: ctx.path.clone(),
+                field: name.to_string(),
+                column: col.name.to_string(),
+                header: header.join(", "),
+            }),
+        }
+    })?;
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                if let csv::ErrorKind::Utf8 { pos, err } = e.kind() {
+                    // One bad record, not a bad file: reject it, go on.
+                    let line = pos.as_ref().map_or(0, |p| p.line());
+                    let reason = format!(
+                        "field {} is not valid UTF-8; if the file is Latin-1 or Windows-1252, set format.encoding",
+                        err.field() + 1
+                    );
+                    guard.record_ended(reader.position().byte());
+                    sink.reject(line, 1220, reason, String::new);
+                    continue;
+                }
+                return Err(read_err(&ctx.path, e));
+            }
+        }
+        guard.record_ended(reader.position().byte());
+        let line = record.position().map_or(0, |p| p.line());
+        if record.len() == 1 && field(&record, 0).is_empty() {
+            continue; // blank line
+        }
+        let fields = CsvFields {
+            record: &record,
+            delimiter: fmt.delimiter,
+        };
+        if !header.is_empty() && record.len() != header.len() {
+            sink.reject(
+                line,
+                if record.len() > header.len() {
+                    1202
+                } else {
+                    1203
+                },
+                format!(
+                    "record has {} fields; the header has {}",
+                    record.len(),
+                    header.len()
+                ),
+                || fields.raw(),
+            );
+            continue;
+        }
+        sink.push(line, &fields)?;
+    }
+    sink.finish()
+}

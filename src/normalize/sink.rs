@@ -1,0 +1,194 @@
+//! The row sink every decoder feeds: it maps one input record onto the
+//! job's columns, checks and converts each value, and writes the staged CSV
+//! line or an error row. Decoders only say how to find a field.
+
+use super::{
+    FileContext, MAX_KEPT_ERRORS, NormalizeError, NormalizeStats, RowError, cap, coerce,
+    write_record,
+};
+use crate::config::{ColumnSource, ColumnType, Job};
+use std::borrow::Cow;
+use std::io::{self, Write};
+
+/// Where a decoder finds a column's input field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    /// A positional field (CSV).
+    Index(usize),
+    /// A top-level member (JSON) or child element/attribute (XML).
+    Name(String),
+    /// A JSON pointer such as `/task/id`.
+    Pointer(String),
+    /// The file has no such field; the column's default applies.
+    Missing,
+}
+
+/// One input record as a decoder sees it.
+pub trait Fields {
+    /// The value of `key`; `None` when absent or null.
+    fn get(&self, key: &Key) -> Option<Cow<'_, str>>;
+    /// The record as read, for error rows (capped by the caller).
+    fn raw(&self) -> String;
+}
+
+/// How each column gets its value.
+enum Plan {
+    Field(Key),
+    SourceFile,
+    SourceLine,
+    IngestTime,
+    Constant(String),
+}
+
+/// Maps records and writes staged CSV.
+pub struct RowSink<'j, W: Write> {
+    job: &'j Job,
+    ctx: &'j FileContext,
+    plan: Vec<Plan>,
+    out: io::BufWriter<W>,
+    values: Vec<Option<String>>,
+    /// What has been written and rejected so far.
+    pub stats: NormalizeStats,
+}
+
+impl<'j, W: Write> RowSink<'j, W> {
+    /// A sink for `job`; `key_of` resolves each field source to a key
+    /// (a decoder with a header turns names into positions).
+    pub fn new(
+        job: &'j Job,
+        ctx: &'j FileContext,
+        out: W,
+        mut key_of: impl FnMut(&str, &crate::config::Column) -> Result<Key, NormalizeError>,
+    ) -> Result<Self, NormalizeError> {
+        let mut plan = Vec::with_capacity(job.columns.len());
+        for col in &job.columns {
+            plan.push(match &col.source {
+                ColumnSource::Field(f) => Plan::Field(key_of(f, col)?),
+                ColumnSource::SourceFile => Plan::SourceFile,
+                ColumnSource::SourceLine => Plan::SourceLine,
+                ColumnSource::IngestTime => Plan::IngestTime,
+                ColumnSource::Constant(c) => Plan::Constant(c.clone()),
+            });
+        }
+        Ok(RowSink {
+            job,
+            ctx,
+            plan,
+            out: io::BufWriter::with_capacity(256 * 1024, out),
+            values: Vec::with_capacity(job.columns.len()),
+            stats: NormalizeStats::default(),
+        })
+    }
+
+    /// Records a rejected record that never got to mapping (ragged rows,
+    /// unparsable JSON, records over the size limit).
+    pub fn reject(&mut self, line: u64, code: i32, reason: String, raw: impl FnOnce() -> String) {
+        self.stats.rejected += 1;
+        if self.stats.errors.len() < MAX_KEPT_ERRORS {
+            self.stats.errors.push(RowError {
+                line,
+                column: None,
+                code,
+                reason,
+                raw_line: cap(&raw()),
+                raw_value: None,
+            });
+        }
+    }
+
+    /// Maps, checks and writes one record starting on physical `line`.
+    pub fn push(&mut self, line: u64, fields: &dyn Fields) -> Result<(), NormalizeError> {
+        self.values.clear();
+        let mut failure: Option<RowError> = None;
+        for (col, how) in self.job.columns.iter().zip(&self.plan) {
+            let raw: Option<Cow<'_, str>> = match how {
+                Plan::Field(key) => fields.get(key).map(|v| {
+                    if col.trim {
+                        match v {
+                            Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+                            Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+                        }
+                    } else {
+                        v
+                    }
+                }),
+                Plan::SourceFile => Some(Cow::Borrowed(self.ctx.path.as_str())),
+                Plan::SourceLine => Some(Cow::Owned(line.to_string())),
+                Plan::IngestTime => Some(Cow::Borrowed(self.ctx.ingest_time.as_str())),
+                Plan::Constant(c) => Some(Cow::Borrowed(c.as_str())),
+            };
+            // Empty input is NULL, except for a varchar that may be empty
+            // (as Redshift loads it without EMPTYASNULL).
+            let raw = match raw {
+                Some(v)
+                    if v.is_empty()
+                        && (col.required || !matches!(col.column_type, ColumnType::Varchar(_))) =>
+                {
+                    None
+                }
+                other => other,
+            };
+            let raw = raw.or_else(|| col.default.as_deref().map(Cow::Borrowed));
+            let value = match raw {
+                None if col.required => {
+                    failure = Some(RowError {
+                        line,
+                        column: Some(col.name.to_string()),
+                        code: 1213,
+                        reason: format!(
+                            "column {} is required but the value is missing or empty",
+                            col.name
+                        ),
+                        raw_line: cap(&fields.raw()),
+                        raw_value: Some(String::new()),
+                    });
+                    break;
+                }
+                None => None,
+                Some(v) => match coerce(&v, col.column_type) {
+                    Ok(c) => Some(c.into_owned()),
+                    Err(e) => {
+                        failure = Some(RowError {
+                            line,
+                            column: Some(col.name.to_string()),
+                            code: e.code,
+                            reason: format!("column {}: {}", col.name, e.reason),
+                            raw_line: cap(&fields.raw()),
+                            raw_value: Some(cap(&v)),
+                        });
+                        break;
+                    }
+                },
+            };
+            self.values.push(value);
+        }
+        if let Some(f) = failure {
+            self.stats.rejected += 1;
+            if self.stats.errors.len() < MAX_KEPT_ERRORS {
+                self.stats.errors.push(f);
+            }
+            return Ok(());
+        }
+        let line_text = line.to_string();
+        let extra = [Some(self.ctx.path.as_str()), Some(line_text.as_str())];
+        write_record(
+            &mut self.out,
+            self.values.iter().map(|v| v.as_deref()).chain(extra),
+        )
+        .map_err(|source| NormalizeError::Write {
+            path: self.ctx.path.clone(),
+            source,
+        })?;
+        self.stats.rows += 1;
+        Ok(())
+    }
+
+    /// Flushes the output and returns the counts.
+    pub fn finish(mut self) -> Result<NormalizeStats, NormalizeError> {
+        self.out.flush().map_err(|source| NormalizeError::Write {
+            path: self.ctx.path.clone(),
+            source,
+        })?;
+        Ok(self.stats)
+    }
+}
