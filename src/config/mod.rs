@@ -693,6 +693,23 @@ fn validate_job(
             }))
         }
         RawFormat::Ndjson(_) => Some(Format::Ndjson),
+        RawFormat::Xml(x) => {
+            let parts: Vec<String> = x
+                .record_path
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
+            if parts.is_empty() {
+                p.push(
+                    format!("{path}.format.record_path"),
+                    "name the record elements from the root, e.g. /export/events/event",
+                );
+                None
+            } else {
+                Some(Format::Xml { record_path: parts })
+            }
+        }
         RawFormat::Json(r) => Some(Format::Json {
             records_path: r
                 .records_path
@@ -740,6 +757,7 @@ fn validate_job(
                 max_record_bytes,
                 max_decompressed_bytes,
                 max_compression_ratio: l.max_compression_ratio,
+                max_xml_depth: l.max_xml_depth.max(1),
             }),
             _ => None,
         }

@@ -465,6 +465,8 @@ pub struct Limits {
     pub max_decompressed_bytes: u64,
     /// Largest decompression ratio.
     pub max_compression_ratio: u64,
+    /// Deepest XML nesting.
+    pub max_xml_depth: usize,
 }
 
 /// When a file fails as a whole for its rejected records.
@@ -523,6 +525,11 @@ pub enum Format {
     Json {
         /// Member names from the top down to the records array.
         records_path: Vec<String>,
+    },
+    /// XML; records are the elements at this path of local names.
+    Xml {
+        /// Element names from the root to the record element.
+        record_path: Vec<String>,
     },
 }
 

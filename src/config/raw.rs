@@ -420,6 +420,13 @@ pub struct RawLimits {
     /// Largest decompressed:compressed ratio of a gzip input.
     #[serde(default = "default_max_ratio")]
     pub max_compression_ratio: u64,
+    /// Deepest XML element nesting.
+    #[serde(default = "default_max_xml_depth")]
+    pub max_xml_depth: usize,
+}
+
+fn default_max_xml_depth() -> usize {
+    64
 }
 
 impl Default for RawLimits {
@@ -428,6 +435,7 @@ impl Default for RawLimits {
             max_record_bytes: default_max_record(),
             max_decompressed_bytes: default_max_decompressed(),
             max_compression_ratio: default_max_ratio(),
+            max_xml_depth: default_max_xml_depth(),
         }
     }
 }
@@ -466,6 +474,17 @@ pub enum RawFormat {
     Ndjson(RawNdjson),
     /// A JSON document: an array of objects, at the top or under a path.
     Json(RawJson),
+    /// XML: the elements at a path are the records.
+    Xml(RawXml),
+}
+
+/// XML options.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawXml {
+    /// Element path of the records from the root, by local name, e.g.
+    /// `/export/events/event`.
+    pub record_path: String,
 }
 
 /// NDJSON options (none yet).

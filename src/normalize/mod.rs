@@ -17,6 +17,7 @@ mod csv_out;
 mod encoding;
 mod json_in;
 pub mod sink;
+mod xml_in;
 
 pub use coerce::{CoerceError, coerce};
 pub use csv_out::{NULL_MARKER, write_record};
@@ -357,6 +358,24 @@ fn decode<W: Write>(
                 guard,
             };
             json_in::decode_document(job, ctx, guarded, records_path, guard, output)
+        }
+        Format::Xml { record_path } => {
+            let guarded = io::BufReader::with_capacity(
+                64 * 1024,
+                Guarded {
+                    inner: input,
+                    guard,
+                },
+            );
+            xml_in::decode(
+                job,
+                ctx,
+                guarded,
+                record_path,
+                job.limits.max_xml_depth,
+                guard,
+                output,
+            )
         }
     }
 }

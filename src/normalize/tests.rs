@@ -292,3 +292,53 @@ fn max_errors_as_count_or_percent() {
     assert!(MaxErrors::Percent(10.0).exceeded(2, 10));
     assert!(!MaxErrors::Percent(0.0).exceeded(0, 0));
 }
+
+#[test]
+fn xml_records_by_path_with_children_attributes_and_namespaces() {
+    let j = job_with(
+        "format = { kind = \"xml\", record_path = \"/export/events/event\" }",
+        r#"{ name = "id", type = "int", source = "@id" }, { name = "status", type = "varchar(20)" }, { name = "task", type = "varchar(10)", source = "task/id" }, { name = "kind", type = "varchar(10)", source = "task/@kind" }, { name = "note", type = "varchar(40)" }"#,
+    );
+    let doc = r#"<?xml version="1.0" encoding="UTF-8"?>
+<x:export xmlns:x="urn:acme">
+  <x:meta><x:event id="99"/></x:meta>
+  <x:events>
+    <x:event id="1"><x:status>open</x:status><x:task kind="bug"><x:id>t1</x:id></x:task><x:note>a &amp; b &#233; <![CDATA[<raw>]]></x:note></x:event>
+    <x:event id="2"><x:status/></x:event>
+    <x:event id="x"><x:status>bad id</x:status></x:event>
+  </x:events>
+</x:export>"#;
+    let (out, stats) = run(&j, doc).unwrap();
+    assert_eq!(
+        out,
+        "1,open,t1,bug,a & b \u{e9} <raw>,/in/f.csv,1\n2,\"\",\\N,\\N,\\N,/in/f.csv,2\n"
+    );
+    assert_eq!(stats.rejected, 1);
+    assert_eq!(
+        (stats.errors[0].line, stats.errors[0].column.as_deref()),
+        (3, Some("id"))
+    );
+}
+
+#[test]
+fn xml_refuses_dtds_deep_nesting_and_broken_documents() {
+    let cols = r#"{ name = "a", type = "varchar(10)" }"#;
+    let j = job_with(
+        "format = { kind = \"xml\", record_path = \"/r/e\" }\nlimits = { max_xml_depth = 8 }",
+        cols,
+    );
+    let bomb = "<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY a \"aaaa\"><!ENTITY b \"&a;&a;&a;\">]><r><e><a>&b;</a></e></r>";
+    let e = run(&j, bomb).unwrap_err().to_string();
+    assert!(e.contains("DTD"), "{e}");
+    let deep = format!("<r><e>{}x{}</e></r>", "<d>".repeat(20), "</d>".repeat(20));
+    let e = run(&j, &deep).unwrap_err().to_string();
+    assert!(e.contains("max_xml_depth (8)"), "{e}");
+    let e = run(&j, "<r><e><a>1</b></e></r>").unwrap_err().to_string();
+    assert!(e.contains("not well-formed XML"), "{e}");
+    let e = run(&j, "<r><e><a>&nope;</a></e></r>")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown entity &nope;"), "{e}");
+    let (out, stats) = run(&j, "").unwrap();
+    assert_eq!((out.as_str(), stats.rows), ("", 0));
+}
