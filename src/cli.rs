@@ -61,6 +61,18 @@ pub enum Command {
         #[arg(long)]
         no_hash: bool,
     },
+    /// Normalize a local file as a job would and write the gzip CSV; prints
+    /// row and error counts and the first errors.
+    Normalize {
+        /// The input file (any of the job's formats, gzip or not).
+        file: PathBuf,
+        /// The job whose format and columns apply.
+        #[arg(long)]
+        job: String,
+        /// Where to write the gzip CSV (default: FILE.staged.csv.gz).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Validate the configuration and connect to every component.
     Check {
         /// Only validate the configuration (secrets included); connect to nothing.
@@ -138,6 +150,54 @@ pub async fn execute(cli: Cli) -> Result<i32> {
                 f.sha256.as_deref().unwrap_or("not computed")
             );
             Ok(0)
+        }
+        Command::Normalize { file, job, out } => {
+            let Some(j) = cfg.jobs.iter().find(|j| j.name == job) else {
+                let known: Vec<&str> = cfg.jobs.iter().map(|j| j.name.as_str()).collect();
+                return Err(Error::config(format!(
+                    "no job named {job:?} (defined: {})",
+                    known.join(", ")
+                )));
+            };
+            let out = out.unwrap_or_else(|| {
+                let mut p = file.clone().into_os_string();
+                p.push(".staged.csv.gz");
+                PathBuf::from(p)
+            });
+            let r = crate::normalize::normalize_file(j, &file, &out)?;
+            println!(
+                "{}: {} rows written to {}, {} rejected, {} bytes read in {:.2} s ({:.1} MB/s, {:.0} rows/s)",
+                file.display(),
+                r.stats.rows,
+                out.display(),
+                r.stats.rejected,
+                r.stats.input_bytes,
+                r.seconds,
+                r.stats.input_bytes as f64 / 1e6 / r.seconds.max(1e-9),
+                (r.stats.rows + r.stats.rejected) as f64 / r.seconds.max(1e-9),
+            );
+            for e in r.stats.errors.iter().take(20) {
+                println!(
+                    "  line {}{}: [{}] {}",
+                    e.line,
+                    e.column
+                        .as_deref()
+                        .map(|c| format!(" column {c}"))
+                        .unwrap_or_default(),
+                    e.code,
+                    e.reason
+                );
+            }
+            let failed = j
+                .max_errors
+                .exceeded(r.stats.rejected, r.stats.rows + r.stats.rejected);
+            if failed {
+                println!(
+                    "the file would fail: more rejected records than max_errors = {}",
+                    j.max_errors
+                );
+            }
+            Ok(if failed { 1 } else { 0 })
         }
         Command::Once { job } => {
             let rt = Runtime::start(cfg).await?;

@@ -736,6 +736,12 @@ fn validate_job(
             }
         }
     };
+    if !(1..=9).contains(&j.gzip_level) {
+        p.push(
+            format!("{path}.gzip_level"),
+            "must be 1 (fast) to 9 (small)",
+        );
+    }
     let limits = {
         let l = &j.limits;
         let rec = p.take(
@@ -811,7 +817,46 @@ fn validate_job(
         {
             p.push(format!("{cpath}.default"), e.reason);
         }
-        if let (Some(name), Some(column_type), Some(source)) = (Some(name), column_type, source) {
+        let utc_offset = match rc.timezone.as_deref().map(str::trim) {
+            None | Some("UTC") | Some("utc") | Some("Z") => chrono::FixedOffset::east_opt(0),
+            Some(tz) => {
+                let parsed = chrono::DateTime::parse_from_str(
+                    &format!("2000-01-01T00:00:00{tz}"),
+                    "%Y-%m-%dT%H:%M:%S%:z",
+                )
+                .ok()
+                .map(|t| *t.offset());
+                if parsed.is_none() {
+                    p.push(format!("{cpath}.timezone"), format!("{tz:?}: use UTC or an offset like +02:00 (named zones are not supported)"));
+                }
+                parsed
+            }
+        };
+        if !rc.formats.is_empty()
+            && !matches!(
+                column_type,
+                Some(ColumnType::Timestamp | ColumnType::Timestamptz)
+            )
+        {
+            p.push(
+                format!("{cpath}.formats"),
+                "formats apply to timestamp and timestamptz columns",
+            );
+        }
+        let truncate = match rc.on_overflow.as_str() {
+            "reject" => false,
+            "truncate" => true,
+            other => {
+                p.push(
+                    format!("{cpath}.on_overflow"),
+                    format!("{other:?}: expected reject or truncate"),
+                );
+                false
+            }
+        };
+        if let (Some(name), Some(column_type), Some(source), Some(utc_offset)) =
+            (Some(name), column_type, source, utc_offset)
+        {
             columns.push(Column {
                 name,
                 source,
@@ -819,6 +864,9 @@ fn validate_job(
                 required: rc.required,
                 default: rc.default.clone(),
                 trim: rc.trim,
+                formats: rc.formats.clone(),
+                utc_offset,
+                truncate,
             });
         }
     }
@@ -971,6 +1019,7 @@ fn validate_job(
         on_success: on_success?,
         max_errors: max_errors?,
         limits: limits?,
+        gzip_level: j.gzip_level,
     })
 }
 

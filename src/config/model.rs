@@ -443,6 +443,12 @@ pub struct Column {
     pub default: Option<String>,
     /// Trim white space.
     pub trim: bool,
+    /// Extra timestamp formats, tried first.
+    pub formats: Vec<String>,
+    /// Offset for timestamps without one.
+    pub utc_offset: chrono::FixedOffset,
+    /// Truncate over-long varchar values instead of rejecting the row.
+    pub truncate: bool,
 }
 
 /// A text encoding of CSV input.
@@ -653,4 +659,6 @@ pub struct Job {
     pub max_errors: MaxErrors,
     /// Safety limits.
     pub limits: Limits,
+    /// Gzip level of the staged CSV.
+    pub gzip_level: u32,
 }

@@ -389,6 +389,13 @@ pub struct RawJob {
     /// Safety limits against runaway input.
     #[serde(default)]
     pub limits: RawLimits,
+    /// Gzip level of the staged CSV, 1 (fast, the default) to 9 (small).
+    #[serde(default = "default_gzip_level")]
+    pub gzip_level: u32,
+}
+
+fn default_gzip_level() -> u32 {
+    1
 }
 
 /// `max_errors = 10` or `max_errors = "2%"`.
@@ -580,6 +587,20 @@ pub struct RawColumn {
     /// Strip leading and trailing white space before checking.
     #[serde(default = "default_true")]
     pub trim: bool,
+    /// Timestamp formats tried before ISO-8601: strftime patterns such as
+    /// `%d/%m/%Y %H:%M`, or `epoch` (seconds) and `epoch_ms`.
+    #[serde(default)]
+    pub formats: Vec<String>,
+    /// Offset of timestamps written without one: `UTC` or `+02:00`.
+    pub timezone: Option<String>,
+    /// A varchar value longer than its byte limit: `reject` (the row) or
+    /// `truncate` (at a character boundary).
+    #[serde(default = "default_on_overflow")]
+    pub on_overflow: String,
+}
+
+fn default_on_overflow() -> String {
+    "reject".into()
 }
 
 /// One dimension table.

@@ -4,8 +4,8 @@
 //! timestamps as `YYYY-MM-DD HH:MM:SS.ffffff` (UTC, with `+00` for
 //! `timestamptz`), booleans as `true`/`false`, numbers without grouping.
 
-use crate::config::ColumnType;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use crate::config::{Column, ColumnType};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use std::borrow::Cow;
 
 /// Why a value does not fit its column. `code` follows Redshift's load error
@@ -29,7 +29,49 @@ const NAIVE_FORMATS: &[&str] = &[
     "%Y-%m-%dT%H:%M",
 ];
 
+fn naive_in(t: NaiveDateTime, offset: FixedOffset) -> Option<DateTime<Utc>> {
+    offset
+        .from_local_datetime(&t)
+        .single()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Parses with one configured format: `epoch`, `epoch_ms`, or a strftime
+/// pattern (with or without an offset; without one, `offset` applies).
+fn parse_with(v: &str, format: &str, offset: FixedOffset) -> Option<DateTime<Utc>> {
+    match format {
+        "epoch" => {
+            let secs: f64 = v.parse().ok()?;
+            DateTime::from_timestamp(
+                secs.trunc() as i64,
+                (secs.fract().abs() * 1e9).round() as u32,
+            )
+        }
+        "epoch_ms" => DateTime::from_timestamp_millis(v.parse().ok()?),
+        f => DateTime::parse_from_str(v, f)
+            .map(|t| t.with_timezone(&Utc))
+            .ok()
+            .or_else(|| {
+                NaiveDateTime::parse_from_str(v, f)
+                    .ok()
+                    .and_then(|t| naive_in(t, offset))
+            })
+            .or_else(|| {
+                NaiveDate::parse_from_str(v, f)
+                    .ok()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .and_then(|t| naive_in(t, offset))
+            }),
+    }
+}
+
 fn parse_timestamp(v: &str) -> Option<DateTime<Utc>> {
+    parse_timestamp_in(v, FixedOffset::east_opt(0).expect("UTC"))
+}
+
+/// The built-in formats: RFC 3339 / ISO-8601 with `Z` or an offset, and
+/// `YYYY-MM-DD[ T]HH:MM[:SS[.f]]` or a bare date, taken in `offset`.
+fn parse_timestamp_in(v: &str, offset: FixedOffset) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(v) {
         return Some(t.with_timezone(&Utc));
     }
@@ -40,13 +82,55 @@ fn parse_timestamp(v: &str) -> Option<DateTime<Utc>> {
     }
     for f in NAIVE_FORMATS {
         if let Ok(t) = NaiveDateTime::parse_from_str(v, f) {
-            return Some(t.and_utc());
+            return naive_in(t, offset);
         }
     }
     NaiveDate::parse_from_str(v, "%Y-%m-%d")
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
+        .and_then(|t| naive_in(t, offset))
+}
+
+fn timestamp_text(t: DateTime<Utc>, ty: ColumnType) -> String {
+    let text = t.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
+    if ty == ColumnType::Timestamptz {
+        text + "+00"
+    } else {
+        text
+    }
+}
+
+/// Like [`coerce`], with the column's own options: timestamp `formats` and
+/// `timezone`, and varchar `on_overflow = "truncate"`.
+pub fn coerce_column<'v>(value: &'v str, col: &Column) -> Result<Cow<'v, str>, CoerceError> {
+    match col.column_type {
+        ColumnType::Varchar(n) if col.truncate && value.len() > n as usize => {
+            let mut end = n as usize;
+            while !value.is_char_boundary(end) {
+                end -= 1;
+            }
+            Ok(Cow::Borrowed(&value[..end]))
+        }
+        ty @ (ColumnType::Timestamp | ColumnType::Timestamptz)
+            if !col.formats.is_empty() || col.utc_offset.local_minus_utc() != 0 =>
+        {
+            col.formats
+                .iter()
+                .find_map(|f| parse_with(value, f, col.utc_offset))
+                .or_else(|| parse_timestamp_in(value, col.utc_offset))
+                .map(|t| Cow::Owned(timestamp_text(t, ty)))
+                .ok_or_else(|| {
+                    err(
+                        1206,
+                        format!(
+                            "{value:?} matches none of the formats {:?} nor ISO-8601",
+                            col.formats
+                        ),
+                    )
+                })
+        }
+        ty => coerce(value, ty),
+    }
 }
 
 /// Checks `value` (already trimmed if the column trims) against `ty` and
@@ -93,12 +177,7 @@ pub fn coerce(value: &str, ty: ColumnType) -> Result<Cow<'_, str>, CoerceError> 
                     format!("{value:?} is not a timestamp (ISO-8601 such as 2026-01-31T12:00:00Z, or YYYY-MM-DD HH:MM:SS)"),
                 )
             })?;
-            let text = t.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
-            Ok(Cow::Owned(if ty == ColumnType::Timestamptz {
-                text + "+00"
-            } else {
-                text
-            }))
+            Ok(Cow::Owned(timestamp_text(t, ty)))
         }
         ColumnType::Json => serde_json::from_str::<serde::de::IgnoredAny>(value)
             .map(|_| Cow::Borrowed(value))

@@ -15,11 +15,12 @@ mod coerce;
 mod csv_in;
 mod csv_out;
 mod encoding;
+pub mod gzip;
 mod json_in;
 pub mod sink;
 mod xml_in;
 
-pub use coerce::{CoerceError, coerce};
+pub use coerce::{CoerceError, coerce, coerce_column};
 pub use csv_out::{NULL_MARKER, write_record};
 
 use crate::config::{Format, Job, Limits, TextEncoding};
@@ -321,6 +322,56 @@ pub fn normalize<R: Read, W: Write>(
     stats.input_bytes = counted.load(Ordering::Relaxed);
     stats.sha256 = hex::encode(hashing.hasher.finalize());
     Ok(stats)
+}
+
+/// What [`normalize_file`] did.
+#[derive(Debug)]
+pub struct FileRun {
+    /// Counts and errors.
+    pub stats: NormalizeStats,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// Normalizes a local file into a gzip CSV at `out`, compressing on a
+/// second thread; for `ferry normalize` and the bench.
+pub fn normalize_file(
+    job: &Job,
+    input: &std::path::Path,
+    out: &std::path::Path,
+) -> crate::Result<FileRun> {
+    let started = std::time::Instant::now();
+    let file = std::fs::File::open(input).map_err(|e| {
+        crate::Error::permanent(format!("cannot open {}", input.display())).with_source(e)
+    })?;
+    let sink = std::fs::File::create(out).map_err(|e| {
+        crate::Error::permanent(format!("cannot create {}", out.display())).with_source(e)
+    })?;
+    let ctx = FileContext {
+        path: input.display().to_string(),
+        ingest_time: chrono::Utc::now()
+            .format("%Y-%m-%d %H:%M:%S%.6f")
+            .to_string(),
+    };
+    let writer = gzip::ParallelGzip::new(io::BufWriter::new(sink), job.gzip_level);
+    let (stats, writer) = {
+        let mut w = writer;
+        let stats = normalize(
+            job,
+            &ctx,
+            io::BufReader::with_capacity(256 * 1024, file),
+            &mut w,
+        )
+        .map_err(|e| crate::Error::permanent(e.to_string()))?;
+        (stats, w)
+    };
+    writer.finish().map_err(|e| {
+        crate::Error::permanent(format!("cannot write {}", out.display())).with_source(e)
+    })?;
+    Ok(FileRun {
+        stats,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 fn decode<W: Write>(

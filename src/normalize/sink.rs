@@ -3,7 +3,7 @@
 //! line or an error row. Decoders only say how to find a field.
 
 use super::{
-    FileContext, MAX_KEPT_ERRORS, NormalizeError, NormalizeStats, RowError, cap, coerce,
+    FileContext, MAX_KEPT_ERRORS, NormalizeError, NormalizeStats, RowError, cap, coerce_column,
     write_record,
 };
 use crate::config::{ColumnSource, ColumnType, Job};
@@ -145,7 +145,7 @@ impl<'j, W: Write> RowSink<'j, W> {
                     break;
                 }
                 None => None,
-                Some(v) => match coerce(&v, col.column_type) {
+                Some(v) => match coerce_column(&v, col) {
                     Ok(c) => Some(c.into_owned()),
                     Err(e) => {
                         failure = Some(RowError {

@@ -342,3 +342,43 @@ fn xml_refuses_dtds_deep_nesting_and_broken_documents() {
     let (out, stats) = run(&j, "").unwrap();
     assert_eq!((out.as_str(), stats.rows), ("", 0));
 }
+
+#[test]
+fn timestamp_formats_epochs_and_a_configured_offset() {
+    let j = job(
+        r#"{ name = "t", type = "timestamptz", formats = ["%d/%m/%Y %H:%M", "epoch_ms"], timezone = "+02:00" }, { name = "e", type = "timestamp", formats = ["epoch"] }"#,
+    );
+    let (out, stats) = run(
+        &j,
+        "t,e\n31/01/2026 10:30,1767225600\n1767225600123,1767225600.5\n2026-01-31T10:30:00Z,x\n",
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        "2026-01-31 08:30:00.000000+00,2026-01-01 00:00:00.000000,/in/f.csv,2\n\
+         2026-01-01 00:00:00.123000+00,2026-01-01 00:00:00.500000,/in/f.csv,3\n"
+    );
+    assert_eq!(stats.errors[0].line, 4);
+    assert!(
+        stats.errors[0]
+            .reason
+            .contains("matches none of the formats"),
+        "{}",
+        stats.errors[0].reason
+    );
+}
+
+#[test]
+fn varchar_overflow_rejects_or_truncates_by_bytes() {
+    let j = job(
+        r#"{ name = "a", type = "varchar(4)", on_overflow = "truncate" }, { name = "b", type = "varchar(4)" }"#,
+    );
+    let (out, stats) = run(&j, "a,b\nabcdef,ok\nh\u{e9}\u{e9}x,toolong\n").unwrap();
+    assert_eq!(out, "abcd,ok,/in/f.csv,2\n");
+    assert_eq!(stats.rejected, 1);
+    let (out, _) = run(&j, "a,b\nh\u{e9}\u{e9}x,ok\n").unwrap();
+    assert_eq!(
+        out, "h\u{e9},ok,/in/f.csv,2\n",
+        "cut at a character boundary within 4 bytes"
+    );
+}

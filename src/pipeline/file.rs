@@ -141,9 +141,10 @@ async fn fetch_and_normalize(
     };
     let job = job.clone();
     let stats = tokio::task::spawn_blocking(move || -> Result<NormalizeStats> {
-        let mut gz = flate2::write::GzEncoder::new(
+        // Parsing here, compression on a second thread: both cores work.
+        let mut gz = normalize::gzip::ParallelGzip::new(
             std::io::BufWriter::with_capacity(256 * 1024, out),
-            flate2::Compression::fast(),
+            job.gzip_level,
         );
         let stats = normalize::normalize(&job, &ctx, reader, &mut gz).map_err(|e| match e {
             normalize::NormalizeError::Read { .. } => Error::transient(e.to_string()),

@@ -211,3 +211,38 @@ async fn fetch_downloads_a_file_and_prints_its_hash() {
             .contains("no source named \"nope\" (defined: partner)")
     );
 }
+
+#[test]
+fn normalize_writes_gzip_csv_and_reports_counts_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ferry.toml");
+    std::fs::write(
+        &cfg,
+        "[staging]\nbucket = \"b\"\n[warehouse]\nkind = \"postgres\"\n[sources.s]\nkind = \"local\"\nroot = \"/tmp\"\n\
+         [[jobs]]\nname = \"j\"\nsource = \"s\"\npath = \"/\"\ntarget = \"t\"\nmode = \"append\"\nmax_errors = \"40%\"\nformat = { kind = \"ndjson\" }\n\
+         columns = [ { name = \"id\", type = \"int\" }, { name = \"who\", type = \"varchar(10)\", source = \"/user/name\" } ]\n",
+    )
+    .unwrap();
+    let input = dir.path().join("in.ndjson");
+    std::fs::write(
+        &input,
+        "{\"id\": 1, \"user\": {\"name\": \"ann\"}}\n{\"id\": \"x\"}\n{\"id\": 3}\n",
+    )
+    .unwrap();
+    let o = ferry(&cfg, &["normalize", input.to_str().unwrap(), "--job", "j"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("2 rows written") && out.contains("1 rejected"),
+        "{out}"
+    );
+    assert!(out.contains("line 2 column id: [1207]"), "{out}");
+    let staged = std::fs::read(dir.path().join("in.ndjson.staged.csv.gz")).unwrap();
+    let mut csv = String::new();
+    use std::io::Read;
+    flate2::read::MultiGzDecoder::new(staged.as_slice())
+        .read_to_string(&mut csv)
+        .unwrap();
+    assert!(csv.starts_with("1,ann,"), "{csv}");
+    assert_eq!(csv.lines().count(), 2);
+}
