@@ -46,7 +46,6 @@ pub struct RowSink<'j, W: Write> {
     ctx: &'j FileContext,
     plan: Vec<Plan>,
     out: io::BufWriter<W>,
-    values: Vec<Option<String>>,
     /// What has been written and rejected so far.
     pub stats: NormalizeStats,
 }
@@ -75,7 +74,6 @@ impl<'j, W: Write> RowSink<'j, W> {
             ctx,
             plan,
             out: io::BufWriter::with_capacity(256 * 1024, out),
-            values: Vec::with_capacity(job.columns.len()),
             stats: NormalizeStats::default(),
         })
     }
@@ -98,7 +96,10 @@ impl<'j, W: Write> RowSink<'j, W> {
 
     /// Maps, checks and writes one record starting on physical `line`.
     pub fn push(&mut self, line: u64, fields: &dyn Fields) -> Result<(), NormalizeError> {
-        self.values.clear();
+        // Values borrow from the record where they can: no allocation per
+        // field for the common case of text that needs no conversion.
+        let mut values: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(self.job.columns.len());
+        let line_text = line.to_string();
         let mut failure: Option<RowError> = None;
         for (col, how) in self.job.columns.iter().zip(&self.plan) {
             let raw: Option<Cow<'_, str>> = match how {
@@ -113,7 +114,7 @@ impl<'j, W: Write> RowSink<'j, W> {
                     }
                 }),
                 Plan::SourceFile => Some(Cow::Borrowed(self.ctx.path.as_str())),
-                Plan::SourceLine => Some(Cow::Owned(line.to_string())),
+                Plan::SourceLine => Some(Cow::Borrowed(line_text.as_str())),
                 Plan::IngestTime => Some(Cow::Borrowed(self.ctx.ingest_time.as_str())),
                 Plan::Constant(c) => Some(Cow::Borrowed(c.as_str())),
             };
@@ -146,7 +147,8 @@ impl<'j, W: Write> RowSink<'j, W> {
                 }
                 None => None,
                 Some(v) => match coerce_column(&v, col) {
-                    Ok(c) => Some(c.into_owned()),
+                    Ok(Cow::Borrowed(b)) if b.len() == v.len() => Some(v),
+                    Ok(c) => Some(Cow::Owned(c.into_owned())),
                     Err(e) => {
                         failure = Some(RowError {
                             line,
@@ -160,7 +162,7 @@ impl<'j, W: Write> RowSink<'j, W> {
                     }
                 },
             };
-            self.values.push(value);
+            values.push(value);
         }
         if let Some(f) = failure {
             self.stats.rejected += 1;
@@ -169,11 +171,10 @@ impl<'j, W: Write> RowSink<'j, W> {
             }
             return Ok(());
         }
-        let line_text = line.to_string();
         let extra = [Some(self.ctx.path.as_str()), Some(line_text.as_str())];
         write_record(
             &mut self.out,
-            self.values.iter().map(|v| v.as_deref()).chain(extra),
+            values.iter().map(|v| v.as_deref()).chain(extra),
         )
         .map_err(|source| NormalizeError::Write {
             path: self.ctx.path.clone(),

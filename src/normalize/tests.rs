@@ -145,7 +145,7 @@ fn written_fields_read_back_unchanged() {
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Write;
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(bytes).unwrap();
     gz.finish().unwrap()
 }
@@ -381,4 +381,55 @@ fn varchar_overflow_rejects_or_truncates_by_bytes() {
         out, "h\u{e9},ok,/in/f.csv,2\n",
         "cut at a character boundary within 4 bytes"
     );
+}
+
+/// xorshift64*: a small deterministic generator for randomized tests.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn arbitrary_bytes_never_panic_any_decoder() {
+    let formats = [
+        "format = { kind = \"csv\" }",
+        "format = { kind = \"csv\", header = false, field_names = [\"a\"], escape = \"\\\\\", encoding = \"windows-1252\" }",
+        "format = { kind = \"ndjson\" }",
+        "format = { kind = \"json\" }",
+        "format = { kind = \"json\", records_path = \"/x/y\" }",
+        "format = { kind = \"xml\", record_path = \"/r/e\" }",
+    ];
+    let alphabet: &[u8] = b"a,\"\n\r\\{}[]:<>/=&;#x10 \xef\xbb\xbf\x1f\x8b\x00\xff";
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for f in formats {
+        let j = job_with(
+            &format!(
+                "{f}\nlimits = {{ max_record_bytes = \"2KiB\", max_decompressed_bytes = \"64KiB\" }}"
+            ),
+            r#"{ name = "a", type = "varchar(8)" }, { name = "b", type = "int", source = "/b" }"#,
+        );
+        for round in 0..300 {
+            let len = rng.below(if round % 10 == 0 { 20_000 } else { 300 }) as usize;
+            let mut bytes: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.below(alphabet.len() as u64) as usize])
+                .collect();
+            if round % 7 == 0 {
+                bytes = gzip(&bytes);
+            }
+            if round % 13 == 0 && !bytes.is_empty() {
+                bytes.truncate(bytes.len() / 2); // a cut-off gzip stream or document
+            }
+            let _ = run_bytes(&j, &bytes); // Ok or Err; never a panic
+        }
+    }
 }

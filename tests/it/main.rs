@@ -10,6 +10,7 @@ mod daemon;
 mod ftp_source;
 mod harness;
 mod real_servers;
+mod roundtrip;
 mod servers;
 mod settle_and_sources;
 mod sftp_to_postgres;
