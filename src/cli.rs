@@ -73,6 +73,18 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Sample a CSV or NDJSON file and print a job mapping and a CREATE
+    /// TABLE that fit it (no config needed).
+    Infer {
+        /// The file to sample.
+        file: PathBuf,
+        /// Records to sample.
+        #[arg(long, default_value_t = 1000)]
+        rows: usize,
+        /// Table name for the output.
+        #[arg(long, default_value = "events")]
+        table: String,
+    },
     /// Validate the configuration and connect to every component.
     Check {
         /// Only validate the configuration (secrets included); connect to nothing.
@@ -83,6 +95,19 @@ pub enum Command {
 
 /// Runs the command; returns the process exit code.
 pub async fn execute(cli: Cli) -> Result<i32> {
+    if let Command::Infer { file, rows, table } = &cli.command {
+        let f = std::fs::File::open(file).map_err(|e| {
+            Error::permanent(format!("cannot open {}", file.display())).with_source(e)
+        })?;
+        let (is_json, cols) = crate::normalize::infer::infer(f, *rows)
+            .map_err(|e| Error::permanent(format!("cannot sample {}: {e}", file.display())))?;
+        let table = crate::config::Ident::parse(table).map_err(Error::config)?;
+        print!(
+            "{}",
+            crate::normalize::infer::render(table.as_str(), is_json, &cols)
+        );
+        return Ok(0);
+    }
     let cfg = match config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -199,6 +224,7 @@ pub async fn execute(cli: Cli) -> Result<i32> {
             }
             Ok(if failed { 1 } else { 0 })
         }
+        Command::Infer { .. } => unreachable!("handled before the config is read"),
         Command::Once { job } => {
             let rt = Runtime::start(cfg).await?;
             let report = run_pass(&rt, job.as_deref()).await?;

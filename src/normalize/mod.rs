@@ -16,6 +16,7 @@ mod csv_in;
 mod csv_out;
 mod encoding;
 pub mod gzip;
+pub mod infer;
 mod json_in;
 pub mod sink;
 mod xml_in;

@@ -246,3 +246,35 @@ fn normalize_writes_gzip_csv_and_reports_counts_and_errors() {
     assert!(csv.starts_with("1,ann,"), "{csv}");
     assert_eq!(csv.lines().count(), 2);
 }
+
+#[test]
+fn infer_prints_a_mapping_and_a_create_table_without_a_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("sample.csv");
+    std::fs::write(
+        &input,
+        "id,when,who\n1,2026-01-01T00:00:00Z,ann\n2,2026-01-02T00:00:00Z,\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["--config", "/nonexistent.toml", "infer"])
+        .arg(&input)
+        .args(["--table", "task_events"])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("{ name = \"id\", type = \"int\", required = true }"),
+        "{out}"
+    );
+    assert!(
+        out.contains("{ name = \"who\", type = \"varchar(16)\" }"),
+        "{out}"
+    );
+    assert!(
+        out.contains("CREATE TABLE IF NOT EXISTS task_events ("),
+        "{out}"
+    );
+    assert!(out.contains("    when TIMESTAMPTZ NOT NULL,"), "{out}");
+}
