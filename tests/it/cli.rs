@@ -273,8 +273,8 @@ fn infer_prints_a_mapping_and_a_create_table_without_a_config() {
         "{out}"
     );
     assert!(
-        out.contains("CREATE TABLE IF NOT EXISTS task_events ("),
+        out.contains("CREATE TABLE IF NOT EXISTS \"task_events\" ("),
         "{out}"
     );
-    assert!(out.contains("    when TIMESTAMPTZ NOT NULL,"), "{out}");
+    assert!(out.contains("    \"when\" TIMESTAMPTZ NOT NULL,"), "{out}");
 }
