@@ -228,25 +228,9 @@ pub async fn execute(cli: Cli) -> Result<i32> {
         Command::Once { job } => {
             let rt = Runtime::start(cfg).await?;
             let report = run_pass(&rt, job.as_deref()).await?;
-            for f in &report.loaded {
-                println!(
-                    "loaded  {} {}: {} rows, {} rejected",
-                    f.job, f.path, f.rows, f.rejected
-                );
+            for line in report.lines() {
+                println!("{line}");
             }
-            for (j, p, e) in &report.failed {
-                println!("failed  {j} {p}: {e}");
-            }
-            for (j, e) in &report.job_errors {
-                println!("failed  job {j}: {e}");
-            }
-            println!(
-                "{} loaded, {} skipped, {} waiting to settle, {} failed",
-                report.loaded.len(),
-                report.skipped,
-                report.waiting,
-                report.failed.len() + report.job_errors.len()
-            );
             Ok(if report.has_failures() { 1 } else { 0 })
         }
         Command::Run => {

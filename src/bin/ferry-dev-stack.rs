@@ -96,17 +96,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     drop(wh);
     let rt = ferry::pipeline::Runtime::start(config).await?;
     let report = ferry::pipeline::run_pass(&rt, None).await?;
-    for f in &report.loaded {
-        println!(
-            "loaded {} {}: {} rows, {} rejected",
-            f.job, f.path, f.rows, f.rejected
-        );
-    }
-    for (job, path, e) in &report.failed {
-        println!("failed {job} {path}: {e}");
-    }
-    for (job, e) in &report.job_errors {
-        println!("failed job {job}: {e}");
+    for line in report.lines() {
+        println!("{line}");
     }
 
     let (client, conn) = tokio_postgres::connect(

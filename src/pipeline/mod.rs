@@ -103,6 +103,32 @@ pub struct PassReport {
 }
 
 impl PassReport {
+    /// One line per loaded or failed file and failed job, then a summary
+    /// line: what `ferry once` and the dev stack print.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for f in &self.loaded {
+            out.push(format!(
+                "loaded  {} {}: {} rows, {} rejected",
+                f.job, f.path, f.rows, f.rejected
+            ));
+        }
+        for (j, p, e) in &self.failed {
+            out.push(format!("failed  {j} {p}: {e}"));
+        }
+        for (j, e) in &self.job_errors {
+            out.push(format!("failed  job {j}: {e}"));
+        }
+        out.push(format!(
+            "{} loaded, {} skipped, {} waiting to settle, {} failed",
+            self.loaded.len(),
+            self.skipped,
+            self.waiting,
+            self.failed.len() + self.job_errors.len()
+        ));
+        out
+    }
+
     /// Whether anything failed.
     pub fn has_failures(&self) -> bool {
         !self.failed.is_empty() || !self.job_errors.is_empty()
