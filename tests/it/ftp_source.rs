@@ -1,6 +1,7 @@
 //! ferry's FTP and FTPS source against the in-process libunftp server.
 
-use ferry::config::{Finalize, FtpDataMode, FtpSettings, FtpTls, Secret};
+use crate::harness::{ftp_settings, read_all};
+use ferry::config::{Finalize, FtpDataMode, FtpSettings, FtpTls};
 use ferry::source::Source;
 use ferry::source::ftp::FtpSource;
 use ferry::testkit::ftp::FtpServer;
@@ -9,22 +10,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 fn settings(port: u16, tls: Option<FtpTls>, host: &str) -> FtpSettings {
-    FtpSettings {
-        host: host.into(),
-        port,
-        user: "anonymous".into(),
-        password: Some(Secret::new("ferry@example.com")),
-        tls,
-        connect_timeout: Duration::from_secs(10),
-        data_mode: FtpDataMode::Epsv,
-    }
-}
-
-async fn read_all(src: &dyn Source, path: &str, offset: u64) -> Vec<u8> {
-    let mut s = src.open(path, offset).await.unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
-    out
+    ftp_settings(host, port, "anonymous", "ferry@example.com", tls)
 }
 
 fn body(n: u32) -> Vec<u8> {

@@ -287,3 +287,31 @@ pub fn sha256_file(path: &Path) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
 }
+
+/// FTP settings for a test server: EPSV, a 10 s timeout.
+pub fn ftp_settings(
+    host: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+    tls: Option<ferry::config::FtpTls>,
+) -> ferry::config::FtpSettings {
+    ferry::config::FtpSettings {
+        host: host.into(),
+        port,
+        user: user.into(),
+        password: Some(ferry::config::Secret::new(password)),
+        tls,
+        connect_timeout: std::time::Duration::from_secs(10),
+        data_mode: ferry::config::FtpDataMode::Epsv,
+    }
+}
+
+/// Downloads `path` from `offset` whole (test files are small).
+pub async fn read_all(src: &dyn ferry::source::Source, path: &str, offset: u64) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut s = src.open(path, offset).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    out
+}

@@ -4,6 +4,7 @@
 //! OpenSSH's sshd with key auth. Each test starts its own server on loopback
 //! high ports and stops it when done.
 
+use crate::harness::{ftp_settings, read_all};
 use ferry::config::{
     Finalize, FtpDataMode, FtpSettings, FtpTls, HostKeyPolicy, Secret, SftpAuth, SftpSettings,
 };
@@ -16,7 +17,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
 
 const PURE_FTPD: &str = "/opt/pureftpd/usr/sbin/pure-ftpd";
 const PURE_PW: &str = "/opt/pureftpd/usr/bin/pure-pw";
@@ -230,26 +230,12 @@ fn sshd() -> Server {
 }
 
 fn ftp(port: u16, user: &str, password: &str, tls: Option<FtpTls>) -> FtpSettings {
-    FtpSettings {
-        host: if tls.is_some() {
-            "localhost".into()
-        } else {
-            "127.0.0.1".into()
-        },
-        port,
-        user: user.into(),
-        password: Some(Secret::new(password)),
-        tls,
-        connect_timeout: Duration::from_secs(10),
-        data_mode: FtpDataMode::Epsv,
-    }
-}
-
-async fn read_all(src: &dyn Source, path: &str, offset: u64) -> Vec<u8> {
-    let mut s = src.open(path, offset).await.unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
-    out
+    let host = if tls.is_some() {
+        "localhost"
+    } else {
+        "127.0.0.1"
+    };
+    ftp_settings(host, port, user, password, tls)
 }
 
 fn crlf_body(n: usize) -> Vec<u8> {
