@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_task_events.sql",
         sql: include_str!("../migrations/0002_task_events.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_rejects_key.sql",
+        sql: include_str!("../migrations/0003_rejects_key.sql"),
+    },
 ];
 
 /// The table that records applied versions.

@@ -742,6 +742,10 @@ fn validate_job(
             "must be 1 (fast) to 9 (small)",
         );
     }
+    let part_size = p.take(&format!("{path}.part_size"), parse_size(&j.part_size));
+    if part_size == Some(0) {
+        p.push(format!("{path}.part_size"), "must be more than 0 bytes");
+    }
     let limits = {
         let l = &j.limits;
         let rec = p.take(
@@ -817,20 +821,9 @@ fn validate_job(
         {
             p.push(format!("{cpath}.default"), e.reason);
         }
-        let utc_offset = match rc.timezone.as_deref().map(str::trim) {
-            None | Some("UTC") | Some("utc") | Some("Z") => chrono::FixedOffset::east_opt(0),
-            Some(tz) => {
-                let parsed = chrono::DateTime::parse_from_str(
-                    &format!("2000-01-01T00:00:00{tz}"),
-                    "%Y-%m-%dT%H:%M:%S%:z",
-                )
-                .ok()
-                .map(|t| *t.offset());
-                if parsed.is_none() {
-                    p.push(format!("{cpath}.timezone"), format!("{tz:?}: use UTC or an offset like +02:00 (named zones are not supported)"));
-                }
-                parsed
-            }
+        let zone = match rc.timezone.as_deref() {
+            None => Some(Zone::utc()),
+            Some(tz) => p.take(&format!("{cpath}.timezone"), Zone::parse(tz)),
         };
         if !rc.formats.is_empty()
             && !matches!(
@@ -854,8 +847,8 @@ fn validate_job(
                 false
             }
         };
-        if let (Some(name), Some(column_type), Some(source), Some(utc_offset)) =
-            (Some(name), column_type, source, utc_offset)
+        if let (Some(name), Some(column_type), Some(source), Some(zone)) =
+            (Some(name), column_type, source, zone)
         {
             columns.push(Column {
                 name,
@@ -865,7 +858,7 @@ fn validate_job(
                 default: rc.default.clone(),
                 trim: rc.trim,
                 formats: rc.formats.clone(),
-                utc_offset,
+                zone,
                 truncate,
             });
         }
@@ -1020,6 +1013,7 @@ fn validate_job(
         max_errors: max_errors?,
         limits: limits?,
         gzip_level: j.gzip_level,
+        part_size: part_size?,
     })
 }
 

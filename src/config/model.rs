@@ -445,10 +445,81 @@ pub struct Column {
     pub trim: bool,
     /// Extra timestamp formats, tried first.
     pub formats: Vec<String>,
-    /// Offset for timestamps without one.
-    pub utc_offset: chrono::FixedOffset,
+    /// Zone of timestamps written without an offset.
+    pub zone: Zone,
     /// Truncate over-long varchar values instead of rejecting the row.
     pub truncate: bool,
+}
+
+/// The zone a timestamp without an offset is read in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Zone {
+    /// A fixed offset (UTC is zero).
+    Fixed(chrono::FixedOffset),
+    /// A named IANA zone such as `Europe/Berlin`, with its daylight-saving
+    /// rules.
+    Named(jiff::tz::TimeZone),
+}
+
+impl Zone {
+    /// UTC.
+    pub fn utc() -> Zone {
+        Zone::Fixed(chrono::FixedOffset::east_opt(0).expect("zero offset"))
+    }
+
+    /// Whether this is UTC, where naive timestamps need no conversion.
+    pub fn is_utc(&self) -> bool {
+        matches!(self, Zone::Fixed(o) if o.local_minus_utc() == 0)
+    }
+
+    /// Parses `UTC`, `Z`, an offset like `+02:00`, or an IANA name.
+    pub fn parse(text: &str) -> Result<Zone, String> {
+        let t = text.trim();
+        if matches!(t, "UTC" | "utc" | "Z" | "Etc/UTC") {
+            return Ok(Zone::utc());
+        }
+        if t.starts_with(['+', '-']) {
+            return chrono::DateTime::parse_from_str(
+                &format!("2000-01-01T00:00:00{t}"),
+                "%Y-%m-%dT%H:%M:%S%:z",
+            )
+            .map(|d| Zone::Fixed(*d.offset()))
+            .map_err(|_| format!("{t:?}: an offset is written like +02:00 or -05:30"));
+        }
+        jiff::tz::TimeZone::get(t).map(Zone::Named).map_err(|_| {
+            format!(
+                "{t:?} is not a known time zone: use UTC, an offset like +02:00, or an IANA name like Europe/Berlin"
+            )
+        })
+    }
+
+    /// The UTC instant of local time `t` in this zone. As PostgreSQL does
+    /// it: a local time that happens twice (clocks going back) is the later
+    /// instant, in standard time; one that never happens (clocks going
+    /// forward) is read with the offset from before the gap.
+    pub fn to_utc(&self, t: chrono::NaiveDateTime) -> Option<chrono::DateTime<chrono::Utc>> {
+        use chrono::{Datelike, TimeZone, Timelike};
+        match self {
+            Zone::Fixed(o) => o
+                .from_local_datetime(&t)
+                .single()
+                .map(|t| t.with_timezone(&chrono::Utc)),
+            Zone::Named(tz) => {
+                let civil = jiff::civil::DateTime::new(
+                    i16::try_from(t.year()).ok()?,
+                    t.month() as i8,
+                    t.day() as i8,
+                    t.hour() as i8,
+                    t.minute() as i8,
+                    t.second().min(59) as i8,
+                    t.nanosecond().min(999_999_999) as i32,
+                )
+                .ok()?;
+                let ts = tz.to_ambiguous_timestamp(civil).later().ok()?;
+                chrono::DateTime::from_timestamp(ts.as_second(), ts.subsec_nanosecond() as u32)
+            }
+        }
+    }
 }
 
 /// A text encoding of CSV input.
@@ -661,4 +732,6 @@ pub struct Job {
     pub limits: Limits,
     /// Gzip level of the staged CSV.
     pub gzip_level: u32,
+    /// Bytes of CSV (before compression) after which a part is cut.
+    pub part_size: u64,
 }

@@ -392,10 +392,18 @@ pub struct RawJob {
     /// Gzip level of the staged CSV, 1 (fast, the default) to 9 (small).
     #[serde(default = "default_gzip_level")]
     pub gzip_level: u32,
+    /// The staged CSV is cut into parts after the record that passes this
+    /// many bytes (before compression), e.g. `"256MiB"`.
+    #[serde(default = "default_part_size")]
+    pub part_size: String,
 }
 
 fn default_gzip_level() -> u32 {
     1
+}
+
+fn default_part_size() -> String {
+    "256MiB".into()
 }
 
 /// `max_errors = 10` or `max_errors = "2%"`.
@@ -591,7 +599,8 @@ pub struct RawColumn {
     /// `%d/%m/%Y %H:%M`, or `epoch` (seconds) and `epoch_ms`.
     #[serde(default)]
     pub formats: Vec<String>,
-    /// Offset of timestamps written without one: `UTC` or `+02:00`.
+    /// Zone of timestamps written without an offset: `UTC`, `+02:00` or an
+    /// IANA name such as `Europe/Berlin`.
     pub timezone: Option<String>,
     /// A varchar value longer than its byte limit: `reject` (the row) or
     /// `truncate` (at a character boundary).

@@ -101,21 +101,22 @@ impl LedgerSql {
     }
 
     /// Records a loaded version: params job, path, size, mtime, sha256,
-    /// staged_key, rows_loaded, rows_rejected, load_id.
+    /// staged_key (the parts' folder), rows_loaded, rows_rejected, load_id,
+    /// rejects_key.
     pub fn insert_loaded(&self) -> String {
         format!(
-            "INSERT INTO {} (job, path, size, mtime, sha256, state, staged_key, rows_loaded, rows_rejected, first_seen_at, loaded_at, load_id) \
-             VALUES ($1, $2, $3, $4, $5, 'loaded', $6, $7, $8, now(), now(), $9)",
+            "INSERT INTO {} (job, path, size, mtime, sha256, state, staged_key, rows_loaded, rows_rejected, first_seen_at, loaded_at, load_id, rejects_key) \
+             VALUES ($1, $2, $3, $4, $5, 'loaded', $6, $7, $8, now(), now(), $9, $10)",
             self.files
         )
     }
 
     /// Records a failed version: params job, path, size, mtime, sha256,
-    /// rows_rejected, error.
+    /// rows_rejected, error, rejects_key.
     pub fn insert_failed(&self) -> String {
         format!(
-            "INSERT INTO {} (job, path, size, mtime, sha256, state, rows_loaded, rows_rejected, first_seen_at, error) \
-             VALUES ($1, $2, $3, $4, $5, 'failed', 0, $6, now(), $7)",
+            "INSERT INTO {} (job, path, size, mtime, sha256, state, rows_loaded, rows_rejected, first_seen_at, error, rejects_key) \
+             VALUES ($1, $2, $3, $4, $5, 'failed', 0, $6, now(), $7, $8)",
             self.files
         )
     }

@@ -4,8 +4,8 @@
 //! timestamps as `YYYY-MM-DD HH:MM:SS.ffffff` (UTC, with `+00` for
 //! `timestamptz`), booleans as `true`/`false`, numbers without grouping.
 
-use crate::config::{Column, ColumnType};
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use crate::config::{Column, ColumnType, Zone};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use std::borrow::Cow;
 
 /// Why a value does not fit its column. `code` follows Redshift's load error
@@ -29,16 +29,13 @@ const NAIVE_FORMATS: &[&str] = &[
     "%Y-%m-%dT%H:%M",
 ];
 
-fn naive_in(t: NaiveDateTime, offset: FixedOffset) -> Option<DateTime<Utc>> {
-    offset
-        .from_local_datetime(&t)
-        .single()
-        .map(|t| t.with_timezone(&Utc))
+fn naive_in(t: NaiveDateTime, zone: &Zone) -> Option<DateTime<Utc>> {
+    zone.to_utc(t)
 }
 
 /// Parses with one configured format: `epoch`, `epoch_ms`, or a strftime
-/// pattern (with or without an offset; without one, `offset` applies).
-fn parse_with(v: &str, format: &str, offset: FixedOffset) -> Option<DateTime<Utc>> {
+/// pattern (with or without an offset; without one, `zone` applies).
+fn parse_with(v: &str, format: &str, zone: &Zone) -> Option<DateTime<Utc>> {
     match format {
         "epoch" => {
             let secs: f64 = v.parse().ok()?;
@@ -54,24 +51,24 @@ fn parse_with(v: &str, format: &str, offset: FixedOffset) -> Option<DateTime<Utc
             .or_else(|| {
                 NaiveDateTime::parse_from_str(v, f)
                     .ok()
-                    .and_then(|t| naive_in(t, offset))
+                    .and_then(|t| naive_in(t, zone))
             })
             .or_else(|| {
                 NaiveDate::parse_from_str(v, f)
                     .ok()
                     .and_then(|d| d.and_hms_opt(0, 0, 0))
-                    .and_then(|t| naive_in(t, offset))
+                    .and_then(|t| naive_in(t, zone))
             }),
     }
 }
 
 fn parse_timestamp(v: &str) -> Option<DateTime<Utc>> {
-    parse_timestamp_in(v, FixedOffset::east_opt(0).expect("UTC"))
+    parse_timestamp_in(v, &Zone::utc())
 }
 
 /// The built-in formats: RFC 3339 / ISO-8601 with `Z` or an offset, and
-/// `YYYY-MM-DD[ T]HH:MM[:SS[.f]]` or a bare date, taken in `offset`.
-fn parse_timestamp_in(v: &str, offset: FixedOffset) -> Option<DateTime<Utc>> {
+/// `YYYY-MM-DD[ T]HH:MM[:SS[.f]]` or a bare date, taken in `zone`.
+fn parse_timestamp_in(v: &str, zone: &Zone) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(v) {
         return Some(t.with_timezone(&Utc));
     }
@@ -82,13 +79,13 @@ fn parse_timestamp_in(v: &str, offset: FixedOffset) -> Option<DateTime<Utc>> {
     }
     for f in NAIVE_FORMATS {
         if let Ok(t) = NaiveDateTime::parse_from_str(v, f) {
-            return naive_in(t, offset);
+            return naive_in(t, zone);
         }
     }
     NaiveDate::parse_from_str(v, "%Y-%m-%d")
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .and_then(|t| naive_in(t, offset))
+        .and_then(|t| naive_in(t, zone))
 }
 
 /// `YYYY-MM-DD HH:MM:SS.ffffff` (+ `+00` for timestamptz), written by hand:
@@ -127,12 +124,12 @@ pub fn coerce_column<'v>(value: &'v str, col: &Column) -> Result<Cow<'v, str>, C
             Ok(Cow::Borrowed(&value[..end]))
         }
         ty @ (ColumnType::Timestamp | ColumnType::Timestamptz)
-            if !col.formats.is_empty() || col.utc_offset.local_minus_utc() != 0 =>
+            if !col.formats.is_empty() || !col.zone.is_utc() =>
         {
             col.formats
                 .iter()
-                .find_map(|f| parse_with(value, f, col.utc_offset))
-                .or_else(|| parse_timestamp_in(value, col.utc_offset))
+                .find_map(|f| parse_with(value, f, &col.zone))
+                .or_else(|| parse_timestamp_in(value, &col.zone))
                 .map(|t| Cow::Owned(timestamp_text(t, ty)))
                 .ok_or_else(|| {
                     err(
@@ -247,6 +244,42 @@ mod tests {
             coerce("yesterday", ColumnType::Timestamp).unwrap_err().code,
             1206
         );
+    }
+
+    #[test]
+    fn named_zones_follow_daylight_saving_like_postgresql() {
+        let col = |zone: &str| Column {
+            name: crate::config::Ident::parse("t").unwrap(),
+            source: crate::config::ColumnSource::Field("t".into()),
+            column_type: ColumnType::Timestamptz,
+            required: false,
+            default: None,
+            trim: false,
+            formats: vec![],
+            zone: Zone::parse(zone).unwrap(),
+            truncate: false,
+        };
+        let berlin = col("Europe/Berlin");
+        let cases = [
+            ("2026-07-01 12:00:00", "2026-07-01 10:00:00.000000+00"),
+            ("2026-01-15 12:00:00", "2026-01-15 11:00:00.000000+00"),
+            // Happens twice: the later one, as PostgreSQL reads it.
+            ("2026-10-25 02:30:00", "2026-10-25 01:30:00.000000+00"),
+            // Never happens: the offset from before the gap.
+            ("2026-03-29 02:30:00", "2026-03-29 01:30:00.000000+00"),
+            // An explicit offset wins over the zone.
+            ("2026-07-01T12:00:00Z", "2026-07-01 12:00:00.000000+00"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(coerce_column(input, &berlin).unwrap(), want, "{input}");
+        }
+        let fixed = col("-05:30");
+        assert_eq!(
+            coerce_column("2026-07-01 12:00", &fixed).unwrap(),
+            "2026-07-01 17:30:00.000000+00"
+        );
+        assert!(Zone::parse("Mars/Olympus").unwrap_err().contains("IANA"));
+        assert!(Zone::parse("+25:00").is_err());
     }
 
     #[test]

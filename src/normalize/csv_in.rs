@@ -3,11 +3,12 @@
 //! Records end at LF only, so positions count physical lines in CRLF files
 //! too. Ragged records become error rows.
 
+use super::output::Output;
 use super::sink::{Fields, Key, RowSink};
 use super::{FileContext, NormalizeError, RecordGuard};
 use crate::config::{CsvFormat, Job};
 use std::borrow::Cow;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 /// Field `i` of `record`, without the `\r` a CRLF line end leaves on the
 /// last field.
@@ -52,7 +53,7 @@ fn read_err(path: &str, e: csv::Error) -> NormalizeError {
 }
 
 /// Decodes `input` as CSV into `out`.
-pub fn decode<R: Read, W: Write>(
+pub fn decode<R: Read, W: Output>(
     job: &Job,
     fmt: &CsvFormat,
     ctx: &FileContext,
@@ -118,7 +119,7 @@ pub fn decode<R: Read, W: Write>(
                         err.field() + 1
                     );
                     guard.record_ended(reader.position().byte());
-                    sink.reject(line, 1220, reason, String::new);
+                    sink.reject(line, 1220, reason, String::new)?;
                     continue;
                 }
                 return Err(read_err(&ctx.path, e));
@@ -147,7 +148,7 @@ pub fn decode<R: Read, W: Write>(
                     header.len()
                 ),
                 || fields.raw(),
-            );
+            )?;
             continue;
         }
         sink.push(line, &fields)?;

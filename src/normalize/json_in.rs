@@ -4,6 +4,7 @@
 //! time, never the whole document). A field is a top-level member name or
 //! a JSON pointer (`/task/id`); nested values load as compact JSON text.
 
+use super::output::Output;
 use super::sink::{Fields, Key, RowSink};
 use super::{FileContext, NormalizeError, NormalizeStats, RecordGuard};
 use crate::config::Job;
@@ -11,7 +12,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde_json::Value;
 use std::borrow::Cow;
 use std::fmt;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Read};
 
 struct JsonFields<'a>(&'a Value);
 
@@ -49,7 +50,7 @@ fn key_of(name: &str, _: &crate::config::Column) -> Result<Key, NormalizeError> 
 }
 
 /// Decodes newline-delimited JSON.
-pub fn decode_ndjson<R: Read, W: Write>(
+pub fn decode_ndjson<R: Read, W: Output>(
     job: &Job,
     ctx: &FileContext,
     input: R,
@@ -97,13 +98,13 @@ pub fn decode_ndjson<R: Read, W: Write>(
                 1224,
                 "the line is JSON but not an object".into(),
                 || String::from_utf8_lossy(trimmed).into_owned(),
-            ),
+            )?,
             Err(e) => sink.reject(
                 line_no,
                 1224,
                 format!("not valid JSON at column {}: {e}", e.column()),
                 || String::from_utf8_lossy(trimmed).into_owned(),
-            ),
+            )?,
         }
     }
     sink.finish()
@@ -111,27 +112,24 @@ pub fn decode_ndjson<R: Read, W: Write>(
 
 /// Receives each record; errors are kept aside, since serde only carries
 /// strings.
-struct Collector<'s, 'j, W: Write> {
+struct Collector<'s, 'j, W: Output> {
     sink: &'s mut RowSink<'j, W>,
     guard: &'s RecordGuard,
     count: u64,
     failure: Option<NormalizeError>,
 }
 
-impl<W: Write> Collector<'_, '_, W> {
+impl<W: Output> Collector<'_, '_, W> {
     fn take(&mut self, v: Value) -> Result<(), String> {
         self.count += 1;
         let r = match &v {
             Value::Object(_) => self.sink.push(self.count, &JsonFields(&v)),
-            _ => {
-                self.sink.reject(
-                    self.count,
-                    1224,
-                    "the record is JSON but not an object".into(),
-                    || v.to_string(),
-                );
-                Ok(())
-            }
+            _ => self.sink.reject(
+                self.count,
+                1224,
+                "the record is JSON but not an object".into(),
+                || v.to_string(),
+            ),
         };
         self.guard.record_ended_here();
         r.map_err(|e| {
@@ -143,12 +141,12 @@ impl<W: Write> Collector<'_, '_, W> {
 }
 
 /// Walks `path` (object keys) down to the records, then streams them.
-struct Records<'p, 'c, 's, 'j, W: Write> {
+struct Records<'p, 'c, 's, 'j, W: Output> {
     path: &'p [String],
     c: &'c mut Collector<'s, 'j, W>,
 }
 
-impl<'de, W: Write> DeserializeSeed<'de> for Records<'_, '_, '_, '_, W> {
+impl<'de, W: Output> DeserializeSeed<'de> for Records<'_, '_, '_, '_, W> {
     type Value = bool;
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
@@ -156,7 +154,7 @@ impl<'de, W: Write> DeserializeSeed<'de> for Records<'_, '_, '_, '_, W> {
     }
 }
 
-impl<'de, W: Write> Visitor<'de> for Records<'_, '_, '_, '_, W> {
+impl<'de, W: Output> Visitor<'de> for Records<'_, '_, '_, '_, W> {
     type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -205,7 +203,7 @@ impl<'de, W: Write> Visitor<'de> for Records<'_, '_, '_, '_, W> {
 use serde::Deserialize;
 
 /// Decodes a JSON document whose records sit at `path` (empty: the top).
-pub fn decode_document<R: Read, W: Write>(
+pub fn decode_document<R: Read, W: Output>(
     job: &Job,
     ctx: &FileContext,
     input: R,

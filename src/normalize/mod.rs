@@ -18,15 +18,17 @@ mod encoding;
 pub mod gzip;
 pub mod infer;
 mod json_in;
+pub mod output;
 pub mod sink;
 mod xml_in;
 
 pub use coerce::{CoerceError, coerce, coerce_column};
 pub use csv_out::{NULL_MARKER, write_record};
+pub use output::{LocalStaged, Output, StagedParts};
 
 use crate::config::{Format, Job, Limits, TextEncoding};
 use sha2::{Digest, Sha256};
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -257,7 +259,7 @@ impl<R: BufRead> Read for Inflate<R> {
 /// no header, the job's columns in order, then the source path and the
 /// record's line number (`ferry_file`, `ferry_line`). Gzip input is
 /// recognized by its magic bytes, whatever the file is called.
-pub fn normalize<R: Read, W: Write>(
+pub fn normalize<R: Read, W: Output>(
     job: &Job,
     ctx: &FileContext,
     input: R,
@@ -375,7 +377,7 @@ pub fn normalize_file(
     })
 }
 
-fn decode<W: Write>(
+fn decode<W: Output>(
     job: &Job,
     ctx: &FileContext,
     input: &mut dyn Read,

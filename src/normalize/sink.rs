@@ -2,13 +2,14 @@
 //! job's columns, checks and converts each value, and writes the staged CSV
 //! line or an error row. Decoders only say how to find a field.
 
+use super::output::Output;
 use super::{
     FileContext, MAX_KEPT_ERRORS, NormalizeError, NormalizeStats, RowError, cap, coerce_column,
     write_record,
 };
 use crate::config::{ColumnSource, ColumnType, Job};
 use std::borrow::Cow;
-use std::io::{self, Write};
+use std::io;
 
 /// Where a decoder finds a column's input field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,16 +42,16 @@ enum Plan {
 }
 
 /// Maps records and writes staged CSV.
-pub struct RowSink<'j, W: Write> {
+pub struct RowSink<'j, W: Output> {
     job: &'j Job,
     ctx: &'j FileContext,
     plan: Vec<Plan>,
-    out: io::BufWriter<W>,
+    out: W,
     /// What has been written and rejected so far.
     pub stats: NormalizeStats,
 }
 
-impl<'j, W: Write> RowSink<'j, W> {
+impl<'j, W: Output> RowSink<'j, W> {
     /// A sink for `job`; `key_of` resolves each field source to a key
     /// (a decoder with a header turns names into positions).
     pub fn new(
@@ -73,24 +74,47 @@ impl<'j, W: Write> RowSink<'j, W> {
             job,
             ctx,
             plan,
-            out: io::BufWriter::with_capacity(256 * 1024, out),
+            out,
             stats: NormalizeStats::default(),
         })
     }
 
     /// Records a rejected record that never got to mapping (ragged rows,
     /// unparsable JSON, records over the size limit).
-    pub fn reject(&mut self, line: u64, code: i32, reason: String, raw: impl FnOnce() -> String) {
+    pub fn reject(
+        &mut self,
+        line: u64,
+        code: i32,
+        reason: String,
+        raw: impl FnOnce() -> String,
+    ) -> Result<(), NormalizeError> {
+        self.rejected(RowError {
+            line,
+            column: None,
+            code,
+            reason,
+            raw_line: cap(&raw()),
+            raw_value: None,
+        })
+    }
+
+    /// Counts a rejected record, hands it to the output and keeps the first
+    /// [`MAX_KEPT_ERRORS`] in memory.
+    fn rejected(&mut self, error: RowError) -> Result<(), NormalizeError> {
         self.stats.rejected += 1;
+        self.out
+            .rejected(&error)
+            .map_err(|source| self.write_error(source))?;
         if self.stats.errors.len() < MAX_KEPT_ERRORS {
-            self.stats.errors.push(RowError {
-                line,
-                column: None,
-                code,
-                reason,
-                raw_line: cap(&raw()),
-                raw_value: None,
-            });
+            self.stats.errors.push(error);
+        }
+        Ok(())
+    }
+
+    fn write_error(&self, source: io::Error) -> NormalizeError {
+        NormalizeError::Write {
+            path: self.ctx.path.clone(),
+            source,
         }
     }
 
@@ -165,17 +189,15 @@ impl<'j, W: Write> RowSink<'j, W> {
             values.push(value);
         }
         if let Some(f) = failure {
-            self.stats.rejected += 1;
-            if self.stats.errors.len() < MAX_KEPT_ERRORS {
-                self.stats.errors.push(f);
-            }
-            return Ok(());
+            drop(values);
+            return self.rejected(f);
         }
         let extra = [Some(self.ctx.path.as_str()), Some(line_text.as_str())];
         write_record(
             &mut self.out,
             values.iter().map(|v| v.as_deref()).chain(extra),
         )
+        .and_then(|()| self.out.record_end())
         .map_err(|source| NormalizeError::Write {
             path: self.ctx.path.clone(),
             source,
@@ -186,10 +208,9 @@ impl<'j, W: Write> RowSink<'j, W> {
 
     /// Flushes the output and returns the counts.
     pub fn finish(mut self) -> Result<NormalizeStats, NormalizeError> {
-        self.out.flush().map_err(|source| NormalizeError::Write {
-            path: self.ctx.path.clone(),
-            source,
-        })?;
+        self.out
+            .flush()
+            .map_err(|source| self.write_error(source))?;
         Ok(self.stats)
     }
 }

@@ -9,13 +9,14 @@
 //! read. Nesting deeper than `max_xml_depth` fails the file. An error row's
 //! line is the record's ordinal; its reason gives the byte offset.
 
+use super::output::Output;
 use super::sink::{Fields, Key, RowSink};
 use super::{FileContext, NormalizeError, NormalizeStats, RecordGuard};
 use crate::config::Job;
 use quick_xml::events::Event;
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 
 struct XmlFields<'a> {
     values: &'a HashMap<String, String>,
@@ -60,7 +61,7 @@ fn predefined(name: &str) -> Option<char> {
 }
 
 /// Decodes XML records at `record_path` (local names, root first).
-pub fn decode<R: BufRead, W: Write>(
+pub fn decode<R: BufRead, W: Output>(
     job: &Job,
     ctx: &FileContext,
     input: R,
@@ -201,7 +202,7 @@ pub fn decode<R: BufRead, W: Write>(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn end_element<W: Write>(
+fn end_element<W: Output>(
     stack: &mut Vec<String>,
     record: &mut Option<(usize, HashMap<String, String>)>,
     text: &mut String,

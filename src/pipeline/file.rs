@@ -4,12 +4,11 @@ use super::Runtime;
 use crate::config::Job;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ledger::FileVersion;
-use crate::normalize::{self, FileContext, NormalizeStats};
+use crate::normalize::{self, FileContext, LocalStaged, NormalizeStats, StagedParts};
 use crate::retry::{RetryPolicy, retry};
 use crate::source::resume::Resuming;
 use crate::source::{RemoteEntry, Source};
 use crate::warehouse::{LoadOutcome, StagedFile};
-use std::io::Write;
 use std::sync::Arc;
 
 /// A file that went all the way through.
@@ -29,27 +28,64 @@ pub struct FileFailure {
     pub error: Error,
     /// What normalize produced, if it finished.
     pub stats: Option<NormalizeStats>,
+    /// The rejects object, if it was uploaded.
+    pub rejects_key: Option<String>,
 }
 
 impl From<Error> for FileFailure {
     fn from(error: Error) -> Self {
-        FileFailure { error, stats: None }
+        FileFailure {
+            error,
+            stats: None,
+            rejects_key: None,
+        }
     }
 }
 
-/// Streams `entry` from `src` through normalize into a gzip file on local
-/// disk (bounded memory), uploads it, and loads it.
+/// Streams `entry` from `src` through normalize into gzip parts on local
+/// disk (bounded memory), uploads the rejects and the parts, and loads them.
 pub async fn process_file(
     rt: &Runtime,
     job: &Arc<Job>,
     src: &Arc<dyn Source>,
     entry: &RemoteEntry,
 ) -> std::result::Result<Processed, FileFailure> {
-    let stats_and_file = retry(RetryPolicy::default(), "fetch and normalize", || {
+    let (stats, local) = retry(RetryPolicy::default(), "fetch and normalize", || {
         fetch_and_normalize(job, src, entry)
     })
     .await?;
-    let (stats, staged) = stats_and_file;
+    let version = FileVersion {
+        job: job.name.clone(),
+        path: entry.path.clone(),
+        size: entry.size,
+        mtime: entry.mtime,
+    };
+    let attempt = uuid::Uuid::new_v4().simple().to_string();
+    let keys = rt.stager.keys(
+        &job.name,
+        &entry.path,
+        &version.short_id(),
+        &attempt[..8],
+        chrono::Utc::now(),
+    );
+    let fail = |error: Error, rejects_key: Option<String>| FileFailure {
+        error,
+        stats: Some(stats.clone()),
+        rejects_key,
+    };
+    // Rejects first: a file that fails for too many of them still leaves
+    // every rejected record where the operator can read it.
+    let rejects_key = match &local.rejects {
+        Some(path) => {
+            retry(RetryPolicy::default(), "upload rejects", || {
+                rt.stager.upload_file(path, &keys.rejects)
+            })
+            .await
+            .map_err(|e| fail(e, None))?;
+            Some(keys.rejects.clone())
+        }
+        None => None,
+    };
     if job
         .max_errors
         .exceeded(stats.rejected, stats.rows + stats.rejected)
@@ -69,49 +105,43 @@ pub async fn process_file(
                 )
             })
             .unwrap_or_default();
+        let all = rejects_key
+            .as_deref()
+            .map(|k| format!(", all of them in {}", rt.stager.url(k)))
+            .unwrap_or_default();
         let error = Error::permanent(format!(
-            "{}: {} rejected records, more than max_errors = {}{first} (see `ferry_load_errors`)",
+            "{}: {} rejected records, more than max_errors = {}{first} (see `ferry_load_errors`{all})",
             entry.path, stats.rejected, job.max_errors
         ));
-        return Err(FileFailure {
-            error,
-            stats: Some(stats),
-        });
+        return Err(fail(error, rejects_key));
     }
-    let version = FileVersion {
-        job: job.name.clone(),
-        path: entry.path.clone(),
-        size: entry.size,
-        mtime: entry.mtime,
-    };
-    let attempt = uuid::Uuid::new_v4().simple().to_string();
-    let key = rt.stager.staged_key(
-        &job.name,
-        &entry.path,
-        &version.short_id(),
-        &attempt[..8],
-        chrono::Utc::now(),
-    );
-    let with_stats = |error: Error| FileFailure {
-        error,
-        stats: Some(stats.clone()),
-    };
-    retry(RetryPolicy::default(), "upload", || {
-        rt.stager.upload_file(staged.path(), &key)
-    })
-    .await
-    .map_err(with_stats)?;
-    drop(staged);
+    let mut parts = Vec::with_capacity(local.parts.len());
+    for (i, path) in local.parts.iter().enumerate() {
+        let key = keys.part(i);
+        retry(RetryPolicy::default(), "upload", || {
+            rt.stager.upload_file(path, &key)
+        })
+        .await
+        .map_err(|e| fail(e, rejects_key.clone()))?;
+        parts.push(key);
+    }
+    drop(local);
     let file = StagedFile {
         version,
         sha256: stats.sha256.clone(),
-        staged_key: key,
+        staged_prefix: keys.staged.clone(),
+        parts,
+        rejects_key: rejects_key.clone(),
         rows: stats.rows,
         rejected: stats.rejected,
         errors: stats.errors.clone(),
         input_bytes: stats.input_bytes,
     };
-    let outcome = rt.warehouse.load(job, &file).await.map_err(with_stats)?;
+    let outcome = rt
+        .warehouse
+        .load(job, &file)
+        .await
+        .map_err(|e| fail(e, rejects_key.clone()))?;
     Ok(Processed {
         outcome,
         rejected: stats.rejected,
@@ -122,17 +152,9 @@ async fn fetch_and_normalize(
     job: &Arc<Job>,
     src: &Arc<dyn Source>,
     entry: &RemoteEntry,
-) -> Result<(NormalizeStats, tempfile::NamedTempFile)> {
+) -> Result<(NormalizeStats, LocalStaged)> {
     let stream = Resuming::open(src.clone(), &entry.path).await?;
     let reader = tokio_util::io::SyncIoBridge::new(stream);
-    let staged = tempfile::Builder::new()
-        .prefix("ferry-staged-")
-        .suffix(".csv.gz")
-        .tempfile()
-        .map_err(|e| Error::transient("cannot create a local staging file").with_source(e))?;
-    let out = staged
-        .reopen()
-        .map_err(|e| Error::transient("cannot open the local staging file").with_source(e))?;
     let ctx = FileContext {
         path: entry.path.clone(),
         ingest_time: chrono::Utc::now()
@@ -140,27 +162,24 @@ async fn fetch_and_normalize(
             .to_string(),
     };
     let job = job.clone();
-    let stats = tokio::task::spawn_blocking(move || -> Result<NormalizeStats> {
+    tokio::task::spawn_blocking(move || -> Result<(NormalizeStats, LocalStaged)> {
         // Parsing here, compression on a second thread: both cores work.
-        let mut gz = normalize::gzip::ParallelGzip::new(
-            std::io::BufWriter::with_capacity(256 * 1024, out),
-            job.gzip_level,
-        );
-        let stats = normalize::normalize(&job, &ctx, reader, &mut gz).map_err(|e| match e {
+        let mut out = StagedParts::new(job.part_size, job.gzip_level)
+            .map_err(|e| Error::transient("cannot create local staging files").with_source(e))?;
+        let stats = normalize::normalize(&job, &ctx, reader, &mut out).map_err(|e| match e {
             normalize::NormalizeError::Read { .. } => Error::transient(e.to_string()),
             normalize::NormalizeError::Write { .. } => Error::transient(e.to_string()),
             normalize::NormalizeError::MissingField { .. }
             | normalize::NormalizeError::Limit { .. }
             | normalize::NormalizeError::Format { .. } => Error::permanent(e.to_string()),
         })?;
-        gz.finish()
-            .and_then(|mut w| w.flush())
-            .map_err(|e| Error::transient("cannot finish the local staging file").with_source(e))?;
-        Ok(stats)
+        let local = out
+            .finish()
+            .map_err(|e| Error::transient("cannot finish local staging files").with_source(e))?;
+        Ok((stats, local))
     })
     .await
     .map_err(|e| {
         Error::new(ErrorKind::Permanent, "normalize stopped unexpectedly").with_source(e)
-    })??;
-    Ok((stats, staged))
+    })?
 }

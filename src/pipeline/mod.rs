@@ -19,7 +19,7 @@ use crate::source::settle::Stability;
 use crate::source::{self, RemoteEntry, Source};
 use crate::stage::Stager;
 use crate::telemetry;
-use crate::warehouse::{self, LoadOutcome, Warehouse};
+use crate::warehouse::{self, FailedFile, LoadOutcome, Warehouse};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -285,12 +285,19 @@ async fn run_job(rt: &Runtime, job: &Arc<Job>, report: &mut PassReport) -> Resul
                 let chain = f.error.chain();
                 telemetry::file_failed(&job.name, &entry.path, &chain);
                 if !f.error.is_transient() {
-                    let (sha, rejected, errors) = match &f.stats {
+                    let (sha256, rejected, errors) = match &f.stats {
                         Some(s) => (Some(s.sha256.as_str()), s.rejected, s.errors.as_slice()),
                         None => (None, 0, &[][..]),
                     };
                     rt.warehouse
-                        .record_failed(&version, sha, rejected, &chain, errors)
+                        .record_failed(&FailedFile {
+                            version: &version,
+                            sha256,
+                            rejected,
+                            reason: &chain,
+                            errors,
+                            rejects_key: f.rejects_key.as_deref(),
+                        })
                         .await?;
                 }
                 report

@@ -1,8 +1,12 @@
 //! Staging in S3: the client, deterministic keys and uploads.
 //!
-//! Keys are date-partitioned and unique per file version *and* attempt:
-//! `{prefix}/staged/{job}/{yyyy}/{mm}/{dd}/{name}-{version}-{attempt}.csv.gz`,
-//! so two attempts or two replicas never write the same object.
+//! Keys are date-partitioned and unique per file version *and* attempt, so
+//! two attempts or two replicas never write the same object:
+//!
+//! - `{prefix}/staged/{job}/{yyyy}/{mm}/{dd}/{name}-{version}-{attempt}/part-00000.csv.gz`
+//!   (one or more parts of the staged CSV),
+//! - `{prefix}/rejects/{job}/{yyyy}/{mm}/{dd}/{name}-{version}-{attempt}.csv.gz`
+//!   (every rejected record: line, column, code, reason, raw value, raw line).
 
 use crate::config::{Checksums, S3Endpoint, Sse, StagingSettings};
 use crate::error::{Error, ErrorKind, Result};
@@ -66,6 +70,22 @@ where
     }
 }
 
+/// Where one attempt at one file version goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageKeys {
+    /// Folder of the parts, ending in `/`.
+    pub staged: String,
+    /// The rejects object.
+    pub rejects: String,
+}
+
+impl StageKeys {
+    /// The key of part `i`.
+    pub fn part(&self, i: usize) -> String {
+        format!("{}part-{i:05}.csv.gz", self.staged)
+    }
+}
+
 /// Uploads staged objects.
 #[derive(Clone)]
 pub struct Stager {
@@ -96,15 +116,15 @@ impl Stager {
         &self.bucket
     }
 
-    /// The staging key for one attempt at one file version.
-    pub fn staged_key(
+    /// The keys for one attempt at one file version.
+    pub fn keys(
         &self,
         job: &str,
         source_path: &str,
         version: &str,
         attempt: &str,
         at: DateTime<Utc>,
-    ) -> String {
+    ) -> StageKeys {
         let name: String = crate::source::file_name(source_path)
             .chars()
             .map(|c| {
@@ -115,14 +135,20 @@ impl Stager {
                 }
             })
             .collect();
-        let rel = format!(
-            "staged/{job}/{}/{name}-{version}-{attempt}.csv.gz",
-            at.format("%Y/%m/%d")
-        );
-        if self.prefix.is_empty() {
-            rel
-        } else {
-            format!("{}/{rel}", self.prefix)
+        let rel = |kind: &str| {
+            let rel = format!(
+                "{kind}/{job}/{}/{name}-{version}-{attempt}",
+                at.format("%Y/%m/%d")
+            );
+            if self.prefix.is_empty() {
+                rel
+            } else {
+                format!("{}/{rel}", self.prefix)
+            }
+        };
+        StageKeys {
+            staged: format!("{}/", rel("staged")),
+            rejects: format!("{}.csv.gz", rel("rejects")),
         }
     }
 
@@ -133,6 +159,10 @@ impl Stager {
 
     /// Uploads the local file at `path` to `key`.
     pub async fn upload_file(&self, path: &Path, key: &str) -> Result<()> {
+        self.upload(path, key, "text/csv").await
+    }
+
+    async fn upload(&self, path: &Path, key: &str, content_type: &str) -> Result<()> {
         let body = ByteStream::from_path(path).await.map_err(|e| {
             Error::transient(format!("cannot read staged file {}", path.display())).with_source(e)
         })?;
@@ -141,7 +171,7 @@ impl Stager {
             .put_object()
             .bucket(&self.bucket)
             .key(key)
-            .content_type("text/csv")
+            .content_type(content_type)
             .content_encoding("gzip")
             .body(body);
         match &self.sse {

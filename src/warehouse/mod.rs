@@ -50,8 +50,13 @@ pub struct StagedFile {
     pub version: FileVersion,
     /// SHA-256 of the raw bytes.
     pub sha256: String,
-    /// Key of the staged gzip CSV.
-    pub staged_key: String,
+    /// Folder of the staged parts (ends in `/`).
+    pub staged_prefix: String,
+    /// Keys of the staged gzip CSV parts, in order; empty when no row was
+    /// written (an empty or header-only file, or every record rejected).
+    pub parts: Vec<String>,
+    /// Key of the rejects object, if any record was rejected.
+    pub rejects_key: Option<String>,
     /// Rows in the staged file.
     pub rows: u64,
     /// Rejected records.
@@ -60,6 +65,23 @@ pub struct StagedFile {
     pub errors: Vec<RowError>,
     /// Raw bytes read.
     pub input_bytes: u64,
+}
+
+/// A file version that failed for good, as the ledger records it.
+#[derive(Debug, Clone, Copy)]
+pub struct FailedFile<'a> {
+    /// Its version.
+    pub version: &'a FileVersion,
+    /// SHA-256 of the raw bytes, if they were read whole.
+    pub sha256: Option<&'a str>,
+    /// Records rejected.
+    pub rejected: u64,
+    /// Why it failed (the full error chain).
+    pub reason: &'a str,
+    /// The first rejected records.
+    pub errors: &'a [RowError],
+    /// Key of the rejects object, if one was written.
+    pub rejects_key: Option<&'a str>,
 }
 
 /// What a load did.
@@ -97,14 +119,7 @@ pub trait Warehouse: Send + Sync {
     /// Loads one staged file in one transaction.
     async fn load(&self, job: &Job, file: &StagedFile) -> Result<LoadOutcome>;
     /// Records a failed version with its reason and error rows.
-    async fn record_failed(
-        &self,
-        version: &FileVersion,
-        sha256: Option<&str>,
-        rejected: u64,
-        reason: &str,
-        errors: &[RowError],
-    ) -> Result<()>;
+    async fn record_failed(&self, failed: &FailedFile<'_>) -> Result<()>;
     /// Records that the on-success action was applied.
     async fn mark_finalized(&self, version: &FileVersion, final_path: Option<&str>) -> Result<()>;
 }

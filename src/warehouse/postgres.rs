@@ -5,7 +5,7 @@
 //! thread and fed to `COPY … FROM STDIN`, a chunk at a time.
 
 use super::sql::{LoadSql, TARGET_META};
-use super::{Dialect, LoadOutcome, StagedFile, Warehouse};
+use super::{Dialect, FailedFile, LoadOutcome, StagedFile, Warehouse};
 use crate::config::{Ident, Job, PostgresSettings};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ledger::{FileState, FileVersion, LedgerSql};
@@ -190,68 +190,69 @@ impl PostgresWarehouse {
     }
 
     /// Streams the staged object from S3 into `COPY … FROM STDIN`.
+    /// COPYs the staged parts, one after the other, into one `COPY FROM
+    /// STDIN`: each object is streamed from S3 and gunzipped on a blocking
+    /// thread, so memory stays at a few chunks whatever the size.
     async fn copy_from_s3(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
         copy_sql: &str,
-        key: &str,
+        keys: &[String],
     ) -> Result<u64> {
-        let obj = self
-            .stager
-            .client()
-            .get_object()
-            .bucket(self.stager.bucket())
-            .key(key)
-            .send()
-            .await
-            .map_err(sdk_error(format!(
-                "cannot read staged object {}",
-                self.stager.url(key)
-            )))?;
-        let reader = tokio_util::io::SyncIoBridge::new(obj.body.into_async_read());
-        let (chunks_tx, mut chunks_rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
-        let url = self.stager.url(key);
-        let decoder = tokio::task::spawn_blocking(move || {
-            let mut gz = flate2::read::MultiGzDecoder::new(reader);
-            loop {
-                let mut buf = vec![0u8; 256 * 1024];
-                match gz.read(&mut buf) {
-                    Ok(0) => return,
-                    Ok(n) => {
-                        buf.truncate(n);
-                        if chunks_tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = chunks_tx.blocking_send(Err(e));
-                        return;
-                    }
-                }
-            }
-        });
         let sink = tx
             .copy_in::<_, Bytes>(copy_sql)
             .await
             .map_err(pg_error("cannot start COPY into the staging table"))?;
         futures::pin_mut!(sink);
-        while let Some(chunk) = chunks_rx.recv().await {
-            let chunk = chunk.map_err(|e| {
-                Error::transient(format!("cannot read staged object {url}")).with_source(e)
-            })?;
-            sink.send(chunk)
+        for key in keys {
+            let url = self.stager.url(key);
+            let obj = self
+                .stager
+                .client()
+                .get_object()
+                .bucket(self.stager.bucket())
+                .key(key)
+                .send()
                 .await
-                .map_err(pg_error(format!("COPY from {url} failed")))?;
+                .map_err(sdk_error(format!("cannot read staged object {url}")))?;
+            let reader = tokio_util::io::SyncIoBridge::new(obj.body.into_async_read());
+            let (chunks_tx, mut chunks_rx) =
+                tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+            let decoder = tokio::task::spawn_blocking(move || {
+                let mut gz = flate2::read::MultiGzDecoder::new(reader);
+                loop {
+                    let mut buf = vec![0u8; 256 * 1024];
+                    match gz.read(&mut buf) {
+                        Ok(0) => return,
+                        Ok(n) => {
+                            buf.truncate(n);
+                            if chunks_tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = chunks_tx.blocking_send(Err(e));
+                            return;
+                        }
+                    }
+                }
+            });
+            while let Some(chunk) = chunks_rx.recv().await {
+                let chunk = chunk.map_err(|e| {
+                    Error::transient(format!("cannot read staged object {url}")).with_source(e)
+                })?;
+                sink.send(chunk)
+                    .await
+                    .map_err(pg_error(format!("COPY from {url} failed")))?;
+            }
+            decoder.await.map_err(|e| {
+                Error::transient("the gunzip thread of COPY stopped").with_source(e)
+            })?;
         }
-        let rows = sink
-            .as_mut()
+        sink.as_mut()
             .finish()
             .await
-            .map_err(pg_error(format!("COPY from {url} failed")))?;
-        decoder
-            .await
-            .map_err(|e| Error::transient("the gunzip thread of COPY stopped").with_source(e))?;
-        Ok(rows)
+            .map_err(pg_error("COPY into the staging table failed"))
     }
 
     async fn load_once(&self, job: &Job, file: &StagedFile) -> Result<LoadOutcome> {
@@ -289,16 +290,16 @@ impl PostgresWarehouse {
         tx.batch_execute(&sql.create_stage())
             .await
             .map_err(pg_error("cannot create the staging table"))?;
-        let copied = if file.rows > 0 {
-            self.copy_from_s3(&tx, &sql.copy_stage_from_stdin(), &file.staged_key)
-                .await?
-        } else {
+        let copied = if file.parts.is_empty() {
             0
+        } else {
+            self.copy_from_s3(&tx, &sql.copy_stage_from_stdin(), &file.parts)
+                .await?
         };
         if copied != file.rows {
             return Err(Error::permanent(format!(
-                "COPY of {} loaded {copied} rows but normalize wrote {}; the staged object does not match its file",
-                self.stager.url(&file.staged_key),
+                "COPY of {} loaded {copied} rows but normalize wrote {}; the staged parts do not match their file",
+                self.stager.url(&file.staged_prefix),
                 file.rows
             )));
         }
@@ -337,10 +338,11 @@ impl PostgresWarehouse {
                 &size,
                 &v.mtime,
                 &file.sha256,
-                &file.staged_key,
+                &file.staged_prefix,
                 &rows,
                 &rejected,
                 &load_id,
+                &file.rejects_key,
             ],
         )
         .await
@@ -523,14 +525,8 @@ impl Warehouse for PostgresWarehouse {
         retry(RetryPolicy::default(), "load", || self.load_once(job, file)).await
     }
 
-    async fn record_failed(
-        &self,
-        v: &FileVersion,
-        sha256: Option<&str>,
-        rejected: u64,
-        reason: &str,
-        errors: &[RowError],
-    ) -> Result<()> {
+    async fn record_failed(&self, f: &FailedFile<'_>) -> Result<()> {
+        let v = f.version;
         let mut guard = self.client().await?;
         let tx = guard
             .transaction()
@@ -553,17 +549,24 @@ impl Warehouse for PostgresWarehouse {
         )
         .await
         .map_err(pg_error("cannot update the ledger"))?;
-        let rejected = rejected as i64;
-        let reason: String = reason.chars().take(4000).collect();
+        let rejected = f.rejected as i64;
+        let reason: String = f.reason.chars().take(4000).collect();
         tx.execute(
             &self.ledger.insert_failed(),
             &[
-                &v.job, &v.path, &size, &v.mtime, &sha256, &rejected, &reason,
+                &v.job,
+                &v.path,
+                &size,
+                &v.mtime,
+                &f.sha256,
+                &rejected,
+                &reason,
+                &f.rejects_key,
             ],
         )
         .await
         .map_err(pg_error("cannot record the failure"))?;
-        self.insert_errors(&tx, v, None, errors).await?;
+        self.insert_errors(&tx, v, None, f.errors).await?;
         tx.commit()
             .await
             .map_err(pg_error("cannot commit the failure"))?;

@@ -204,6 +204,19 @@ known_hosts_file = "{known_hosts}"
         )
     }
 
+    /// An object of the bucket, gunzipped, as text.
+    #[allow(clippy::disallowed_methods)] // small test objects
+    pub fn object_text(&self, key: &str) -> String {
+        use std::io::Read;
+        let file = std::fs::File::open(self.s3.root.join(BUCKET).join(key))
+            .unwrap_or_else(|e| panic!("object {key}: {e}"));
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(file)
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    }
+
     /// Staged objects under the bucket, as paths relative to it.
     pub fn staged_objects(&self) -> Vec<String> {
         let root = self.s3.root.join(BUCKET);

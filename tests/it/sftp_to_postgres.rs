@@ -36,7 +36,11 @@ async fn loads_a_csv_once_with_rows_dims_ledger_and_errors() {
     let wh = ferry::warehouse::connect(&config, &stager).await.unwrap();
     assert_eq!(
         wh.migrate().await.unwrap(),
-        vec!["0001_ledger.sql", "0002_task_events.sql"]
+        vec![
+            "0001_ledger.sql",
+            "0002_task_events.sql",
+            "0003_rejects_key.sql"
+        ]
     );
     assert!(
         wh.migrate().await.unwrap().is_empty(),
@@ -218,7 +222,7 @@ async fn loads_a_csv_once_with_rows_dims_ledger_and_errors() {
     let ledger = db
         .client
         .query(
-            &format!("SELECT path, size, state, sha256, rows_loaded, rows_rejected, staged_key, load_id FROM {}", db.t("ferry_files")),
+            &format!("SELECT path, size, state, sha256, rows_loaded, rows_rejected, staged_key, load_id, rejects_key FROM {}", db.t("ferry_files")),
             &[],
         )
         .await
@@ -230,12 +234,33 @@ async fn loads_a_csv_once_with_rows_dims_ledger_and_errors() {
     assert_eq!(r.get::<_, String>(2), "loaded");
     assert_eq!(r.get::<_, String>(3), sha256_file(&src));
     assert_eq!((r.get::<_, i64>(4), r.get::<_, i64>(5)), (4, 1));
-    let staged_key: String = r.get(6);
+    let staged: String = r.get(6);
     assert!(
-        staged_key.starts_with("ferry/staged/task-events/"),
-        "{staged_key}"
+        staged.starts_with("ferry/staged/task-events/") && staged.ends_with('/'),
+        "{staged}"
     );
-    assert_eq!(stack.staged_objects(), vec![staged_key]);
+    let rejects_key: String = r.get(8);
+    assert!(
+        rejects_key.starts_with("ferry/rejects/task-events/"),
+        "{rejects_key}"
+    );
+    assert_eq!(
+        stack.staged_objects(),
+        vec![rejects_key.clone(), format!("{staged}part-00000.csv.gz")]
+    );
+    // The rejects object: a CSV with a header, every rejected record.
+    let rejects = stack.object_text(&rejects_key);
+    let mut lines = rejects.lines();
+    assert_eq!(
+        lines.next(),
+        Some("line,column,code,reason,raw_value,raw_line")
+    );
+    let row = lines.next().unwrap();
+    assert!(
+        row.starts_with("7,occurred_at,1206,") && row.contains("not-a-time"),
+        "{rejects}"
+    );
+    assert_eq!(lines.next(), None);
     let load_id: String = r.get(7);
     let loads = db
         .client
@@ -289,7 +314,7 @@ async fn loads_a_csv_once_with_rows_dims_ledger_and_errors() {
     assert_eq!(count, 3);
     let versions: i64 = db.count("ferry_files").await;
     assert_eq!(versions, 1);
-    assert_eq!(stack.staged_objects().len(), 1, "nothing staged again");
+    assert_eq!(stack.staged_objects().len(), 2, "nothing staged again");
     assert!(src.exists(), "on_success = keep leaves the file");
     db.drop_schema().await;
 }
@@ -485,5 +510,83 @@ async fn too_many_rejected_rows_fail_the_file_and_keep_every_error_row() {
     assert_eq!(lines, vec![2, 3, 4]);
     let count: i64 = db.count("task_events").await;
     assert_eq!(count, 0, "a failed file loads nothing");
+    // Every rejected record is in the rejects object, named in the ledger
+    // and in the reason; nothing was staged for loading.
+    let row = db
+        .client
+        .query_one(
+            &format!(
+                "SELECT state, rejects_key, staged_key FROM {}",
+                db.t("ferry_files")
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "failed");
+    let rejects_key: String = row.get(1);
+    assert!(report.failed[0].2.contains(&rejects_key), "{report:?}");
+    assert_eq!(row.get::<_, Option<String>>(2), None);
+    assert_eq!(stack.staged_objects(), vec![rejects_key.clone()]);
+    let rejects = stack.object_text(&rejects_key);
+    assert_eq!(rejects.lines().count(), 4, "{rejects}");
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn a_large_file_is_staged_in_parts_and_loaded_whole_in_one_copy() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let header = "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n";
+    let body: String = (0..2000)
+        .map(|i| {
+            format!(
+                "e{i},t{},created,open,u1,jira,2026-03-01T10:00:00Z,{i},,\n",
+                i % 7
+            )
+        })
+        .collect();
+    stack.put_sftp("/outbox/big.csv", &format!("{header}{body}"));
+    let toml = format!(
+        "{}{}{}",
+        stack.base_toml(),
+        db.warehouse_toml(),
+        task_events_job("part_size = \"16KiB\"")
+    );
+    let rt = migrated_runtime(&toml).await;
+    let report = pass(&rt).await;
+    assert!(!report.has_failures(), "{report:?}");
+    assert_eq!(report.loaded[0].rows, 2000);
+    let objects = stack.staged_objects();
+    assert!(objects.len() >= 5, "{objects:?}");
+    // Parts are cut between records: each holds whole CSV lines, and
+    // together they hold every row once, in order.
+    let mut ids = Vec::new();
+    for key in &objects {
+        let text = stack.object_text(key);
+        assert!(text.ends_with('\n'), "{key} ends mid-record");
+        assert!(text.len() < 16 * 1024 + 200, "{key}: {} bytes", text.len());
+        ids.extend(
+            text.lines()
+                .map(|l| l.split(',').next().unwrap().to_string()),
+        );
+    }
+    let want: Vec<String> = (0..2000).map(|i| format!("e{i}")).collect();
+    assert_eq!(ids, want);
+    let count: i64 = db.count("task_events").await;
+    assert_eq!(count, 2000);
+    let sum: i64 = db
+        .client
+        .query_one(
+            &format!(
+                "SELECT sum(duration_ms)::bigint FROM {}",
+                db.t("task_events")
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sum, (0..2000).sum::<i64>());
     db.drop_schema().await;
 }
