@@ -5,7 +5,7 @@
 //! `timestamptz`), booleans as `true`/`false`, numbers without grouping.
 
 use crate::config::{Column, ColumnType, Zone};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use std::borrow::Cow;
 
 /// Why a value does not fit its column. `code` follows Redshift's load error
@@ -69,6 +69,9 @@ fn parse_timestamp(v: &str) -> Option<DateTime<Utc>> {
 /// The built-in formats: RFC 3339 / ISO-8601 with `Z` or an offset, and
 /// `YYYY-MM-DD[ T]HH:MM[:SS[.f]]` or a bare date, taken in `zone`.
 fn parse_timestamp_in(v: &str, zone: &Zone) -> Option<DateTime<Utc>> {
+    if let Some(t) = fast_iso(v, zone) {
+        return Some(t);
+    }
     if let Ok(t) = DateTime::parse_from_rfc3339(v) {
         return Some(t.with_timezone(&Utc));
     }
@@ -88,24 +91,111 @@ fn parse_timestamp_in(v: &str, zone: &Zone) -> Option<DateTime<Utc>> {
         .and_then(|t| naive_in(t, zone))
 }
 
+/// The common shape, `YYYY-MM-DD[T ]HH:MM:SS[.f…][Z|±HH[:MM]|±HHMM]`, read
+/// without chrono's general parser (the hottest step of a CSV load before
+/// this). Anything else, including leap seconds, returns `None` and goes
+/// the general way, so this decides nothing the general parsers would not.
+fn fast_iso(v: &str, zone: &Zone) -> Option<DateTime<Utc>> {
+    let b = v.as_bytes();
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let digit = |i: usize| -> Option<u32> {
+        let d = b[i].wrapping_sub(b'0');
+        (d < 10).then_some(d as u32)
+    };
+    let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
+    let year = two(0)? * 100 + two(2)?;
+    let (month, day, hour, minute, second) = (two(5)?, two(8)?, two(11)?, two(14)?, two(17)?);
+    let mut i = 19;
+    let mut nanos = 0u32;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if i - start < 9 {
+                nanos = nanos * 10 + (b[i] - b'0') as u32;
+            }
+            i += 1;
+        }
+        let n = i - start;
+        if n == 0 {
+            return None;
+        }
+        for _ in n..9 {
+            nanos *= 10;
+        }
+    }
+    let offset_secs: Option<i64> = match &b[i..] {
+        [] => None,
+        [b'Z'] => Some(0),
+        [sign @ (b'+' | b'-'), rest @ ..] => {
+            let (h, m) = match rest {
+                [h1, h2] => (two_of(*h1, *h2)?, 0),
+                [h1, h2, b':', m1, m2] | [h1, h2, m1, m2] => (two_of(*h1, *h2)?, two_of(*m1, *m2)?),
+                _ => return None,
+            };
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let secs = (h * 3600 + m * 60) as i64;
+            Some(if *sign == b'-' { -secs } else { secs })
+        }
+        _ => return None,
+    };
+    let naive = NaiveDate::from_ymd_opt(year as i32, month, day)?
+        .and_time(NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)?);
+    match offset_secs {
+        Some(off) => Some(
+            naive
+                .checked_sub_signed(chrono::TimeDelta::seconds(off))?
+                .and_utc(),
+        ),
+        None => zone.to_utc(naive),
+    }
+}
+
+fn two_of(a: u8, b: u8) -> Option<u32> {
+    let (a, b) = (a.wrapping_sub(b'0'), b.wrapping_sub(b'0'));
+    (a < 10 && b < 10).then_some((a * 10 + b) as u32)
+}
+
 /// `YYYY-MM-DD HH:MM:SS.ffffff` (+ `+00` for timestamptz), written by hand:
 /// chrono's strftime re-parses its pattern on every call, which showed up
 /// as the hottest path of a load.
 fn timestamp_text(t: DateTime<Utc>, ty: ColumnType) -> String {
     use chrono::{Datelike, Timelike};
-    use std::fmt::Write;
+    fn digits(out: &mut String, n: u32, width: u32) {
+        for p in (0..width).rev() {
+            out.push((b'0' + (n / 10u32.pow(p) % 10) as u8) as char);
+        }
+    }
     let mut out = String::with_capacity(29);
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.timestamp_subsec_micros().min(999_999)
-    );
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        // Outside what the fixed layout holds: let chrono write it.
+        out.push_str(&t.format("%Y-%m-%d %H:%M:%S%.6f").to_string());
+    } else {
+        digits(&mut out, year as u32, 4);
+        out.push('-');
+        digits(&mut out, t.month(), 2);
+        out.push('-');
+        digits(&mut out, t.day(), 2);
+        out.push(' ');
+        digits(&mut out, t.hour(), 2);
+        out.push(':');
+        digits(&mut out, t.minute(), 2);
+        out.push(':');
+        digits(&mut out, t.second(), 2);
+        out.push('.');
+        digits(&mut out, t.timestamp_subsec_micros().min(999_999), 6);
+    }
     if ty == ColumnType::Timestamptz {
         out.push_str("+00");
     }
@@ -164,11 +254,11 @@ pub fn coerce(value: &str, ty: ColumnType) -> Result<Cow<'_, str>, CoerceError> 
         }
         ColumnType::Int => value
             .parse::<i32>()
-            .map(|_| Cow::Borrowed(value.trim_start_matches('+')))
+            .map(|_| Cow::Borrowed(value.strip_prefix('+').unwrap_or(value)))
             .map_err(|_| err(1207, format!("{value:?} is not a 32-bit integer"))),
         ColumnType::Bigint => value
             .parse::<i64>()
-            .map(|_| Cow::Borrowed(value.trim_start_matches('+')))
+            .map(|_| Cow::Borrowed(value.strip_prefix('+').unwrap_or(value)))
             .map_err(|_| err(1207, format!("{value:?} is not a 64-bit integer"))),
         ColumnType::Decimal(p, s) => check_decimal(value, p, s).map(|_| Cow::Borrowed(value)),
         ColumnType::Boolean => match value.to_ascii_lowercase().as_str() {
@@ -280,6 +370,60 @@ mod tests {
         );
         assert!(Zone::parse("Mars/Olympus").unwrap_err().contains("IANA"));
         assert!(Zone::parse("+25:00").is_err());
+    }
+
+    #[test]
+    fn the_fast_timestamp_path_agrees_with_chrono() {
+        let utc = Zone::utc();
+        let cases = [
+            "2026-03-01T10:00:00Z",
+            "2026-03-01 10:00:00",
+            "2026-03-01T10:00:00.5Z",
+            "2026-03-01T10:00:00.123456789+02:00",
+            "2026-03-01T10:00:00.1234567891Z",
+            "2026-03-01T00:30:00-05:30",
+            "2026-03-01T10:00:00+0200",
+            "2026-03-01T10:00:00+02",
+            "2024-02-29T23:59:59Z",
+            "2026-12-31T23:00:00-01:00",
+        ];
+        for v in cases {
+            let fast = fast_iso(v, &utc).unwrap_or_else(|| panic!("{v} is the common shape"));
+            let slow = DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .ok()
+                .or_else(|| {
+                    ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"]
+                        .iter()
+                        .find_map(|f| DateTime::parse_from_str(v, f).ok())
+                        .map(|t| t.with_timezone(&Utc))
+                })
+                .or_else(|| {
+                    NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S")
+                        .ok()
+                        .map(|t| t.and_utc())
+                })
+                .unwrap_or_else(|| panic!("chrono reads {v}"));
+            assert_eq!(fast, slow, "{v}");
+        }
+        for v in [
+            "2026-02-30T10:00:00Z",
+            "2026-03-01T24:00:00Z",
+            "2026-03-01T10:00:60Z",
+            "2026-03-01T10:00:00+2400",
+            "2026-03-01T10:00:00.Z",
+            "2026-03-01T10:00:00 Z",
+            "2026-03-01T10:00:0xZ",
+        ] {
+            assert_eq!(fast_iso(v, &utc), None, "{v}");
+        }
+        assert_eq!(
+            timestamp_text(
+                fast_iso("0999-01-02T03:04:05.000007Z", &utc).unwrap(),
+                ColumnType::Timestamptz
+            ),
+            "0999-01-02 03:04:05.000007+00"
+        );
     }
 
     #[test]

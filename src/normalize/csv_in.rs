@@ -3,9 +3,10 @@
 //! Records end at LF only, so positions count physical lines in CRLF files
 //! too. Ragged records become error rows.
 
+use super::handoff::{self, Feed, Stopped};
 use super::output::Output;
 use super::sink::{Fields, Key, RowSink};
-use super::{FileContext, NormalizeError, RecordGuard};
+use super::{FileContext, NormalizeError, RecordGuard, RowError};
 use crate::config::{CsvFormat, Job};
 use std::borrow::Cow;
 use std::io::{self, Read};
@@ -21,24 +22,39 @@ fn field(record: &csv::StringRecord, i: usize) -> &str {
     }
 }
 
-struct CsvFields<'a> {
-    record: &'a csv::StringRecord,
+/// One record, owned, so it can cross to the writer thread.
+struct CsvRecord {
+    record: csv::StringRecord,
     delimiter: u8,
 }
 
-impl Fields for CsvFields<'_> {
+fn raw_record(record: &csv::StringRecord, delimiter: u8) -> String {
+    (0..record.len())
+        .map(|i| field(record, i))
+        .collect::<Vec<_>>()
+        .join(&(delimiter as char).to_string())
+}
+
+impl handoff::Record for CsvRecord {
+    fn emit<W: super::Output>(
+        &self,
+        line: u64,
+        sink: &mut RowSink<'_, W>,
+    ) -> Result<(), NormalizeError> {
+        sink.push(line, self)
+    }
+}
+
+impl Fields for CsvRecord {
     fn get(&self, key: &Key) -> Option<Cow<'_, str>> {
         match key {
-            Key::Index(i) if *i < self.record.len() => Some(Cow::Borrowed(field(self.record, *i))),
+            Key::Index(i) if *i < self.record.len() => Some(Cow::Borrowed(field(&self.record, *i))),
             _ => None,
         }
     }
 
     fn raw(&self) -> String {
-        (0..self.record.len())
-            .map(|i| field(self.record, i))
-            .collect::<Vec<_>>()
-            .join(&(self.delimiter as char).to_string())
+        raw_record(&self.record, self.delimiter)
     }
 }
 
@@ -92,7 +108,7 @@ pub fn decode<R: Read, W: Output>(
     };
     guard.record_ended(reader.position().byte());
     let empty_file = fmt.header && header.is_empty();
-    let mut sink = RowSink::new(job, ctx, out, |name, col| {
+    let sink = RowSink::new(job, ctx, out, |name, col| {
         match header.iter().position(|h| h == name) {
             Some(i) => Ok(Key::Index(i)),
             // An empty file has no header to check; a default stands in
@@ -106,52 +122,61 @@ pub fn decode<R: Read, W: Output>(
             }),
         }
     })?;
-    loop {
-        match reader.read_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => {
-                if let csv::ErrorKind::Utf8 { pos, err } = e.kind() {
-                    // One bad record, not a bad file: reject it, go on.
-                    let line = pos.as_ref().map_or(0, |p| p.line());
-                    let reason = format!(
-                        "field {} is not valid UTF-8; if the file is Latin-1 or Windows-1252, set format.encoding",
-                        err.field() + 1
-                    );
-                    guard.record_ended(reader.position().byte());
-                    sink.reject(line, 1220, reason, String::new)?;
-                    continue;
+    let path = ctx.path.as_str();
+    handoff::run(sink, path, |feed: &mut Feed<CsvRecord>| {
+        loop {
+            let mut record = feed.spare().map(|r| r.record).unwrap_or_default();
+            match reader.read_record(&mut record) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    if let csv::ErrorKind::Utf8 { pos, err } = e.kind() {
+                        // One bad record, not a bad file: reject it, go on.
+                        let line = pos.as_ref().map_or(0, |p| p.line());
+                        let reason = format!(
+                            "field {} is not valid UTF-8; if the file is Latin-1 or Windows-1252, set format.encoding",
+                            err.field() + 1
+                        );
+                        guard.record_ended(reader.position().byte());
+                        feed.reject(RowError::unmapped(line, 1220, reason, ""))
+                            .map_err(|Stopped| handoff::stopped(path))?;
+                        continue;
+                    }
+                    return Err(read_err(path, e));
                 }
-                return Err(read_err(&ctx.path, e));
             }
-        }
-        guard.record_ended(reader.position().byte());
-        let line = record.position().map_or(0, |p| p.line());
-        if record.len() == 1 && field(&record, 0).is_empty() {
-            continue; // blank line
-        }
-        let fields = CsvFields {
-            record: &record,
-            delimiter: fmt.delimiter,
-        };
-        if !header.is_empty() && record.len() != header.len() {
-            sink.reject(
-                line,
-                if record.len() > header.len() {
+            guard.record_ended(reader.position().byte());
+            let line = record.position().map_or(0, |p| p.line());
+            if record.len() == 1 && field(&record, 0).is_empty() {
+                continue; // blank line
+            }
+            if !header.is_empty() && record.len() != header.len() {
+                let code = if record.len() > header.len() {
                     1202
                 } else {
                     1203
-                },
-                format!(
+                };
+                let reason = format!(
                     "record has {} fields; the header has {}",
                     record.len(),
                     header.len()
-                ),
-                || fields.raw(),
-            )?;
-            continue;
+                );
+                let raw = raw_record(&record, fmt.delimiter);
+                feed.reject(RowError::unmapped(line, code, reason, &raw))
+                    .map_err(|Stopped| handoff::stopped(path))?;
+                continue;
+            }
+            let size = record.as_byte_record().as_slice().len() + record.len();
+            feed.push(
+                line,
+                size,
+                CsvRecord {
+                    record,
+                    delimiter: fmt.delimiter,
+                },
+            )
+            .map_err(|Stopped| handoff::stopped(path))?;
         }
-        sink.push(line, &fields)?;
-    }
-    sink.finish()
+        Ok(())
+    })
 }

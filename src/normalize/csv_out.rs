@@ -5,12 +5,22 @@ use std::io::{self, Write};
 /// How NULL is written (unquoted). COPY is told `NULL AS '\N'`.
 pub const NULL_MARKER: &str = "\\N";
 
+/// Bytes that force quoting anywhere in a value.
+const SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b',' as usize] = true;
+    t[b'"' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[b'\r' as usize] = true;
+    t
+};
+
 fn needs_quotes(v: &str) -> bool {
-    v.is_empty()
-        || v == NULL_MARKER
-        || v.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
-        || v.starts_with(' ')
-        || v.ends_with(' ')
+    let b = v.as_bytes();
+    match (b.first(), b.last()) {
+        (None, _) | (Some(b' '), _) | (_, Some(b' ')) => true,
+        _ => b.iter().fold(false, |acc, &c| acc | SPECIAL[c as usize]) || v == NULL_MARKER,
+    }
 }
 
 /// Writes one record and its line end (`\n`).
@@ -26,13 +36,13 @@ pub fn write_record<'a, W: Write>(
             None => out.write_all(NULL_MARKER.as_bytes())?,
             Some(v) if needs_quotes(v) => {
                 out.write_all(b"\"")?;
-                let mut rest = v;
-                while let Some(pos) = rest.find('"') {
-                    out.write_all(&rest.as_bytes()[..=pos])?;
+                let mut rest = v.as_bytes();
+                while let Some(pos) = rest.iter().position(|&c| c == b'"') {
+                    out.write_all(&rest[..=pos])?;
                     out.write_all(b"\"")?;
                     rest = &rest[pos + 1..];
                 }
-                out.write_all(rest.as_bytes())?;
+                out.write_all(rest)?;
                 out.write_all(b"\"")?;
             }
             Some(v) => out.write_all(v.as_bytes())?,

@@ -2,41 +2,145 @@
 //! error row) and JSON documents whose records are an array at the top
 //! level or under a path such as `/events` (elements are parsed one at a
 //! time, never the whole document). A field is a top-level member name or
-//! a JSON pointer (`/task/id`); nested values load as compact JSON text.
+//! a JSON pointer (`/task/id`). Values keep their text as written: numbers
+//! their exact digits, nested objects and arrays their JSON text.
 
+use super::handoff::{self, Feed, Stopped};
 use super::output::Output;
 use super::sink::{Fields, Key, RowSink};
-use super::{FileContext, NormalizeError, NormalizeStats, RecordGuard};
+use super::{FileContext, NormalizeError, NormalizeStats, RecordGuard, RowError};
 use crate::config::Job;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, BufRead, Read};
 
-struct JsonFields<'a>(&'a Value);
+/// One record's text, owned, so it can cross to the writer thread, where
+/// it is parsed into a borrowed view: member values stay slices of the
+/// text (numbers keep their exact digits, nested values their text) and
+/// strings are unescaped only when they hold escapes.
+pub struct JsonRecord {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
 
-fn text(v: &Value) -> Option<Cow<'_, str>> {
-    match v {
-        Value::Null => None,
-        Value::String(s) => Some(Cow::Borrowed(s)),
-        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
-        Value::Number(n) => Some(Cow::Owned(n.to_string())),
-        other => Some(Cow::Owned(other.to_string())),
+impl JsonRecord {
+    fn text(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
     }
 }
 
-impl Fields for JsonFields<'_> {
+/// A string that borrows from the input unless it holds escapes.
+#[derive(serde::Deserialize)]
+struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// An object's members, in order, as raw values.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Members<'a> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Members<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'a>, A::Error> {
+                let mut out = Vec::with_capacity(16);
+                while let Some(Str(k)) = map.next_key::<Str<'de>>()? {
+                    out.push((k, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// The text of a raw value as a column sees it: strings unescaped, `null`
+/// absent, anything else (numbers, booleans, objects, arrays) as written.
+fn raw_text(v: &RawValue) -> Option<Cow<'_, str>> {
+    let t = v.get();
+    match t.as_bytes().first() {
+        Some(b'"') => serde_json::from_str::<Str<'_>>(t).ok().map(|s| s.0),
+        Some(b'n') if t == "null" => None,
+        _ => Some(Cow::Borrowed(t)),
+    }
+}
+
+/// Follows a JSON pointer (`/a/b/0`) from a record's members.
+fn pointer<'a>(members: &Members<'a>, ptr: &str) -> Option<&'a RawValue> {
+    let unescape = |seg: &str| seg.replace("~1", "/").replace("~0", "~");
+    let mut segs = ptr.split('/').skip(1);
+    let first = unescape(segs.next()?);
+    let mut v = members.0.iter().rev().find(|(k, _)| *k == first)?.1;
+    for seg in segs {
+        let seg = unescape(seg);
+        v = match v.get().as_bytes().first() {
+            Some(b'{') => {
+                let m: Members<'a> = serde_json::from_str(v.get()).ok()?;
+                m.0.into_iter().rev().find(|(k, _)| *k == seg)?.1
+            }
+            Some(b'[') => {
+                let items: Vec<&'a RawValue> = serde_json::from_str(v.get()).ok()?;
+                *items.get(seg.parse::<usize>().ok()?)?
+            }
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+/// A parsed record, borrowing from its [`JsonRecord`].
+struct JsonView<'a> {
+    text: &'a str,
+    members: Members<'a>,
+}
+
+impl Fields for JsonView<'_> {
     fn get(&self, key: &Key) -> Option<Cow<'_, str>> {
         match key {
-            Key::Name(n) => self.0.get(n).and_then(text),
-            Key::Pointer(p) => self.0.pointer(p).and_then(text),
+            Key::Name(n) => self
+                .members
+                .0
+                .iter()
+                .rev() // a repeated member: the last one counts
+                .find(|(k, _)| k == n)
+                .and_then(|(_, v)| raw_text(v)),
+            Key::Pointer(p) => pointer(&self.members, p).and_then(raw_text),
             _ => None,
         }
     }
 
     fn raw(&self) -> String {
-        self.0.to_string()
+        self.text.to_string()
+    }
+}
+
+impl handoff::Record for JsonRecord {
+    fn emit<W: Output>(&self, line: u64, sink: &mut RowSink<'_, W>) -> Result<(), NormalizeError> {
+        let bytes = self.text();
+        let parsed = std::str::from_utf8(bytes)
+            .map_err(|e| format!("not valid UTF-8 at byte {}", e.valid_up_to() + 1))
+            .and_then(|text| match serde_json::from_str::<Members<'_>>(text) {
+                Ok(members) => Ok(JsonView { text, members }),
+                Err(_) if serde_json::from_str::<IgnoredAny>(text).is_ok() => {
+                    Err("the record is JSON but not an object".to_string())
+                }
+                Err(e) => Err(format!("not valid JSON at column {}: {e}", e.column())),
+            });
+        match parsed {
+            Ok(view) => sink.push(line, &view),
+            Err(reason) => sink.rejected(RowError::unmapped(
+                line,
+                1224,
+                reason,
+                &String::from_utf8_lossy(bytes),
+            )),
+        }
     }
 }
 
@@ -57,80 +161,82 @@ pub fn decode_ndjson<R: Read, W: Output>(
     max_record: u64,
     out: W,
 ) -> Result<NormalizeStats, NormalizeError> {
-    let mut sink = RowSink::new(job, ctx, out, key_of)?;
+    let sink = RowSink::new(job, ctx, out, key_of)?;
+    let path = ctx.path.as_str();
     let mut reader = io::BufReader::with_capacity(256 * 1024, input);
-    let mut line_buf = Vec::new();
     let mut line_no = 0u64;
-    loop {
-        line_buf.clear();
-        line_no += 1;
-        // Read one line, but never more than the record limit.
-        let n = (&mut reader)
-            .take(max_record + 1)
-            .read_until(b'\n', &mut line_buf)
-            .map_err(|source| NormalizeError::Read {
-                path: ctx.path.clone(),
-                source,
-            })?;
-        if n == 0 {
-            break;
-        }
-        if line_buf.len() as u64 > max_record && !line_buf.ends_with(b"\n") {
-            return Err(NormalizeError::Limit {
-                path: ctx.path.clone(),
-                what: format!(
-                    "line {line_no} is longer than max_record_bytes ({max_record} bytes)"
-                ),
-            });
-        }
-        let mut bytes = line_buf.as_slice();
-        if line_no == 1 {
-            bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
-        }
-        let trimmed = bytes.trim_ascii();
-        if trimmed.is_empty() {
-            continue;
-        }
-        match serde_json::from_slice::<Value>(trimmed) {
-            Ok(v @ Value::Object(_)) => sink.push(line_no, &JsonFields(&v))?,
-            Ok(_) => sink.reject(
+    handoff::run(sink, path, |feed: &mut Feed<JsonRecord>| {
+        loop {
+            let mut line_buf = feed.spare().map(|r| r.buf).unwrap_or_default();
+            line_buf.clear();
+            line_no += 1;
+            // Read one line, but never more than the record limit.
+            let n = (&mut reader)
+                .take(max_record + 1)
+                .read_until(b'\n', &mut line_buf)
+                .map_err(|source| NormalizeError::Read {
+                    path: ctx.path.clone(),
+                    source,
+                })?;
+            if n == 0 {
+                break;
+            }
+            if line_buf.len() as u64 > max_record && !line_buf.ends_with(b"\n") {
+                return Err(NormalizeError::Limit {
+                    path: ctx.path.clone(),
+                    what: format!(
+                        "line {line_no} is longer than max_record_bytes ({max_record} bytes)"
+                    ),
+                });
+            }
+            let mut start = 0;
+            if line_no == 1 && line_buf.starts_with(b"\xef\xbb\xbf") {
+                start = 3;
+            }
+            let mut end = line_buf.len();
+            while start < end && line_buf[start].is_ascii_whitespace() {
+                start += 1;
+            }
+            while end > start && line_buf[end - 1].is_ascii_whitespace() {
+                end -= 1;
+            }
+            if start == end {
+                continue;
+            }
+            let sent = feed.push(
                 line_no,
-                1224,
-                "the line is JSON but not an object".into(),
-                || String::from_utf8_lossy(trimmed).into_owned(),
-            )?,
-            Err(e) => sink.reject(
-                line_no,
-                1224,
-                format!("not valid JSON at column {}: {e}", e.column()),
-                || String::from_utf8_lossy(trimmed).into_owned(),
-            )?,
+                end - start,
+                JsonRecord {
+                    buf: line_buf,
+                    start,
+                    end,
+                },
+            );
+            sent.map_err(|Stopped| handoff::stopped(path))?;
         }
-    }
-    sink.finish()
+        Ok(())
+    })
 }
 
 /// Receives each record; errors are kept aside, since serde only carries
 /// strings.
-struct Collector<'s, 'j, W: Output> {
-    sink: &'s mut RowSink<'j, W>,
+struct Collector<'s> {
+    feed: &'s mut Feed<JsonRecord>,
     guard: &'s RecordGuard,
+    path: &'s str,
     count: u64,
     failure: Option<NormalizeError>,
 }
 
-impl<W: Output> Collector<'_, '_, W> {
-    fn take(&mut self, v: Value) -> Result<(), String> {
+impl Collector<'_> {
+    fn take(&mut self, text: String) -> Result<(), String> {
         self.count += 1;
-        let r = match &v {
-            Value::Object(_) => self.sink.push(self.count, &JsonFields(&v)),
-            _ => self.sink.reject(
-                self.count,
-                1224,
-                "the record is JSON but not an object".into(),
-                || v.to_string(),
-            ),
-        };
+        let buf = text.into_bytes();
+        let end = buf.len();
+        let r = self
+            .feed
+            .push(self.count, end, JsonRecord { buf, start: 0, end })
+            .map_err(|Stopped| handoff::stopped(self.path));
         self.guard.record_ended_here();
         r.map_err(|e| {
             let text = e.to_string();
@@ -141,12 +247,12 @@ impl<W: Output> Collector<'_, '_, W> {
 }
 
 /// Walks `path` (object keys) down to the records, then streams them.
-struct Records<'p, 'c, 's, 'j, W: Output> {
+struct Records<'p, 'c, 's> {
     path: &'p [String],
-    c: &'c mut Collector<'s, 'j, W>,
+    c: &'c mut Collector<'s>,
 }
 
-impl<'de, W: Output> DeserializeSeed<'de> for Records<'_, '_, '_, '_, W> {
+impl<'de> DeserializeSeed<'de> for Records<'_, '_, '_> {
     type Value = bool;
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
@@ -154,7 +260,7 @@ impl<'de, W: Output> DeserializeSeed<'de> for Records<'_, '_, '_, '_, W> {
     }
 }
 
-impl<'de, W: Output> Visitor<'de> for Records<'_, '_, '_, '_, W> {
+impl<'de> Visitor<'de> for Records<'_, '_, '_> {
     type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -172,8 +278,10 @@ impl<'de, W: Output> Visitor<'de> for Records<'_, '_, '_, '_, W> {
                 self.path[0]
             )));
         }
-        while let Some(v) = seq.next_element::<Value>()? {
-            self.c.take(v).map_err(de::Error::custom)?;
+        while let Some(v) = seq.next_element::<Box<RawValue>>()? {
+            self.c
+                .take(String::from(Box::<str>::from(v)))
+                .map_err(de::Error::custom)?;
         }
         Ok(true)
     }
@@ -182,7 +290,7 @@ impl<'de, W: Output> Visitor<'de> for Records<'_, '_, '_, '_, W> {
         if self.path.is_empty() {
             // One record object at the top.
             let v = Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
-            self.c.take(v).map_err(de::Error::custom)?;
+            self.c.take(v.to_string()).map_err(de::Error::custom)?;
             return Ok(true);
         }
         let mut found = false;
@@ -211,7 +319,7 @@ pub fn decode_document<R: Read, W: Output>(
     guard: &RecordGuard,
     out: W,
 ) -> Result<NormalizeStats, NormalizeError> {
-    let mut sink = RowSink::new(job, ctx, out, key_of)?;
+    let sink = RowSink::new(job, ctx, out, key_of)?;
     let mut reader = io::BufReader::with_capacity(256 * 1024, input);
     // An empty (or all-blank) file is zero records.
     let blank = loop {
@@ -233,47 +341,50 @@ pub fn decode_document<R: Read, W: Output>(
         }
         reader.consume(skip);
     };
-    if !blank {
-        let mut collector = Collector {
-            sink: &mut sink,
-            guard,
-            count: 0,
-            failure: None,
-        };
-        let mut de = serde_json::Deserializer::from_reader(reader);
-        let result = Records {
-            path,
-            c: &mut collector,
-        }
-        .deserialize(&mut de)
-        .and_then(|found| de.end().map(|()| found));
-        if let Some(e) = collector.failure.take() {
-            return Err(e);
-        }
-        match result {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(NormalizeError::Format {
-                    path: ctx.path.clone(),
-                    reason: format!(
-                        "no records at {:?}: the document has no such member",
-                        format!("/{}", path.join("/"))
-                    ),
-                });
+    handoff::run(sink, &ctx.path, |feed: &mut Feed<JsonRecord>| {
+        if !blank {
+            let mut collector = Collector {
+                feed,
+                guard,
+                path: &ctx.path,
+                count: 0,
+                failure: None,
+            };
+            let mut de = serde_json::Deserializer::from_reader(reader);
+            let result = Records {
+                path,
+                c: &mut collector,
             }
-            Err(e) if e.is_io() => {
-                return Err(NormalizeError::Read {
-                    path: ctx.path.clone(),
-                    source: io::Error::other(e.to_string()),
-                });
+            .deserialize(&mut de)
+            .and_then(|found| de.end().map(|()| found));
+            if let Some(e) = collector.failure.take() {
+                return Err(e);
             }
-            Err(e) => {
-                return Err(NormalizeError::Format {
-                    path: ctx.path.clone(),
-                    reason: format!("not valid JSON: {e}"),
-                });
+            match result {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(NormalizeError::Format {
+                        path: ctx.path.clone(),
+                        reason: format!(
+                            "no records at {:?}: the document has no such member",
+                            format!("/{}", path.join("/"))
+                        ),
+                    });
+                }
+                Err(e) if e.is_io() => {
+                    return Err(NormalizeError::Read {
+                        path: ctx.path.clone(),
+                        source: io::Error::other(e.to_string()),
+                    });
+                }
+                Err(e) => {
+                    return Err(NormalizeError::Format {
+                        path: ctx.path.clone(),
+                        reason: format!("not valid JSON: {e}"),
+                    });
+                }
             }
         }
-    }
-    sink.finish()
+        Ok(())
+    })
 }

@@ -16,6 +16,7 @@ mod csv_in;
 mod csv_out;
 mod encoding;
 pub mod gzip;
+mod handoff;
 pub mod infer;
 mod json_in;
 pub mod output;
@@ -52,6 +53,20 @@ pub struct RowError {
     pub raw_line: String,
     /// The offending value (capped).
     pub raw_value: Option<String>,
+}
+
+impl RowError {
+    /// A record rejected before mapping (ragged, unparsable, not UTF-8).
+    pub fn unmapped(line: u64, code: i32, reason: String, raw: &str) -> RowError {
+        RowError {
+            line,
+            column: None,
+            code,
+            reason,
+            raw_line: cap(raw),
+            raw_value: None,
+        }
+    }
 }
 
 /// What one file produced.

@@ -14,7 +14,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
 /// The staged CSV stream, with record boundaries and rejects.
-pub trait Output: Write {
+pub trait Output: Write + Send {
     /// A whole record has been written; the output may start a new part.
     fn record_end(&mut self) -> io::Result<()> {
         Ok(())

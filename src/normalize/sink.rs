@@ -32,6 +32,30 @@ pub trait Fields {
     fn raw(&self) -> String;
 }
 
+/// `s` without leading and trailing white space; values that start and end
+/// with a visible ASCII byte (nearly all) return at once. Unicode white
+/// space starts and ends with bytes ≥ 0x80, so those take the full path.
+fn trim(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(&a), Some(&z)) if a > b' ' && a < 0x80 && z > b' ' && z < 0x80 => s,
+        _ => s.trim(),
+    }
+}
+
+/// `n` in decimal, in `buf` (no allocation, no formatter).
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).expect("ASCII digits")
+}
+
 /// How each column gets its value.
 enum Plan {
     Field(Key),
@@ -47,6 +71,7 @@ pub struct RowSink<'j, W: Output> {
     ctx: &'j FileContext,
     plan: Vec<Plan>,
     out: W,
+    line: Vec<u8>,
     /// What has been written and rejected so far.
     pub stats: NormalizeStats,
 }
@@ -75,6 +100,7 @@ impl<'j, W: Output> RowSink<'j, W> {
             ctx,
             plan,
             out,
+            line: Vec::with_capacity(1024),
             stats: NormalizeStats::default(),
         })
     }
@@ -100,7 +126,7 @@ impl<'j, W: Output> RowSink<'j, W> {
 
     /// Counts a rejected record, hands it to the output and keeps the first
     /// [`MAX_KEPT_ERRORS`] in memory.
-    fn rejected(&mut self, error: RowError) -> Result<(), NormalizeError> {
+    pub(super) fn rejected(&mut self, error: RowError) -> Result<(), NormalizeError> {
         self.stats.rejected += 1;
         self.out
             .rejected(&error)
@@ -123,22 +149,23 @@ impl<'j, W: Output> RowSink<'j, W> {
         // Values borrow from the record where they can: no allocation per
         // field for the common case of text that needs no conversion.
         let mut values: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(self.job.columns.len());
-        let line_text = line.to_string();
+        let mut digits = [0u8; 20];
+        let line_text = decimal(line, &mut digits);
         let mut failure: Option<RowError> = None;
         for (col, how) in self.job.columns.iter().zip(&self.plan) {
             let raw: Option<Cow<'_, str>> = match how {
                 Plan::Field(key) => fields.get(key).map(|v| {
                     if col.trim {
                         match v {
-                            Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
-                            Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+                            Cow::Borrowed(b) => Cow::Borrowed(trim(b)),
+                            Cow::Owned(o) => Cow::Owned(trim(&o).to_string()),
                         }
                     } else {
                         v
                     }
                 }),
                 Plan::SourceFile => Some(Cow::Borrowed(self.ctx.path.as_str())),
-                Plan::SourceLine => Some(Cow::Borrowed(line_text.as_str())),
+                Plan::SourceLine => Some(Cow::Borrowed(line_text)),
                 Plan::IngestTime => Some(Cow::Borrowed(self.ctx.ingest_time.as_str())),
                 Plan::Constant(c) => Some(Cow::Borrowed(c.as_str())),
             };
@@ -192,11 +219,14 @@ impl<'j, W: Output> RowSink<'j, W> {
             drop(values);
             return self.rejected(f);
         }
-        let extra = [Some(self.ctx.path.as_str()), Some(line_text.as_str())];
+        let extra = [Some(self.ctx.path.as_str()), Some(line_text)];
+        // One write per record: the line is built in a reused buffer.
+        self.line.clear();
         write_record(
-            &mut self.out,
+            &mut self.line,
             values.iter().map(|v| v.as_deref()).chain(extra),
         )
+        .and_then(|()| self.out.write_all(&self.line))
         .and_then(|()| self.out.record_end())
         .map_err(|source| NormalizeError::Write {
             path: self.ctx.path.clone(),

@@ -179,6 +179,21 @@ fn ndjson_maps_names_and_pointers_and_rejects_bad_lines() {
 }
 
 #[test]
+fn json_numbers_keep_their_digits_and_escaped_names_still_match() {
+    let j = job_with(
+        "format = { kind = \"ndjson\" }",
+        r#"{ name = "big", type = "decimal(38,0)" }, { name = "f", type = "decimal(20,19)" }, { name = "q", type = "varchar(10)", source = "a\"b" }, { name = "dup", type = "int" }"#,
+    );
+    let input = "{\"big\": 12345678901234567890123, \"f\": 0.1000000000000000055, \"a\\\"b\": \"x\\ny\", \"dup\": 1, \"dup\": 2}\n";
+    let (out, stats) = run(&j, input).unwrap();
+    assert_eq!(stats.rejected, 0, "{:?}", stats.errors);
+    assert_eq!(
+        out,
+        "12345678901234567890123,0.1000000000000000055,\"x\ny\",2,/in/f.csv,1\n"
+    );
+}
+
+#[test]
 fn json_documents_stream_records_at_the_top_or_under_a_path() {
     let cols = r#"{ name = "id", type = "int" }, { name = "name", type = "varchar(10)" }"#;
     let top = job_with("format = { kind = \"json\" }", cols);

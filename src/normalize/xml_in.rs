@@ -9,29 +9,71 @@
 //! read. Nesting deeper than `max_xml_depth` fails the file. An error row's
 //! line is the record's ordinal; its reason gives the byte offset.
 
+use super::handoff::{self, Feed, Stopped};
 use super::output::Output;
 use super::sink::{Fields, Key, RowSink};
 use super::{FileContext, NormalizeError, NormalizeStats, RecordGuard};
 use crate::config::Job;
 use quick_xml::events::Event;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::io::BufRead;
 
-struct XmlFields<'a> {
-    values: &'a HashMap<String, String>,
+/// One record's mapped fields, owned, so it can cross to the writer
+/// thread. Slots are reused from record to record; only the first `len`
+/// are live.
+#[derive(Default)]
+struct XmlFields {
+    values: Vec<(String, String)>,
+    len: usize,
 }
 
-impl Fields for XmlFields<'_> {
+impl XmlFields {
+    fn live(&self) -> &[(String, String)] {
+        &self.values[..self.len]
+    }
+
+    /// Records `key` unless the record has it already (the first
+    /// occurrence of a repeated child counts).
+    fn set_if_absent(&mut self, key: &str, value: &str) {
+        if self.live().iter().any(|(k, _)| k == key) {
+            return;
+        }
+        if let Some((k, v)) = self.values.get_mut(self.len) {
+            k.clear();
+            k.push_str(key);
+            v.clear();
+            v.push_str(value);
+        } else {
+            self.values.push((key.to_string(), value.to_string()));
+        }
+        self.len += 1;
+    }
+}
+
+impl handoff::Record for XmlFields {
+    fn emit<W: super::Output>(
+        &self,
+        line: u64,
+        sink: &mut RowSink<'_, W>,
+    ) -> Result<(), NormalizeError> {
+        sink.push(line, self)
+    }
+}
+
+impl Fields for XmlFields {
     fn get(&self, key: &Key) -> Option<Cow<'_, str>> {
         match key {
-            Key::Name(n) => self.values.get(n).map(|v| Cow::Borrowed(v.as_str())),
+            Key::Name(n) => self
+                .live()
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| Cow::Borrowed(v.as_str())),
             _ => None,
         }
     }
 
     fn raw(&self) -> String {
-        let mut pairs: Vec<_> = self.values.iter().collect();
+        let mut pairs: Vec<_> = self.live().iter().collect();
         pairs.sort();
         pairs
             .iter()
@@ -41,12 +83,14 @@ impl Fields for XmlFields<'_> {
     }
 }
 
-fn local(name: &[u8]) -> String {
+/// Writes the local part of a (possibly prefixed) name into `out`.
+fn local_into(name: &[u8], out: &mut String) {
     let n = match name.iter().position(|&b| b == b':') {
         Some(i) => &name[i + 1..],
         None => name,
     };
-    String::from_utf8_lossy(n).into_owned()
+    out.clear();
+    out.push_str(&String::from_utf8_lossy(n));
 }
 
 fn predefined(name: &str) -> Option<char> {
@@ -70,161 +114,214 @@ pub fn decode<R: BufRead, W: Output>(
     guard: &RecordGuard,
     out: W,
 ) -> Result<NormalizeStats, NormalizeError> {
-    let mut sink = RowSink::new(job, ctx, out, |name, _| {
-        Ok(Key::Name(name.trim_start_matches('/').to_string()))
+    let mut wanted = Vec::new();
+    let sink = RowSink::new(job, ctx, out, |name, _| {
+        let key = name.trim_start_matches('/').to_string();
+        wanted.push(key.clone());
+        Ok(Key::Name(key))
     })?;
-    let mut reader = quick_xml::Reader::from_reader(input);
-    reader.config_mut().trim_text(false);
-    let format_err = |reason: String| NormalizeError::Format {
-        path: ctx.path.clone(),
-        reason,
+    let mut state = State {
+        record_path,
+        wanted,
+        names: Vec::new(),
+        depth: 0,
+        record: None,
+        text: String::new(),
+        key: String::new(),
     };
-    let mut buf = Vec::new();
-    let mut stack: Vec<String> = Vec::new();
-    // Inside a record: its depth, its values, the text being collected.
-    let mut record: Option<(usize, HashMap<String, String>)> = None;
-    let mut text = String::new();
-    let mut count = 0u64;
-    let mut record_start = 0u64;
-    loop {
-        let pos = reader.buffer_position();
-        let event = reader.read_event_into(&mut buf).map_err(|e| {
-            format_err(format!(
-                "not well-formed XML near byte {}: {e}",
-                reader.error_position()
-            ))
-        })?;
-        match event {
-            Event::DocType(_) => {
-                return Err(format_err(
-                    "the document has a DTD (<!DOCTYPE …>); DTDs are refused so that no entity can expand".into(),
-                ));
+    handoff::run(sink, &ctx.path, |feed: &mut Feed<XmlFields>| {
+        state.decode(ctx, input, max_depth, guard, feed)
+    })
+}
+
+/// The decoder's state; buffers are reused from element to element.
+struct State<'p> {
+    record_path: &'p [String],
+    /// The field keys the job maps; other children are skipped.
+    wanted: Vec<String>,
+    /// Local names of the open elements; the first `depth` are live.
+    names: Vec<String>,
+    depth: usize,
+    /// Inside a record: the record element's depth and its fields.
+    record: Option<(usize, XmlFields)>,
+    /// Text of the innermost element so far.
+    text: String,
+    /// Scratch for a field key.
+    key: String,
+}
+
+impl State<'_> {
+    fn is_wanted(&self, key: &str) -> bool {
+        self.wanted.iter().any(|w| w == key)
+    }
+
+    /// `key` = the path of the open elements below the record, joined by `/`.
+    fn relative_key(&mut self, record_depth: usize) {
+        self.key.clear();
+        for (i, n) in self.names[record_depth..self.depth].iter().enumerate() {
+            if i > 0 {
+                self.key.push('/');
             }
-            Event::Start(ref e) | Event::Empty(ref e) => {
-                let empty = matches!(event, Event::Empty(_));
-                let name = local(e.name().as_ref());
-                stack.push(name);
-                if stack.len() > max_depth {
-                    return Err(format_err(format!(
-                        "elements nest deeper than max_xml_depth ({max_depth}) near byte {pos}"
-                    )));
+            self.key.push_str(n);
+        }
+    }
+
+    fn decode<R: BufRead>(
+        &mut self,
+        ctx: &FileContext,
+        input: R,
+        max_depth: usize,
+        guard: &RecordGuard,
+        feed: &mut Feed<XmlFields>,
+    ) -> Result<(), NormalizeError> {
+        let mut reader = quick_xml::Reader::from_reader(input);
+        reader.config_mut().trim_text(false);
+        let format_err = |reason: String| NormalizeError::Format {
+            path: ctx.path.clone(),
+            reason,
+        };
+        let mut buf = Vec::new();
+        let mut count = 0u64;
+        loop {
+            let pos = reader.buffer_position();
+            let event = reader.read_event_into(&mut buf).map_err(|e| {
+                format_err(format!(
+                    "not well-formed XML near byte {}: {e}",
+                    reader.error_position()
+                ))
+            })?;
+            match event {
+                Event::DocType(_) => {
+                    return Err(format_err(
+                        "the document has a DTD (<!DOCTYPE …>); DTDs are refused so that no entity can expand".into(),
+                    ));
                 }
-                let attrs: Vec<(String, String)> = e
-                    .attributes()
-                    .filter_map(|a| a.ok())
-                    .filter(|a| !a.key.as_ref().starts_with(b"xmlns"))
-                    .map(|a| {
-                        let v = a
-                            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                            .map(|v| v.into_owned())
-                            .unwrap_or_default();
-                        (local(a.key.as_ref()), v)
-                    })
-                    .collect();
-                if record.is_none()
-                    && stack.len() == record_path.len()
-                    && stack.iter().zip(record_path).all(|(a, b)| a == b)
-                {
-                    count += 1;
-                    record_start = pos;
-                    let mut values = HashMap::new();
-                    for (k, v) in attrs {
-                        values.insert(format!("@{k}"), v);
+                Event::Start(ref e) | Event::Empty(ref e) => {
+                    let empty = matches!(event, Event::Empty(_));
+                    if self.depth == self.names.len() {
+                        self.names.push(String::new());
                     }
-                    record = Some((stack.len(), values));
-                    text.clear();
-                } else if let Some((depth, values)) = record.as_mut() {
-                    let rel = stack[*depth..].join("/");
-                    for (k, v) in attrs {
-                        values.insert(format!("{rel}/@{k}"), v);
+                    local_into(e.name().as_ref(), &mut self.names[self.depth]);
+                    self.depth += 1;
+                    if self.depth > max_depth {
+                        return Err(format_err(format!(
+                            "elements nest deeper than max_xml_depth ({max_depth}) near byte {pos}"
+                        )));
                     }
-                    text.clear();
+                    let starts_record = self.record.is_none()
+                        && self.depth == self.record_path.len()
+                        && self.names[..self.depth]
+                            .iter()
+                            .zip(self.record_path)
+                            .all(|(a, b)| a == b);
+                    if starts_record {
+                        count += 1;
+                        let mut fields = feed.spare().unwrap_or_default();
+                        fields.len = 0;
+                        self.record = Some((self.depth, fields));
+                    }
+                    if let Some(record_depth) = self.record.as_ref().map(|r| r.0) {
+                        self.relative_key(record_depth);
+                        let prefix_len = self.key.len();
+                        for a in e.attributes().filter_map(|a| a.ok()) {
+                            if a.key.as_ref().starts_with(b"xmlns") {
+                                continue;
+                            }
+                            self.key.truncate(prefix_len);
+                            if prefix_len > 0 {
+                                self.key.push('/');
+                            }
+                            self.key.push('@');
+                            let name = a.key.as_ref();
+                            let local = match name.iter().position(|&b| b == b':') {
+                                Some(i) => &name[i + 1..],
+                                None => name,
+                            };
+                            self.key.push_str(&String::from_utf8_lossy(local));
+                            if self.is_wanted(&self.key) {
+                                let v = a
+                                    .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                                    .unwrap_or_default();
+                                let key = std::mem::take(&mut self.key);
+                                if let Some((_, fields)) = self.record.as_mut() {
+                                    fields.set_if_absent(&key, &v);
+                                }
+                                self.key = key;
+                            }
+                        }
+                        self.text.clear();
+                    }
+                    if empty {
+                        self.end_element(count, guard, feed)?;
+                    }
                 }
-                if empty {
-                    end_element(
-                        &mut stack,
-                        &mut record,
-                        &mut text,
-                        &mut sink,
-                        count,
-                        record_start,
-                        guard,
-                    )?;
+                Event::Text(t) if self.record.is_some() => {
+                    self.text.push_str(
+                        &t.xml10_content()
+                            .map_err(|e| format_err(format!("bad text near byte {pos}: {e}")))?,
+                    );
                 }
-            }
-            Event::Text(t) if record.is_some() => {
-                text.push_str(
-                    &t.xml10_content()
-                        .map_err(|e| format_err(format!("bad text near byte {pos}: {e}")))?,
-                );
-            }
-            Event::CData(t) if record.is_some() => {
-                text.push_str(
-                    &t.decode()
-                        .map_err(|e| format_err(format!("bad CDATA near byte {pos}: {e}")))?,
-                );
-            }
-            Event::GeneralRef(r) if record.is_some() => {
-                if let Some(c) = r.resolve_char_ref().ok().flatten() {
-                    text.push(c);
-                } else {
-                    let name = r.decode().map_err(|e| format_err(e.to_string()))?;
-                    match predefined(&name) {
-                        Some(c) => text.push(c),
-                        None => {
-                            return Err(format_err(format!(
-                                "unknown entity &{name}; near byte {pos} (only the predefined entities are read)"
-                            )));
+                Event::CData(t) if self.record.is_some() => {
+                    self.text.push_str(
+                        &t.decode()
+                            .map_err(|e| format_err(format!("bad CDATA near byte {pos}: {e}")))?,
+                    );
+                }
+                Event::GeneralRef(r) if self.record.is_some() => {
+                    if let Some(c) = r.resolve_char_ref().ok().flatten() {
+                        self.text.push(c);
+                    } else {
+                        let name = r.decode().map_err(|e| format_err(e.to_string()))?;
+                        match predefined(&name) {
+                            Some(c) => self.text.push(c),
+                            None => {
+                                return Err(format_err(format!(
+                                    "unknown entity &{name}; near byte {pos} (only the predefined entities are read)"
+                                )));
+                            }
                         }
                     }
                 }
+                Event::End(_) => self.end_element(count, guard, feed)?,
+                Event::Eof => break,
+                _ => {}
             }
-            Event::End(_) => end_element(
-                &mut stack,
-                &mut record,
-                &mut text,
-                &mut sink,
-                count,
-                record_start,
-                guard,
-            )?,
-            Event::Eof => break,
-            _ => {}
+            buf.clear();
         }
-        buf.clear();
+        if self.record.is_some() {
+            return Err(format_err(format!(
+                "the document ends inside record {count}"
+            )));
+        }
+        Ok(())
     }
-    if record.is_some() {
-        return Err(format_err(format!(
-            "the document ends inside record {count}"
-        )));
-    }
-    sink.finish()
-}
 
-#[allow(clippy::too_many_arguments)]
-fn end_element<W: Output>(
-    stack: &mut Vec<String>,
-    record: &mut Option<(usize, HashMap<String, String>)>,
-    text: &mut String,
-    sink: &mut RowSink<'_, W>,
-    count: u64,
-    record_start: u64,
-    guard: &RecordGuard,
-) -> Result<(), NormalizeError> {
-    if let Some((depth, values)) = record.as_mut() {
-        if stack.len() > *depth {
-            let rel = stack[*depth..].join("/");
-            // The innermost text wins; an element with only children
-            // keeps what its children recorded.
-            values.entry(rel).or_insert_with(|| std::mem::take(text));
-            text.clear();
-        } else if stack.len() == *depth {
-            let (_, values) = record.take().expect("inside a record");
-            let _ = record_start;
-            sink.push(count, &XmlFields { values: &values })?;
-            guard.record_ended_here();
+    fn end_element(
+        &mut self,
+        count: u64,
+        guard: &RecordGuard,
+        feed: &mut Feed<XmlFields>,
+    ) -> Result<(), NormalizeError> {
+        if let Some(record_depth) = self.record.as_ref().map(|r| r.0) {
+            if self.depth > record_depth {
+                // The innermost text wins; an element with only children
+                // keeps what its children recorded.
+                self.relative_key(record_depth);
+                if self.is_wanted(&self.key)
+                    && let Some((_, fields)) = self.record.as_mut()
+                {
+                    fields.set_if_absent(&self.key, &self.text);
+                }
+                self.text.clear();
+            } else if self.depth == record_depth {
+                let (_, fields) = self.record.take().expect("inside a record");
+                let size = fields.live().iter().map(|(k, v)| k.len() + v.len()).sum();
+                feed.push(count, size, fields)
+                    .map_err(|Stopped| handoff::stopped(""))?;
+                guard.record_ended_here();
+            }
         }
+        self.depth = self.depth.saturating_sub(1);
+        Ok(())
     }
-    stack.pop();
-    Ok(())
 }
