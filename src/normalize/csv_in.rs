@@ -35,15 +35,7 @@ fn raw_record(record: &csv::StringRecord, delimiter: u8) -> String {
         .join(&(delimiter as char).to_string())
 }
 
-impl handoff::Record for CsvRecord {
-    fn emit<W: super::Output>(
-        &self,
-        line: u64,
-        sink: &mut RowSink<'_, W>,
-    ) -> Result<(), NormalizeError> {
-        sink.push(line, self)
-    }
-}
+handoff::fields_record!(CsvRecord);
 
 impl Fields for CsvRecord {
     fn get(&self, key: &Key) -> Option<Cow<'_, str>> {

@@ -30,6 +30,22 @@ pub trait Record: Send {
     fn emit<W: Output>(&self, line: u64, sink: &mut RowSink<'_, W>) -> Result<(), NormalizeError>;
 }
 
+/// Implements [`Record`] for a type that is its own [`Fields`](super::sink::Fields).
+macro_rules! fields_record {
+    ($t:ty) => {
+        impl $crate::normalize::handoff::Record for $t {
+            fn emit<W: $crate::normalize::Output>(
+                &self,
+                line: u64,
+                sink: &mut $crate::normalize::sink::RowSink<'_, W>,
+            ) -> Result<(), $crate::normalize::NormalizeError> {
+                sink.push(line, self)
+            }
+        }
+    };
+}
+pub(super) use fields_record;
+
 /// The writer thread stopped; its own error says why.
 #[derive(Debug)]
 pub struct Stopped;

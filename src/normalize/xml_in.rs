@@ -50,15 +50,7 @@ impl XmlFields {
     }
 }
 
-impl handoff::Record for XmlFields {
-    fn emit<W: super::Output>(
-        &self,
-        line: u64,
-        sink: &mut RowSink<'_, W>,
-    ) -> Result<(), NormalizeError> {
-        sink.push(line, self)
-    }
-}
+handoff::fields_record!(XmlFields);
 
 impl Fields for XmlFields {
     fn get(&self, key: &Key) -> Option<Cow<'_, str>> {
