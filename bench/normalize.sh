@@ -2,29 +2,23 @@
 # Normalize throughput and memory: generates a task-event file of SIZE_MB
 # in each format (CSV, NDJSON, XML), runs `ferry normalize` on it (release
 # build) and prints input MB/s, rows/s and peak RSS, next to `gzip -1` of
-# the same bytes.
+# the same bytes. Each is run RUNS times and the best time is printed (this
+# machine shares its cores; the best run is the least disturbed one); peak
+# RSS is the largest of the runs.
 #
-#   bench/normalize.sh [SIZE_MB]      (default 1000)
+#   bench/normalize.sh [SIZE_MB] [RUNS]      (defaults 1000, 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB=${1:-1000}
+RUNS=${2:-3}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/ferry-target}"
 cargo build --release --quiet --bin ferry
 FERRY="$CARGO_TARGET_DIR/release/ferry"
 work=$(mktemp -d /var/tmp/ferry-nbench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-cols='
-  { name = "event_id",      type = "varchar(64)", required = true, SRC_ID },
-  { name = "task_id",       type = "varchar(64)", required = true },
-  { name = "event_type",    type = "varchar(32)", required = true },
-  { name = "status",        type = "varchar(32)" },
-  { name = "user_id",       type = "varchar(64)" },
-  { name = "source_system", type = "varchar(64)" },
-  { name = "occurred_at",   type = "timestamptz", required = true },
-  { name = "duration_ms",   type = "bigint" },
-  { name = "attempt",       type = "int" },
-  { name = "payload",       type = "json" },'
+# The mapping both benches use (SRC_ID: how the event id is found).
+cols=$(cat bench/columns.toml)
 {
   printf '[staging]\nbucket = "unused"\n[warehouse]\nkind = "postgres"\n[sources.s]\nkind = "local"\nroot = "/tmp"\n'
   for f in csv ndjson xml; do
@@ -43,15 +37,22 @@ for f in csv ndjson xml; do
   python3 bench/gen_events.py "$f" "$SIZE_MB" "$work/events.$f"
   bytes=$(stat -c %s "$work/events.$f")
   sync
-  /usr/bin/time -f '%M %e' -o "$work/time.$f" \
-    "$FERRY" --config "$work/ferry.toml" --log-level warn normalize "$work/events.$f" --job "bench-$f" --out "$work/out.csv.gz" > "$work/out.$f"
-  read -r rss_kb secs < "$work/time.$f"
+  best_secs=""; max_rss=0; best_gz=""
+  for _ in $(seq "$RUNS"); do
+    /usr/bin/time -f '%M %e' -o "$work/time.$f" \
+      "$FERRY" --config "$work/ferry.toml" --log-level warn normalize "$work/events.$f" --job "bench-$f" --out "$work/out.csv.gz" > "$work/out.$f"
+    read -r rss_kb secs < "$work/time.$f"
+    if [ -z "$best_secs" ] || python3 -c "import sys; sys.exit(0 if $secs < $best_secs else 1)"; then best_secs=$secs; fi
+    if [ "$rss_kb" -gt "$max_rss" ]; then max_rss=$rss_kb; fi
+    gz_start=$(date +%s.%N); gzip -1 -c "$work/events.$f" > /dev/null; gz_end=$(date +%s.%N)
+    gz=$(python3 -c "print($gz_end - $gz_start)")
+    if [ -z "$best_gz" ] || python3 -c "import sys; sys.exit(0 if $gz < $best_gz else 1)"; then best_gz=$gz; fi
+  done
   rows=$(sed -E 's/.*: ([0-9]+) rows written.*/\1/' "$work/out.$f")
-  gz_start=$(date +%s.%N); gzip -1 -c "$work/events.$f" > /dev/null; gz_end=$(date +%s.%N)
-  python3 - "$f" "$bytes" "$secs" "$rows" "$rss_kb" "$gz_start" "$gz_end" <<'PY'
+  python3 - "$f" "$bytes" "$best_secs" "$rows" "$max_rss" "$best_gz" <<'PY'
 import sys
-f, b, s, rows, rss, g0, g1 = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7])
-print(f"{f:<8} {b/1e6:9.0f} {s:10.2f} {b/1e6/s:12.1f} {rows/s:12.0f} {rss/1024:12.1f} {b/1e6/(g1-g0):14.1f}")
+f, b, s, rows, rss, gz = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+print(f"{f:<8} {b/1e6:9.0f} {s:10.2f} {b/1e6/s:12.1f} {rows/s:12.0f} {rss/1024:12.1f} {b/1e6/gz:14.1f}")
 PY
   rm -f "$work/events.$f" "$work/out.csv.gz"
 done

@@ -77,6 +77,9 @@ pub fn decode<R: Read, W: Output>(
         .has_headers(false)
         .flexible(true)
         .terminator(csv::Terminator::Any(b'\n'))
+        // As large as the buffered reader below, so that its reads go
+        // straight into this buffer instead of being copied twice.
+        .buffer_capacity(256 * 1024)
         .from_reader(input);
     let mut record = csv::StringRecord::new();
     let header: Vec<String> = if fmt.header {

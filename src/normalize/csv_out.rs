@@ -23,30 +23,44 @@ fn needs_quotes(v: &str) -> bool {
     }
 }
 
+fn write_field<W: Write>(out: &mut W, field: Option<&str>, plain: bool) -> io::Result<()> {
+    match field {
+        None => out.write_all(NULL_MARKER.as_bytes()),
+        Some(v) if !plain && needs_quotes(v) => {
+            out.write_all(b"\"")?;
+            let mut rest = v.as_bytes();
+            while let Some(pos) = rest.iter().position(|&c| c == b'"') {
+                out.write_all(&rest[..=pos])?;
+                out.write_all(b"\"")?;
+                rest = &rest[pos + 1..];
+            }
+            out.write_all(rest)?;
+            out.write_all(b"\"")
+        }
+        Some(v) => out.write_all(v.as_bytes()),
+    }
+}
+
 /// Writes one record and its line end (`\n`).
 pub fn write_record<'a, W: Write>(
     out: &mut W,
     fields: impl IntoIterator<Item = Option<&'a str>>,
 ) -> io::Result<()> {
-    for (i, field) in fields.into_iter().enumerate() {
+    write_row(out, fields.into_iter().map(|f| (f, false)))
+}
+
+/// Like [`write_record`], where a field marked plain is known to need no
+/// quotes (canonical numbers, booleans, dates and timestamps: never empty,
+/// no delimiter, quote, line break or edge space), so it is not scanned.
+pub fn write_row<'a, W: Write>(
+    out: &mut W,
+    fields: impl IntoIterator<Item = (Option<&'a str>, bool)>,
+) -> io::Result<()> {
+    for (i, (field, plain)) in fields.into_iter().enumerate() {
         if i > 0 {
             out.write_all(b",")?;
         }
-        match field {
-            None => out.write_all(NULL_MARKER.as_bytes())?,
-            Some(v) if needs_quotes(v) => {
-                out.write_all(b"\"")?;
-                let mut rest = v.as_bytes();
-                while let Some(pos) = rest.iter().position(|&c| c == b'"') {
-                    out.write_all(&rest[..=pos])?;
-                    out.write_all(b"\"")?;
-                    rest = &rest[pos + 1..];
-                }
-                out.write_all(rest)?;
-                out.write_all(b"\"")?;
-            }
-            Some(v) => out.write_all(v.as_bytes())?,
-        }
+        write_field(out, field, plain)?;
     }
     out.write_all(b"\n")
 }

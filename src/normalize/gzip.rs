@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::thread;
 
 const BLOCK: usize = 1 << 20;
-const IN_FLIGHT: usize = 4;
+const IN_FLIGHT: usize = 8;
 
 /// A `Write` that gzips on another thread into `W`.
 pub struct ParallelGzip<W: Write + Send + 'static> {

@@ -12,11 +12,11 @@ use super::{NormalizeError, NormalizeStats, Output, RowError};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 /// Records per batch.
-const BATCH_ROWS: usize = 512;
+const BATCH_ROWS: usize = 1024;
 /// Bytes of input per batch (a batch is sent when either limit is reached).
 const BATCH_BYTES: usize = 512 * 1024;
 /// Batches queued between the threads.
-const IN_FLIGHT: usize = 4;
+const IN_FLIGHT: usize = 8;
 
 enum Item<T> {
     Row(u64, T),

@@ -1,10 +1,13 @@
 //! Normalize: input bytes → mapped, type-checked rows → gzip CSV, plus error
 //! rows for the records that do not fit.
 //!
-//! Pure and synchronous: it reads from a [`Read`] and writes to a [`Write`],
-//! so the pipeline runs it on a blocking thread between the source stream
-//! and the staging file. Memory is bounded by the largest record, never by
-//! the file.
+//! Pure and synchronous: it reads from a [`Read`] and writes to an
+//! [`Output`], so the pipeline runs it on a blocking thread between the
+//! source stream and the staging files. Inside, the decoder runs on the
+//! calling thread and hands owned records to a writer thread that maps,
+//! checks and writes them (`handoff`); the staged output compresses on a
+//! third ([`gzip`]). Memory is bounded by the largest record and a few
+//! batches, never by the file.
 //!
 //! The staged CSV is RFC 4180: fields are quoted when they need it, `""` is
 //! the empty string and an unquoted `\N` is NULL (a value that is literally
@@ -24,7 +27,7 @@ pub mod sink;
 mod xml_in;
 
 pub use coerce::{CoerceError, coerce, coerce_column};
-pub use csv_out::{NULL_MARKER, write_record};
+pub use csv_out::{NULL_MARKER, write_record, write_row};
 pub use output::{LocalStaged, Output, StagedParts};
 
 use crate::config::{Format, Job, Limits, TextEncoding};

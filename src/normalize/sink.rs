@@ -5,7 +5,7 @@
 use super::output::Output;
 use super::{
     FileContext, MAX_KEPT_ERRORS, NormalizeError, NormalizeStats, RowError, cap, coerce_column,
-    write_record,
+    write_row,
 };
 use crate::config::{ColumnSource, ColumnType, Job};
 use std::borrow::Cow;
@@ -72,6 +72,8 @@ pub struct RowSink<'j, W: Output> {
     plan: Vec<Plan>,
     out: W,
     line: Vec<u8>,
+    /// Per column: its canonical text never needs CSV quoting.
+    plain: Vec<bool>,
     /// What has been written and rejected so far.
     pub stats: NormalizeStats,
 }
@@ -101,6 +103,11 @@ impl<'j, W: Output> RowSink<'j, W> {
             plan,
             out,
             line: Vec::with_capacity(1024),
+            plain: job
+                .columns
+                .iter()
+                .map(|c| !matches!(c.column_type, ColumnType::Varchar(_) | ColumnType::Json))
+                .collect(),
             stats: NormalizeStats::default(),
         })
     }
@@ -219,12 +226,19 @@ impl<'j, W: Output> RowSink<'j, W> {
             drop(values);
             return self.rejected(f);
         }
-        let extra = [Some(self.ctx.path.as_str()), Some(line_text)];
+        let extra = [
+            (Some(self.ctx.path.as_str()), false),
+            (Some(line_text), true),
+        ];
         // One write per record: the line is built in a reused buffer.
         self.line.clear();
-        write_record(
+        write_row(
             &mut self.line,
-            values.iter().map(|v| v.as_deref()).chain(extra),
+            values
+                .iter()
+                .zip(&self.plain)
+                .map(|(v, plain)| (v.as_deref(), *plain))
+                .chain(extra),
         )
         .and_then(|()| self.out.write_all(&self.line))
         .and_then(|()| self.out.record_end())
