@@ -43,6 +43,31 @@ impl RetryPolicy {
     }
 }
 
+/// xorshift64*: small, fast, deterministic pseudo-random numbers for
+/// randomized tests that must be replayable from a printed seed. Not for
+/// anything that needs unpredictability.
+#[derive(Debug, Clone)]
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        // A zero state would stay zero.
+        if self.0 == 0 {
+            self.0 = 0x9E37_79B9_7F4A_7C15;
+        }
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
 fn random_unit() -> f64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

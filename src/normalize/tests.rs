@@ -398,21 +398,7 @@ fn varchar_overflow_rejects_or_truncates_by_bytes() {
     );
 }
 
-/// xorshift64*: a small deterministic generator for randomized tests.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use crate::retry::XorShift as Rng;
 
 #[test]
 fn arbitrary_bytes_never_panic_any_decoder() {

@@ -87,6 +87,18 @@ impl TestDb {
             .get(0)
     }
 
+    /// Rows of `table` matching the SQL condition `cond` (test-written).
+    pub async fn count_where(&self, table: &str, cond: &str) -> i64 {
+        self.client
+            .query_one(
+                &format!("SELECT count(*) FROM {} WHERE {cond}", self.t(table)),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     /// The `[warehouse]` section for this schema.
     pub fn warehouse_toml(&self) -> String {
         format!(
@@ -161,6 +173,13 @@ impl Stack {
             known_hosts,
             secret_file,
         }
+    }
+
+    /// Writes `toml` as this stack's `ferry.toml` and returns its path.
+    pub fn write_config(&self, toml: &str) -> PathBuf {
+        let path = self.dir.path().join("ferry.toml");
+        std::fs::write(&path, toml).unwrap();
+        path
     }
 
     /// Writes a file on the SFTP server (parents created).

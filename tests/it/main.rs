@@ -6,6 +6,7 @@
 
 mod cli;
 mod config_file;
+mod crash;
 mod daemon;
 mod ftp_source;
 mod harness;

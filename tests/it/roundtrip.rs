@@ -4,18 +4,8 @@
 
 use crate::harness::TestDb;
 use bytes::Bytes;
+use ferry::retry::XorShift as Rng;
 use futures::SinkExt;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
 
 const PIECES: &[&str] = &[
     "a", "Z", "0", ",", "\"", "\"\"", "\n", "\r\n", "\r", "\\", "\\N", "N", " ", "\t", "'", ";",
@@ -23,14 +13,14 @@ const PIECES: &[&str] = &[
 ];
 
 fn random_value(rng: &mut Rng) -> Option<String> {
-    match rng.next() % 10 {
+    match rng.next_u64() % 10 {
         0 => None,
         1 => Some(String::new()),
         _ => {
-            let n = 1 + rng.next() % 12;
+            let n = 1 + rng.next_u64() % 12;
             Some(
                 (0..n)
-                    .map(|_| PIECES[(rng.next() % PIECES.len() as u64) as usize])
+                    .map(|_| PIECES[(rng.next_u64() % PIECES.len() as u64) as usize])
                     .collect(),
             )
         }

@@ -365,18 +365,7 @@ async fn a_changed_file_is_a_new_version_and_replaces_rows_by_key() {
         rows,
         vec![("e1".into(), "closed".into()), ("e2".into(), "note".into())]
     );
-    let versions: i64 = db
-        .client
-        .query_one(
-            &format!(
-                "SELECT count(*) FROM {} WHERE state = 'loaded'",
-                db.t("ferry_files")
-            ),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let versions = db.count_where("ferry_files", "state = 'loaded'").await;
     assert_eq!(versions, 2);
     db.drop_schema().await;
 }
