@@ -984,6 +984,18 @@ fn validate_job(
         }
     };
 
+    let on_change = match j.on_change.as_str() {
+        "reload" => Some(OnChange::Reload),
+        "ignore" => Some(OnChange::Ignore),
+        other => {
+            p.push(
+                format!("{path}.on_change"),
+                format!("{other:?}: expected reload or ignore"),
+            );
+            None
+        }
+    };
+
     Some(Job {
         name: j.name.clone(),
         source: source?,
@@ -1010,6 +1022,7 @@ fn validate_job(
             temp_pattern_text: j.settle.temp_patterns.clone(),
         },
         on_success: on_success?,
+        on_change: on_change?,
         max_errors: max_errors?,
         limits: limits?,
         gzip_level: j.gzip_level,

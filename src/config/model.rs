@@ -647,6 +647,15 @@ pub struct Settle {
     pub temp_pattern_text: Vec<String>,
 }
 
+/// What to do with a file that changed after a version of it was loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnChange {
+    /// Load the new version.
+    Reload,
+    /// Record it as skipped and load nothing.
+    Ignore,
+}
+
 /// What to do with a source file after its load committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finalize {
@@ -726,6 +735,8 @@ pub struct Job {
     pub settle: Settle,
     /// After success.
     pub on_success: Finalize,
+    /// A file changed after a version of it was loaded.
+    pub on_change: OnChange,
     /// Rejected records allowed per file.
     pub max_errors: MaxErrors,
     /// Safety limits.

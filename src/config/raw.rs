@@ -382,6 +382,11 @@ pub struct RawJob {
     /// What happens to the source file after its load has committed.
     #[serde(default)]
     pub on_success: RawFinalize,
+    /// A file that changes (new size or mtime) after a version of it was
+    /// loaded: `reload` (load it as a new version; rows replace by key in
+    /// merge mode) or `ignore` (record it as skipped, load nothing).
+    #[serde(default = "default_on_change")]
+    pub on_change: String,
     /// Rejected records a file may have before it fails as a whole: a
     /// count (`10`) or a share of its records (`"2%"`).
     #[serde(default)]
@@ -396,6 +401,10 @@ pub struct RawJob {
     /// many bytes (before compression), e.g. `"256MiB"`.
     #[serde(default = "default_part_size")]
     pub part_size: String,
+}
+
+fn default_on_change() -> String {
+    "reload".into()
 }
 
 fn default_gzip_level() -> u32 {

@@ -49,6 +49,20 @@ pub enum FileState {
         /// The recorded reason.
         error: String,
     },
+    /// Recorded as skipped (e.g. changed after load with `on_change =
+    /// "ignore"`); never loaded.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// This version is new, but another version of the same path was
+    /// loaded: the file changed after its load.
+    ChangedAfterLoad {
+        /// Size of the loaded version.
+        size: i64,
+        /// Mtime of the loaded version.
+        mtime: i64,
+    },
 }
 
 /// Ledger table names qualified with the warehouse schema.
@@ -87,6 +101,23 @@ impl LedgerSql {
     pub fn lookup(&self) -> String {
         format!(
             "SELECT state, finalized_at IS NOT NULL, error FROM {} WHERE job = $1 AND path = $2 AND size = $3 AND mtime = $4",
+            self.files
+        )
+    }
+
+    /// The newest loaded version of a path: params job, path.
+    pub fn loaded_version_of_path(&self) -> String {
+        format!(
+            "SELECT size, mtime FROM {} WHERE job = $1 AND path = $2 AND state = 'loaded' ORDER BY loaded_at DESC LIMIT 1",
+            self.files
+        )
+    }
+
+    /// Records a skipped version: params job, path, size, mtime, reason.
+    pub fn insert_skipped(&self) -> String {
+        format!(
+            "INSERT INTO {} (job, path, size, mtime, state, rows_loaded, rows_rejected, first_seen_at, error) \
+             VALUES ($1, $2, $3, $4, 'skipped', 0, 0, now(), $5)",
             self.files
         )
     }

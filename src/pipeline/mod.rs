@@ -11,7 +11,7 @@ mod file;
 
 pub use file::{FileFailure, Processed, process_file};
 
-use crate::config::{Config, Finalize, Job};
+use crate::config::{Config, Finalize, Job, OnChange};
 use crate::error::{Error, Result};
 use crate::ledger::{FileState, FileVersion};
 use crate::retry::{RetryPolicy, retry};
@@ -248,6 +248,26 @@ async fn run_job(rt: &Runtime, job: &Arc<Job>, report: &mut PassReport) -> Resul
                 telemetry::file_skipped(&job.name, &entry.path, &format!("failed before: {error}"));
                 skipped += 1;
                 continue;
+            }
+            Some(FileState::Skipped { reason }) => {
+                telemetry::file_skipped(&job.name, &entry.path, &reason);
+                skipped += 1;
+                continue;
+            }
+            Some(FileState::ChangedAfterLoad { size, mtime })
+                if job.on_change == OnChange::Ignore =>
+            {
+                let reason = format!(
+                    "changed after a version was loaded (loaded: {size} bytes, mtime {mtime}; now: {} bytes, mtime {}); on_change = \"ignore\"",
+                    entry.size, entry.mtime
+                );
+                telemetry::file_skipped(&job.name, &entry.path, &reason);
+                rt.warehouse.record_skipped(&version, &reason).await?;
+                skipped += 1;
+                continue;
+            }
+            Some(FileState::ChangedAfterLoad { .. }) => {
+                tracing::info!(job = %job.name, path = %entry.path, "the file changed after a version of it was loaded; loading the new version (on_change = \"reload\")");
             }
             None => {}
         }

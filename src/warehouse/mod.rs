@@ -120,6 +120,8 @@ pub trait Warehouse: Send + Sync {
     async fn load(&self, job: &Job, file: &StagedFile) -> Result<LoadOutcome>;
     /// Records a failed version with its reason and error rows.
     async fn record_failed(&self, failed: &FailedFile<'_>) -> Result<()>;
+    /// Records a version that will not be loaded, with the reason.
+    async fn record_skipped(&self, version: &FileVersion, reason: &str) -> Result<()>;
     /// Records that the on-success action was applied.
     async fn mark_finalized(&self, version: &FileVersion, final_path: Option<&str>) -> Result<()>;
 }

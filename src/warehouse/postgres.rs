@@ -303,6 +303,11 @@ impl PostgresWarehouse {
                 file.rows
             )));
         }
+        if let Some(stale) = sql.drop_stale() {
+            tx.execute(&stale, &[])
+                .await
+                .map_err(pg_error("cannot drop staged rows older than the target's"))?;
+        }
         for d in &job.dimensions {
             for stmt in sql.merge_dimension(d) {
                 tx.execute(&stmt, &[])
@@ -512,13 +517,38 @@ impl Warehouse for PostgresWarehouse {
                     finalized: r.get(1),
                 }));
             }
+            let text = r.get::<_, Option<String>>(2).unwrap_or_default();
             if s == "failed" {
-                state = Some(FileState::Failed {
-                    error: r.get::<_, Option<String>>(2).unwrap_or_default(),
-                });
+                state = Some(FileState::Failed { error: text });
+            } else if s == "skipped" && state.is_none() {
+                state = Some(FileState::Skipped { reason: text });
             }
         }
+        if state.is_none()
+            && let Some(r) = guard
+                .query_opt(&self.ledger.loaded_version_of_path(), &[&v.job, &v.path])
+                .await
+                .map_err(pg_error("cannot read the ledger"))?
+        {
+            state = Some(FileState::ChangedAfterLoad {
+                size: r.get(0),
+                mtime: r.get(1),
+            });
+        }
         Ok(state)
+    }
+
+    async fn record_skipped(&self, v: &FileVersion, reason: &str) -> Result<()> {
+        let guard = self.client().await?;
+        let size = v.size as i64;
+        guard
+            .execute(
+                &self.ledger.insert_skipped(),
+                &[&v.job, &v.path, &size, &v.mtime, &reason],
+            )
+            .await
+            .map_err(pg_error("cannot record the skipped file"))?;
+        Ok(())
     }
 
     async fn load(&self, job: &Job, file: &StagedFile) -> Result<LoadOutcome> {

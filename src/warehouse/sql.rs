@@ -115,6 +115,30 @@ impl LoadSql<'_> {
         order.join(", ")
     }
 
+    /// In merge mode with an `order_by`: drop staged rows that are older
+    /// than the target's row with the same key, so a file that arrives
+    /// late never replaces newer data. A tie goes to the incoming row; a
+    /// NULL on either side never drops it.
+    pub fn drop_stale(&self) -> Option<String> {
+        let order = self.job.order_by.as_ref()?;
+        if self.job.mode != LoadMode::Merge || self.job.key.is_empty() {
+            return None;
+        }
+        let t = self.table(&self.job.target);
+        let s = self.stage.quoted();
+        let mut on: Vec<String> = self
+            .job
+            .key
+            .iter()
+            .map(|k| format!("{s}.{k} = {t}.{k}", k = k.quoted()))
+            .collect();
+        on.push(format!("{t}.{o} > {s}.{o}", o = order.quoted()));
+        Some(format!(
+            "DELETE FROM {s} USING {t} WHERE {}",
+            on.join(" AND ")
+        ))
+    }
+
     /// In merge mode: delete target rows whose key is in the stage.
     pub fn delete_replaced(&self) -> Option<String> {
         if self.job.mode != LoadMode::Merge {
@@ -192,8 +216,23 @@ impl LoadSql<'_> {
                 .iter()
                 .map(|(name, from)| format!("{} = ferry_src.{}", name.quoted(), from.quoted()))
                 .collect();
+            // A dimension column filled from the order column keeps the
+            // newest: an older row arriving late does not overwrite it.
+            let newer = self
+                .job
+                .order_by
+                .as_ref()
+                .and_then(|o| d.columns.iter().find(|(_, from)| from == o))
+                .map(|(name, from)| {
+                    format!(
+                        " AND ({t}.{n} IS NULL OR ferry_src.{f} IS NULL OR ferry_src.{f} >= {t}.{n})",
+                        n = name.quoted(),
+                        f = from.quoted()
+                    )
+                })
+                .unwrap_or_default();
             out.push(format!(
-                "UPDATE {t} SET {} FROM ({latest}) ferry_src WHERE {t}.{key} = ferry_src.{key}",
+                "UPDATE {t} SET {} FROM ({latest}) ferry_src WHERE {t}.{key} = ferry_src.{key}{newer}",
                 sets.join(", ")
             ));
         }

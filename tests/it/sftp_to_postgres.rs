@@ -323,32 +323,54 @@ async fn loads_a_csv_once_with_rows_dims_ledger_and_errors() {
 async fn a_changed_file_is_a_new_version_and_replaces_rows_by_key() {
     let stack = Stack::start().await;
     let db = TestDb::new().await;
-    let header = "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n";
+    let header = HEADER;
+    let (path, rt) = load_a_first_version(&stack, &db, "").await;
+
+    change_file(
+        &path,
+        &format!(
+            "{header}e1,t1,closed,done,u1,jira,2026-03-02T10:00:00Z,,,\ne2,t1,note,done,u1,jira,2026-03-02T10:01:00Z,,,\n"
+        ),
+    );
+    let report = pass(&rt).await;
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    assert_eq!(
+        event_types(&db).await,
+        vec![("e1".into(), "closed".into()), ("e2".into(), "note".into())]
+    );
+    let versions = db.count_where("ferry_files", "state = 'loaded'").await;
+    assert_eq!(versions, 2);
+    db.drop_schema().await;
+}
+
+const HEADER: &str =
+    "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n";
+
+/// Puts `/outbox/a.csv` (one event, e1) on the server, starts a runtime
+/// for the task-events job (plus `extra`) and loads it.
+async fn load_a_first_version(
+    stack: &Stack,
+    db: &TestDb,
+    extra: &str,
+) -> (std::path::PathBuf, Runtime) {
     let path = stack.put_sftp(
         "/outbox/a.csv",
-        &format!("{header}e1,t1,created,open,u1,jira,2026-03-01T10:00:00Z,,,\n"),
+        &format!("{HEADER}e1,t1,created,open,u1,jira,2026-03-01T10:00:00Z,,,\n"),
     );
     let toml = format!(
         "{}{}{}",
         stack.base_toml(),
         db.warehouse_toml(),
-        task_events_job("")
+        task_events_job(extra)
     );
     let rt = migrated_runtime(&toml).await;
     assert_eq!(pass(&rt).await.loaded.len(), 1);
+    (path, rt)
+}
 
-    std::fs::write(&path, format!("{header}e1,t1,closed,done,u1,jira,2026-03-02T10:00:00Z,,,\ne2,t1,note,done,u1,jira,2026-03-02T10:01:00Z,,,\n")).unwrap();
-    let changed_mtime = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-    std::fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_modified(changed_mtime)
-        .unwrap();
-    let report = pass(&rt).await;
-    assert_eq!(report.loaded.len(), 1, "{report:?}");
-    let rows: Vec<(String, String)> = db
-        .client
+/// `(event_id, event_type)` of the target, in key order.
+async fn event_types(db: &TestDb) -> Vec<(String, String)> {
+    db.client
         .query(
             &format!(
                 "SELECT event_id, event_type FROM {} ORDER BY 1",
@@ -360,13 +382,106 @@ async fn a_changed_file_is_a_new_version_and_replaces_rows_by_key() {
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    assert_eq!(
-        rows,
-        vec![("e1".into(), "closed".into()), ("e2".into(), "note".into())]
+        .collect()
+}
+
+/// Rewrites a source file with new content and an mtime an hour ago.
+fn change_file(path: &std::path::Path, content: &str) {
+    std::fs::write(path, content).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_late_file_with_older_events_never_replaces_newer_rows() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let header = "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n";
+    stack.put_sftp(
+        "/outbox/a_new.csv",
+        &format!("{header}e1,t1,closed,done,u1,jira,2026-03-02T10:00:00Z,,,\ne2,t2,created,open,u1,jira,2026-03-01T09:00:00Z,,,\n"),
     );
-    let versions = db.count_where("ferry_files", "state = 'loaded'").await;
-    assert_eq!(versions, 2);
+    let toml = format!(
+        "{}{}{}",
+        stack.base_toml(),
+        db.warehouse_toml(),
+        task_events_job("")
+    );
+    let rt = migrated_runtime(&toml).await;
+    assert_eq!(pass(&rt).await.loaded.len(), 1);
+    // Arrives later, holds an older e1 (dropped: the target's is newer)
+    // and a newer e2 (replaces the target's).
+    stack.put_sftp(
+        "/outbox/b_late.csv",
+        &format!("{header}e1,t1,created,open,u1,jira,2026-03-01T10:00:00Z,,,\ne2,t2,updated,in_progress,u1,jira,2026-03-01T12:00:00Z,,,\n"),
+    );
+    let report = pass(&rt).await;
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    assert_eq!(
+        event_types(&db).await,
+        vec![
+            ("e1".into(), "closed".into()),
+            ("e2".into(), "updated".into())
+        ]
+    );
+    // The dimension's order-fed column keeps the newest too.
+    let t1: (String, String) = {
+        let r = db
+            .client
+            .query_one(
+                &format!(
+                    "SELECT last_status, to_char(last_event_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') FROM {} WHERE task_id = 't1'",
+                    db.t("dim_task")
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(t1, ("done".into(), "2026-03-02 10:00".into()));
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn on_change_ignore_records_a_changed_file_as_skipped_and_loads_nothing() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let header = HEADER;
+    let (path, rt) = load_a_first_version(&stack, &db, "on_change = \"ignore\"").await;
+    change_file(
+        &path,
+        &format!("{header}e1,t1,closed,done,u1,jira,2026-03-02T10:00:00Z,,,\n"),
+    );
+    for _ in 0..2 {
+        let report = pass(&rt).await;
+        assert!(report.loaded.is_empty(), "{report:?}");
+        assert_eq!(report.skipped, 1, "{report:?}");
+    }
+    assert_eq!(
+        event_types(&db).await,
+        vec![("e1".into(), "created".into())]
+    );
+    let reason: String = db
+        .client
+        .query_one(
+            &format!(
+                "SELECT error FROM {} WHERE state = 'skipped'",
+                db.t("ferry_files")
+            ),
+            &[],
+        )
+        .await
+        .expect("one skipped row, however many passes")
+        .get(0);
+    assert!(
+        reason.contains("changed after a version was loaded") && reason.contains("on_change"),
+        "{reason}"
+    );
     db.drop_schema().await;
 }
 
