@@ -324,11 +324,33 @@ fn validate_staging(s: &RawStaging, p: &mut Problems) -> Option<StagingSettings>
         },
         p,
     );
+    let part = p.take(
+        "staging.multipart_part_size",
+        parse_size(&s.multipart_part_size),
+    );
+    let part = match part {
+        Some(n) if n < 5 << 20 => {
+            p.push(
+                "staging.multipart_part_size",
+                format!("{n} bytes is below S3's minimum part size of 5MiB"),
+            );
+            None
+        }
+        Some(n) if n > 5 << 30 => {
+            p.push(
+                "staging.multipart_part_size",
+                "must be at most 5GiB (S3's largest part)",
+            );
+            None
+        }
+        other => other,
+    };
     Some(StagingSettings {
         bucket: s.bucket.clone(),
         prefix: s.prefix.trim_matches('/').to_string(),
         s3: s3?,
         sse: sse?,
+        multipart_part_size: part?,
     })
 }
 

@@ -92,6 +92,8 @@ pub struct StagingSettings {
     pub s3: S3Endpoint,
     /// Server-side encryption.
     pub sse: Sse,
+    /// Multipart upload part size (and the size above which it is used).
+    pub multipart_part_size: u64,
 }
 
 /// `[warehouse]`

@@ -106,6 +106,14 @@ pub struct RawStaging {
     /// checksums only to AWS, since many S3-compatible servers reject them.
     #[serde(default = "default_checksums")]
     pub checksums: String,
+    /// Objects larger than this go up as a multipart upload in parts of
+    /// this size (at least 5MiB, S3's minimum), e.g. `"16MiB"`.
+    #[serde(default = "default_multipart_part_size")]
+    pub multipart_part_size: String,
+}
+
+fn default_multipart_part_size() -> String {
+    "16MiB".into()
 }
 
 fn default_prefix() -> String {

@@ -12,8 +12,8 @@ use crate::config::{Checksums, S3Endpoint, Sse, StagingSettings};
 use crate::error::{Error, ErrorKind, Result};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::ServerSideEncryption;
+use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
 use chrono::{DateTime, Utc};
 use std::path::Path;
 
@@ -44,10 +44,11 @@ pub async fn s3_client(ep: &S3Endpoint) -> Client {
 }
 
 /// Classifies an SDK error: throttling, timeouts and 5xx are transient.
-pub fn sdk_error<E, R>(what: String) -> impl FnOnce(aws_sdk_s3::error::SdkError<E, R>) -> Error
+pub fn sdk_error<E>(
+    what: String,
+) -> impl FnOnce(aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Error
 where
-    E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
+    E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + Send + Sync + 'static,
 {
     use aws_sdk_s3::error::SdkError;
     move |e| {
@@ -56,8 +57,19 @@ where
             | SdkError::DispatchFailure(_)
             | SdkError::ResponseError(_) => ErrorKind::Transient,
             SdkError::ServiceError(s) => {
-                let text = format!("{:?}", s.raw());
-                if text.contains("status: 5") || text.contains("SlowDown") {
+                let status = s.raw().status().as_u16();
+                let code = s.err().code().unwrap_or_default();
+                let throttled = matches!(
+                    code,
+                    "SlowDown"
+                        | "Throttling"
+                        | "ThrottlingException"
+                        | "RequestTimeout"
+                        | "RequestTimeTooSkewed"
+                        | "InternalError"
+                        | "ServiceUnavailable"
+                );
+                if status >= 500 || status == 429 || throttled {
                     ErrorKind::Transient
                 } else {
                     ErrorKind::Permanent
@@ -68,6 +80,14 @@ where
         let detail = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
         Error::new(kind, format!("{what}: {detail}"))
     }
+}
+
+/// The error for a local staged file that cannot be read.
+fn unreadable<E: std::error::Error + Send + Sync + 'static>(
+    path: &Path,
+) -> impl FnOnce(E) -> Error {
+    let what = format!("cannot read staged file {}", path.display());
+    move |e| Error::transient(what).with_source(e)
 }
 
 /// Where one attempt at one file version goes.
@@ -93,7 +113,11 @@ pub struct Stager {
     bucket: String,
     prefix: String,
     sse: Sse,
+    part_size: u64,
 }
+
+/// Parts of one multipart upload sent at once.
+const PARTS_IN_FLIGHT: usize = 4;
 
 impl Stager {
     /// A stager for `settings`.
@@ -103,6 +127,7 @@ impl Stager {
             bucket: settings.bucket.clone(),
             prefix: settings.prefix.clone(),
             sse: settings.sse.clone(),
+            part_size: settings.multipart_part_size,
         }
     }
 
@@ -157,37 +182,170 @@ impl Stager {
         format!("s3://{}/{key}", self.bucket)
     }
 
+    /// The server-side encryption headers to send.
+    fn sse_fields(&self) -> (Option<ServerSideEncryption>, Option<String>) {
+        match &self.sse {
+            Sse::None => (None, None),
+            Sse::Aes256 => (Some(ServerSideEncryption::Aes256), None),
+            Sse::Kms(key_id) => (Some(ServerSideEncryption::AwsKms), key_id.clone()),
+        }
+    }
+
     /// Uploads the local file at `path` to `key`.
     pub async fn upload_file(&self, path: &Path, key: &str) -> Result<()> {
         self.upload(path, key, "text/csv").await
     }
 
     async fn upload(&self, path: &Path, key: &str, content_type: &str) -> Result<()> {
-        let body = ByteStream::from_path(path).await.map_err(|e| {
-            Error::transient(format!("cannot read staged file {}", path.display())).with_source(e)
-        })?;
-        let mut req = self
-            .client
+        let size = tokio::fs::metadata(path)
+            .await
+            .map_err(unreadable(path))?
+            .len();
+        if size > self.part_size {
+            return self.upload_multipart(path, key, content_type, size).await;
+        }
+        let body = ByteStream::from_path(path)
+            .await
+            .map_err(unreadable(path))?;
+        let (sse, kms_key) = self.sse_fields();
+        self.client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
             .content_encoding("gzip")
-            .body(body);
-        match &self.sse {
-            Sse::None => {}
-            Sse::Aes256 => req = req.server_side_encryption(ServerSideEncryption::Aes256),
-            Sse::Kms(key_id) => {
-                req = req.server_side_encryption(ServerSideEncryption::AwsKms);
-                if let Some(id) = key_id {
-                    req = req.ssekms_key_id(id);
-                }
-            }
-        }
-        req.send()
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key)
+            .body(body)
+            .send()
             .await
             .map_err(sdk_error(format!("cannot upload {}", self.url(key))))?;
         Ok(())
+    }
+
+    /// Uploads `path` in parts of `part_size`, a few at once, reading each
+    /// part from disk as it goes (memory stays at a few buffers). Any
+    /// failure aborts the upload, so S3 keeps no orphaned parts.
+    async fn upload_multipart(
+        &self,
+        path: &Path,
+        key: &str,
+        content_type: &str,
+        size: u64,
+    ) -> Result<()> {
+        let url = self.url(key);
+        let (sse, kms_key) = self.sse_fields();
+        let upload_id = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .content_encoding("gzip")
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key)
+            .send()
+            .await
+            .map_err(sdk_error(format!(
+                "cannot start a multipart upload of {url}"
+            )))?
+            .upload_id
+            .ok_or_else(|| Error::transient(format!("no upload id for {url}")))?;
+        let started = std::time::Instant::now();
+        match self.upload_parts(path, key, &upload_id, size).await {
+            Ok(parts) => {
+                let count = parts.len();
+                self.client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(sdk_error(format!("cannot complete the upload of {url}")))?;
+                tracing::debug!(
+                    key,
+                    bytes = size,
+                    parts = count,
+                    secs = started.elapsed().as_secs_f64(),
+                    "multipart upload done"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                if let Err(abort) = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await
+                {
+                    tracing::warn!(
+                        key,
+                        upload_id,
+                        error = %aws_sdk_s3::error::DisplayErrorContext(&abort),
+                        "cannot abort a failed multipart upload; a lifecycle rule (AbortIncompleteMultipartUpload) will clean it up"
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn upload_parts(
+        &self,
+        path: &Path,
+        key: &str,
+        upload_id: &str,
+        size: u64,
+    ) -> Result<Vec<CompletedPart>> {
+        use futures::{StreamExt, TryStreamExt};
+        let count = size.div_ceil(self.part_size);
+        let mut parts: Vec<CompletedPart> = futures::stream::iter(0..count)
+            .map(|i| async move {
+                let offset = i * self.part_size;
+                let length = self.part_size.min(size - offset);
+                let number = i as i32 + 1;
+                let body = ByteStream::read_from()
+                    .path(path)
+                    .offset(offset)
+                    .length(Length::Exact(length))
+                    .build()
+                    .await
+                    .map_err(unreadable(path))?;
+                let out = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .part_number(number)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(sdk_error(format!(
+                        "cannot upload part {number} of {}",
+                        self.url(key)
+                    )))?;
+                Ok::<_, Error>(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(out.e_tag)
+                        .build(),
+                )
+            })
+            .buffer_unordered(PARTS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        parts.sort_by_key(|p| p.part_number);
+        Ok(parts)
     }
 
     /// Checks that the bucket exists and is reachable.

@@ -2,10 +2,18 @@
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::SimpleAuth;
+use s3s::dto::{
+    CompleteMultipartUploadInput, CreateMultipartUploadInput, PutObjectInput, ServerSideEncryption,
+    UploadPartInput,
+};
 use s3s::service::S3ServiceBuilder;
+use s3s::{S3Request, S3Result, s3_error};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -14,12 +22,81 @@ pub const ACCESS_KEY: &str = "ferry-test-access";
 /// Secret key of the test server.
 pub const SECRET_KEY: &str = "ferry-test-secret";
 
+/// What a test can inject into, and read back from, the S3 server.
+#[derive(Debug, Default)]
+pub struct S3Probe {
+    /// Fail `UploadPart` with a 500 for this part number (0: never).
+    pub fail_upload_part: AtomicI32,
+    /// Server-side encryption and KMS key id of the last `PutObject` or
+    /// `CreateMultipartUpload`, as the client sent them.
+    pub last_sse: Mutex<Option<(String, Option<String>)>>,
+    /// Multipart uploads completed.
+    pub multipart_completed: AtomicI32,
+}
+
+/// Checks credentials like the default, and applies the probe.
+struct ProbeAccess(Arc<S3Probe>);
+
+#[async_trait::async_trait]
+impl S3Access for ProbeAccess {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        match cx.credentials() {
+            Some(_) => Ok(()),
+            None => Err(s3_error!(AccessDenied, "Signature is required")),
+        }
+    }
+
+    async fn put_object(&self, req: &mut S3Request<PutObjectInput>) -> S3Result<()> {
+        self.record_sse(
+            req.input.server_side_encryption.as_ref(),
+            req.input.ssekms_key_id.as_ref(),
+        );
+        Ok(())
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: &mut S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<()> {
+        self.record_sse(
+            req.input.server_side_encryption.as_ref(),
+            req.input.ssekms_key_id.as_ref(),
+        );
+        Ok(())
+    }
+
+    async fn upload_part(&self, req: &mut S3Request<UploadPartInput>) -> S3Result<()> {
+        let fail = self.0.fail_upload_part.load(Ordering::SeqCst);
+        if fail != 0 && req.input.part_number == fail {
+            return Err(s3_error!(InternalError, "injected failure of part {fail}"));
+        }
+        Ok(())
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        _req: &mut S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<()> {
+        self.0.multipart_completed.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl ProbeAccess {
+    fn record_sse(&self, sse: Option<&ServerSideEncryption>, key: Option<&String>) {
+        *self.0.last_sse.lock().expect("probe lock") =
+            sse.map(|s| (s.as_str().to_string(), key.cloned()));
+    }
+}
+
 /// A running S3 server; stops when dropped.
 pub struct S3Server {
     /// Listening address.
     pub addr: SocketAddr,
     /// The folder holding buckets (one sub-folder each).
     pub root: PathBuf,
+    /// Fault injection and request capture.
+    pub probe: Arc<S3Probe>,
     stop: CancellationToken,
 }
 
@@ -40,9 +117,11 @@ impl S3Server {
         std::fs::create_dir_all(root)?;
         let fs =
             s3s_fs::FileSystem::new(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+        let probe = Arc::new(S3Probe::default());
         let service = {
             let mut b = S3ServiceBuilder::new(fs);
             b.set_auth(SimpleAuth::from_single(access_key, secret_key));
+            b.set_access(ProbeAccess(probe.clone()));
             b.build()
         };
         let listener = TcpListener::bind(bind).await?;
@@ -71,6 +150,7 @@ impl S3Server {
         Ok(S3Server {
             addr,
             root: root.to_path_buf(),
+            probe,
             stop,
         })
     }
@@ -78,6 +158,18 @@ impl S3Server {
     /// `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Multipart uploads started and neither completed nor aborted: the
+    /// part files s3s-fs keeps under its root until then.
+    pub fn pending_upload_parts(&self) -> usize {
+        std::fs::read_dir(&self.root)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(".upload_id-"))
+                    .count()
+            })
+            .unwrap_or(0)
     }
 
     /// Creates a bucket (a folder).

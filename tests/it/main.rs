@@ -15,3 +15,4 @@ mod roundtrip;
 mod servers;
 mod settle_and_sources;
 mod sftp_to_postgres;
+mod stage;
