@@ -15,6 +15,8 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 const BATCH_ROWS: usize = 1024;
 /// Bytes of input per batch (a batch is sent when either limit is reached).
 const BATCH_BYTES: usize = 512 * 1024;
+/// Records kept for reuse: all that can be in flight at once.
+const SPARE_ROWS: usize = BATCH_ROWS * (IN_FLIGHT + 2);
 /// Batches queued between the threads.
 const IN_FLIGHT: usize = 8;
 
@@ -57,6 +59,9 @@ pub struct Feed<T> {
     tx: Option<SyncSender<Vec<Item<T>>>>,
     back: Receiver<Vec<Item<T>>>,
     spare: Vec<T>,
+    empty: Vec<Vec<Item<T>>>,
+    /// The decoder asks for spares; otherwise returned records are freed.
+    reuses: bool,
 }
 
 impl<T> Feed<T> {
@@ -78,22 +83,28 @@ impl<T> Feed<T> {
 
     /// A record the writer is done with, to read the next one into.
     pub fn spare(&mut self) -> Option<T> {
+        self.reuses = true;
         self.reclaim();
         self.spare.pop()
     }
 
-    /// Takes back drained batches: their records become spares (up to a
-    /// batch's worth) and the rest are dropped here, on the thread that
-    /// allocated them, which the allocator handles far faster than frees
-    /// from another thread.
+    /// Takes back drained batches: their records become spares (as many
+    /// as can be in circulation, so a steady stream allocates nothing) and
+    /// any beyond that are dropped here, on the thread that allocated them,
+    /// which the allocator handles far faster than frees from another
+    /// thread. An emptied batch becomes the next batch's buffer.
     fn reclaim(&mut self) {
-        while let Ok(batch) = self.back.try_recv() {
-            for item in batch {
+        while let Ok(mut batch) = self.back.try_recv() {
+            for item in batch.drain(..) {
                 if let Item::Row(_, r) = item
-                    && self.spare.len() < BATCH_ROWS
+                    && self.reuses
+                    && self.spare.len() < SPARE_ROWS
                 {
                     self.spare.push(r);
                 }
+            }
+            if self.empty.len() < IN_FLIGHT {
+                self.empty.push(batch);
             }
         }
     }
@@ -109,7 +120,11 @@ impl<T> Feed<T> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let full = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_ROWS));
+        let next = self
+            .empty
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BATCH_ROWS));
+        let full = std::mem::replace(&mut self.batch, next);
         self.bytes = 0;
         match &self.tx {
             Some(tx) => tx.send(full).map_err(|_| Stopped),
@@ -156,6 +171,8 @@ where
             tx: Some(tx),
             back: back_rx,
             spare: Vec::new(),
+            empty: Vec::new(),
+            reuses: false,
         };
         let decoded = decode(&mut feed).and_then(|()| feed.send().map_err(|Stopped| stopped(path)));
         feed.tx.take();
