@@ -1049,6 +1049,7 @@ fn validate_job(
         limits: limits?,
         gzip_level: j.gzip_level,
         part_size: part_size?,
+        archive_raw: j.archive_raw,
     })
 }
 

@@ -747,4 +747,6 @@ pub struct Job {
     pub gzip_level: u32,
     /// Bytes of CSV (before compression) after which a part is cut.
     pub part_size: u64,
+    /// Copy each source file's bytes under `raw/`.
+    pub archive_raw: bool,
 }

@@ -405,6 +405,10 @@ pub struct RawJob {
     /// Gzip level of the staged CSV, 1 (fast, the default) to 9 (small).
     #[serde(default = "default_gzip_level")]
     pub gzip_level: u32,
+    /// Keep a byte-for-byte copy of each source file under `raw/` in the
+    /// staging bucket (written before the load, whatever its outcome).
+    #[serde(default)]
+    pub archive_raw: bool,
     /// The staged CSV is cut into parts after the record that passes this
     /// many bytes (before compression), e.g. `"256MiB"`.
     #[serde(default = "default_part_size")]

@@ -28,7 +28,7 @@ mod xml_in;
 
 pub use coerce::{CoerceError, coerce, coerce_column};
 pub use csv_out::{NULL_MARKER, write_record, write_row};
-pub use output::{LocalStaged, Output, StagedParts};
+pub use output::{LocalStaged, Output, StagedParts, Tee};
 
 use crate::config::{Format, Job, Limits, TextEncoding};
 use sha2::{Digest, Sha256};

@@ -57,6 +57,7 @@ pub struct StagedParts {
     in_part: u64,
     parts: Vec<PathBuf>,
     rejects: Option<flate2::write::GzEncoder<BufWriter<File>>>,
+    raw: Option<PathBuf>,
 }
 
 /// What [`StagedParts`] left on disk.
@@ -68,6 +69,8 @@ pub struct LocalStaged {
     pub parts: Vec<PathBuf>,
     /// The rejects file, if any record was rejected.
     pub rejects: Option<PathBuf>,
+    /// The copy of the raw input, if one was asked for.
+    pub raw: Option<PathBuf>,
 }
 
 impl StagedParts {
@@ -81,6 +84,7 @@ impl StagedParts {
             in_part: 0,
             parts: Vec::new(),
             rejects: None,
+            raw: None,
         })
     }
 
@@ -108,6 +112,15 @@ impl StagedParts {
         Ok(())
     }
 
+    /// A file beside the parts for a byte-for-byte copy of the raw input
+    /// (the `raw/` archive); it is returned in [`LocalStaged::raw`].
+    pub fn raw_copy(&mut self) -> io::Result<BufWriter<File>> {
+        let path = self.dir.path().join("raw");
+        let file = File::create(&path)?;
+        self.raw = Some(path);
+        Ok(BufWriter::with_capacity(256 * 1024, file))
+    }
+
     /// Ends the last part and the rejects file.
     pub fn finish(mut self) -> io::Result<LocalStaged> {
         self.close_part()?;
@@ -122,7 +135,35 @@ impl StagedParts {
             dir: self.dir,
             parts: self.parts,
             rejects,
+            raw: self.raw,
         })
+    }
+}
+
+/// Passes reads through and writes a copy of every byte read to `copy`.
+pub struct Tee<R, W> {
+    inner: R,
+    copy: W,
+}
+
+impl<R, W: Write> Tee<R, W> {
+    /// Copies what is read from `inner` into `copy`.
+    pub fn new(inner: R, copy: W) -> Self {
+        Tee { inner, copy }
+    }
+
+    /// Flushes the copy and returns it.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.copy.flush()?;
+        Ok(self.copy)
+    }
+}
+
+impl<R: io::Read, W: Write> io::Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.copy.write_all(&buf[..n])?;
+        Ok(n)
     }
 }
 

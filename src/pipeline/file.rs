@@ -4,7 +4,7 @@ use super::Runtime;
 use crate::config::Job;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ledger::FileVersion;
-use crate::normalize::{self, FileContext, LocalStaged, NormalizeStats, StagedParts};
+use crate::normalize::{self, FileContext, LocalStaged, NormalizeStats, StagedParts, Tee};
 use crate::retry::{RetryPolicy, retry};
 use crate::source::resume::Resuming;
 use crate::source::{RemoteEntry, Source};
@@ -73,8 +73,16 @@ pub async fn process_file(
         stats: Some(stats.clone()),
         rejects_key,
     };
-    // Rejects first: a file that fails for too many of them still leaves
-    // every rejected record where the operator can read it.
+    // The raw copy and the rejects first: a file that fails for too many
+    // rejects still leaves its bytes and every rejected record where the
+    // operator can read them.
+    if let Some(path) = &local.raw {
+        retry(RetryPolicy::default(), "archive raw", || {
+            rt.stager.upload_raw(path, &keys.raw)
+        })
+        .await
+        .map_err(|e| fail(e, None))?;
+    }
     let rejects_key = match &local.rejects {
         Some(path) => {
             retry(RetryPolicy::default(), "upload rejects", || {
@@ -164,18 +172,33 @@ async fn fetch_and_normalize(
     let job = job.clone();
     tokio::task::spawn_blocking(move || -> Result<(NormalizeStats, LocalStaged)> {
         // Parsing here, compression on a second thread: both cores work.
-        let mut out = StagedParts::new(job.part_size, job.gzip_level)
-            .map_err(|e| Error::transient("cannot create local staging files").with_source(e))?;
-        let stats = normalize::normalize(&job, &ctx, reader, &mut out).map_err(|e| match e {
+        let local_err =
+            |e: std::io::Error| Error::transient("cannot write local staging files").with_source(e);
+        let mut out = StagedParts::new(job.part_size, job.gzip_level).map_err(local_err)?;
+        // With archive_raw, every byte read is also copied to a local file
+        // (normalize reads the input to its end, whatever it decodes).
+        let raw_copy = if job.archive_raw {
+            Some(out.raw_copy().map_err(local_err)?)
+        } else {
+            None
+        };
+        let result = match raw_copy {
+            Some(copy) => {
+                let mut tee = Tee::new(reader, copy);
+                let r = normalize::normalize(&job, &ctx, &mut tee, &mut out);
+                tee.finish().map_err(local_err)?;
+                r
+            }
+            None => normalize::normalize(&job, &ctx, reader, &mut out),
+        };
+        let stats = result.map_err(|e| match e {
             normalize::NormalizeError::Read { .. } => Error::transient(e.to_string()),
             normalize::NormalizeError::Write { .. } => Error::transient(e.to_string()),
             normalize::NormalizeError::MissingField { .. }
             | normalize::NormalizeError::Limit { .. }
             | normalize::NormalizeError::Format { .. } => Error::permanent(e.to_string()),
         })?;
-        let local = out
-            .finish()
-            .map_err(|e| Error::transient("cannot finish local staging files").with_source(e))?;
+        let local = out.finish().map_err(local_err)?;
         Ok((stats, local))
     })
     .await

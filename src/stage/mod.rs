@@ -6,7 +6,9 @@
 //! - `{prefix}/staged/{job}/{yyyy}/{mm}/{dd}/{name}-{version}-{attempt}/part-00000.csv.gz`
 //!   (one or more parts of the staged CSV),
 //! - `{prefix}/rejects/{job}/{yyyy}/{mm}/{dd}/{name}-{version}-{attempt}.csv.gz`
-//!   (every rejected record: line, column, code, reason, raw value, raw line).
+//!   (every rejected record: line, column, code, reason, raw value, raw line),
+//! - `{prefix}/raw/{job}/{yyyy}/{mm}/{dd}/{name}-{version}-{attempt}/{name}`
+//!   (with `archive_raw`: the source file's bytes as they were read).
 
 use crate::config::{Checksums, S3Endpoint, Sse, StagingSettings};
 use crate::error::{Error, ErrorKind, Result};
@@ -97,6 +99,8 @@ pub struct StageKeys {
     pub staged: String,
     /// The rejects object.
     pub rejects: String,
+    /// The raw archive object.
+    pub raw: String,
 }
 
 impl StageKeys {
@@ -174,6 +178,7 @@ impl Stager {
         StageKeys {
             staged: format!("{}/", rel("staged")),
             rejects: format!("{}.csv.gz", rel("rejects")),
+            raw: format!("{}/{name}", rel("raw")),
         }
     }
 
@@ -193,16 +198,30 @@ impl Stager {
 
     /// Uploads the local file at `path` to `key`.
     pub async fn upload_file(&self, path: &Path, key: &str) -> Result<()> {
-        self.upload(path, key, "text/csv").await
+        self.upload(path, key, "text/csv", Some("gzip")).await
     }
 
-    async fn upload(&self, path: &Path, key: &str, content_type: &str) -> Result<()> {
+    /// Uploads a byte-for-byte copy of a source file to `key`.
+    pub async fn upload_raw(&self, path: &Path, key: &str) -> Result<()> {
+        self.upload(path, key, "application/octet-stream", None)
+            .await
+    }
+
+    async fn upload(
+        &self,
+        path: &Path,
+        key: &str,
+        content_type: &str,
+        encoding: Option<&str>,
+    ) -> Result<()> {
         let size = tokio::fs::metadata(path)
             .await
             .map_err(unreadable(path))?
             .len();
         if size > self.part_size {
-            return self.upload_multipart(path, key, content_type, size).await;
+            return self
+                .upload_multipart(path, key, content_type, encoding, size)
+                .await;
         }
         let body = ByteStream::from_path(path)
             .await
@@ -213,7 +232,7 @@ impl Stager {
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
-            .content_encoding("gzip")
+            .set_content_encoding(encoding.map(str::to_string))
             .set_server_side_encryption(sse)
             .set_ssekms_key_id(kms_key)
             .body(body)
@@ -231,6 +250,7 @@ impl Stager {
         path: &Path,
         key: &str,
         content_type: &str,
+        encoding: Option<&str>,
         size: u64,
     ) -> Result<()> {
         let url = self.url(key);
@@ -241,7 +261,7 @@ impl Stager {
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
-            .content_encoding("gzip")
+            .set_content_encoding(encoding.map(str::to_string))
             .set_server_side_encryption(sse)
             .set_ssekms_key_id(kms_key)
             .send()

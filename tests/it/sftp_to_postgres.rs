@@ -629,12 +629,12 @@ async fn too_many_rejected_rows_fail_the_file_and_keep_every_error_row() {
     let body: String = (0..3)
         .map(|i| format!("e{i},t1,created,open,u1,jira,2026-03-01T10:00:00Z,{i}x,,\n"))
         .collect();
-    stack.put_sftp("/outbox/bad.csv", &format!("{header}{body}"));
+    let src = stack.put_sftp("/outbox/bad.csv", &format!("\u{feff}{header}{body}"));
     let toml = format!(
         "{}{}{}",
         stack.base_toml(),
         db.warehouse_toml(),
-        task_events_job("")
+        task_events_job("archive_raw = true")
     )
     .replace("max_errors = 10", "max_errors = 2");
     let rt = migrated_runtime(&toml).await;
@@ -689,6 +689,13 @@ async fn too_many_rejected_rows_fail_the_file_and_keep_every_error_row() {
     assert_eq!(stack.staged_objects(), vec![rejects_key.clone()]);
     let rejects = stack.object_text(&rejects_key);
     assert_eq!(rejects.lines().count(), 4, "{rejects}");
+    // archive_raw: the file's bytes, exactly, beside the rejects.
+    let raw_key = rejects_key
+        .replace("/rejects/", "/raw/")
+        .replace(".csv.gz", "/bad.csv");
+    let raw = std::fs::read(stack.s3.root.join(crate::harness::BUCKET).join(&raw_key))
+        .unwrap_or_else(|e| panic!("raw copy {raw_key}: {e}"));
+    assert!(raw == std::fs::read(&src).unwrap(), "raw copy differs");
     db.drop_schema().await;
 }
 
