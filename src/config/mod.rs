@@ -953,11 +953,45 @@ fn validate_job(
                 cols.push((n, f));
             }
         }
-        if let (Some(table), Some(key)) = (table, dkey) {
+        let scd2 = match d.history.as_str() {
+            "scd1" => Some(None),
+            "scd2" => {
+                let mut id =
+                    |field: &str, v: &str| p.take(&format!("{dpath}.{field}"), Ident::parse(v));
+                let (vf, vt, cur) = (
+                    id("valid_from", &d.valid_from),
+                    id("valid_to", &d.valid_to),
+                    id("is_current", &d.is_current),
+                );
+                if cols.is_empty() {
+                    p.push(
+                        format!("{dpath}.columns"),
+                        "an scd2 dimension needs attribute columns whose changes it records",
+                    );
+                }
+                match (vf, vt, cur) {
+                    (Some(valid_from), Some(valid_to), Some(is_current)) => Some(Some(Scd2 {
+                        valid_from,
+                        valid_to,
+                        is_current,
+                    })),
+                    _ => None,
+                }
+            }
+            other => {
+                p.push(
+                    format!("{dpath}.history"),
+                    format!("{other:?}: expected scd1 or scd2"),
+                );
+                None
+            }
+        };
+        if let (Some(table), Some(key), Some(scd2)) = (table, dkey, scd2) {
             dimensions.push(Dimension {
                 table,
                 key,
                 columns: cols,
+                scd2,
             });
         }
     }

@@ -630,6 +630,19 @@ pub struct Dimension {
     pub key: Ident,
     /// `(dimension column, fact column)` pairs.
     pub columns: Vec<(Ident, Ident)>,
+    /// SCD2 history columns, or `None` for SCD1 (update in place).
+    pub scd2: Option<Scd2>,
+}
+
+/// The columns of an SCD2 dimension that track row versions.
+#[derive(Debug, Clone)]
+pub struct Scd2 {
+    /// When the row version became current.
+    pub valid_from: Ident,
+    /// When it stopped being current (NULL while current).
+    pub valid_to: Ident,
+    /// Whether it is the current version of its key.
+    pub is_current: Ident,
 }
 
 /// When a file is ready.

@@ -644,6 +644,36 @@ pub struct RawDimension {
     /// Attribute columns and the fact column each comes from.
     #[serde(default)]
     pub columns: Vec<RawDimensionColumn>,
+    /// `scd1` (update attributes in place, the default) or `scd2` (close
+    /// the current row and add a new one when an attribute changes).
+    #[serde(default = "default_history")]
+    pub history: String,
+    /// SCD2: the column holding when a row version became current.
+    #[serde(default = "default_valid_from")]
+    pub valid_from: String,
+    /// SCD2: the column holding when it stopped being current (NULL while
+    /// current).
+    #[serde(default = "default_valid_to")]
+    pub valid_to: String,
+    /// SCD2: the boolean column marking the current row of a key.
+    #[serde(default = "default_is_current")]
+    pub is_current: String,
+}
+
+fn default_history() -> String {
+    "scd1".into()
+}
+
+fn default_valid_from() -> String {
+    "valid_from".into()
+}
+
+fn default_valid_to() -> String {
+    "valid_to".into()
+}
+
+fn default_is_current() -> String {
+    "is_current".into()
 }
 
 /// One dimension attribute.

@@ -5,7 +5,7 @@
 //! functions for "latest row wins". No value is ever spliced into the text.
 
 use super::Dialect;
-use crate::config::{ColumnType, Dimension, Ident, Job, LoadMode};
+use crate::config::{ColumnType, Dimension, Ident, Job, LoadMode, Scd2};
 
 /// Extra columns every staged row carries after the job's columns.
 pub const STAGE_EXTRA: [&str; 2] = ["ferry_file", "ferry_line"];
@@ -202,13 +202,21 @@ impl LoadSql<'_> {
         {
             inner.push(o.quoted());
         }
+        // The latest row per key, and (ferry_at) when it happened.
+        let mut out_cols = from_cols.clone();
+        if let Some(o) = &self.job.order_by {
+            out_cols.push(format!("{} AS ferry_at", o.quoted()));
+        }
         let latest = format!(
             "SELECT {cols} FROM (SELECT {inner}, ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY {order}) AS ferry_rn FROM {stage} WHERE {key} IS NOT NULL) ferry_d WHERE ferry_rn = 1",
-            cols = from_cols.join(", "),
+            cols = out_cols.join(", "),
             inner = inner.join(", "),
             order = self.order(),
             stage = self.stage.quoted(),
         );
+        if let Some(h) = &d.scd2 {
+            return self.merge_scd2(d, h, &latest);
+        }
         let mut out = Vec::new();
         if !d.columns.is_empty() {
             let sets: Vec<String> = d
@@ -245,6 +253,61 @@ impl LoadSql<'_> {
             src_cols.join(", "),
         ));
         out
+    }
+
+    /// SCD2 upkeep: a key whose attributes changed gets its current row
+    /// closed (`valid_to`, not current) and a new current row; a new key
+    /// gets its first row. The change time is the latest row's `order_by`
+    /// value (the transaction's time without one). A row older than the
+    /// current version's `valid_from` changes nothing: history is not
+    /// rewritten by a late file.
+    fn merge_scd2(&self, d: &Dimension, h: &Scd2, latest: &str) -> Vec<String> {
+        let t = self.table(&d.table);
+        let key = d.key.quoted();
+        let (vf, vt, cur) = (
+            h.valid_from.quoted(),
+            h.valid_to.quoted(),
+            h.is_current.quoted(),
+        );
+        let now = self.dialect.transaction_time();
+        let at = match &self.job.order_by {
+            Some(_) => format!("COALESCE(ferry_src.ferry_at, {now})"),
+            None => now.to_string(),
+        };
+        let changed: Vec<String> = d
+            .columns
+            .iter()
+            .map(|(name, from)| {
+                let (dc, sc) = (
+                    format!("{t}.{}", name.quoted()),
+                    format!("ferry_src.{}", from.quoted()),
+                );
+                format!("NOT ({dc} = {sc} OR ({dc} IS NULL AND {sc} IS NULL))")
+            })
+            .collect();
+        let close = format!(
+            "UPDATE {t} SET {vt} = {at}, {cur} = FALSE FROM ({latest}) ferry_src \
+             WHERE {t}.{key} = ferry_src.{key} AND {t}.{cur} = TRUE AND ({changed}) \
+             AND ({t}.{vf} IS NULL OR {at} >= {t}.{vf})",
+            changed = changed.join(" OR "),
+        );
+        let mut dim_cols = vec![key.clone()];
+        dim_cols.extend(d.columns.iter().map(|(n, _)| n.quoted()));
+        dim_cols.extend([vf.clone(), vt.clone(), cur.clone()]);
+        let mut src_cols = vec![format!("ferry_src.{key}")];
+        src_cols.extend(
+            d.columns
+                .iter()
+                .map(|(_, f)| format!("ferry_src.{}", f.quoted())),
+        );
+        src_cols.extend([at.clone(), "NULL".into(), "TRUE".into()]);
+        let open = format!(
+            "INSERT INTO {t} ({}) SELECT {} FROM ({latest}) ferry_src \
+             WHERE NOT EXISTS (SELECT 1 FROM {t} ferry_dim WHERE ferry_dim.{key} = ferry_src.{key} AND ferry_dim.{cur} = TRUE)",
+            dim_cols.join(", "),
+            src_cols.join(", "),
+        );
+        vec![close, open]
     }
 
     /// Drops the stage.

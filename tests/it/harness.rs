@@ -299,6 +299,15 @@ dimensions = [
     )
 }
 
+/// [`task_events_job`] with one more dimension, `dim_task_history`, that
+/// keeps the status of each task as SCD2 (the test creates the table).
+pub fn task_events_job_with_scd2() -> String {
+    task_events_job("").replace(
+        "dimensions = [\n",
+        "dimensions = [\n  { table = \"dim_task_history\", key = \"task_id\", history = \"scd2\", columns = [{ name = \"status\" }] },\n",
+    )
+}
+
 /// Validates `toml`, applies the migrations and starts a runtime on it.
 pub async fn migrated_runtime(toml: &str) -> ferry::pipeline::Runtime {
     let config = ferry::config::from_toml_str(toml).expect("config is valid");

@@ -48,11 +48,15 @@ async fn load_statements_are_redshift_sql_in_every_mode() {
     let stack = Stack::start().await;
     let schema = Ident::parse("analytics").unwrap();
     let stage = Ident::parse("ferry_stage_0123456789ab").unwrap();
-    for extra in ["", "mode = \"append\""] {
+    let jobs = [
+        task_events_job(""),
+        task_events_job("mode = \"append\""),
+        crate::harness::task_events_job_with_scd2(),
+    ];
+    for job_toml in jobs {
         let toml = format!(
-            "{}[warehouse]\nkind = \"postgres\"\n{}",
+            "{}[warehouse]\nkind = \"postgres\"\n{job_toml}",
             stack.base_toml(),
-            task_events_job(extra)
         );
         let config = ferry::config::from_toml_str(&toml).expect("config is valid");
         let job = &config.jobs[0];

@@ -541,6 +541,70 @@ async fn a_serialization_failure_retries_the_whole_load_and_loads_once() {
 }
 
 #[tokio::test]
+async fn an_scd2_dimension_keeps_every_version_and_ignores_late_older_rows() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let toml = format!(
+        "{}{}{}",
+        stack.base_toml(),
+        db.warehouse_toml(),
+        crate::harness::task_events_job_with_scd2()
+    );
+    let rt = migrated_runtime(&toml).await;
+    db.client
+        .batch_execute(&format!(
+            "CREATE TABLE {} (task_id VARCHAR(64) NOT NULL, status VARCHAR(32), valid_from TIMESTAMPTZ, valid_to TIMESTAMPTZ, is_current BOOLEAN NOT NULL)",
+            db.t("dim_task_history")
+        ))
+        .await
+        .unwrap();
+    let files = [
+        "e1,t1,created,open,u1,jira,2026-03-01T10:00:00Z,,,\n",
+        "e2,t1,closed,done,u1,jira,2026-03-01T11:00:00Z,,,\ne3,t2,created,open,u1,jira,2026-03-01T11:00:00Z,,,\n",
+        // t1 unchanged (no new version); t2 older than its current version.
+        "e4,t1,noted,done,u1,jira,2026-03-01T12:00:00Z,,,\ne5,t2,created,queued,u1,jira,2026-03-01T09:00:00Z,,,\n",
+    ];
+    for (i, body) in files.iter().enumerate() {
+        stack.put_sftp(&format!("/outbox/f{i}.csv"), &format!("{HEADER}{body}"));
+        let report = pass(&rt).await;
+        assert_eq!(report.loaded.len(), 1, "{report:?}");
+    }
+    let history: Vec<(String, String, String, Option<String>, bool)> = db
+        .client
+        .query(
+            &format!(
+                "SELECT task_id, status, to_char(valid_from AT TIME ZONE 'UTC', 'HH24:MI'), \
+                 to_char(valid_to AT TIME ZONE 'UTC', 'HH24:MI'), is_current FROM {} ORDER BY 1, 3",
+                db.t("dim_task_history")
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    let v = |t: &str, s: &str, from: &str, to: Option<&str>, cur| {
+        (
+            t.to_string(),
+            s.to_string(),
+            from.to_string(),
+            to.map(str::to_string),
+            cur,
+        )
+    };
+    assert_eq!(
+        history,
+        vec![
+            v("t1", "open", "10:00", Some("11:00"), false),
+            v("t1", "done", "11:00", None, true),
+            v("t2", "open", "11:00", None, true),
+        ]
+    );
+    db.drop_schema().await;
+}
+
+#[tokio::test]
 async fn move_after_load_never_overwrites_and_happens_only_after_commit() {
     let stack = Stack::start().await;
     let db = TestDb::new().await;
