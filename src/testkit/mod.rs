@@ -1,17 +1,59 @@
 //! In-process stand-ins for the servers ferry talks to, for tests and for
 //! `ferry-dev-stack`: an S3 server (s3s + s3s-fs), an SFTP server (russh +
 //! russh-sftp, backed by a folder) and an FTP server (libunftp, backed by a
-//! folder). Each binds `127.0.0.1:0` (or a fixed port for the dev stack)
+//! folder), and a Redshift Data API endpoint that executes on PostgreSQL.
+//! Each binds `127.0.0.1:0` (or a fixed port for the dev stack)
 //! and stops when dropped.
 //!
 //! Built only with the `testkit` feature; ferry itself never links them.
 
 pub mod ftp;
 pub mod proxy;
+pub mod redshift_data;
 pub mod s3;
 pub mod sftp;
 
 use std::path::{Path, PathBuf};
+
+/// Accepts connections on `listener` until `stop`, serving each (HTTP/1 or
+/// 2) with a service from `make`; a stop also ends open connections.
+pub(crate) fn serve_http<S, B>(
+    listener: tokio::net::TcpListener,
+    stop: tokio_util::sync::CancellationToken,
+    make: impl Fn() -> S + Send + 'static,
+) where
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<B>,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    tokio::spawn(async move {
+        let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        loop {
+            let socket = tokio::select! {
+                r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
+                () = stop.cancelled() => break,
+            };
+            let conn = http
+                .serve_connection(TokioIo::new(socket), make())
+                .into_owned();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = conn => {}
+                    () = stop.cancelled() => {}
+                }
+            });
+        }
+    });
+}
 
 /// The repository's `testdata/` folder.
 pub fn testdata() -> PathBuf {

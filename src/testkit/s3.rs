@@ -1,7 +1,5 @@
 //! An S3 server on a local folder (s3s-fs), with static credentials.
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::SimpleAuth;
 use s3s::dto::{
@@ -127,26 +125,7 @@ impl S3Server {
         let listener = TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        tokio::spawn(async move {
-            let http = ConnBuilder::new(TokioExecutor::new());
-            loop {
-                let socket = tokio::select! {
-                    r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
-                    () = stopped.cancelled() => break,
-                };
-                let conn = http
-                    .serve_connection(TokioIo::new(socket), service.clone())
-                    .into_owned();
-                let stopped = stopped.clone();
-                tokio::spawn(async move {
-                    tokio::select! {
-                        _ = conn => {}
-                        () = stopped.cancelled() => {}
-                    }
-                });
-            }
-        });
+        super::serve_http(listener, stop.clone(), move || service.clone());
         Ok(S3Server {
             addr,
             root: root.to_path_buf(),

@@ -11,6 +11,7 @@ mod daemon;
 mod ftp_source;
 mod harness;
 mod real_servers;
+mod redshift_data;
 mod redshift_sql;
 mod roundtrip;
 mod servers;

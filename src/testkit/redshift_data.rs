@@ -1,0 +1,550 @@
+//! A local Redshift Data API endpoint that executes on PostgreSQL.
+//!
+//! It speaks the Data API's `awsJson1_1` protocol (`POST /` with
+//! `X-Amz-Target: RedshiftData.<Operation>`) with the real request and
+//! response shapes: `ExecuteStatement`, `BatchExecuteStatement` (one
+//! transaction, sub-statement ids `…:N`), `DescribeStatement`,
+//! `GetStatementResult` and `CancelStatement`, and errors as
+//! `{"__type": …, "message": …}`. Like the real service, each call gets a
+//! fresh database session and runs in the background: a statement is
+//! `SUBMITTED`, then `STARTED`, then `FINISHED`, `FAILED` or `ABORTED`, and
+//! the caller polls. Signatures are not checked.
+//!
+//! `:name` parameters are bound server side, as Redshift does: the value is
+//! quoted as a literal before the text reaches PostgreSQL.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response, StatusCode};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tokio_postgres::NoTls;
+use tokio_postgres::types::Type;
+use tokio_util::sync::CancellationToken;
+
+/// One executed statement of a call (a batch has several).
+#[derive(Debug, Clone)]
+struct Sub {
+    sql: String,
+    status: &'static str,
+    error: Option<String>,
+    rows: Option<(Vec<Value>, Vec<Vec<Value>>)>,
+    result_rows: i64,
+}
+
+/// One `ExecuteStatement` or `BatchExecuteStatement` call.
+#[derive(Debug, Clone)]
+struct Call {
+    status: &'static str,
+    error: Option<String>,
+    created: f64,
+    updated: f64,
+    database: Option<String>,
+    batch: bool,
+    subs: Vec<Sub>,
+    cancel: CancellationToken,
+}
+
+type Calls = Arc<Mutex<HashMap<String, Call>>>;
+
+/// A running endpoint; stops when dropped.
+pub struct RedshiftDataServer {
+    /// Listening address.
+    pub addr: SocketAddr,
+    calls: Calls,
+    stop: CancellationToken,
+}
+
+fn now() -> f64 {
+    chrono::Utc::now().timestamp_micros() as f64 / 1e6
+}
+
+impl RedshiftDataServer {
+    /// Serves on `127.0.0.1:0`, executing on the PostgreSQL at `pg_url`.
+    pub async fn start(pg_url: &str) -> std::io::Result<RedshiftDataServer> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let calls: Calls = Arc::default();
+        let stop = CancellationToken::new();
+        let (state, url) = (calls.clone(), pg_url.to_string());
+        super::serve_http(listener, stop.clone(), move || {
+            let (state, url) = (state.clone(), url.clone());
+            hyper::service::service_fn(move |req| {
+                let (state, url) = (state.clone(), url.clone());
+                async move { Ok::<_, std::convert::Infallible>(handle(req, state, url).await) }
+            })
+        });
+        Ok(RedshiftDataServer { addr, calls, stop })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Calls received so far.
+    pub fn calls(&self) -> usize {
+        self.calls.lock().expect("calls lock").len()
+    }
+}
+
+impl Drop for RedshiftDataServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/x-amz-json-1.1")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a valid response")
+}
+
+fn client_error(kind: &str, message: String) -> Response<Full<Bytes>> {
+    reply(
+        StatusCode::BAD_REQUEST,
+        json!({"__type": kind, "message": message}),
+    )
+}
+
+async fn handle(
+    req: Request<hyper::body::Incoming>,
+    calls: Calls,
+    pg_url: String,
+) -> Response<Full<Bytes>> {
+    let target = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return client_error("ValidationException", e.to_string()),
+    };
+    let input: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return client_error("ValidationException", format!("bad JSON: {e}")),
+    };
+    let op = target.strip_prefix("RedshiftData.").unwrap_or_default();
+    match op {
+        "ExecuteStatement" | "BatchExecuteStatement" => submit(op, &input, calls, pg_url),
+        "DescribeStatement" => describe(&input, &calls),
+        "GetStatementResult" => result(&input, &calls),
+        "CancelStatement" => cancel(&input, &calls),
+        other => client_error(
+            "ValidationException",
+            format!("operation {other:?} is not supported by this endpoint"),
+        ),
+    }
+}
+
+/// Binds `:name` parameters as quoted literals, leaving `::type` casts and
+/// text inside quotes alone.
+fn bind(sql: &str, params: &HashMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(sql.len());
+    let chars: Vec<char> = sql.chars().collect();
+    let mut i = 0;
+    let mut quote: Option<char> = None;
+    while i < chars.len() {
+        let c = chars[i];
+        if let Some(q) = quote {
+            out.push(c);
+            if c == q {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        if c == '\'' || c == '"' {
+            quote = Some(c);
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        if c == ':' && chars.get(i + 1) == Some(&':') {
+            out.push_str("::");
+            i += 2;
+            continue;
+        }
+        if c == ':'
+            && chars
+                .get(i + 1)
+                .is_some_and(|n| n.is_ascii_alphanumeric() || *n == '_')
+        {
+            let start = i + 1;
+            let mut end = start;
+            while end < chars.len() && (chars[end].is_ascii_alphanumeric() || chars[end] == '_') {
+                end += 1;
+            }
+            let name: String = chars[start..end].iter().collect();
+            let value = params
+                .get(&name)
+                .ok_or_else(|| format!("no value for parameter :{name}"))?;
+            out.push('\'');
+            out.push_str(&value.replace('\'', "''"));
+            out.push('\'');
+            i = end;
+            continue;
+        }
+        out.push(c);
+        i += 1;
+    }
+    Ok(out)
+}
+
+fn submit(op: &str, input: &Value, calls: Calls, pg_url: String) -> Response<Full<Bytes>> {
+    let batch = op == "BatchExecuteStatement";
+    let sqls: Vec<String> = if batch {
+        input["Sqls"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        input["Sql"]
+            .as_str()
+            .map(|s| vec![s.to_string()])
+            .unwrap_or_default()
+    };
+    if sqls.is_empty() || sqls.len() > 40 {
+        return client_error(
+            "ValidationException",
+            format!("{op} needs 1 to 40 statements, got {}", sqls.len()),
+        );
+    }
+    let params: HashMap<String, String> = input["Parameters"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| {
+                    Some((
+                        p["name"].as_str()?.to_string(),
+                        p["value"].as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let bound: Result<Vec<String>, String> = sqls.iter().map(|s| bind(s, &params)).collect();
+    let bound = match bound {
+        Ok(b) => b,
+        Err(e) => return client_error("ValidationException", e),
+    };
+    let id = uuid::Uuid::new_v4().to_string();
+    let database = input["Database"].as_str().map(str::to_string);
+    let cancel = CancellationToken::new();
+    let created = now();
+    calls.lock().expect("calls lock").insert(
+        id.clone(),
+        Call {
+            status: "SUBMITTED",
+            error: None,
+            created,
+            updated: created,
+            database: database.clone(),
+            batch,
+            subs: sqls
+                .iter()
+                .map(|s| Sub {
+                    sql: s.clone(),
+                    status: "SUBMITTED",
+                    error: None,
+                    rows: None,
+                    result_rows: -1,
+                })
+                .collect(),
+            cancel: cancel.clone(),
+        },
+    );
+    tokio::spawn(run(id.clone(), bound, calls, pg_url, cancel));
+    let mut out = json!({"Id": id, "CreatedAt": created});
+    if let Some(db) = database {
+        out["Database"] = json!(db);
+    }
+    reply(StatusCode::OK, out)
+}
+
+/// Runs a call's statements in one transaction on a fresh session.
+async fn run(
+    id: String,
+    sqls: Vec<String>,
+    calls: Calls,
+    pg_url: String,
+    cancel: CancellationToken,
+) {
+    let set = |f: &dyn Fn(&mut Call)| {
+        if let Some(c) = calls.lock().expect("calls lock").get_mut(&id) {
+            f(c);
+            c.updated = now();
+        }
+    };
+    set(&|c| c.status = "STARTED");
+    let outcome: Result<(), (usize, String)> = async {
+        let (client, conn) = tokio_postgres::connect(&pg_url, NoTls)
+            .await
+            .map_err(|e| (0, format!("cannot connect: {e}")))?;
+        tokio::spawn(conn);
+        let single = sqls.len() == 1;
+        if !single {
+            client
+                .batch_execute("BEGIN")
+                .await
+                .map_err(|e| (0, e.to_string()))?;
+        }
+        for (n, sql) in sqls.iter().enumerate() {
+            set(&|c| c.subs[n].status = "STARTED");
+            let done = tokio::select! {
+                r = execute(&client, sql) => r,
+                () = cancel.cancelled() => Err("Query cancelled on user's request".to_string()),
+            };
+            match done {
+                Ok((rows, count)) => set(&|c| {
+                    c.subs[n].status = "FINISHED";
+                    c.subs[n].result_rows = count;
+                    c.subs[n].rows = rows.clone();
+                }),
+                Err(e) => return Err((n, e)),
+            }
+        }
+        if !single {
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(|e| (sqls.len() - 1, e.to_string()))?;
+        }
+        Ok(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => set(&|c| c.status = "FINISHED"),
+        Err((n, e)) => {
+            let aborted = cancel.is_cancelled();
+            set(&|c| {
+                let status = if aborted { "ABORTED" } else { "FAILED" };
+                c.status = status;
+                c.error = Some(format!("ERROR: {e}"));
+                if let Some(s) = c.subs.get_mut(n) {
+                    s.status = status;
+                    s.error = Some(format!("ERROR: {e}"));
+                }
+                for s in c.subs.iter_mut().skip(n + 1) {
+                    s.status = "ABORTED";
+                }
+            })
+        }
+    }
+}
+
+type ResultSet = Option<(Vec<Value>, Vec<Vec<Value>>)>;
+
+/// Executes one statement; a statement that returns rows keeps them as
+/// Data API `Field`s with `ColumnMetadata`.
+async fn execute(client: &tokio_postgres::Client, sql: &str) -> Result<(ResultSet, i64), String> {
+    let stmt = client.prepare(sql).await.map_err(db_message)?;
+    if stmt.columns().is_empty() {
+        let n = client.execute(&stmt, &[]).await.map_err(db_message)?;
+        return Ok((None, n as i64));
+    }
+    let types: Vec<Type> = stmt.columns().iter().map(|c| c.type_().clone()).collect();
+    let meta: Vec<Value> = stmt
+        .columns()
+        .iter()
+        .map(|c| {
+            json!({"name": c.name(), "label": c.name(), "typeName": c.type_().name(),
+                   "nullable": 1, "isSigned": true, "isCurrency": false, "isCaseSensitive": true,
+                   "precision": 0, "scale": 0, "schemaName": "", "tableName": "", "length": 0})
+        })
+        .collect();
+    // The text protocol gives every value as text; the prepared columns
+    // say how each is typed in the Data API's Field union.
+    let messages = client.simple_query(sql).await.map_err(db_message)?;
+    let mut records = Vec::new();
+    for m in messages {
+        if let tokio_postgres::SimpleQueryMessage::Row(row) = m {
+            let fields = (0..row.len())
+                .map(|i| field(row.get(i), types.get(i)))
+                .collect();
+            records.push(fields);
+        }
+    }
+    let n = records.len() as i64;
+    Ok((Some((meta, records)), n))
+}
+
+fn field(text: Option<&str>, ty: Option<&Type>) -> Value {
+    let Some(t) = text else {
+        return json!({"isNull": true});
+    };
+    match ty {
+        Some(&Type::INT2) | Some(&Type::INT4) | Some(&Type::INT8) => t
+            .parse::<i64>()
+            .map(|v| json!({"longValue": v}))
+            .unwrap_or_else(|_| json!({"stringValue": t})),
+        Some(&Type::FLOAT4) | Some(&Type::FLOAT8) => t
+            .parse::<f64>()
+            .map(|v| json!({"doubleValue": v}))
+            .unwrap_or_else(|_| json!({"stringValue": t})),
+        Some(&Type::BOOL) => json!({"booleanValue": t == "t"}),
+        _ => json!({"stringValue": t}),
+    }
+}
+
+fn db_message(e: tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// Splits `uuid[:N]` into the call id and a 0-based sub-statement index.
+fn split_id(id: &str) -> (&str, Option<usize>) {
+    match id.rsplit_once(':') {
+        Some((base, n)) if n.parse::<usize>().is_ok_and(|n| n >= 1) => {
+            (base, n.parse::<usize>().ok().map(|n| n - 1))
+        }
+        _ => (id, None),
+    }
+}
+
+fn not_found(id: &str) -> Response<Full<Bytes>> {
+    reply(
+        StatusCode::BAD_REQUEST,
+        json!({"__type": "ResourceNotFoundException", "message": format!("Query does not exist: {id}"), "ResourceId": id}),
+    )
+}
+
+fn describe(input: &Value, calls: &Calls) -> Response<Full<Bytes>> {
+    let id = input["Id"].as_str().unwrap_or_default();
+    let (base, sub) = split_id(id);
+    let calls = calls.lock().expect("calls lock");
+    let Some(c) = calls.get(base) else {
+        return not_found(id);
+    };
+    let duration = ((c.updated - c.created) * 1e9) as i64;
+    let sub_json = |i: usize, s: &Sub| {
+        let mut v = json!({"Id": format!("{base}:{}", i + 1), "Status": s.status, "QueryString": s.sql,
+            "CreatedAt": c.created, "UpdatedAt": c.updated, "Duration": duration,
+            "HasResultSet": s.rows.is_some(), "ResultRows": s.result_rows, "ResultSize": -1, "RedshiftQueryId": -1});
+        if let Some(e) = &s.error {
+            v["Error"] = json!(e);
+        }
+        v
+    };
+    let mut out = match sub {
+        Some(i) => match c.subs.get(i) {
+            Some(s) => sub_json(i, s),
+            None => return not_found(id),
+        },
+        None => {
+            let mut v = json!({"Id": base, "Status": c.status, "CreatedAt": c.created,
+                "UpdatedAt": c.updated, "Duration": duration, "RedshiftPid": 1, "RedshiftQueryId": 1});
+            if c.batch {
+                v["SubStatements"] = json!(
+                    c.subs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| sub_json(i, s))
+                        .collect::<Vec<_>>()
+                );
+            } else {
+                let s = &c.subs[0];
+                v["QueryString"] = json!(s.sql);
+                v["HasResultSet"] = json!(s.rows.is_some());
+                v["ResultRows"] = json!(s.result_rows);
+            }
+            if let Some(e) = &c.error {
+                v["Error"] = json!(e);
+            }
+            v
+        }
+    };
+    if let Some(db) = &c.database {
+        out["Database"] = json!(db);
+    }
+    reply(StatusCode::OK, out)
+}
+
+fn result(input: &Value, calls: &Calls) -> Response<Full<Bytes>> {
+    let id = input["Id"].as_str().unwrap_or_default();
+    let (base, sub) = split_id(id);
+    let calls = calls.lock().expect("calls lock");
+    let Some(c) = calls.get(base) else {
+        return not_found(id);
+    };
+    let index = match (c.batch, sub) {
+        (true, None) => {
+            return client_error(
+                "ValidationException",
+                "BatchExecuteStatement result can only be retrieved with sub-statement id.".into(),
+            );
+        }
+        (_, Some(i)) => i,
+        (false, None) => 0,
+    };
+    let Some(s) = c.subs.get(index) else {
+        return not_found(id);
+    };
+    if s.status != "FINISHED" {
+        return client_error(
+            "ValidationException",
+            format!("Query has not finished: status {}", s.status),
+        );
+    }
+    match &s.rows {
+        Some((meta, records)) => reply(
+            StatusCode::OK,
+            json!({"Records": records, "ColumnMetadata": meta, "TotalNumRows": records.len()}),
+        ),
+        None => client_error(
+            "ResourceNotFoundException",
+            format!("Query does not have result: {id}"),
+        ),
+    }
+}
+
+fn cancel(input: &Value, calls: &Calls) -> Response<Full<Bytes>> {
+    let id = input["Id"].as_str().unwrap_or_default();
+    let (base, _) = split_id(id);
+    let calls = calls.lock().expect("calls lock");
+    let Some(c) = calls.get(base) else {
+        return not_found(id);
+    };
+    let running = matches!(c.status, "SUBMITTED" | "PICKED" | "STARTED");
+    if running {
+        c.cancel.cancel();
+    }
+    reply(StatusCode::OK, json!({"Status": running}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_bind_as_literals_but_casts_and_quoted_text_stay() {
+        let p: HashMap<String, String> = [
+            ("job".to_string(), "it's".to_string()),
+            ("n".to_string(), "5".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            bind("SELECT :job, :n::int, ':job', now()::date", &p).unwrap(),
+            "SELECT 'it''s', '5'::int, ':job', now()::date"
+        );
+        assert!(
+            bind("SELECT :missing", &p)
+                .unwrap_err()
+                .contains(":missing")
+        );
+    }
+}
