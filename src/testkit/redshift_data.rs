@@ -50,6 +50,9 @@ struct Call {
 
 type Calls = Arc<Mutex<HashMap<String, Call>>>;
 
+/// Where `COPY … FROM 's3://…'` reads from.
+type S3 = Option<aws_sdk_s3::Client>;
+
 /// A running endpoint; stops when dropped.
 pub struct RedshiftDataServer {
     /// Listening address.
@@ -63,18 +66,25 @@ fn now() -> f64 {
 }
 
 impl RedshiftDataServer {
-    /// Serves on `127.0.0.1:0`, executing on the PostgreSQL at `pg_url`.
+    /// Serves on `127.0.0.1:0`, executing on the PostgreSQL at `pg_url`;
+    /// `COPY … FROM 's3://…'` is refused.
     pub async fn start(pg_url: &str) -> std::io::Result<RedshiftDataServer> {
+        Self::start_with_s3(pg_url, None).await
+    }
+
+    /// Like [`start`](Self::start), reading `COPY … FROM 's3://…'` through
+    /// `s3`.
+    pub async fn start_with_s3(pg_url: &str, s3: S3) -> std::io::Result<RedshiftDataServer> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let calls: Calls = Arc::default();
         let stop = CancellationToken::new();
         let (state, url) = (calls.clone(), pg_url.to_string());
         super::serve_http(listener, stop.clone(), move || {
-            let (state, url) = (state.clone(), url.clone());
+            let (state, url, s3) = (state.clone(), url.clone(), s3.clone());
             hyper::service::service_fn(move |req| {
-                let (state, url) = (state.clone(), url.clone());
-                async move { Ok::<_, std::convert::Infallible>(handle(req, state, url).await) }
+                let (state, url, s3) = (state.clone(), url.clone(), s3.clone());
+                async move { Ok::<_, std::convert::Infallible>(handle(req, state, url, s3).await) }
             })
         });
         Ok(RedshiftDataServer { addr, calls, stop })
@@ -116,6 +126,7 @@ async fn handle(
     req: Request<hyper::body::Incoming>,
     calls: Calls,
     pg_url: String,
+    s3: S3,
 ) -> Response<Full<Bytes>> {
     let target = req
         .headers()
@@ -133,7 +144,7 @@ async fn handle(
     };
     let op = target.strip_prefix("RedshiftData.").unwrap_or_default();
     match op {
-        "ExecuteStatement" | "BatchExecuteStatement" => submit(op, &input, calls, pg_url),
+        "ExecuteStatement" | "BatchExecuteStatement" => submit(op, &input, calls, pg_url, s3),
         "DescribeStatement" => describe(&input, &calls),
         "GetStatementResult" => result(&input, &calls),
         "CancelStatement" => cancel(&input, &calls),
@@ -198,7 +209,7 @@ fn bind(sql: &str, params: &HashMap<String, String>) -> Result<String, String> {
     Ok(out)
 }
 
-fn submit(op: &str, input: &Value, calls: Calls, pg_url: String) -> Response<Full<Bytes>> {
+fn submit(op: &str, input: &Value, calls: Calls, pg_url: String, s3: S3) -> Response<Full<Bytes>> {
     let batch = op == "BatchExecuteStatement";
     let sqls: Vec<String> = if batch {
         input["Sqls"]
@@ -265,7 +276,7 @@ fn submit(op: &str, input: &Value, calls: Calls, pg_url: String) -> Response<Ful
             cancel: cancel.clone(),
         },
     );
-    tokio::spawn(run(id.clone(), bound, calls, pg_url, cancel));
+    tokio::spawn(run(id.clone(), bound, calls, pg_url, s3, cancel));
     let mut out = json!({"Id": id, "CreatedAt": created});
     if let Some(db) = database {
         out["Database"] = json!(db);
@@ -279,6 +290,7 @@ async fn run(
     sqls: Vec<String>,
     calls: Calls,
     pg_url: String,
+    s3: S3,
     cancel: CancellationToken,
 ) {
     let set = |f: &dyn Fn(&mut Call)| {
@@ -303,7 +315,7 @@ async fn run(
         for (n, sql) in sqls.iter().enumerate() {
             set(&|c| c.subs[n].status = "STARTED");
             let done = tokio::select! {
-                r = execute(&client, sql) => r,
+                r = execute(&client, sql, &s3) => r,
                 () = cancel.cancelled() => Err("Query cancelled on user's request".to_string()),
             };
             match done {
@@ -348,7 +360,18 @@ type ResultSet = Option<(Vec<Value>, Vec<Vec<Value>>)>;
 
 /// Executes one statement; a statement that returns rows keeps them as
 /// Data API `Field`s with `ColumnMetadata`.
-async fn execute(client: &tokio_postgres::Client, sql: &str) -> Result<(ResultSet, i64), String> {
+async fn execute(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    s3: &S3,
+) -> Result<(ResultSet, i64), String> {
+    if let Some(copy) = parse_copy(sql)? {
+        let s3 = s3
+            .as_ref()
+            .ok_or("this endpoint was started without S3: COPY FROM 's3://…' is refused")?;
+        let n = copy_from_s3(client, &copy, s3).await?;
+        return Ok((None, n as i64));
+    }
     let stmt = client.prepare(sql).await.map_err(db_message)?;
     if stmt.columns().is_empty() {
         let n = client.execute(&stmt, &[]).await.map_err(db_message)?;
@@ -378,6 +401,227 @@ async fn execute(client: &tokio_postgres::Client, sql: &str) -> Result<(ResultSe
     }
     let n = records.len() as i64;
     Ok((Some((meta, records)), n))
+}
+
+/// A Redshift `COPY … FROM 's3://…'`, as far as this endpoint emulates it.
+#[derive(Debug, PartialEq)]
+struct CopyFromS3 {
+    /// `table [(columns)]` as written.
+    target: String,
+    bucket: String,
+    key: String,
+    manifest: bool,
+    gzip: bool,
+    null_as: Option<String>,
+    delimiter: Option<String>,
+}
+
+/// Words and `'quoted'` strings (`''` inside one is a quote).
+fn tokens(text: &str) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+        } else if c == '\'' {
+            chars.next();
+            let mut s = String::new();
+            while let Some(c) = chars.next() {
+                if c == '\'' {
+                    if chars.peek() == Some(&'\'') {
+                        chars.next();
+                        s.push('\'');
+                    } else {
+                        break;
+                    }
+                } else {
+                    s.push(c);
+                }
+            }
+            out.push((s, true));
+        } else {
+            let mut s = String::new();
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() || c == '\'' {
+                    break;
+                }
+                s.push(c);
+                chars.next();
+            }
+            out.push((s.to_ascii_uppercase(), false));
+        }
+    }
+    out
+}
+
+/// Recognizes `COPY target FROM 's3://bucket/key' options`; options that
+/// are not emulated are an error, so a test never passes on an option
+/// PostgreSQL would silently treat differently.
+fn parse_copy(sql: &str) -> Result<Option<CopyFromS3>, String> {
+    let trimmed = sql.trim_start();
+    if !trimmed
+        .get(..5)
+        .is_some_and(|w| w.eq_ignore_ascii_case("COPY "))
+    {
+        return Ok(None);
+    }
+    let upper = trimmed.to_ascii_uppercase();
+    let Some(from) = upper.find(" FROM 'S3://") else {
+        return Ok(None);
+    };
+    let target = trimmed[5..from].trim().to_string();
+    let rest = tokens(&trimmed[from + " FROM ".len()..]);
+    let url = &rest[0].0;
+    let (bucket, key) = url
+        .strip_prefix("s3://")
+        .and_then(|u| u.split_once('/'))
+        .ok_or_else(|| format!("not an s3://bucket/key URL: {url}"))?;
+    let mut copy = CopyFromS3 {
+        target,
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        manifest: false,
+        gzip: false,
+        null_as: None,
+        delimiter: None,
+    };
+    let (mut csv, mut authorized) = (false, false);
+    let mut it = rest[1..].iter().map(|(t, quoted)| (t.as_str(), *quoted));
+    while let Some((word, quoted)) = it.next() {
+        if quoted {
+            return Err(format!("unexpected string '{word}' in COPY options"));
+        }
+        let mut value = |what: &str| {
+            let (mut v, mut q) = it.next().ok_or(format!("{what} needs a value"))?;
+            if !q && v == "AS" {
+                (v, q) = it.next().ok_or(format!("{what} AS needs a value"))?;
+            }
+            Ok::<_, String>((v.to_string(), q))
+        };
+        match word {
+            "IAM_ROLE" => {
+                let (role, quoted) = value("IAM_ROLE")?;
+                if !(quoted && role.starts_with("arn:aws:iam::") || !quoted && role == "DEFAULT") {
+                    return Err(format!(
+                        "IAM_ROLE {role:?}: expected 'arn:aws:iam::…' or default"
+                    ));
+                }
+                authorized = true;
+            }
+            "MANIFEST" => copy.manifest = true,
+            "GZIP" => copy.gzip = true,
+            "CSV" => csv = true,
+            "FORMAT" => {
+                let (f, _) = value("FORMAT")?;
+                if f != "CSV" {
+                    return Err(format!("FORMAT {f} is not emulated (only CSV)"));
+                }
+                csv = true;
+            }
+            "NULL" => copy.null_as = Some(value("NULL")?.0),
+            "DELIMITER" => copy.delimiter = Some(value("DELIMITER")?.0),
+            "TIMEFORMAT" | "DATEFORMAT" | "REGION" => {
+                value(word)?;
+            }
+            "COMPUPDATE" | "STATUPDATE" => {
+                let (v, _) = value(word)?;
+                if !matches!(v.as_str(), "ON" | "OFF" | "TRUE" | "FALSE") {
+                    return Err(format!("{word} {v}: expected ON or OFF"));
+                }
+            }
+            other => {
+                return Err(format!(
+                    "COPY option {other} is not emulated by this endpoint (or is not a Redshift COPY option)"
+                ));
+            }
+        }
+    }
+    if !authorized {
+        return Err("COPY from S3 needs IAM_ROLE (or credentials); none given".into());
+    }
+    if !csv {
+        return Err("only CSV COPY is emulated; add CSV".into());
+    }
+    Ok(Some(copy))
+}
+
+/// Runs a [`CopyFromS3`] as `COPY … FROM STDIN` fed from the objects: the
+/// manifest's entries (all `mandatory`), or every object under the prefix.
+async fn copy_from_s3(
+    client: &tokio_postgres::Client,
+    copy: &CopyFromS3,
+    s3: &aws_sdk_s3::Client,
+) -> Result<u64, String> {
+    let keys: Vec<String> = if copy.manifest {
+        let obj = s3
+            .get_object()
+            .bucket(&copy.bucket)
+            .key(&copy.key)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot read manifest s3://{}/{}: {e:?}",
+                    copy.bucket, copy.key
+                )
+            })?;
+        let bytes = obj
+            .body
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_bytes();
+        let manifest: Value =
+            serde_json::from_slice(&bytes).map_err(|e| format!("the manifest is not JSON: {e}"))?;
+        let mut keys = Vec::new();
+        for entry in manifest["entries"]
+            .as_array()
+            .ok_or("the manifest has no entries")?
+        {
+            let url = entry["url"].as_str().ok_or("a manifest entry has no url")?;
+            let key = url
+                .strip_prefix(&format!("s3://{}/", copy.bucket))
+                .ok_or_else(|| format!("manifest entry {url} is in another bucket"))?;
+            keys.push(key.to_string());
+        }
+        keys
+    } else {
+        let listed = s3
+            .list_objects_v2()
+            .bucket(&copy.bucket)
+            .prefix(&copy.key)
+            .send()
+            .await
+            .map_err(|e| format!("cannot list s3://{}/{}: {e:?}", copy.bucket, copy.key))?;
+        listed
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect()
+    };
+    if keys.is_empty() {
+        return Err(format!(
+            "The specified S3 prefix '{}' does not exist",
+            copy.key
+        ));
+    }
+    let quote = |v: &str| format!("'{}'", v.replace('\'', "''"));
+    let mut options = vec!["FORMAT csv".to_string()];
+    if let Some(n) = &copy.null_as {
+        options.push(format!("NULL {}", quote(n)));
+    }
+    if let Some(d) = &copy.delimiter {
+        options.push(format!("DELIMITER {}", quote(d)));
+    }
+    let sql = format!(
+        "COPY {} FROM STDIN WITH ({})",
+        copy.target,
+        options.join(", ")
+    );
+    let sink = client.copy_in::<_, Bytes>(&sql).await.map_err(db_message)?;
+    crate::warehouse::postgres::feed_copy(sink, s3, &copy.bucket, &keys, copy.gzip)
+        .await
+        .map_err(|e| e.chain())
 }
 
 fn field(text: Option<&str>, ty: Option<&Type>) -> Value {
@@ -528,6 +772,25 @@ fn cancel(input: &Value, calls: &Calls) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copy_from_s3_is_recognized_and_unknown_options_refused() {
+        let c = parse_copy(
+            "COPY \"s\".\"t\" (a, b) FROM 's3://bkt/m/x.manifest' IAM_ROLE 'arn:aws:iam::1:role/r' MANIFEST GZIP CSV NULL AS '\\N' TIMEFORMAT 'auto' COMPUPDATE OFF STATUPDATE OFF",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.target, "\"s\".\"t\" (a, b)");
+        assert_eq!((c.bucket.as_str(), c.key.as_str()), ("bkt", "m/x.manifest"));
+        assert!(c.manifest && c.gzip);
+        assert_eq!(c.null_as.as_deref(), Some("\\N"));
+        assert_eq!(parse_copy("COPY t FROM STDIN").unwrap(), None);
+        assert_eq!(parse_copy("SELECT 1").unwrap(), None);
+        let e = parse_copy("COPY t FROM 's3://b/k' IAM_ROLE default CSV EMPTYASNULL").unwrap_err();
+        assert!(e.contains("EMPTYASNULL"), "{e}");
+        let e = parse_copy("COPY t FROM 's3://b/k' CSV").unwrap_err();
+        assert!(e.contains("IAM_ROLE"), "{e}");
+    }
 
     #[test]
     fn parameters_bind_as_literals_but_casts_and_quoted_text_stay() {

@@ -34,6 +34,70 @@ fn describe(s: &PostgresSettings) -> String {
     format!("postgres {}:{}/{}", s.host, s.port, s.database)
 }
 
+/// Feeds S3 objects, one after the other, into a started `COPY … FROM
+/// STDIN`: each is streamed and (with `gzip`) gunzipped on a blocking
+/// thread, so memory stays at a few chunks whatever the size. Returns the
+/// rows COPY loaded.
+pub async fn feed_copy(
+    sink: tokio_postgres::CopyInSink<Bytes>,
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    keys: &[String],
+    gzip: bool,
+) -> Result<u64> {
+    futures::pin_mut!(sink);
+    for key in keys {
+        let url = format!("s3://{bucket}/{key}");
+        let obj = s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(sdk_error(format!("cannot read staged object {url}")))?;
+        let reader = tokio_util::io::SyncIoBridge::new(obj.body.into_async_read());
+        let (chunks_tx, mut chunks_rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+        let decoder = tokio::task::spawn_blocking(move || {
+            let mut input: Box<dyn Read> = if gzip {
+                Box::new(flate2::read::MultiGzDecoder::new(reader))
+            } else {
+                Box::new(reader)
+            };
+            loop {
+                let mut buf = vec![0u8; 256 * 1024];
+                match input.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if chunks_tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = chunks_tx.blocking_send(Err(e));
+                        return;
+                    }
+                }
+            }
+        });
+        while let Some(chunk) = chunks_rx.recv().await {
+            let chunk = chunk.map_err(|e| {
+                Error::transient(format!("cannot read staged object {url}")).with_source(e)
+            })?;
+            sink.send(chunk)
+                .await
+                .map_err(pg_error(format!("COPY from {url} failed")))?;
+        }
+        decoder
+            .await
+            .map_err(|e| Error::transient("the gunzip thread of COPY stopped").with_source(e))?;
+    }
+    sink.as_mut()
+        .finish()
+        .await
+        .map_err(pg_error("COPY into the staging table failed"))
+}
+
 /// Maps a database error: serialization failures, deadlocks and lost
 /// connections are transient; the rest (missing table, bad type, …) fail
 /// the file.
@@ -190,9 +254,6 @@ impl PostgresWarehouse {
     }
 
     /// Streams the staged object from S3 into `COPY … FROM STDIN`.
-    /// COPYs the staged parts, one after the other, into one `COPY FROM
-    /// STDIN`: each object is streamed from S3 and gunzipped on a blocking
-    /// thread, so memory stays at a few chunks whatever the size.
     async fn copy_from_s3(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
@@ -203,56 +264,7 @@ impl PostgresWarehouse {
             .copy_in::<_, Bytes>(copy_sql)
             .await
             .map_err(pg_error("cannot start COPY into the staging table"))?;
-        futures::pin_mut!(sink);
-        for key in keys {
-            let url = self.stager.url(key);
-            let obj = self
-                .stager
-                .client()
-                .get_object()
-                .bucket(self.stager.bucket())
-                .key(key)
-                .send()
-                .await
-                .map_err(sdk_error(format!("cannot read staged object {url}")))?;
-            let reader = tokio_util::io::SyncIoBridge::new(obj.body.into_async_read());
-            let (chunks_tx, mut chunks_rx) =
-                tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
-            let decoder = tokio::task::spawn_blocking(move || {
-                let mut gz = flate2::read::MultiGzDecoder::new(reader);
-                loop {
-                    let mut buf = vec![0u8; 256 * 1024];
-                    match gz.read(&mut buf) {
-                        Ok(0) => return,
-                        Ok(n) => {
-                            buf.truncate(n);
-                            if chunks_tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            let _ = chunks_tx.blocking_send(Err(e));
-                            return;
-                        }
-                    }
-                }
-            });
-            while let Some(chunk) = chunks_rx.recv().await {
-                let chunk = chunk.map_err(|e| {
-                    Error::transient(format!("cannot read staged object {url}")).with_source(e)
-                })?;
-                sink.send(chunk)
-                    .await
-                    .map_err(pg_error(format!("COPY from {url} failed")))?;
-            }
-            decoder.await.map_err(|e| {
-                Error::transient("the gunzip thread of COPY stopped").with_source(e)
-            })?;
-        }
-        sink.as_mut()
-            .finish()
-            .await
-            .map_err(pg_error("COPY into the staging table failed"))
+        feed_copy(sink, self.stager.client(), self.stager.bucket(), keys, true).await
     }
 
     async fn load_once(&self, job: &Job, file: &StagedFile) -> Result<LoadOutcome> {

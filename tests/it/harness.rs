@@ -175,6 +175,18 @@ impl Stack {
         }
     }
 
+    /// A stager for this stack's S3, with extra `[staging]` settings.
+    pub async fn stager(&self, staging_extra: &str) -> ferry::stage::Stager {
+        let toml = format!(
+            "{}[warehouse]\nkind = \"postgres\"\n{}",
+            self.base_toml()
+                .replace("[staging]\n", &format!("[staging]\n{staging_extra}\n")),
+            task_events_job("")
+        );
+        let config = ferry::config::from_toml_str(&toml).expect("config is valid");
+        ferry::stage::Stager::new(&config.staging).await
+    }
+
     /// Writes `toml` as this stack's `ferry.toml` and returns its path.
     pub fn write_config(&self, toml: &str) -> PathBuf {
         let path = self.dir.path().join("ferry.toml");

@@ -2,21 +2,9 @@
 //! as multipart uploads, a failed part aborts the upload (no orphaned
 //! parts), and server-side encryption is requested as configured.
 
-use crate::harness::{Stack, task_events_job};
+use crate::harness::Stack;
 use ferry::retry::XorShift;
 use std::sync::atomic::Ordering;
-
-async fn stager(stack: &Stack, staging_extra: &str) -> ferry::stage::Stager {
-    let toml = format!(
-        "{}[warehouse]\nkind = \"postgres\"\n{}",
-        stack
-            .base_toml()
-            .replace("[staging]\n", &format!("[staging]\n{staging_extra}\n")),
-        task_events_job("")
-    );
-    let config = ferry::config::from_toml_str(&toml).expect("config is valid");
-    ferry::stage::Stager::new(&config.staging).await
-}
 
 /// A file of `len` pseudo-random bytes.
 fn random_file(dir: &std::path::Path, len: usize) -> (std::path::PathBuf, Vec<u8>) {
@@ -30,11 +18,9 @@ fn random_file(dir: &std::path::Path, len: usize) -> (std::path::PathBuf, Vec<u8
 #[tokio::test(flavor = "multi_thread")]
 async fn a_large_object_goes_up_in_parts_with_kms_encryption() {
     let stack = Stack::start().await;
-    let stager = stager(
-        &stack,
-        "multipart_part_size = \"5MiB\"\nsse = \"aws:kms\"\nkms_key_id = \"alias/ferry\"",
-    )
-    .await;
+    let stager = stack
+        .stager("multipart_part_size = \"5MiB\"\nsse = \"aws:kms\"\nkms_key_id = \"alias/ferry\"")
+        .await;
     let (path, data) = random_file(stack.dir.path(), 12 * 1024 * 1024 + 7);
     stager
         .upload_file(&path, "ferry/staged/big.csv.gz")
@@ -68,7 +54,9 @@ async fn a_large_object_goes_up_in_parts_with_kms_encryption() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_part_aborts_the_upload_and_leaves_nothing_behind() {
     let stack = Stack::start().await;
-    let stager = stager(&stack, "multipart_part_size = \"5MiB\"\nsse = \"aes256\"").await;
+    let stager = stack
+        .stager("multipart_part_size = \"5MiB\"\nsse = \"aes256\"")
+        .await;
     let (path, _) = random_file(stack.dir.path(), 11 * 1024 * 1024);
     stack.s3.probe.fail_upload_part.store(2, Ordering::SeqCst);
     let err = stager
