@@ -10,6 +10,7 @@
 //! Values always travel as parameters (`$n`), never spliced into the text.
 
 use crate::config::Ident;
+use crate::warehouse::Dialect;
 
 /// One version of one source file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +69,7 @@ pub enum FileState {
 /// Ledger table names qualified with the warehouse schema.
 #[derive(Debug, Clone)]
 pub struct LedgerSql {
+    dialect: Dialect,
     files: String,
     loads: String,
     errors: String,
@@ -75,10 +77,17 @@ pub struct LedgerSql {
 }
 
 impl LedgerSql {
-    /// The ledger in `schema`.
+    /// The ledger in `schema`, with PostgreSQL's `$n` parameters.
     pub fn new(schema: &Ident) -> Self {
+        Self::with_dialect(schema, Dialect::Postgres)
+    }
+
+    /// The ledger in `schema`, rendered for `dialect` (Redshift: `:name`
+    /// parameters, named as each method's documentation lists them).
+    pub fn with_dialect(schema: &Ident, dialect: Dialect) -> Self {
         let q = |t: &str| format!("{}.\"{t}\"", schema.quoted());
         LedgerSql {
+            dialect,
             files: q("ferry_files"),
             loads: q("ferry_loads"),
             errors: q("ferry_load_errors"),
@@ -99,35 +108,47 @@ impl LedgerSql {
 
     /// States of a version: params job, path, size, mtime.
     pub fn lookup(&self) -> String {
-        format!(
+        self.dialect.adapt(
+            &format!(
             "SELECT state, finalized_at IS NOT NULL, error FROM {} WHERE job = $1 AND path = $2 AND size = $3 AND mtime = $4",
             self.files
+        ),
+            &["job", "path", "size", "mtime"],
         )
     }
 
     /// The newest loaded version of a path: params job, path.
     pub fn loaded_version_of_path(&self) -> String {
-        format!(
+        self.dialect.adapt(
+            &format!(
             "SELECT size, mtime FROM {} WHERE job = $1 AND path = $2 AND state = 'loaded' ORDER BY loaded_at DESC LIMIT 1",
             self.files
+        ),
+            &["job", "path"],
         )
     }
 
     /// Records a skipped version: params job, path, size, mtime, reason.
     pub fn insert_skipped(&self) -> String {
-        format!(
+        self.dialect.adapt(
+            &format!(
             "INSERT INTO {} (job, path, size, mtime, state, rows_loaded, rows_rejected, first_seen_at, error) \
              VALUES ($1, $2, $3, $4, 'skipped', 0, 0, now(), $5)",
             self.files
+        ),
+            &["job", "path", "size", "mtime", "reason"],
         )
     }
 
     /// Removes rows of a version that are not `loaded` (a retried failure):
     /// params job, path, size, mtime.
     pub fn clear_unloaded(&self) -> String {
-        format!(
+        self.dialect.adapt(
+            &format!(
             "DELETE FROM {} WHERE job = $1 AND path = $2 AND size = $3 AND mtime = $4 AND state <> 'loaded'",
             self.files
+        ),
+            &["job", "path", "size", "mtime"],
         )
     }
 
@@ -135,39 +156,51 @@ impl LedgerSql {
     /// staged_key (the parts' folder), rows_loaded, rows_rejected, load_id,
     /// rejects_key.
     pub fn insert_loaded(&self) -> String {
-        format!(
+        self.dialect.adapt(
+            &format!(
             "INSERT INTO {} (job, path, size, mtime, sha256, state, staged_key, rows_loaded, rows_rejected, first_seen_at, loaded_at, load_id, rejects_key) \
              VALUES ($1, $2, $3, $4, $5, 'loaded', $6, $7, $8, now(), now(), $9, $10)",
             self.files
+        ),
+            &["job", "path", "size", "mtime", "sha256", "staged_key", "rows_loaded", "rows_rejected", "load_id", "rejects_key"],
         )
     }
 
     /// Records a failed version: params job, path, size, mtime, sha256,
     /// rows_rejected, error, rejects_key.
     pub fn insert_failed(&self) -> String {
-        format!(
+        self.dialect.adapt(
+            &format!(
             "INSERT INTO {} (job, path, size, mtime, sha256, state, rows_loaded, rows_rejected, first_seen_at, error, rejects_key) \
              VALUES ($1, $2, $3, $4, $5, 'failed', 0, $6, now(), $7, $8)",
             self.files
+        ),
+            &["job", "path", "size", "mtime", "sha256", "rows_rejected", "error", "rejects_key"],
         )
     }
 
     /// Marks a loaded version finalized: params job, path, size, mtime,
     /// final_path.
     pub fn mark_finalized(&self) -> String {
-        format!(
+        self.dialect.adapt(
+            &format!(
             "UPDATE {} SET finalized_at = now(), final_path = $5 WHERE job = $1 AND path = $2 AND size = $3 AND mtime = $4 AND state = 'loaded'",
             self.files
+        ),
+            &["job", "path", "size", "mtime", "final_path"],
         )
     }
 
     /// Records a load: params load_id, job, files, rows, bytes, started_at
     /// (timestamptz), duration_ms.
     pub fn insert_load(&self) -> String {
-        format!(
+        self.dialect.adapt(
+            &format!(
             "INSERT INTO {} (load_id, job, files, rows_loaded, bytes, started_at, finished_at, duration_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp(), $7)",
             self.loads
+        ),
+            &["load_id", "job", "files", "rows_loaded", "bytes", "started_at", "duration_ms"],
         )
     }
 
@@ -194,10 +227,30 @@ impl LedgerSql {
                 )
             })
             .collect();
-        format!(
-            "INSERT INTO {} (job, path, size, mtime, load_id, line_number, column_name, error_code, reason, raw_line, raw_field_value, created_at) VALUES {}",
-            self.errors,
-            rows.join(", ")
+        const FIELDS: [&str; 11] = [
+            "job",
+            "path",
+            "size",
+            "mtime",
+            "load_id",
+            "line_number",
+            "column_name",
+            "error_code",
+            "reason",
+            "raw_line",
+            "raw_field_value",
+        ];
+        let names: Vec<String> = (0..n)
+            .flat_map(|r| FIELDS.iter().map(move |f| format!("e{r}_{f}")))
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.dialect.adapt(
+            &format!(
+                "INSERT INTO {} (job, path, size, mtime, load_id, line_number, column_name, error_code, reason, raw_line, raw_field_value, created_at) VALUES {}",
+                self.errors,
+                rows.join(", ")
+            ),
+            &names,
         )
     }
 
@@ -206,23 +259,30 @@ impl LedgerSql {
     /// (Redshift has no upsert). Params job, source, path, pattern, target
     /// for both, and auto for the insert.
     pub fn sync_job(&self) -> (String, String) {
+        let names = ["job", "source", "path", "pattern", "target", "auto"];
         (
-            format!(
-                "UPDATE {} SET source = $2, path = $3, pattern = $4, target = $5, updated_at = now() WHERE job = $1",
-                self.jobs
+            self.dialect.adapt(
+                &format!(
+                    "UPDATE {} SET source = $2, path = $3, pattern = $4, target = $5, updated_at = now() WHERE job = $1",
+                    self.jobs
+                ),
+                &names[..5],
             ),
-            format!(
+            self.dialect.adapt(&format!(
                 "INSERT INTO {jobs} (job, source, path, pattern, target, auto, updated_at) \
                  SELECT CAST($1 AS VARCHAR(64)), CAST($2 AS VARCHAR(64)), CAST($3 AS VARCHAR(1024)), CAST($4 AS VARCHAR(256)), CAST($5 AS VARCHAR(127)), CAST($6 AS BOOLEAN), now() \
                  WHERE NOT EXISTS (SELECT 1 FROM {jobs} WHERE job = CAST($1 AS VARCHAR(64)))",
                 jobs = self.jobs
-            ),
+            ), &names),
         )
     }
 
     /// Whether a job is paused in the ledger: param job.
     pub fn job_auto(&self) -> String {
-        format!("SELECT auto FROM {} WHERE job = $1", self.jobs)
+        self.dialect.adapt(
+            &format!("SELECT auto FROM {} WHERE job = $1", self.jobs),
+            &["job"],
+        )
     }
 }
 

@@ -34,6 +34,47 @@ impl Dialect {
         }
     }
 
+    /// Adapts a statement written with PostgreSQL's `$n` parameters: on
+    /// Redshift (the Data API) `$n` becomes `:names[n-1]`, `now()` the
+    /// transaction's time (`SYSDATE`) and `clock_timestamp()` the
+    /// statement's (`GETDATE()`). PostgreSQL gets the text unchanged.
+    pub fn adapt(self, sql: &str, names: &[&str]) -> String {
+        if self == Dialect::Postgres {
+            return sql.to_string();
+        }
+        let sql = sql
+            .replace("clock_timestamp()", "GETDATE()")
+            .replace("now()", "SYSDATE");
+        let mut out = String::with_capacity(sql.len());
+        let mut chars = sql.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            if c != '$' {
+                out.push(c);
+                continue;
+            }
+            let mut end = i + 1;
+            while let Some(&(j, d)) = chars.peek() {
+                if !d.is_ascii_digit() {
+                    break;
+                }
+                end = j + 1;
+                chars.next();
+            }
+            match sql[i + 1..end].parse::<usize>() {
+                Ok(n) if n >= 1 && n <= names.len() => {
+                    out.push(':');
+                    out.push_str(names[n - 1]);
+                }
+                _ => panic!(
+                    "statement uses {} but only {} names were given: {sql}",
+                    &sql[i..end],
+                    names.len()
+                ),
+            }
+        }
+        out
+    }
+
     /// The transaction's start time.
     pub fn transaction_time(self) -> &'static str {
         match self {

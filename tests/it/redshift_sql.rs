@@ -106,3 +106,36 @@ fn the_check_rejects_what_redshift_would() {
     }
     check("CREATE TABLE t (a INTEGER) DISTSTYLE ALL");
 }
+
+#[test]
+fn ledger_statements_are_redshift_sql_with_named_parameters() {
+    use ferry::ledger::LedgerSql;
+    let l = LedgerSql::with_dialect(&Ident::parse("analytics").unwrap(), Dialect::Redshift);
+    let (update_job, insert_job) = l.sync_job();
+    let statements = [
+        l.lookup(),
+        l.loaded_version_of_path(),
+        l.insert_skipped(),
+        l.clear_unloaded(),
+        l.insert_loaded(),
+        l.insert_failed(),
+        l.mark_finalized(),
+        l.insert_load(),
+        l.insert_errors(2),
+        update_job,
+        insert_job,
+        l.job_auto(),
+    ];
+    check(&l.lock());
+    for s in &statements {
+        check(s);
+        assert!(
+            s.contains(":job") || s.contains(":e0_job") || s.contains(":load_id"),
+            "{s}"
+        );
+    }
+    assert!(statements[8].contains(":e1_raw_field_value"));
+    // PostgreSQL keeps its $n form.
+    let pg = LedgerSql::new(&Ident::parse("analytics").unwrap());
+    assert!(pg.lookup().contains("$4") && !pg.lookup().contains(":mtime"));
+}
