@@ -201,6 +201,12 @@ pub async fn execute(cli: Cli) -> Result<i32> {
                 r.stats.input_bytes as f64 / 1e6 / r.seconds.max(1e-9),
                 (r.stats.rows + r.stats.rejected) as f64 / r.seconds.max(1e-9),
             );
+            if let Some(path) = &r.rejects {
+                println!(
+                    "every rejected record (line, column, code, reason, raw value, raw line): {}",
+                    path.display()
+                );
+            }
             for e in r.stats.errors.iter().take(20) {
                 println!(
                     "  line {}{}: [{}] {}",

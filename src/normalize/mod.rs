@@ -352,10 +352,26 @@ pub struct FileRun {
     pub stats: NormalizeStats,
     /// Wall time.
     pub seconds: f64,
+    /// Where every rejected record went, if any was rejected.
+    pub rejects: Option<std::path::PathBuf>,
 }
 
-/// Normalizes a local file into a gzip CSV at `out`, compressing on a
-/// second thread; for `ferry normalize` and the bench.
+/// The rejects file beside `out`: `x.csv.gz` → `x.rejects.csv.gz`.
+pub fn rejects_path(out: &std::path::Path) -> std::path::PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name
+        .strip_suffix(".csv.gz")
+        .or_else(|| name.strip_suffix(".gz"))
+        .unwrap_or(&name);
+    out.with_file_name(format!("{stem}.rejects.csv.gz"))
+}
+
+/// Normalizes a local file into one gzip CSV at `out` (compressing on a
+/// second thread) and every rejected record into [`rejects_path`]; for
+/// `ferry normalize` and the bench.
 pub fn normalize_file(
     job: &Job,
     input: &std::path::Path,
@@ -365,34 +381,60 @@ pub fn normalize_file(
     let file = std::fs::File::open(input).map_err(|e| {
         crate::Error::permanent(format!("cannot open {}", input.display())).with_source(e)
     })?;
-    let sink = std::fs::File::create(out).map_err(|e| {
-        crate::Error::permanent(format!("cannot create {}", out.display())).with_source(e)
-    })?;
     let ctx = FileContext {
         path: input.display().to_string(),
         ingest_time: chrono::Utc::now()
             .format("%Y-%m-%d %H:%M:%S%.6f")
             .to_string(),
     };
-    let writer = gzip::ParallelGzip::new(io::BufWriter::new(sink), job.gzip_level);
-    let (stats, writer) = {
-        let mut w = writer;
-        let stats = normalize(
-            job,
-            &ctx,
-            io::BufReader::with_capacity(256 * 1024, file),
-            &mut w,
-        )
-        .map_err(|e| crate::Error::permanent(e.to_string()))?;
-        (stats, w)
+    let write_err = |what: &str, path: &std::path::Path| {
+        let what = format!("cannot write {what} {}", path.display());
+        move |e: io::Error| crate::Error::permanent(what).with_source(e)
     };
-    writer.finish().map_err(|e| {
-        crate::Error::permanent(format!("cannot write {}", out.display())).with_source(e)
-    })?;
+    // One part (no size limit), so the output is a single file.
+    let mut staged = StagedParts::new(u64::MAX, job.gzip_level)
+        .map_err(write_err("a temporary folder for", out))?;
+    let stats = normalize(
+        job,
+        &ctx,
+        io::BufReader::with_capacity(256 * 1024, file),
+        &mut staged,
+    )
+    .map_err(|e| crate::Error::permanent(e.to_string()))?;
+    let local = staged.finish().map_err(write_err("the output", out))?;
+    match local.parts.first() {
+        Some(part) => move_file(part, out).map_err(write_err("the output", out))?,
+        // No rows: an empty gzip stream, so the output is still valid.
+        None => {
+            gzip::ParallelGzip::new(
+                std::fs::File::create(out).map_err(write_err("the output", out))?,
+                job.gzip_level,
+            )
+            .finish()
+            .map_err(write_err("the output", out))?;
+        }
+    }
+    let rejects = match &local.rejects {
+        Some(r) => {
+            let to = rejects_path(out);
+            move_file(r, &to).map_err(write_err("the rejects", &to))?;
+            Some(to)
+        }
+        None => None,
+    };
     Ok(FileRun {
         stats,
         seconds: started.elapsed().as_secs_f64(),
+        rejects,
     })
+}
+
+/// Moves a file, copying when it crosses file systems.
+fn move_file(from: &std::path::Path, to: &std::path::Path) -> io::Result<()> {
+    if std::fs::rename(from, to).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(from, to).map(|_| ())
 }
 
 fn decode<W: Output>(

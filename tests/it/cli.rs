@@ -240,6 +240,18 @@ fn normalize_writes_gzip_csv_and_reports_counts_and_errors() {
         .unwrap();
     assert!(csv.starts_with("1,ann,"), "{csv}");
     assert_eq!(csv.lines().count(), 2);
+    // Every rejected record, beside the output.
+    let rejects_file = dir.path().join("in.ndjson.staged.rejects.csv.gz");
+    assert!(out.contains(&rejects_file.display().to_string()), "{out}");
+    let mut rejects = String::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(&rejects_file).unwrap())
+        .read_to_string(&mut rejects)
+        .unwrap();
+    assert_eq!(rejects.lines().count(), 2, "{rejects}");
+    assert!(
+        rejects.lines().nth(1).unwrap().starts_with("2,id,1207,"),
+        "{rejects}"
+    );
 }
 
 #[test]
