@@ -117,14 +117,19 @@ impl LedgerSql {
         )
     }
 
-    /// The newest loaded version of a path: params job, path.
-    pub fn loaded_version_of_path(&self) -> String {
+    /// What the ledger knows of a version and of its path, in one read:
+    /// the rows of the version (params job, path, size, mtime) plus the
+    /// loaded rows of other versions of the path, newest first. Columns:
+    /// state, finalized, error, size, mtime.
+    pub fn path_states(&self) -> String {
         self.dialect.adapt(
             &format!(
-            "SELECT size, mtime FROM {} WHERE job = $1 AND path = $2 AND state = 'loaded' ORDER BY loaded_at DESC LIMIT 1",
-            self.files
-        ),
-            &["job", "path"],
+                "SELECT state, finalized_at IS NOT NULL, error, size, mtime FROM {} \
+                 WHERE job = $1 AND path = $2 AND ((size = $3 AND mtime = $4) OR state = 'loaded') \
+                 ORDER BY loaded_at DESC",
+                self.files
+            ),
+            &["job", "path", "size", "mtime"],
         )
     }
 

@@ -106,11 +106,7 @@ fn fast_iso(v: &str, zone: &Zone) -> Option<DateTime<Utc>> {
     {
         return None;
     }
-    let digit = |i: usize| -> Option<u32> {
-        let d = b[i].wrapping_sub(b'0');
-        (d < 10).then_some(d as u32)
-    };
-    let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
+    let two = |i: usize| two_of(b[i], b[i + 1]);
     let year = two(0)? * 100 + two(2)?;
     let (month, day, hour, minute, second) = (two(5)?, two(8)?, two(11)?, two(14)?, two(17)?);
     let mut i = 19;

@@ -145,9 +145,17 @@ async fn handle(
     let op = target.strip_prefix("RedshiftData.").unwrap_or_default();
     match op {
         "ExecuteStatement" | "BatchExecuteStatement" => submit(op, &input, calls, pg_url, s3),
-        "DescribeStatement" => describe(&input, &calls),
-        "GetStatementResult" => result(&input, &calls),
-        "CancelStatement" => cancel(&input, &calls),
+        "DescribeStatement" | "GetStatementResult" | "CancelStatement" => {
+            let id = input["Id"].as_str().unwrap_or_default();
+            let (base, sub) = split_id(id);
+            let calls = calls.lock().expect("calls lock");
+            match (calls.get(base), op) {
+                (None, _) => not_found(id),
+                (Some(c), "DescribeStatement") => describe(id, base, sub, c),
+                (Some(c), "GetStatementResult") => result(id, sub, c),
+                (Some(c), _) => cancel(c),
+            }
+        }
         other => client_error(
             "ValidationException",
             format!("operation {other:?} is not supported by this endpoint"),
@@ -666,13 +674,7 @@ fn not_found(id: &str) -> Response<Full<Bytes>> {
     )
 }
 
-fn describe(input: &Value, calls: &Calls) -> Response<Full<Bytes>> {
-    let id = input["Id"].as_str().unwrap_or_default();
-    let (base, sub) = split_id(id);
-    let calls = calls.lock().expect("calls lock");
-    let Some(c) = calls.get(base) else {
-        return not_found(id);
-    };
+fn describe(id: &str, base: &str, sub: Option<usize>, c: &Call) -> Response<Full<Bytes>> {
     let duration = ((c.updated - c.created) * 1e9) as i64;
     let sub_json = |i: usize, s: &Sub| {
         let mut v = json!({"Id": format!("{base}:{}", i + 1), "Status": s.status, "QueryString": s.sql,
@@ -717,13 +719,7 @@ fn describe(input: &Value, calls: &Calls) -> Response<Full<Bytes>> {
     reply(StatusCode::OK, out)
 }
 
-fn result(input: &Value, calls: &Calls) -> Response<Full<Bytes>> {
-    let id = input["Id"].as_str().unwrap_or_default();
-    let (base, sub) = split_id(id);
-    let calls = calls.lock().expect("calls lock");
-    let Some(c) = calls.get(base) else {
-        return not_found(id);
-    };
+fn result(id: &str, sub: Option<usize>, c: &Call) -> Response<Full<Bytes>> {
     let index = match (c.batch, sub) {
         (true, None) => {
             return client_error(
@@ -755,13 +751,7 @@ fn result(input: &Value, calls: &Calls) -> Response<Full<Bytes>> {
     }
 }
 
-fn cancel(input: &Value, calls: &Calls) -> Response<Full<Bytes>> {
-    let id = input["Id"].as_str().unwrap_or_default();
-    let (base, _) = split_id(id);
-    let calls = calls.lock().expect("calls lock");
-    let Some(c) = calls.get(base) else {
-        return not_found(id);
-    };
+fn cancel(c: &Call) -> Response<Full<Bytes>> {
     let running = matches!(c.status, "SUBMITTED" | "PICKED" | "STARTED");
     if running {
         c.cancel.cancel();

@@ -254,6 +254,24 @@ impl PostgresWarehouse {
     }
 
     /// Streams the staged object from S3 into `COPY … FROM STDIN`.
+    /// Runs one ledger statement whose parameters are a version (job,
+    /// path, size, mtime) and then `extra`.
+    async fn version_statement(
+        &self,
+        sql: &str,
+        v: &FileVersion,
+        extra: &(dyn tokio_postgres::types::ToSql + Sync),
+        what: &str,
+    ) -> Result<()> {
+        let guard = self.client().await?;
+        let size = v.size as i64;
+        guard
+            .execute(sql, &[&v.job, &v.path, &size, &v.mtime, extra])
+            .await
+            .map_err(pg_error(what))?;
+        Ok(())
+    }
+
     async fn copy_from_s3(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
@@ -518,12 +536,24 @@ impl Warehouse for PostgresWarehouse {
         let guard = self.client().await?;
         let size = v.size as i64;
         let rows = guard
-            .query(&self.ledger.lookup(), &[&v.job, &v.path, &size, &v.mtime])
+            .query(
+                &self.ledger.path_states(),
+                &[&v.job, &v.path, &size, &v.mtime],
+            )
             .await
             .map_err(pg_error("cannot read the ledger"))?;
         let mut state = None;
+        let mut other_loaded = None;
         for r in rows {
-            let s: String = r.get(0);
+            let (s, row_size, row_mtime): (String, i64, i64) = (r.get(0), r.get(3), r.get(4));
+            if (row_size, row_mtime) != (size, v.mtime) {
+                // Newest first: keep the first loaded other version.
+                other_loaded.get_or_insert(FileState::ChangedAfterLoad {
+                    size: row_size,
+                    mtime: row_mtime,
+                });
+                continue;
+            }
             if s == "loaded" {
                 return Ok(Some(FileState::Loaded {
                     finalized: r.get(1),
@@ -536,31 +566,17 @@ impl Warehouse for PostgresWarehouse {
                 state = Some(FileState::Skipped { reason: text });
             }
         }
-        if state.is_none()
-            && let Some(r) = guard
-                .query_opt(&self.ledger.loaded_version_of_path(), &[&v.job, &v.path])
-                .await
-                .map_err(pg_error("cannot read the ledger"))?
-        {
-            state = Some(FileState::ChangedAfterLoad {
-                size: r.get(0),
-                mtime: r.get(1),
-            });
-        }
-        Ok(state)
+        Ok(state.or(other_loaded))
     }
 
     async fn record_skipped(&self, v: &FileVersion, reason: &str) -> Result<()> {
-        let guard = self.client().await?;
-        let size = v.size as i64;
-        guard
-            .execute(
-                &self.ledger.insert_skipped(),
-                &[&v.job, &v.path, &size, &v.mtime, &reason],
-            )
-            .await
-            .map_err(pg_error("cannot record the skipped file"))?;
-        Ok(())
+        self.version_statement(
+            &self.ledger.insert_skipped(),
+            v,
+            &reason,
+            "cannot record the skipped file",
+        )
+        .await
     }
 
     async fn load(&self, job: &Job, file: &StagedFile) -> Result<LoadOutcome> {
@@ -616,15 +632,12 @@ impl Warehouse for PostgresWarehouse {
     }
 
     async fn mark_finalized(&self, v: &FileVersion, final_path: Option<&str>) -> Result<()> {
-        let guard = self.client().await?;
-        let size = v.size as i64;
-        guard
-            .execute(
-                &self.ledger.mark_finalized(),
-                &[&v.job, &v.path, &size, &v.mtime, &final_path],
-            )
-            .await
-            .map_err(pg_error("cannot mark the file finalized"))?;
-        Ok(())
+        self.version_statement(
+            &self.ledger.mark_finalized(),
+            v,
+            &final_path,
+            "cannot mark the file finalized",
+        )
+        .await
     }
 }

@@ -82,12 +82,7 @@ async fn check_names_a_stopped_server_and_once_loads_nothing_twice() {
          e1,t1,created,open,u1,jira,2026-03-01T10:00:00Z,5,1,\n\
          e2,t2,created,open,u2,jira,2026-03-01T10:00:00Z,6,1,\n",
     );
-    let cfg = stack.write_config(&format!(
-        "{}{}{}",
-        stack.base_toml(),
-        db.warehouse_toml(),
-        task_events_job("")
-    ));
+    let cfg = stack.write_config(&stack.config_toml(&db, &task_events_job("")));
 
     // Before migrate, check says so.
     let o = tokio::task::spawn_blocking({

@@ -74,13 +74,12 @@ async fn sigkill_at_random_moments_never_loses_or_doubles_a_row() {
     }
 
     let cfg = stack.write_config(
-        &format!(
-            "{}{}{}",
-            stack.base_toml(),
-            db.warehouse_toml(),
-            task_events_job("on_success = { action = \"move\", to = \"/outbox/loaded\" }")
-        )
-        .replace("poll_interval = \"1s\"", "poll_interval = \"50ms\""),
+        &stack
+            .config_toml(
+                &db,
+                &task_events_job("on_success = { action = \"move\", to = \"/outbox/loaded\" }"),
+            )
+            .replace("poll_interval = \"1s\"", "poll_interval = \"50ms\""),
     );
     let run_to_end = |args: &'static [&'static str]| {
         let cfg = cfg.clone();

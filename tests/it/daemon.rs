@@ -21,13 +21,7 @@ async fn loads_files_dropped_while_running_and_stops_on_request() {
     let stack = Stack::start().await;
     let db = TestDb::new().await;
     let port = ferry::testkit::free_port().unwrap();
-    let toml = format!(
-        "{}{}{}",
-        stack.base_toml(),
-        db.warehouse_toml(),
-        task_events_job("")
-    )
-    .replace(
+    let toml = stack.config_toml(&db, &task_events_job("")).replace(
         "poll_interval = \"1s\"",
         &format!("poll_interval = \"200ms\"\nhttp_listen = \"127.0.0.1:{port}\""),
     );

@@ -175,6 +175,11 @@ impl Stack {
         }
     }
 
+    /// A whole config: this stack's sections, `db`'s warehouse and `job`.
+    pub fn config_toml(&self, db: &TestDb, job: &str) -> String {
+        format!("{}{}{job}", self.base_toml(), db.warehouse_toml())
+    }
+
     /// A stager for this stack's S3, with extra `[staging]` settings.
     pub async fn stager(&self, staging_extra: &str) -> ferry::stage::Stager {
         let toml = format!(

@@ -114,7 +114,7 @@ fn ledger_statements_are_redshift_sql_with_named_parameters() {
     let (update_job, insert_job) = l.sync_job();
     let statements = [
         l.lookup(),
-        l.loaded_version_of_path(),
+        l.path_states(),
         l.insert_skipped(),
         l.clear_unloaded(),
         l.insert_loaded(),

@@ -28,13 +28,7 @@ async fn a_growing_file_is_loaded_only_once_it_stops_changing() {
     let stack = Stack::start().await;
     let db = TestDb::new().await;
     let path = stack.put_sftp("/outbox/a.csv", &format!("{HEADER}{}", row("e1")));
-    let toml = format!(
-        "{}{}{}",
-        stack.base_toml(),
-        db.warehouse_toml(),
-        task_events_job("")
-    )
-    .replace(
+    let toml = stack.config_toml(&db, &task_events_job("")).replace(
         "settle = { min_age = \"0s\" }",
         "settle = { min_age = \"0s\", stable_polls = 1 }",
     );
@@ -63,16 +57,15 @@ async fn a_marker_gated_file_waits_for_its_marker_and_both_move_together() {
     let stack = Stack::start().await;
     let db = TestDb::new().await;
     stack.put_sftp("/outbox/a.csv", &format!("{HEADER}{}", row("e1")));
-    let toml = format!(
-        "{}{}{}",
-        stack.base_toml(),
-        db.warehouse_toml(),
-        task_events_job("on_success = { action = \"move\", to = \"/done\" }")
-    )
-    .replace(
-        "settle = { min_age = \"0s\" }",
-        "settle = { min_age = \"0s\", marker_suffix = \".done\" }",
-    );
+    let toml = stack
+        .config_toml(
+            &db,
+            &task_events_job("on_success = { action = \"move\", to = \"/done\" }"),
+        )
+        .replace(
+            "settle = { min_age = \"0s\" }",
+            "settle = { min_age = \"0s\", marker_suffix = \".done\" }",
+        );
     let rt = runtime(&toml).await;
     let r = pass(&rt).await;
     assert_eq!((r.loaded.len(), r.waiting), (0, 1));
@@ -96,13 +89,9 @@ async fn a_marker_gated_file_waits_for_its_marker_and_both_move_together() {
 async fn a_listing_error_loads_nothing_and_marks_nothing() {
     let stack = Stack::start().await;
     let db = TestDb::new().await;
-    let toml = format!(
-        "{}{}{}",
-        stack.base_toml(),
-        db.warehouse_toml(),
-        task_events_job("")
-    )
-    .replace("path = \"/outbox\"", "path = \"/no-such-folder\"");
+    let toml = stack
+        .config_toml(&db, &task_events_job(""))
+        .replace("path = \"/outbox\"", "path = \"/no-such-folder\"");
     let rt = runtime(&toml).await;
     let r = pass(&rt).await;
     assert_eq!(r.job_errors.len(), 1, "{r:?}");
@@ -123,13 +112,9 @@ async fn dated_folders_are_listed_and_a_missing_day_is_not_an_error() {
         &format!("/export/{today}/a.csv"),
         &format!("{HEADER}{}", row("e1")),
     );
-    let toml = format!(
-        "{}{}{}",
-        stack.base_toml(),
-        db.warehouse_toml(),
-        task_events_job("lookback_days = 2")
-    )
-    .replace("path = \"/outbox\"", "path = \"/export/{yyyy}/{mm}/{dd}\"");
+    let toml = stack
+        .config_toml(&db, &task_events_job("lookback_days = 2"))
+        .replace("path = \"/outbox\"", "path = \"/export/{yyyy}/{mm}/{dd}\"");
     let rt = runtime(&toml).await;
     let r = pass(&rt).await;
     assert!(r.job_errors.is_empty(), "{r:?}");

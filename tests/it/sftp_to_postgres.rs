@@ -24,12 +24,7 @@ async fn loads_a_csv_once_with_rows_dims_ledger_and_errors() {
     let src = stack.put_sftp("/outbox/tasks_1.csv", FILE_1);
     stack.put_sftp("/outbox/ignored.txt", "not a csv");
     stack.put_sftp("/outbox/tasks_2.csv.part", "still uploading");
-    let toml = format!(
-        "{}{}{}",
-        stack.base_toml(),
-        db.warehouse_toml(),
-        task_events_job("")
-    );
+    let toml = stack.config_toml(&db, &task_events_job(""));
     let config = ferry::config::from_toml_str(&toml).expect("config is valid");
 
     let stager = ferry::stage::Stager::new(&config.staging).await;
@@ -357,12 +352,7 @@ async fn load_a_first_version(
         "/outbox/a.csv",
         &format!("{HEADER}e1,t1,created,open,u1,jira,2026-03-01T10:00:00Z,,,\n"),
     );
-    let toml = format!(
-        "{}{}{}",
-        stack.base_toml(),
-        db.warehouse_toml(),
-        task_events_job(extra)
-    );
+    let toml = stack.config_toml(db, &task_events_job(extra));
     let rt = migrated_runtime(&toml).await;
     assert_eq!(pass(&rt).await.loaded.len(), 1);
     (path, rt)
@@ -405,12 +395,7 @@ async fn a_late_file_with_older_events_never_replaces_newer_rows() {
         "/outbox/a_new.csv",
         &format!("{header}e1,t1,closed,done,u1,jira,2026-03-02T10:00:00Z,,,\ne2,t2,created,open,u1,jira,2026-03-01T09:00:00Z,,,\n"),
     );
-    let toml = format!(
-        "{}{}{}",
-        stack.base_toml(),
-        db.warehouse_toml(),
-        task_events_job("")
-    );
+    let toml = stack.config_toml(&db, &task_events_job(""));
     let rt = migrated_runtime(&toml).await;
     assert_eq!(pass(&rt).await.loaded.len(), 1);
     // Arrives later, holds an older e1 (dropped: the target's is newer)
@@ -493,12 +478,7 @@ async fn a_serialization_failure_retries_the_whole_load_and_loads_once() {
         "/outbox/a.csv",
         &format!("{HEADER}e1,t1,created,open,u1,jira,2026-03-01T10:00:00Z,,,\ne2,t2,created,open,u1,jira,2026-03-01T10:00:00Z,,,\n"),
     );
-    let toml = format!(
-        "{}{}{}",
-        stack.base_toml(),
-        db.warehouse_toml(),
-        task_events_job("")
-    );
+    let toml = stack.config_toml(&db, &task_events_job(""));
     let rt = migrated_runtime(&toml).await;
     // The first insert into the fact table fails as a concurrent
     // serializable writer would make it fail (SQLSTATE 40001, Redshift's
@@ -544,12 +524,7 @@ async fn a_serialization_failure_retries_the_whole_load_and_loads_once() {
 async fn an_scd2_dimension_keeps_every_version_and_ignores_late_older_rows() {
     let stack = Stack::start().await;
     let db = TestDb::new().await;
-    let toml = format!(
-        "{}{}{}",
-        stack.base_toml(),
-        db.warehouse_toml(),
-        crate::harness::task_events_job_with_scd2()
-    );
+    let toml = stack.config_toml(&db, &crate::harness::task_events_job_with_scd2());
     let rt = migrated_runtime(&toml).await;
     db.client
         .batch_execute(&format!(
@@ -614,11 +589,9 @@ async fn move_after_load_never_overwrites_and_happens_only_after_commit() {
         &format!("{header}e1,t1,created,open,u1,jira,2026-03-01T10:00:00Z,,,\n"),
     );
     let earlier = stack.put_sftp("/done/a.csv", "an earlier file with the same name");
-    let toml = format!(
-        "{}{}{}",
-        stack.base_toml(),
-        db.warehouse_toml(),
-        task_events_job("on_success = { action = \"move\", to = \"/done\" }")
+    let toml = stack.config_toml(
+        &db,
+        &task_events_job("on_success = { action = \"move\", to = \"/done\" }"),
     );
     let rt = migrated_runtime(&toml).await;
     let report = pass(&rt).await;
@@ -654,12 +627,10 @@ async fn a_missing_target_fails_the_file_with_a_clear_reason_and_is_not_retried_
         "/outbox/a.csv",
         &format!("{header}e1,t1,created,open,u1,jira,2026-03-01T10:00:00Z,,,\n"),
     );
-    let toml = format!(
-        "{}{}{}",
-        stack.base_toml(),
-        db.warehouse_toml(),
-        task_events_job("on_success = { action = \"delete\" }")
-            .replace("target = \"task_events\"", "target = \"no_such_table\"")
+    let toml = stack.config_toml(
+        &db,
+        &task_events_job("on_success = { action = \"delete\" }")
+            .replace("target = \"task_events\"", "target = \"no_such_table\""),
     );
     let rt = migrated_runtime(&toml).await;
     let report = pass(&rt).await;
@@ -694,13 +665,9 @@ async fn too_many_rejected_rows_fail_the_file_and_keep_every_error_row() {
         .map(|i| format!("e{i},t1,created,open,u1,jira,2026-03-01T10:00:00Z,{i}x,,\n"))
         .collect();
     let src = stack.put_sftp("/outbox/bad.csv", &format!("\u{feff}{header}{body}"));
-    let toml = format!(
-        "{}{}{}",
-        stack.base_toml(),
-        db.warehouse_toml(),
-        task_events_job("archive_raw = true")
-    )
-    .replace("max_errors = 10", "max_errors = 2");
+    let toml = stack
+        .config_toml(&db, &task_events_job("archive_raw = true"))
+        .replace("max_errors = 10", "max_errors = 2");
     let rt = migrated_runtime(&toml).await;
     let report = pass(&rt).await;
     assert_eq!(report.failed.len(), 1, "{report:?}");
@@ -777,12 +744,7 @@ async fn a_large_file_is_staged_in_parts_and_loaded_whole_in_one_copy() {
         })
         .collect();
     stack.put_sftp("/outbox/big.csv", &format!("{header}{body}"));
-    let toml = format!(
-        "{}{}{}",
-        stack.base_toml(),
-        db.warehouse_toml(),
-        task_events_job("part_size = \"16KiB\"")
-    );
+    let toml = stack.config_toml(&db, &task_events_job("part_size = \"16KiB\""));
     let rt = migrated_runtime(&toml).await;
     let report = pass(&rt).await;
     assert!(!report.has_failures(), "{report:?}");
