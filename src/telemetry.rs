@@ -38,6 +38,16 @@ pub fn file_loaded(job: &str, path: &str, rows: u64, rejected: u64, bytes: u64, 
     );
 }
 
+/// A batch of staged files committed.
+pub fn batch_loaded(job: &str, files: usize, took: Duration) {
+    tracing::info!(
+        job,
+        files,
+        duration_ms = took.as_millis() as u64,
+        "batch loaded"
+    );
+}
+
 /// A file failed as a whole.
 pub fn file_failed(job: &str, path: &str, error: &str) {
     tracing::error!(job, path, error, "file failed");

@@ -439,6 +439,25 @@ fn validate_warehouse(w: &RawWarehouse, p: &mut Problems) -> Option<WarehouseSet
                     format!("{:?} must be an IAM role ARN or \"default\"", r.iam_role),
                 );
             }
+            // The same key rules as S3's; the Data API endpoint is checked
+            // for its scheme there too.
+            let keys = s3_endpoint(
+                "warehouse",
+                S3Keys {
+                    region: &r.region,
+                    endpoint: &r.endpoint,
+                    path_style: false,
+                    access_key_id: &r.access_key_id,
+                    secret_env: &r.secret_access_key_env,
+                    secret_file: &r.secret_access_key_file,
+                    checksums: "auto",
+                },
+                p,
+            );
+            let statement_timeout = p.take(
+                "warehouse.statement_timeout",
+                parse_duration(&r.statement_timeout),
+            );
             Some(WarehouseSettings::RedshiftData(RedshiftDataSettings {
                 region: r.region.clone(),
                 target: target?,
@@ -446,6 +465,8 @@ fn validate_warehouse(w: &RawWarehouse, p: &mut Problems) -> Option<WarehouseSet
                 iam_role: r.iam_role.clone(),
                 endpoint: r.endpoint.clone(),
                 schema: schema?,
+                credentials: keys?.credentials,
+                statement_timeout: statement_timeout?,
             }))
         }
     }
@@ -768,6 +789,20 @@ fn validate_job(
     if part_size == Some(0) {
         p.push(format!("{path}.part_size"), "must be more than 0 bytes");
     }
+    if !(1..=64).contains(&j.concurrency) {
+        p.push(format!("{path}.concurrency"), "must be 1 to 64");
+    }
+    if j.batch.max_files == 0 {
+        p.push(format!("{path}.batch.max_files"), "must be at least 1");
+    }
+    let batch_bytes = p.take(
+        &format!("{path}.batch.max_bytes"),
+        parse_size(&j.batch.max_bytes),
+    );
+    let batch_wait = p.take(
+        &format!("{path}.batch.max_wait"),
+        parse_duration(&j.batch.max_wait),
+    );
     let limits = {
         let l = &j.limits;
         let rec = p.take(
@@ -1084,6 +1119,12 @@ fn validate_job(
         gzip_level: j.gzip_level,
         part_size: part_size?,
         archive_raw: j.archive_raw,
+        concurrency: j.concurrency,
+        batch: Batch {
+            max_files: j.batch.max_files,
+            max_bytes: batch_bytes?,
+            max_wait: batch_wait?,
+        },
     })
 }
 

@@ -175,6 +175,10 @@ pub struct RedshiftDataSettings {
     pub endpoint: Option<String>,
     /// Schema.
     pub schema: Ident,
+    /// Static credentials; `None` uses the default chain.
+    pub credentials: Option<(String, Secret)>,
+    /// Longest wait for one statement or batch.
+    pub statement_timeout: Duration,
 }
 
 /// How to check an SFTP server's host key.
@@ -762,4 +766,19 @@ pub struct Job {
     pub part_size: u64,
     /// Copy each source file's bytes under `raw/`.
     pub archive_raw: bool,
+    /// Files staged at the same time.
+    pub concurrency: usize,
+    /// When staged files load together.
+    pub batch: Batch,
+}
+
+/// Batching limits of a job: staged files load together once one is hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    /// Files per batch.
+    pub max_files: usize,
+    /// Source bytes per batch.
+    pub max_bytes: u64,
+    /// How long the oldest staged file may wait past the end of a poll.
+    pub max_wait: std::time::Duration,
 }

@@ -210,6 +210,21 @@ pub struct RawRedshiftData {
     /// Schema of the ledger and target tables.
     #[serde(default = "default_schema")]
     pub schema: String,
+    /// Static access key id for the Data API; unset uses the default AWS
+    /// credential chain (instance profile, ECS task role, environment).
+    pub access_key_id: Option<String>,
+    /// Environment variable holding the secret access key.
+    pub secret_access_key_env: Option<String>,
+    /// File holding the secret access key.
+    pub secret_access_key_file: Option<String>,
+    /// How long ferry waits for one statement or load batch to finish
+    /// before it cancels it and retries later.
+    #[serde(default = "default_statement_timeout")]
+    pub statement_timeout: String,
+}
+
+fn default_statement_timeout() -> String {
+    "1h".into()
 }
 
 /// `[sources.NAME]`, chosen by `kind`.
@@ -413,6 +428,53 @@ pub struct RawJob {
     /// many bytes (before compression), e.g. `"256MiB"`.
     #[serde(default = "default_part_size")]
     pub part_size: String,
+    /// Files fetched, normalized and staged at the same time.
+    #[serde(default = "default_job_concurrency")]
+    pub concurrency: usize,
+    /// When staged files are loaded together.
+    #[serde(default)]
+    pub batch: RawBatch,
+}
+
+fn default_job_concurrency() -> usize {
+    4
+}
+
+/// `[jobs.batch]`: staged files wait and load together in one transaction
+/// and one COPY once any limit is reached (the Firehose buffering hints).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBatch {
+    /// Load when this many files are staged.
+    #[serde(default = "default_batch_files")]
+    pub max_files: usize,
+    /// Load when the staged files' source bytes reach this, e.g. `"1GiB"`.
+    #[serde(default = "default_batch_bytes")]
+    pub max_bytes: String,
+    /// Load at the end of a poll once the oldest staged file has waited
+    /// this long (`"0s"`: at the end of every poll).
+    #[serde(default = "default_batch_wait")]
+    pub max_wait: String,
+}
+
+impl Default for RawBatch {
+    fn default() -> Self {
+        RawBatch {
+            max_files: default_batch_files(),
+            max_bytes: default_batch_bytes(),
+            max_wait: default_batch_wait(),
+        }
+    }
+}
+
+fn default_batch_files() -> usize {
+    500
+}
+fn default_batch_bytes() -> String {
+    "1GiB".into()
+}
+fn default_batch_wait() -> String {
+    "0s".into()
 }
 
 fn default_on_change() -> String {

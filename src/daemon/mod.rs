@@ -8,7 +8,7 @@
 pub mod http;
 
 use crate::error::Result;
-use crate::pipeline::{Runtime, run_pass};
+use crate::pipeline::{Drain, Runtime, run_pass_draining};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -34,7 +34,7 @@ pub async fn run(rt: &Runtime, shutdown: CancellationToken) -> Result<()> {
     );
     loop {
         heartbeat.beat();
-        let pass = run_pass(rt, None);
+        let pass = run_pass_draining(rt, None, Drain::Due);
         tokio::pin!(pass);
         let report = tokio::select! {
             r = &mut pass => r,

@@ -133,6 +133,15 @@ impl LedgerSql {
         )
     }
 
+    /// Which versions of the job's paths are loaded (PostgreSQL only):
+    /// params job, paths (text[]). Columns: path, size, mtime.
+    pub fn loaded_among(&self) -> String {
+        format!(
+            "SELECT path, size, mtime FROM {} WHERE job = $1 AND state = 'loaded' AND path = ANY($2)",
+            self.files
+        )
+    }
+
     /// Records a skipped version: params job, path, size, mtime, reason.
     pub fn insert_skipped(&self) -> String {
         self.dialect.adapt(

@@ -59,6 +59,14 @@ pub struct RowError {
 }
 
 impl RowError {
+    /// Where and what, for a message: `line 3 column duration_ms: reason`.
+    pub fn describe(&self) -> String {
+        match &self.column {
+            Some(c) => format!("line {} column {c}: {}", self.line, self.reason),
+            None => format!("line {}: {}", self.line, self.reason),
+        }
+    }
+
     /// A record rejected before mapping (ragged, unparsable, not UTF-8).
     pub fn unmapped(line: u64, code: i32, reason: String, raw: &str) -> RowError {
         RowError {

@@ -1,4 +1,4 @@
-//! One file's fetch → normalize → stage → load.
+//! One file's fetch → normalize → stage; the load is the batch's.
 
 use super::Runtime;
 use crate::config::Job;
@@ -8,17 +8,8 @@ use crate::normalize::{self, FileContext, LocalStaged, NormalizeStats, StagedPar
 use crate::retry::{RetryPolicy, retry};
 use crate::source::resume::Resuming;
 use crate::source::{RemoteEntry, Source};
-use crate::warehouse::{LoadOutcome, StagedFile};
+use crate::warehouse::StagedFile;
 use std::sync::Arc;
-
-/// A file that went all the way through.
-#[derive(Debug)]
-pub struct Processed {
-    /// The load's outcome.
-    pub outcome: LoadOutcome,
-    /// Records rejected (kept in `ferry_load_errors`).
-    pub rejected: u64,
-}
 
 /// A file that did not; `stats` is set when normalize finished, so its
 /// error rows can be recorded.
@@ -43,13 +34,14 @@ impl From<Error> for FileFailure {
 }
 
 /// Streams `entry` from `src` through normalize into gzip parts on local
-/// disk (bounded memory), uploads the rejects and the parts, and loads them.
-pub async fn process_file(
+/// disk (bounded memory) and uploads the raw copy, the rejects and the
+/// parts; the result waits in a batch for its load.
+pub async fn stage_file(
     rt: &Runtime,
     job: &Arc<Job>,
     src: &Arc<dyn Source>,
     entry: &RemoteEntry,
-) -> std::result::Result<Processed, FileFailure> {
+) -> std::result::Result<StagedFile, FileFailure> {
     let (stats, local) = retry(RetryPolicy::default(), "fetch and normalize", || {
         fetch_and_normalize(job, src, entry)
     })
@@ -101,17 +93,7 @@ pub async fn process_file(
         let first = stats
             .errors
             .first()
-            .map(|e| {
-                format!(
-                    "; first: line {}{}: {}",
-                    e.line,
-                    e.column
-                        .as_deref()
-                        .map(|c| format!(" column {c}"))
-                        .unwrap_or_default(),
-                    e.reason
-                )
-            })
+            .map(|e| format!("; first: {}", e.describe()))
             .unwrap_or_default();
         let all = rejects_key
             .as_deref()
@@ -134,25 +116,16 @@ pub async fn process_file(
         parts.push(key);
     }
     drop(local);
-    let file = StagedFile {
+    Ok(StagedFile {
         version,
         sha256: stats.sha256.clone(),
         staged_prefix: keys.staged.clone(),
         parts,
-        rejects_key: rejects_key.clone(),
+        rejects_key,
         rows: stats.rows,
         rejected: stats.rejected,
         errors: stats.errors.clone(),
         input_bytes: stats.input_bytes,
-    };
-    let outcome = rt
-        .warehouse
-        .load(job, &file)
-        .await
-        .map_err(|e| fail(e, rejects_key.clone()))?;
-    Ok(Processed {
-        outcome,
-        rejected: stats.rejected,
     })
 }
 

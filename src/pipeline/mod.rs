@@ -1,5 +1,6 @@
-//! One pass over the jobs: for each job, list → settle → claim → fetch →
-//! normalize → stage → load → finalize, in that order, one file at a time.
+//! One pass over the jobs: for each job, list → settle → look up → fetch →
+//! normalize → stage (`concurrency` files at a time) → batch → load →
+//! finalize.
 //!
 //! The load-once rules live here and in the warehouse transaction:
 //! - a version the ledger has as `loaded` is never fetched again (only its
@@ -7,9 +8,11 @@
 //! - a version the ledger has as `failed` waits for an operator or a change;
 //! - nothing is done to a source file before its load committed.
 
+mod batch;
 mod file;
 
-pub use file::{FileFailure, Processed, process_file};
+pub use batch::{Pending, Staged};
+pub use file::{FileFailure, stage_file};
 
 use crate::config::{Config, Finalize, Job, OnChange};
 use crate::error::{Error, Result};
@@ -19,7 +22,8 @@ use crate::source::settle::Stability;
 use crate::source::{self, RemoteEntry, Source};
 use crate::stage::Stager;
 use crate::telemetry;
-use crate::warehouse::{self, FailedFile, LoadOutcome, Warehouse};
+use crate::warehouse::{self, FailedFile, Warehouse};
+use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,6 +42,17 @@ pub struct Runtime {
     /// costs the server half a second; sources reconnect by themselves
     /// when the connection drops).
     sources: tokio::sync::Mutex<HashMap<String, Arc<dyn Source>>>,
+    /// Per job: staged files waiting for their batch to load.
+    pending: tokio::sync::Mutex<HashMap<String, Pending>>,
+}
+
+/// Which waiting batches a pass loads at its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// Only those whose oldest file has waited `batch.max_wait` (the daemon).
+    Due,
+    /// All of them (`ferry once`, tests).
+    All,
 }
 
 impl Runtime {
@@ -53,6 +68,7 @@ impl Runtime {
             warehouse,
             stability: std::sync::Mutex::new(HashMap::new()),
             sources: tokio::sync::Mutex::new(HashMap::new()),
+            pending: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -135,8 +151,18 @@ impl PassReport {
     }
 }
 
-/// Runs one pass over every enabled job (or only `only`).
+/// Runs one pass over every enabled job (or only `only`) and loads every
+/// batch it staged.
 pub async fn run_pass(rt: &Runtime, only: Option<&str>) -> Result<PassReport> {
+    run_pass_draining(rt, only, Drain::All).await
+}
+
+/// Runs one pass; at its end loads the batches `drain` says.
+pub async fn run_pass_draining(
+    rt: &Runtime,
+    only: Option<&str>,
+    drain: Drain,
+) -> Result<PassReport> {
     let mut report = PassReport::default();
     if let Some(name) = only
         && !rt.config.jobs.iter().any(|j| j.name == name)
@@ -153,7 +179,7 @@ pub async fn run_pass(rt: &Runtime, only: Option<&str>) -> Result<PassReport> {
             tracing::debug!(job = %job.name, "job is paused; not polled");
             continue;
         }
-        if let Err(e) = run_job(rt, job, &mut report).await {
+        if let Err(e) = run_job(rt, job, drain, &mut report).await {
             tracing::error!(job = %job.name, error = %e.chain(), "job pass failed");
             report.job_errors.push((job.name.clone(), e.chain()));
         }
@@ -191,7 +217,95 @@ fn matches(job: &Job, e: &RemoteEntry) -> bool {
         && !job.exclude.is_match(&e.relative)
 }
 
-async fn run_job(rt: &Runtime, job: &Arc<Job>, report: &mut PassReport) -> Result<()> {
+async fn run_job(
+    rt: &Runtime,
+    job: &Arc<Job>,
+    drain: Drain,
+    report: &mut PassReport,
+) -> Result<()> {
+    let mut pending = rt
+        .pending
+        .lock()
+        .await
+        .remove(&job.name)
+        .unwrap_or_default();
+    let result = poll_job(rt, job, drain, &mut pending, report).await;
+    if !pending.is_empty() {
+        rt.pending.lock().await.insert(job.name.clone(), pending);
+    }
+    result
+}
+
+/// The file versions of a poll that need staging, after the ledger has
+/// been asked about each.
+async fn to_stage(
+    rt: &Runtime,
+    job: &Arc<Job>,
+    src: &dyn Source,
+    ready: Vec<RemoteEntry>,
+    pending: &mut Pending,
+    skipped: &mut usize,
+) -> Result<Vec<RemoteEntry>> {
+    let mut todo = Vec::new();
+    for entry in ready.into_iter().filter(|e| matches(job, e)) {
+        let version = FileVersion {
+            job: job.name.clone(),
+            path: entry.path.clone(),
+            size: entry.size,
+            mtime: entry.mtime,
+        };
+        if pending.holds(&version) {
+            continue; // staged, waiting for its batch
+        }
+        match rt.warehouse.lookup(&version).await? {
+            Some(FileState::Loaded { finalized }) => {
+                if !finalized && job.on_success != Finalize::Keep {
+                    finalize(rt, job, src, &version).await;
+                }
+                telemetry::file_skipped(&job.name, &entry.path, "already loaded");
+                *skipped += 1;
+                continue;
+            }
+            Some(FileState::Failed { error }) => {
+                telemetry::file_skipped(&job.name, &entry.path, &format!("failed before: {error}"));
+                *skipped += 1;
+                continue;
+            }
+            Some(FileState::Skipped { reason }) => {
+                telemetry::file_skipped(&job.name, &entry.path, &reason);
+                *skipped += 1;
+                continue;
+            }
+            Some(FileState::ChangedAfterLoad { size, mtime })
+                if job.on_change == OnChange::Ignore =>
+            {
+                let reason = format!(
+                    "changed after a version was loaded (loaded: {size} bytes, mtime {mtime}; now: {} bytes, mtime {}); on_change = \"ignore\"",
+                    entry.size, entry.mtime
+                );
+                telemetry::file_skipped(&job.name, &entry.path, &reason);
+                rt.warehouse.record_skipped(&version, &reason).await?;
+                *skipped += 1;
+                continue;
+            }
+            Some(FileState::ChangedAfterLoad { .. }) => {
+                tracing::info!(job = %job.name, path = %entry.path, "the file changed after a version of it was loaded; loading the new version (on_change = \"reload\")");
+            }
+            None => {}
+        }
+        pending.supersede(&version);
+        todo.push(entry);
+    }
+    Ok(todo)
+}
+
+async fn poll_job(
+    rt: &Runtime,
+    job: &Arc<Job>,
+    drain: Drain,
+    pending: &mut Pending,
+    report: &mut PassReport,
+) -> Result<()> {
     let clock = Instant::now();
     let policy = RetryPolicy::default();
     let src = rt.source(&job.source).await?;
@@ -227,115 +341,106 @@ async fn run_job(rt: &Runtime, job: &Arc<Job>, report: &mut PassReport) -> Resul
             telemetry::file_waiting(&job.name, &e.path, &format!("{why:?}"));
         }
     }
-    let (mut loaded, mut skipped, mut failed) = (0, 0, 0);
-    for entry in ready.into_iter().filter(|e| matches(job, e)) {
+    let (loaded_before, failed_before) = (report.loaded.len(), report.failed.len());
+    let mut skipped = 0;
+    let todo = to_stage(rt, job, &*src, ready, pending, &mut skipped).await?;
+    report.skipped += skipped;
+
+    // Stage up to `concurrency` files at once; a full batch loads while
+    // the next files are being staged.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(job.concurrency);
+    let stage_all = {
+        let src = &src;
+        async move {
+            let mut staging = futures::stream::iter(todo)
+                .map(|entry| async move {
+                    let started = Instant::now();
+                    let r = stage_file(rt, job, src, &entry).await;
+                    (entry, started, r)
+                })
+                .buffer_unordered(job.concurrency);
+            while let Some(done) = staging.next().await {
+                if tx.send(done).await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    let load_all = async {
+        while let Some((entry, started, r)) = rx.recv().await {
+            match r {
+                Ok(file) => {
+                    pending.push(Staged { file, started });
+                    if pending.full(job) {
+                        batch::flush(rt, job, &*src, pending, report).await?;
+                    }
+                }
+                Err(f) => failed_to_stage(rt, job, &entry, f, report).await?,
+            }
+        }
+        Result::Ok(())
+    };
+    let ((), loaded) = futures::join!(stage_all, load_all);
+    loaded?;
+    if !pending.is_empty() && (drain == Drain::All || pending.due(job)) {
+        batch::flush(rt, job, &*src, pending, report).await?;
+    } else if !pending.is_empty() {
+        tracing::debug!(job = %job.name, files = pending.len(), "staged files wait for their batch (batch.max_wait)");
+    }
+    telemetry::pass_done(
+        &job.name,
+        listed,
+        report.loaded.len() - loaded_before,
+        skipped,
+        report.failed.len() - failed_before,
+        clock.elapsed(),
+    );
+    Ok(())
+}
+
+/// Reports a file that could not be staged; a permanent failure (bad data,
+/// too many rejects) is recorded in the ledger.
+async fn failed_to_stage(
+    rt: &Runtime,
+    job: &Job,
+    entry: &RemoteEntry,
+    f: FileFailure,
+    report: &mut PassReport,
+) -> Result<()> {
+    let chain = f.error.chain();
+    telemetry::file_failed(&job.name, &entry.path, &chain);
+    if !f.error.is_transient() {
+        let (sha256, rejected, errors) = match &f.stats {
+            Some(s) => (Some(s.sha256.as_str()), s.rejected, s.errors.as_slice()),
+            None => (None, 0, &[][..]),
+        };
         let version = FileVersion {
             job: job.name.clone(),
             path: entry.path.clone(),
             size: entry.size,
             mtime: entry.mtime,
         };
-        match rt.warehouse.lookup(&version).await? {
-            Some(FileState::Loaded { finalized }) => {
-                if !finalized && job.on_success != Finalize::Keep {
-                    finalize(rt, job, &*src, &version).await;
-                }
-                telemetry::file_skipped(&job.name, &entry.path, "already loaded");
-                skipped += 1;
-                continue;
-            }
-            Some(FileState::Failed { error }) => {
-                telemetry::file_skipped(&job.name, &entry.path, &format!("failed before: {error}"));
-                skipped += 1;
-                continue;
-            }
-            Some(FileState::Skipped { reason }) => {
-                telemetry::file_skipped(&job.name, &entry.path, &reason);
-                skipped += 1;
-                continue;
-            }
-            Some(FileState::ChangedAfterLoad { size, mtime })
-                if job.on_change == OnChange::Ignore =>
-            {
-                let reason = format!(
-                    "changed after a version was loaded (loaded: {size} bytes, mtime {mtime}; now: {} bytes, mtime {}); on_change = \"ignore\"",
-                    entry.size, entry.mtime
-                );
-                telemetry::file_skipped(&job.name, &entry.path, &reason);
-                rt.warehouse.record_skipped(&version, &reason).await?;
-                skipped += 1;
-                continue;
-            }
-            Some(FileState::ChangedAfterLoad { .. }) => {
-                tracing::info!(job = %job.name, path = %entry.path, "the file changed after a version of it was loaded; loading the new version (on_change = \"reload\")");
-            }
-            None => {}
-        }
-        let started = Instant::now();
-        match process_file(rt, job, &src, &entry).await {
-            Ok(p) => match p.outcome {
-                LoadOutcome::Loaded { rows, .. } => {
-                    telemetry::file_loaded(
-                        &job.name,
-                        &entry.path,
-                        rows,
-                        p.rejected,
-                        entry.size,
-                        started.elapsed(),
-                    );
-                    finalize(rt, job, &*src, &version).await;
-                    report.loaded.push(LoadedFile {
-                        job: job.name.clone(),
-                        path: entry.path.clone(),
-                        rows,
-                        rejected: p.rejected,
-                    });
-                    loaded += 1;
-                }
-                LoadOutcome::AlreadyLoaded => {
-                    telemetry::file_skipped(
-                        &job.name,
-                        &entry.path,
-                        "loaded meanwhile by another pass",
-                    );
-                    skipped += 1;
-                }
-            },
-            Err(f) => {
-                let chain = f.error.chain();
-                telemetry::file_failed(&job.name, &entry.path, &chain);
-                if !f.error.is_transient() {
-                    let (sha256, rejected, errors) = match &f.stats {
-                        Some(s) => (Some(s.sha256.as_str()), s.rejected, s.errors.as_slice()),
-                        None => (None, 0, &[][..]),
-                    };
-                    rt.warehouse
-                        .record_failed(&FailedFile {
-                            version: &version,
-                            sha256,
-                            rejected,
-                            reason: &chain,
-                            errors,
-                            rejects_key: f.rejects_key.as_deref(),
-                        })
-                        .await?;
-                }
-                report
-                    .failed
-                    .push((job.name.clone(), entry.path.clone(), chain));
-                failed += 1;
-            }
-        }
+        rt.warehouse
+            .record_failed(&FailedFile {
+                version: &version,
+                sha256,
+                rejected,
+                reason: &chain,
+                errors,
+                rejects_key: f.rejects_key.as_deref(),
+            })
+            .await?;
     }
-    telemetry::pass_done(&job.name, listed, loaded, skipped, failed, clock.elapsed());
-    report.skipped += skipped;
+    report
+        .failed
+        .push((job.name.clone(), entry.path.clone(), chain));
     Ok(())
 }
 
 /// Applies the on-success action to a committed file (and its marker) and
 /// records it. A failure here is logged, not fatal: the next pass sees the
 /// version loaded but not finalized and tries again.
-async fn finalize(rt: &Runtime, job: &Job, src: &dyn Source, v: &FileVersion) {
+pub(crate) async fn finalize(rt: &Runtime, job: &Job, src: &dyn Source, v: &FileVersion) {
     if job.on_success == Finalize::Keep {
         return;
     }

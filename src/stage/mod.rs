@@ -8,7 +8,9 @@
 //! - `{prefix}/rejects/{job}/{yyyy}/{mm}/{dd}/{name}-{version}-{attempt}.csv.gz`
 //!   (every rejected record: line, column, code, reason, raw value, raw line),
 //! - `{prefix}/raw/{job}/{yyyy}/{mm}/{dd}/{name}-{version}-{attempt}/{name}`
-//!   (with `archive_raw`: the source file's bytes as they were read).
+//!   (with `archive_raw`: the source file's bytes as they were read),
+//! - `{prefix}/manifests/{job}/{yyyy}/{mm}/{dd}/{load_id}/` (Redshift: the
+//!   COPY manifest of a batch's parts and the batch's file list).
 
 use crate::config::{Checksums, S3Endpoint, Sse, StagingSettings};
 use crate::error::{Error, ErrorKind, Result};
@@ -19,11 +21,16 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncry
 use chrono::{DateTime, Utc};
 use std::path::Path;
 
-/// Builds an S3 client for `ep`.
-pub async fn s3_client(ep: &S3Endpoint) -> Client {
+/// The shared AWS configuration for `region`: static `credentials` if
+/// given, else the default chain (environment, instance profile, ECS task
+/// role).
+pub async fn aws_config(
+    region: &str,
+    credentials: Option<&(String, crate::config::Secret)>,
+) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(ep.region.clone()));
-    if let Some((id, secret)) = &ep.credentials {
+        .region(aws_config::Region::new(region.to_string()));
+    if let Some((id, secret)) = credentials {
         loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
             id.clone(),
             secret.expose().to_string(),
@@ -32,7 +39,12 @@ pub async fn s3_client(ep: &S3Endpoint) -> Client {
             "ferry-config",
         ));
     }
-    let sdk = loader.load().await;
+    loader.load().await
+}
+
+/// Builds an S3 client for `ep`.
+pub async fn s3_client(ep: &S3Endpoint) -> Client {
+    let sdk = aws_config(&ep.region, ep.credentials.as_ref()).await;
     let mut b = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(ep.path_style);
     if let Some(url) = &ep.endpoint {
         b = b.endpoint_url(url.clone());
@@ -70,6 +82,10 @@ where
                         | "RequestTimeTooSkewed"
                         | "InternalError"
                         | "ServiceUnavailable"
+                        // The Redshift Data API's own "try again later"s.
+                        | "ActiveStatementsExceededException"
+                        | "ActiveSessionsExceededException"
+                        | "ActiveWaitingRequestsExceededException"
                 );
                 if status >= 500 || status == 429 || throttled {
                     ErrorKind::Transient
@@ -180,6 +196,44 @@ impl Stager {
             rejects: format!("{}.csv.gz", rel("rejects")),
             raw: format!("{}/{name}", rel("raw")),
         }
+    }
+
+    /// The folder for one load's manifests:
+    /// `{prefix}/manifests/{job}/{yyyy}/{mm}/{dd}/{load_id}/` (the COPY
+    /// manifest of the staged parts and the batch's file list).
+    pub fn manifest_folder(&self, job: &str, load_id: &str, at: DateTime<Utc>) -> String {
+        let rel = format!("manifests/{job}/{}/{load_id}/", at.format("%Y/%m/%d"));
+        if self.prefix.is_empty() {
+            rel
+        } else {
+            format!("{}/{rel}", self.prefix)
+        }
+    }
+
+    /// The key prefix every staged part of `job` starts with.
+    pub fn staged_root(&self, job: &str) -> String {
+        if self.prefix.is_empty() {
+            format!("staged/{job}/")
+        } else {
+            format!("{}/staged/{job}/", self.prefix)
+        }
+    }
+
+    /// Writes a small object (a manifest, a batch list) from memory.
+    pub async fn put_small(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<()> {
+        let (sse, kms_key) = self.sse_fields();
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(sdk_error(format!("cannot write {}", self.url(key))))?;
+        Ok(())
     }
 
     /// The `s3://bucket/key` URL of `key`.

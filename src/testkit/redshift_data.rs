@@ -217,6 +217,96 @@ fn bind(sql: &str, params: &HashMap<String, String>) -> Result<String, String> {
     Ok(out)
 }
 
+/// Rewrites what Redshift has and PostgreSQL lacks: table attributes
+/// (`DISTSTYLE x`, `[COMPOUND|INTERLEAVED] SORTKEY (…)`, `DISTKEY (…)`,
+/// `ENCODE x`) are dropped, `SYSDATE` (the transaction's start) becomes
+/// `now()` and `GETDATE()` (the statement's) `clock_timestamp()`. Quoted
+/// text is left alone. COPY statements pass unchanged.
+fn to_postgres(sql: &str) -> String {
+    if sql
+        .trim_start()
+        .get(..5)
+        .is_some_and(|w| w.eq_ignore_ascii_case("COPY "))
+    {
+        return sql.to_string();
+    }
+    let chars: Vec<char> = sql.chars().collect();
+    let mut out = String::with_capacity(sql.len());
+    let mut i = 0;
+    let word_at = |i: usize| -> String {
+        chars[i..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
+            .collect::<String>()
+            .to_ascii_uppercase()
+    };
+    let skip_space = |mut i: usize| {
+        while i < chars.len() && chars[i].is_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    let skip_group = |i: usize| {
+        let mut j = skip_space(i);
+        if chars.get(j) == Some(&'(') {
+            while j < chars.len() && chars[j] != ')' {
+                j += 1;
+            }
+            j += 1;
+        }
+        j
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\'' || c == '"' {
+            let end = chars[i + 1..]
+                .iter()
+                .position(|d| *d == c)
+                .map(|p| i + 2 + p)
+                .unwrap_or(chars.len());
+            out.extend(&chars[i..end]);
+            i = end;
+            continue;
+        }
+        let starts_word = (c.is_ascii_alphabetic() || c == '_')
+            && (i == 0 || !(chars[i - 1].is_ascii_alphanumeric() || chars[i - 1] == '_'));
+        if !starts_word {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let word = word_at(i);
+        let after = i + word.len();
+        match word.as_str() {
+            "DISTSTYLE" | "ENCODE" => {
+                let j = skip_space(after);
+                i = j + word_at(j).len();
+            }
+            "DISTKEY" | "SORTKEY" => i = skip_group(after),
+            "COMPOUND" | "INTERLEAVED" if word_at(skip_space(after)) == "SORTKEY" => {
+                i = skip_space(after);
+            }
+            "SYSDATE" => {
+                out.push_str("now()");
+                i = after;
+            }
+            "GETDATE" if chars[skip_space(after)..].starts_with(&['(', ')']) => {
+                out.push_str("clock_timestamp()");
+                i = skip_space(after) + 2;
+            }
+            _ => {
+                out.push_str(&sql_slice(&chars, i, after));
+                i = after;
+            }
+        }
+    }
+    out
+}
+
+fn sql_slice(chars: &[char], from: usize, to: usize) -> String {
+    chars[from..to].iter().collect()
+}
+
 fn submit(op: &str, input: &Value, calls: Calls, pg_url: String, s3: S3) -> Response<Full<Bytes>> {
     let batch = op == "BatchExecuteStatement";
     let sqls: Vec<String> = if batch {
@@ -253,7 +343,27 @@ fn submit(op: &str, input: &Value, calls: Calls, pg_url: String, s3: S3) -> Resp
                 .collect()
         })
         .unwrap_or_default();
-    let bound: Result<Vec<String>, String> = sqls.iter().map(|s| bind(s, &params)).collect();
+    if let Some((name, _)) = params.iter().find(|(_, v)| v.is_empty()) {
+        return client_error(
+            "ValidationException",
+            format!(
+                "parameter {name} has an empty value; the Data API requires a length of at least 1"
+            ),
+        );
+    }
+    if let Some(name) = params
+        .keys()
+        .find(|n| !sqls.iter().any(|s| s.contains(&format!(":{n}"))))
+    {
+        return client_error(
+            "ValidationException",
+            format!("parameter {name} is not used by any statement"),
+        );
+    }
+    let bound: Result<Vec<String>, String> = sqls
+        .iter()
+        .map(|s| bind(s, &params).map(|b| to_postgres(&b)))
+        .collect();
     let bound = match bound {
         Ok(b) => b,
         Err(e) => return client_error("ValidationException", e),
@@ -323,7 +433,7 @@ async fn run(
         for (n, sql) in sqls.iter().enumerate() {
             set(&|c| c.subs[n].status = "STARTED");
             let done = tokio::select! {
-                r = execute(&client, sql, &s3) => r,
+                r = execute(&client, sql, &s3, &pg_url) => r,
                 () = cancel.cancelled() => Err("Query cancelled on user's request".to_string()),
             };
             match done {
@@ -372,12 +482,13 @@ async fn execute(
     client: &tokio_postgres::Client,
     sql: &str,
     s3: &S3,
+    pg_url: &str,
 ) -> Result<(ResultSet, i64), String> {
     if let Some(copy) = parse_copy(sql)? {
         let s3 = s3
             .as_ref()
             .ok_or("this endpoint was started without S3: COPY FROM 's3://…' is refused")?;
-        let n = copy_from_s3(client, &copy, s3).await?;
+        let n = copy_from_s3(client, &copy, s3, pg_url).await?;
         return Ok((None, n as i64));
     }
     let stmt = client.prepare(sql).await.map_err(db_message)?;
@@ -559,6 +670,7 @@ async fn copy_from_s3(
     client: &tokio_postgres::Client,
     copy: &CopyFromS3,
     s3: &aws_sdk_s3::Client,
+    pg_url: &str,
 ) -> Result<u64, String> {
     let keys: Vec<String> = if copy.manifest {
         let obj = s3
@@ -627,9 +739,93 @@ async fn copy_from_s3(
         options.join(", ")
     );
     let sink = client.copy_in::<_, Bytes>(&sql).await.map_err(db_message)?;
-    crate::warehouse::postgres::feed_copy(sink, s3, &copy.bucket, &keys, copy.gzip)
+    let mut lines = Vec::new();
+    match crate::warehouse::postgres::feed_copy_counting(
+        sink,
+        s3,
+        &copy.bucket,
+        &keys,
+        copy.gzip,
+        &mut lines,
+    )
+    .await
+    {
+        Ok(n) => Ok(n),
+        Err(e) => {
+            let message = e.chain();
+            let urls: Vec<String> = keys
+                .iter()
+                .map(|k| format!("s3://{}/{k}", copy.bucket))
+                .collect();
+            if let Err(why) = record_load_error(pg_url, &message, &urls, &lines).await {
+                tracing::warn!(error = %why, "the Data API stand-in cannot write sys_load_error_detail");
+            }
+            Err(message)
+        }
+    }
+}
+
+/// Like Redshift, keeps a row per COPY error in `sys_load_error_detail`
+/// (in `public`, written outside the failing transaction): PostgreSQL's
+/// "line N, column c: \"value\"" is mapped back to the object it came
+/// from and the line within it.
+async fn record_load_error(
+    pg_url: &str,
+    message: &str,
+    urls: &[String],
+    lines: &[u64],
+) -> Result<(), String> {
+    let number_after = |tag: &str| -> Option<u64> {
+        let at = message.find(tag)? + tag.len();
+        let digits: String = message[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    let Some(line) = number_after(", line ") else {
+        return Ok(()); // not a row error (a missing object, say)
+    };
+    let column = message.find(", column ").map(|at| {
+        message[at + ", column ".len()..]
+            .chars()
+            .take_while(|c| *c != ':' && *c != ']')
+            .collect::<String>()
+    });
+    let raw_value = column.as_ref().and_then(|_| {
+        let at = message.rfind(": \"")? + 3;
+        Some(message[at..].trim_end_matches(['"', ']']).to_string())
+    });
+    // Which object holds the line, and the line within it.
+    let (mut file, mut within) = (urls.last().cloned().unwrap_or_default(), line);
+    let mut before = 0u64;
+    for (url, n) in urls.iter().zip(lines) {
+        if line <= before + n {
+            file = url.clone();
+            within = line - before;
+            break;
+        }
+        before += n;
+    }
+    let (client, conn) = tokio_postgres::connect(pg_url, NoTls)
         .await
-        .map_err(|e| e.chain())
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let create = "CREATE TABLE IF NOT EXISTS public.sys_load_error_detail (query_id BIGINT, start_time TIMESTAMP,          file_name VARCHAR(1024), line_number BIGINT, column_name VARCHAR(127), error_message VARCHAR(1024),          raw_line VARCHAR(1024), raw_field_value VARCHAR(1024))";
+    if let Err(e) = client.batch_execute(create).await {
+        // Two endpoints creating it at once: one wins, which is enough.
+        tracing::debug!(error = %e, "creating sys_load_error_detail");
+    }
+    let reason: String = message.chars().take(1024).collect();
+    client
+        .execute(
+            "INSERT INTO public.sys_load_error_detail (query_id, start_time, file_name, line_number, column_name, error_message, raw_line, raw_field_value) \
+             VALUES (-1, now() AT TIME ZONE 'UTC', $1, $2, $3, $4, '', $5)",
+            &[&file, &(within as i64), &column, &reason, &raw_value],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 fn field(text: Option<&str>, ty: Option<&Type>) -> Value {

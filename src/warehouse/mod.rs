@@ -4,12 +4,14 @@
 //! leaves either everything or nothing: lock the ledger, skip versions
 //! already loaded, create the staging table, COPY, merge dimensions, merge
 //! the fact, record the ledger rows, commit. Backends: [`postgres`] (the
-//! local stand-in); the `redshift-data` backend comes with the load issue.
+//! local stand-in, `COPY … FROM STDIN` streamed from S3) and [`redshift`]
+//! (the Redshift Data API: one `BatchExecuteStatement` per load).
 
 pub mod postgres;
+pub mod redshift;
 pub mod sql;
 
-use crate::config::{Config, Job, WarehouseSettings};
+use crate::config::{Config, Ident, Job, WarehouseSettings};
 use crate::error::{Error, Result};
 use crate::ledger::{FileState, FileVersion};
 use crate::normalize::RowError;
@@ -84,6 +86,102 @@ impl Dialect {
     }
 }
 
+/// Checks the target's columns (`have`, as the catalog lists them) against
+/// the job and returns which of [`sql::TARGET_META`] it has.
+pub fn check_target(job: &Job, schema: &Ident, have: &[String]) -> Result<Vec<&'static str>> {
+    if have.is_empty() {
+        return Err(Error::permanent(format!(
+            "job {}: target table {schema}.{} does not exist; create it (or run `ferry migrate` for the example schema)",
+            job.name, job.target
+        )));
+    }
+    let missing: Vec<&str> = job
+        .columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .filter(|c| !have.iter().any(|h| h == c))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::permanent(format!(
+            "job {}: target table {schema}.{} has no column(s) {}; add them or fix the job's columns",
+            job.name,
+            job.target,
+            missing.join(", ")
+        )));
+    }
+    Ok(sql::TARGET_META
+        .iter()
+        .copied()
+        .filter(|m| have.iter().any(|h| h == m))
+        .collect())
+}
+
+/// One outcome per file of `batch`: loaded by `load_id` where `loaded`
+/// says so, else loaded before.
+pub fn outcomes(
+    batch: &[StagedFile],
+    load_id: &str,
+    loaded: impl Fn(&StagedFile) -> bool,
+) -> Vec<LoadOutcome> {
+    batch
+        .iter()
+        .map(|f| {
+            if loaded(f) {
+                LoadOutcome::Loaded {
+                    load_id: load_id.to_string(),
+                    rows: f.rows,
+                }
+            } else {
+                LoadOutcome::AlreadyLoaded
+            }
+        })
+        .collect()
+}
+
+/// `ferry check`'s line about migrations; an error when some are missing.
+pub fn migrations_summary(warehouse: &str, schema: &Ident, applied: i64) -> Result<String> {
+    let summary = format!(
+        "{warehouse} schema {schema}: {applied} of {} migrations applied",
+        crate::migrate::MIGRATIONS.len()
+    );
+    if applied < crate::migrate::MIGRATIONS.len() as i64 {
+        return Err(Error::config(format!("{summary}; run `ferry migrate`")));
+    }
+    Ok(summary)
+}
+
+/// What the ledger knows of `v`, from the rows of
+/// [`LedgerSql::path_states`](crate::ledger::LedgerSql::path_states):
+/// (state, finalized, error, size, mtime), newest first.
+pub fn file_state(
+    rows: impl Iterator<Item = (String, bool, Option<String>, i64, i64)>,
+    v: &FileVersion,
+) -> Option<FileState> {
+    let (size, mtime) = (v.size as i64, v.mtime);
+    let mut state = None;
+    let mut other_loaded = None;
+    for (s, finalized, error, row_size, row_mtime) in rows {
+        if (row_size, row_mtime) != (size, mtime) {
+            // Newest first: keep the first loaded other version.
+            other_loaded.get_or_insert(FileState::ChangedAfterLoad {
+                size: row_size,
+                mtime: row_mtime,
+            });
+            continue;
+        }
+        if s == "loaded" {
+            return Some(FileState::Loaded { finalized });
+        }
+        let text = error.unwrap_or_default();
+        if s == "failed" {
+            state = Some(FileState::Failed { error: text });
+        } else if s == "skipped" && state.is_none() {
+            state = Some(FileState::Skipped { reason: text });
+        }
+    }
+    state.or(other_loaded)
+}
+
 /// One normalized, staged file ready to load.
 #[derive(Debug, Clone)]
 pub struct StagedFile {
@@ -130,7 +228,7 @@ pub struct FailedFile<'a> {
 pub enum LoadOutcome {
     /// Committed.
     Loaded {
-        /// The load id in `ferry_loads`.
+        /// The load id in `ferry_loads` (shared by the batch).
         load_id: String,
         /// Rows copied from the staged file.
         rows: u64,
@@ -157,8 +255,12 @@ pub trait Warehouse: Send + Sync {
     async fn job_enabled(&self, job: &str) -> Result<bool>;
     /// What the ledger knows of a version.
     async fn lookup(&self, version: &FileVersion) -> Result<Option<FileState>>;
-    /// Loads one staged file in one transaction.
-    async fn load(&self, job: &Job, file: &StagedFile) -> Result<LoadOutcome>;
+    /// Loads a batch of staged files of one job in one transaction and one
+    /// COPY; returns one outcome per file, in the batch's order. A version
+    /// the ledger already has as `loaded` is left out of the load (its
+    /// outcome is [`LoadOutcome::AlreadyLoaded`]). The batch never holds
+    /// two versions of one path.
+    async fn load(&self, job: &Job, batch: &[StagedFile]) -> Result<Vec<LoadOutcome>>;
     /// Records a failed version with its reason and error rows.
     async fn record_failed(&self, failed: &FailedFile<'_>) -> Result<()>;
     /// Records a version that will not be loaded, with the reason.
@@ -174,8 +276,8 @@ pub async fn connect(config: &Config, stager: &Stager) -> Result<Box<dyn Warehou
         WarehouseSettings::Postgres(pg) => Ok(Box::new(
             postgres::PostgresWarehouse::connect(pg, stager.clone()).await?,
         )),
-        WarehouseSettings::RedshiftData(_) => Err(Error::config(
-            "warehouse kind \"redshift-data\" is not supported by this build of ferry yet; use kind = \"postgres\"",
+        WarehouseSettings::RedshiftData(rs) => Ok(Box::new(
+            redshift::RedshiftDataWarehouse::connect(rs, stager.clone()).await?,
         )),
     }
 }

@@ -4,7 +4,7 @@
 //! read S3: the staged object is streamed from S3, gunzipped on a blocking
 //! thread and fed to `COPY … FROM STDIN`, a chunk at a time.
 
-use super::sql::{LoadSql, TARGET_META};
+use super::sql::LoadSql;
 use super::{Dialect, FailedFile, LoadOutcome, StagedFile, Warehouse};
 use crate::config::{Ident, Job, PostgresSettings};
 use crate::error::{Error, ErrorKind, Result};
@@ -45,8 +45,23 @@ pub async fn feed_copy(
     keys: &[String],
     gzip: bool,
 ) -> Result<u64> {
+    feed_copy_counting(sink, s3, bucket, keys, gzip, &mut Vec::new()).await
+}
+
+/// [`feed_copy`] that also pushes the number of lines sent from each
+/// object onto `lines` as it goes (to say which object a COPY error's line
+/// number falls in).
+pub async fn feed_copy_counting(
+    sink: tokio_postgres::CopyInSink<Bytes>,
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    keys: &[String],
+    gzip: bool,
+    lines: &mut Vec<u64>,
+) -> Result<u64> {
     futures::pin_mut!(sink);
     for key in keys {
+        lines.push(0);
         let url = format!("s3://{bucket}/{key}");
         let obj = s3
             .get_object()
@@ -84,6 +99,9 @@ pub async fn feed_copy(
             let chunk = chunk.map_err(|e| {
                 Error::transient(format!("cannot read staged object {url}")).with_source(e)
             })?;
+            if let Some(n) = lines.last_mut() {
+                *n += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+            }
             sink.send(chunk)
                 .await
                 .map_err(pg_error(format!("COPY from {url} failed")))?;
@@ -118,7 +136,12 @@ pub fn pg_error(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -
             None => ErrorKind::Transient, // I/O, closed connection
         };
         let detail = match e.as_db_error() {
-            Some(db) => format!("{} ({})", db.message(), db.code().code()),
+            // PostgreSQL's context says where, e.g. "COPY t, line 3,
+            // column x: \"abc\"".
+            Some(db) => match db.where_() {
+                Some(w) => format!("{} ({}) at {w}", db.message(), db.code().code()),
+                None => format!("{} ({})", db.message(), db.code().code()),
+            },
             None => e.to_string(),
         };
         Error::new(kind, format!("{what}: {detail}"))
@@ -188,34 +211,7 @@ impl PostgresWarehouse {
             .await
             .map_err(pg_error("cannot read the target's columns"))?;
         let have: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-        if have.is_empty() {
-            return Err(Error::permanent(format!(
-                "job {}: target table {}.{} does not exist; create it (or run `ferry migrate` for the example schema)",
-                job.name,
-                self.schema(),
-                job.target
-            )));
-        }
-        let missing: Vec<&str> = job
-            .columns
-            .iter()
-            .map(|c| c.name.as_str())
-            .filter(|c| !have.iter().any(|h| h == c))
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::permanent(format!(
-                "job {}: target table {}.{} has no column(s) {}; add them or fix the job's columns",
-                job.name,
-                self.schema(),
-                job.target,
-                missing.join(", ")
-            )));
-        }
-        Ok(TARGET_META
-            .iter()
-            .copied()
-            .filter(|m| have.iter().any(|h| h == m))
-            .collect())
+        super::check_target(job, self.schema(), &have)
     }
 
     async fn insert_errors(
@@ -253,7 +249,6 @@ impl PostgresWarehouse {
         Ok(())
     }
 
-    /// Streams the staged object from S3 into `COPY … FROM STDIN`.
     /// Runs one ledger statement whose parameters are a version (job,
     /// path, size, mtime) and then `extra`.
     async fn version_statement(
@@ -272,6 +267,7 @@ impl PostgresWarehouse {
         Ok(())
     }
 
+    /// Streams the staged objects from S3 into one `COPY … FROM STDIN`.
     async fn copy_from_s3(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
@@ -285,11 +281,67 @@ impl PostgresWarehouse {
         feed_copy(sink, self.stager.client(), self.stager.bucket(), keys, true).await
     }
 
-    async fn load_once(&self, job: &Job, file: &StagedFile) -> Result<LoadOutcome> {
-        let started = chrono::Utc::now();
-        let clock = std::time::Instant::now();
+    /// The batch's files that the ledger does not have as `loaded`.
+    async fn not_loaded<'b>(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        job: &Job,
+        batch: &'b [StagedFile],
+    ) -> Result<Vec<&'b StagedFile>> {
+        let paths: Vec<&str> = batch.iter().map(|f| f.version.path.as_str()).collect();
+        let loaded: Vec<(String, i64, i64)> = tx
+            .query(&self.ledger.loaded_among(), &[&job.name, &paths])
+            .await
+            .map_err(pg_error("cannot read the ledger"))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        Ok(batch
+            .iter()
+            .filter(|f| {
+                let v = &f.version;
+                !loaded.iter().any(|(p, size, mtime)| {
+                    *p == v.path && *size == v.size as i64 && *mtime == v.mtime
+                })
+            })
+            .collect())
+    }
+
+    /// Records one loaded file in the ledger (pipelined with the others).
+    async fn record_loaded(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        file: &StagedFile,
+        load_id: &str,
+    ) -> Result<()> {
         let v = &file.version;
         let size = v.size as i64;
+        let (rows, rejected) = (file.rows as i64, file.rejected as i64);
+        let (clear_sql, insert_sql) = (self.ledger.clear_unloaded(), self.ledger.insert_loaded());
+        let key: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+            [&v.job, &v.path, &size, &v.mtime];
+        let loaded: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
+            &v.job,
+            &v.path,
+            &size,
+            &v.mtime,
+            &file.sha256,
+            &file.staged_prefix,
+            &rows,
+            &rejected,
+            &load_id,
+            &file.rejects_key,
+        ];
+        let clear = tx.execute(&clear_sql, &key);
+        let insert = tx.execute(&insert_sql, &loaded);
+        futures::try_join!(clear, insert)
+            .map_err(pg_error(format!("cannot record {} in the ledger", v.path)))?;
+        self.insert_errors(tx, v, Some(load_id), &file.errors).await
+    }
+
+    async fn load_once(&self, job: &Job, batch: &[StagedFile]) -> Result<Vec<LoadOutcome>> {
+        let started = chrono::Utc::now();
+        let clock = std::time::Instant::now();
         let mut guard = self.client().await?;
         let tx = guard
             .transaction()
@@ -298,13 +350,10 @@ impl PostgresWarehouse {
         tx.batch_execute(&self.ledger.lock())
             .await
             .map_err(pg_error("cannot lock the ledger"))?;
-        let states = tx
-            .query(&self.ledger.lookup(), &[&v.job, &v.path, &size, &v.mtime])
-            .await
-            .map_err(pg_error("cannot read the ledger"))?;
-        if states.iter().any(|r| r.get::<_, String>(0) == "loaded") {
+        let todo = self.not_loaded(&tx, job, batch).await?;
+        if todo.is_empty() {
             tx.rollback().await.map_err(pg_error("cannot roll back"))?;
-            return Ok(LoadOutcome::AlreadyLoaded);
+            return Ok(vec![LoadOutcome::AlreadyLoaded; batch.len()]);
         }
         let target_meta = self.target_columns(&tx, job).await?;
         let load_id = uuid::Uuid::new_v4().simple().to_string();
@@ -320,17 +369,22 @@ impl PostgresWarehouse {
         tx.batch_execute(&sql.create_stage())
             .await
             .map_err(pg_error("cannot create the staging table"))?;
-        let copied = if file.parts.is_empty() {
+        let parts: Vec<String> = todo.iter().flat_map(|f| f.parts.iter().cloned()).collect();
+        let expected: u64 = todo.iter().map(|f| f.rows).sum();
+        let copied = if parts.is_empty() {
             0
         } else {
-            self.copy_from_s3(&tx, &sql.copy_stage_from_stdin(), &file.parts)
+            self.copy_from_s3(&tx, &sql.copy_stage_from_stdin(), &parts)
                 .await?
         };
-        if copied != file.rows {
+        if copied != expected {
+            let prefixes: Vec<String> = todo
+                .iter()
+                .map(|f| self.stager.url(&f.staged_prefix))
+                .collect();
             return Err(Error::permanent(format!(
-                "COPY of {} loaded {copied} rows but normalize wrote {}; the staged parts do not match their file",
-                self.stager.url(&file.staged_prefix),
-                file.rows
+                "COPY of {} loaded {copied} rows but normalize wrote {expected}; the staged parts do not match their files",
+                prefixes.join(", ")
             )));
         }
         if let Some(stale) = sql.drop_stale() {
@@ -357,41 +411,17 @@ impl PostgresWarehouse {
             tx.execute(&insert, &[]).await
         }
         .map_err(pg_error(format!("cannot insert into {}", job.target)))?;
-        tx.execute(
-            &self.ledger.clear_unloaded(),
-            &[&v.job, &v.path, &size, &v.mtime],
-        )
-        .await
-        .map_err(pg_error("cannot update the ledger"))?;
-        let rows = file.rows as i64;
-        let rejected = file.rejected as i64;
-        tx.execute(
-            &self.ledger.insert_loaded(),
-            &[
-                &v.job,
-                &v.path,
-                &size,
-                &v.mtime,
-                &file.sha256,
-                &file.staged_prefix,
-                &rows,
-                &rejected,
-                &load_id,
-                &file.rejects_key,
-            ],
-        )
-        .await
-        .map_err(pg_error("cannot record the file in the ledger"))?;
-        self.insert_errors(&tx, v, Some(&load_id), &file.errors)
+        futures::future::try_join_all(todo.iter().map(|f| self.record_loaded(&tx, f, &load_id)))
             .await?;
-        let bytes = file.input_bytes as i64;
+        let bytes: i64 = todo.iter().map(|f| f.input_bytes as i64).sum();
+        let (files, rows) = (todo.len() as i32, expected as i64);
         let duration_ms = clock.elapsed().as_millis() as i64;
         tx.execute(
             &self.ledger.insert_load(),
             &[
                 &load_id,
-                &v.job,
-                &1i32,
+                &job.name,
+                &files,
                 &rows,
                 &bytes,
                 &started,
@@ -406,11 +436,10 @@ impl PostgresWarehouse {
         tx.commit()
             .await
             .map_err(pg_error("cannot commit the load"))?;
-        tracing::debug!(job = %job.name, path = %v.path, copied, inserted, "load committed");
-        Ok(LoadOutcome::Loaded {
-            load_id,
-            rows: file.rows,
-        })
+        tracing::debug!(job = %job.name, files, copied, inserted, "load committed");
+        Ok(super::outcomes(batch, &load_id, |f| {
+            todo.iter().any(|t| std::ptr::eq(*t, f))
+        }))
     }
 }
 
@@ -475,16 +504,7 @@ impl Warehouse for PostgresWarehouse {
             Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => 0,
             Err(e) => return Err(pg_error("cannot read applied migrations")(e)),
         };
-        let summary = format!(
-            "{} schema {}: {applied} of {} migrations applied",
-            describe(&self.settings),
-            self.schema(),
-            MIGRATIONS.len()
-        );
-        if applied < MIGRATIONS.len() as i64 {
-            return Err(Error::config(format!("{summary}; run `ferry migrate`")));
-        }
-        Ok(summary)
+        super::migrations_summary(&describe(&self.settings), self.schema(), applied)
     }
 
     async fn sync_jobs(&self, jobs: &[Arc<Job>]) -> Result<()> {
@@ -542,31 +562,11 @@ impl Warehouse for PostgresWarehouse {
             )
             .await
             .map_err(pg_error("cannot read the ledger"))?;
-        let mut state = None;
-        let mut other_loaded = None;
-        for r in rows {
-            let (s, row_size, row_mtime): (String, i64, i64) = (r.get(0), r.get(3), r.get(4));
-            if (row_size, row_mtime) != (size, v.mtime) {
-                // Newest first: keep the first loaded other version.
-                other_loaded.get_or_insert(FileState::ChangedAfterLoad {
-                    size: row_size,
-                    mtime: row_mtime,
-                });
-                continue;
-            }
-            if s == "loaded" {
-                return Ok(Some(FileState::Loaded {
-                    finalized: r.get(1),
-                }));
-            }
-            let text = r.get::<_, Option<String>>(2).unwrap_or_default();
-            if s == "failed" {
-                state = Some(FileState::Failed { error: text });
-            } else if s == "skipped" && state.is_none() {
-                state = Some(FileState::Skipped { reason: text });
-            }
-        }
-        Ok(state.or(other_loaded))
+        Ok(super::file_state(
+            rows.iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))),
+            v,
+        ))
     }
 
     async fn record_skipped(&self, v: &FileVersion, reason: &str) -> Result<()> {
@@ -579,8 +579,11 @@ impl Warehouse for PostgresWarehouse {
         .await
     }
 
-    async fn load(&self, job: &Job, file: &StagedFile) -> Result<LoadOutcome> {
-        retry(RetryPolicy::default(), "load", || self.load_once(job, file)).await
+    async fn load(&self, job: &Job, batch: &[StagedFile]) -> Result<Vec<LoadOutcome>> {
+        retry(RetryPolicy::default(), "load", || {
+            self.load_once(job, batch)
+        })
+        .await
     }
 
     async fn record_failed(&self, f: &FailedFile<'_>) -> Result<()> {

@@ -84,6 +84,22 @@ impl LoadSql<'_> {
         )
     }
 
+    /// Redshift `COPY` of the staged parts into the stage, from the
+    /// manifest at `manifest` (a checked string literal) with `role` (a
+    /// checked literal or `default`). The choices are explicit: CSV with
+    /// `\N` for NULL and no EMPTYASNULL (so `""` stays an empty string),
+    /// timestamps in any ISO form, no compression analysis or statistics
+    /// update on the temp table.
+    pub fn copy_stage_from_s3(&self, manifest: &str, role: &str) -> String {
+        let mut cols = self.columns();
+        cols.extend(STAGE_EXTRA.iter().map(|c| format!("\"{c}\"")));
+        format!(
+            "COPY {} ({}) FROM {manifest} IAM_ROLE {role} MANIFEST GZIP CSV NULL AS '\\N' TIMEFORMAT 'auto' DATEFORMAT 'auto' COMPUPDATE OFF STATUPDATE OFF",
+            self.stage.quoted(),
+            cols.join(", ")
+        )
+    }
+
     /// The stage's rows, one per key (the latest), or all rows in append
     /// mode without a key.
     fn latest_rows(&self, cols: &[String]) -> String {

@@ -77,7 +77,10 @@ async fn sigkill_at_random_moments_never_loses_or_doubles_a_row() {
         &stack
             .config_toml(
                 &db,
-                &task_events_job("on_success = { action = \"move\", to = \"/outbox/loaded\" }"),
+                &task_events_job(
+                    // Small batches, so kills land between and inside loads.
+                    "on_success = { action = \"move\", to = \"/outbox/loaded\" }\nbatch = { max_files = 2 }",
+                ),
             )
             .replace("poll_interval = \"1s\"", "poll_interval = \"50ms\""),
     );
@@ -99,7 +102,7 @@ async fn sigkill_at_random_moments_never_loses_or_doubles_a_row() {
     let mut kills = 0;
     while kills < KILLS || (loaded_now().await == 0 && kills < 4 * KILLS) {
         let mut child = ferry(&cfg, &["run"]).spawn().expect("ferry run starts");
-        let wait = Duration::from_millis(40 + rng.below(300));
+        let wait = Duration::from_millis(40 + rng.below(600));
         tokio::time::sleep(wait).await;
         if let Some(status) = child.try_wait().unwrap() {
             panic!("ferry run exited by itself ({status}) before kill {kills}");

@@ -373,3 +373,76 @@ pub async fn read_all(src: &dyn ferry::source::Source, path: &str, offset: u64) 
     s.read_to_end(&mut out).await.unwrap();
     out
 }
+
+/// A warehouse backend under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `kind = "postgres"`, straight to the test database.
+    Postgres,
+    /// `kind = "redshift-data"`, through the local Data API endpoint that
+    /// runs on the test database and reads COPY input from the stack's S3.
+    RedshiftData,
+}
+
+/// A stack, a schema, and for Redshift the Data API endpoint in front of
+/// it: everything one conformance case needs.
+pub struct Env {
+    pub stack: Stack,
+    pub db: TestDb,
+    pub endpoint: Option<ferry::testkit::redshift_data::RedshiftDataServer>,
+}
+
+impl Env {
+    pub async fn start(backend: Backend) -> Env {
+        let stack = Stack::start().await;
+        let db = TestDb::new().await;
+        let endpoint = match backend {
+            Backend::Postgres => None,
+            Backend::RedshiftData => Some(
+                ferry::testkit::redshift_data::RedshiftDataServer::start_with_s3(
+                    &database_url(),
+                    Some(stack.stager("").await.client().clone()),
+                )
+                .await
+                .expect("data api endpoint"),
+            ),
+        };
+        Env {
+            stack,
+            db,
+            endpoint,
+        }
+    }
+
+    /// The `[warehouse]` section for this backend.
+    pub fn warehouse_toml(&self) -> String {
+        match &self.endpoint {
+            None => self.db.warehouse_toml(),
+            Some(e) => format!(
+                "[warehouse]\nkind = \"redshift-data\"\nregion = \"eu-west-1\"\ncluster_identifier = \"local\"\n\
+                 db_user = \"ferry\"\ndatabase = \"dev\"\niam_role = \"arn:aws:iam::123456789012:role/ferry-copy\"\n\
+                 endpoint = \"{}\"\nschema = \"{}\"\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key_file = \"{}\"\n",
+                e.endpoint(),
+                self.db.schema,
+                self.stack.secret_file.display()
+            ),
+        }
+    }
+
+    /// A whole config with `job`.
+    pub fn config_toml(&self, job: &str) -> String {
+        format!("{}{}{job}", self.stack.base_toml(), self.warehouse_toml())
+    }
+
+    /// Migrates through this backend and starts a runtime with `job`.
+    pub async fn runtime(&self, job: &str) -> ferry::pipeline::Runtime {
+        migrated_runtime(&self.config_toml(job)).await
+    }
+
+    pub async fn finish(self) {
+        if let Some(e) = &self.endpoint {
+            assert!(e.calls() > 0, "the case never reached the Data API");
+        }
+        self.db.drop_schema().await;
+    }
+}

@@ -6,6 +6,7 @@
 
 mod cli;
 mod config_file;
+mod conformance;
 mod crash;
 mod daemon;
 mod ftp_source;

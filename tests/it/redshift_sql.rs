@@ -139,3 +139,109 @@ fn ledger_statements_are_redshift_sql_with_named_parameters() {
     let pg = LedgerSql::new(&Ident::parse("analytics").unwrap());
     assert!(pg.lookup().contains("$4") && !pg.lookup().contains(":mtime"));
 }
+
+/// Options of a Redshift COPY from S3 ferry may use: every one is in
+/// Redshift's documented option list (data source, authorization, format,
+/// compression, conversion and load control).
+const COPY_OPTIONS: &[&str] = &[
+    "IAM_ROLE",
+    "MANIFEST",
+    "GZIP",
+    "CSV",
+    "NULL",
+    "AS",
+    "TIMEFORMAT",
+    "DATEFORMAT",
+    "COMPUPDATE",
+    "STATUPDATE",
+    "OFF",
+];
+
+/// Checks a rendered COPY: `COPY t [(cols)] FROM 's3://…' options`, with
+/// only documented options, an explicit NULL string and no EMPTYASNULL
+/// (an empty string is a value, not NULL).
+fn check_copy(sql: &str) {
+    let from = sql.find(" FROM 's3://").expect("COPY reads from S3");
+    let rest = &sql[from + " FROM '".len()..];
+    let url_end = rest.find('\'').unwrap();
+    let options = &rest[url_end + 1..];
+    let mut words = Vec::new();
+    let mut in_quote = false;
+    let mut word = String::new();
+    for c in options.chars() {
+        match c {
+            '\'' => in_quote = !in_quote,
+            c if c.is_whitespace() && !in_quote && !word.is_empty() => {
+                words.push(std::mem::take(&mut word));
+            }
+            c if c.is_whitespace() => {}
+            c if !in_quote => word.push(c),
+            _ => {}
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    for w in &words {
+        assert!(
+            COPY_OPTIONS.contains(&w.as_str()),
+            "COPY option {w} is not in ferry's list of documented Redshift options:\n{sql}"
+        );
+    }
+    assert!(sql.contains(" IAM_ROLE "), "{sql}");
+    assert!(sql.contains("NULL AS '\\N'"), "{sql}");
+    assert!(!sql.contains("EMPTYASNULL"), "{sql}");
+}
+
+#[tokio::test]
+async fn a_redshift_load_batch_is_redshift_sql_and_fits_one_batch() {
+    use ferry::warehouse::redshift::{BatchInputs, load_batch};
+    let stack = Stack::start().await;
+    let schema = Ident::parse("analytics").unwrap();
+    let stage = Ident::parse("ferry_stage_0123456789ab").unwrap();
+    for job_toml in [
+        task_events_job(""),
+        task_events_job("mode = \"append\""),
+        crate::harness::task_events_job_with_scd2(),
+    ] {
+        let toml = format!(
+            "{}[warehouse]\nkind = \"postgres\"\n{job_toml}",
+            stack.base_toml(),
+        );
+        let config = ferry::config::from_toml_str(&toml).expect("config is valid");
+        let job = &config.jobs[0];
+        for (manifest, errors) in [(true, true), (false, false)] {
+            let inputs = BatchInputs {
+                list: "'s3://b/ferry/manifests/j/2026/11/23/x/files.csv.gz'".into(),
+                manifest: manifest
+                    .then(|| "'s3://b/ferry/manifests/j/2026/11/23/x/parts.manifest'".into()),
+                errors: errors
+                    .then(|| "'s3://b/ferry/manifests/j/2026/11/23/x/errors.csv.gz'".into()),
+                role: "'arn:aws:iam::123456789012:role/ferry-copy'".into(),
+            };
+            let batch = load_batch(&schema, job, &stage, TARGET_META.to_vec(), &inputs);
+            assert!(batch.statements.len() <= 40, "{}", batch.statements.len());
+            let copies = batch
+                .statements
+                .iter()
+                .filter(|(s, _)| s.starts_with("COPY "))
+                .count();
+            assert_eq!(copies, 1 + manifest as usize + errors as usize);
+            if let Some(i) = batch.copy_at {
+                assert!(batch.statements[i].0.contains(" MANIFEST "));
+            }
+            assert!(
+                batch.statements[batch.check_at]
+                    .0
+                    .contains("ferry_row_count_check")
+            );
+            for (s, _) in &batch.statements {
+                if s.starts_with("COPY ") {
+                    check_copy(s);
+                } else {
+                    check(s);
+                }
+            }
+        }
+    }
+}

@@ -471,56 +471,6 @@ async fn on_change_ignore_records_a_changed_file_as_skipped_and_loads_nothing() 
 }
 
 #[tokio::test]
-async fn a_serialization_failure_retries_the_whole_load_and_loads_once() {
-    let stack = Stack::start().await;
-    let db = TestDb::new().await;
-    stack.put_sftp(
-        "/outbox/a.csv",
-        &format!("{HEADER}e1,t1,created,open,u1,jira,2026-03-01T10:00:00Z,,,\ne2,t2,created,open,u1,jira,2026-03-01T10:00:00Z,,,\n"),
-    );
-    let toml = stack.config_toml(&db, &task_events_job(""));
-    let rt = migrated_runtime(&toml).await;
-    // The first insert into the fact table fails as a concurrent
-    // serializable writer would make it fail (SQLSTATE 40001, Redshift's
-    // 1023); a sequence counts the attempts, since it survives rollbacks.
-    let s = &db.schema;
-    db.client
-        .batch_execute(&format!(
-            r#"CREATE SEQUENCE "{s}".attempts;
-            CREATE FUNCTION "{s}".conflict_once() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-              IF nextval('"{s}".attempts') = 1 THEN
-                RAISE EXCEPTION 'could not serialize access due to concurrent update' USING ERRCODE = '40001';
-              END IF;
-              RETURN NULL;
-            END $$;
-            CREATE TRIGGER conflict_once AFTER INSERT ON "{s}".task_events
-              FOR EACH STATEMENT EXECUTE FUNCTION "{s}".conflict_once();"#
-        ))
-        .await
-        .unwrap();
-    let report = pass(&rt).await;
-    assert!(!report.has_failures(), "{report:?}");
-    assert_eq!(report.loaded.len(), 1);
-    let attempts: i64 = db
-        .client
-        .query_one(&format!(r#"SELECT last_value FROM "{s}".attempts"#), &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(attempts, 2, "the whole transaction ran again once");
-    assert_eq!(db.count("task_events").await, 2);
-    assert_eq!(db.count("ferry_files").await, 1);
-    assert_eq!(db.count("ferry_loads").await, 1);
-    assert_eq!(
-        db.count("dim_task").await,
-        2,
-        "dimensions rolled back and merged once"
-    );
-    db.drop_schema().await;
-}
-
-#[tokio::test]
 async fn an_scd2_dimension_keeps_every_version_and_ignores_late_older_rows() {
     let stack = Stack::start().await;
     let db = TestDb::new().await;

@@ -1,0 +1,306 @@
+//! One suite of end-to-end load cases, run against every warehouse
+//! backend: each case is written once as an `async fn(Backend)` and the
+//! `conformance!` macro makes a test per backend.
+
+use crate::harness::{Backend, Env, task_events_job};
+use ferry::pipeline::{Drain, run_pass, run_pass_draining};
+
+const HEADER: &str =
+    "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n";
+
+/// A file of `n` events `{prefix}-{i}` with durations `base + i`.
+fn events(prefix: &str, n: usize, base: i64) -> String {
+    let mut body = String::from(HEADER);
+    for i in 0..n {
+        body.push_str(&format!(
+            "{prefix}-{i},t{},created,open,u{},jira,2026-03-01T10:{:02}:00Z,{},1,\n",
+            i % 5,
+            i % 3,
+            i % 60,
+            base + i as i64
+        ));
+    }
+    body
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $case() {
+                    super::$case(super::Backend::Postgres).await
+                }
+            )*
+        }
+        mod redshift_data {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $case() {
+                    super::$case(super::Backend::RedshiftData).await
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    files_of_a_poll_load_in_one_batch_and_one_transaction,
+    a_full_batch_loads_and_the_rest_waits_for_max_wait,
+    a_bad_file_fails_alone_and_the_rest_of_its_batch_loads,
+    duplicates_within_and_across_files_end_up_once_latest_wins,
+    a_second_pass_loads_nothing_twice,
+    a_serialization_conflict_reruns_the_whole_load_and_loads_once,
+);
+
+async fn files_of_a_poll_load_in_one_batch_and_one_transaction(backend: Backend) {
+    let env = Env::start(backend).await;
+    for f in 0..5 {
+        env.stack.put_sftp(
+            &format!("/outbox/f{f}.csv"),
+            &events(&format!("f{f}"), 10, 0),
+        );
+    }
+    let rt = env.runtime(&task_events_job("")).await;
+    let report = run_pass(&rt, None).await.unwrap();
+    assert!(!report.has_failures(), "{report:?}");
+    assert_eq!(report.loaded.len(), 5, "{report:?}");
+    assert_eq!(env.db.count("task_events").await, 50);
+    let loads = env
+        .db
+        .client
+        .query(
+            &format!("SELECT files, rows_loaded FROM {}", env.db.t("ferry_loads")),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(loads.len(), 1, "one load for the whole batch");
+    assert_eq!(loads[0].get::<_, i32>(0), 5);
+    assert_eq!(loads[0].get::<_, i64>(1), 50);
+    assert_eq!(
+        env.db
+            .count_where("ferry_files", "state = 'loaded' AND rows_loaded = 10")
+            .await,
+        5
+    );
+    let ids = env
+        .db
+        .client
+        .query_one(
+            &format!(
+                "SELECT count(DISTINCT f.load_id), count(DISTINCT t.ferry_load_id) FROM {} f, {} t",
+                env.db.t("ferry_files"),
+                env.db.t("task_events")
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (ids.get::<_, i64>(0), ids.get::<_, i64>(1)),
+        (1, 1),
+        "files and rows carry the batch's one load id"
+    );
+    env.finish().await;
+}
+
+async fn a_full_batch_loads_and_the_rest_waits_for_max_wait(backend: Backend) {
+    let env = Env::start(backend).await;
+    for f in 0..5 {
+        env.stack.put_sftp(
+            &format!("/outbox/f{f}.csv"),
+            &events(&format!("f{f}"), 3, 0),
+        );
+    }
+    let rt = env
+        .runtime(&task_events_job(
+            "batch = { max_files = 2, max_wait = \"1h\" }\nconcurrency = 1",
+        ))
+        .await;
+    // A daemon poll: two full batches load, the fifth file waits.
+    let report = run_pass_draining(&rt, None, Drain::Due).await.unwrap();
+    assert!(!report.has_failures(), "{report:?}");
+    assert_eq!(report.loaded.len(), 4, "{report:?}");
+    assert_eq!(env.db.count("ferry_loads").await, 2);
+    assert_eq!(env.db.count("task_events").await, 12);
+    let staged = env.stack.staged_objects().len();
+    // The next poll does not stage the waiting file again.
+    let report = run_pass_draining(&rt, None, Drain::Due).await.unwrap();
+    assert!(report.loaded.is_empty(), "{report:?}");
+    assert_eq!(env.stack.staged_objects().len(), staged);
+    // `ferry once` (drain all) loads it.
+    let report = run_pass(&rt, None).await.unwrap();
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    assert_eq!(env.db.count("ferry_loads").await, 3);
+    assert_eq!(env.db.count("task_events").await, 15);
+    assert_eq!(
+        env.db.count_where("ferry_files", "state = 'loaded'").await,
+        5
+    );
+    env.finish().await;
+}
+
+async fn a_bad_file_fails_alone_and_the_rest_of_its_batch_loads(backend: Backend) {
+    let env = Env::start(backend).await;
+    for f in 0..4 {
+        env.stack.put_sftp(
+            &format!("/outbox/f{f}.csv"),
+            &events(&format!("f{f}"), 5, 0),
+        );
+    }
+    // Negative durations pass normalize but break a rule of the table.
+    env.stack.put_sftp("/outbox/f9.csv", &events("f9", 5, -100));
+    let rt = env.runtime(&task_events_job("")).await;
+    env.db
+        .client
+        .batch_execute(&format!(
+            "ALTER TABLE {} ADD CONSTRAINT duration_not_negative CHECK (duration_ms >= 0)",
+            env.db.t("task_events")
+        ))
+        .await
+        .unwrap();
+    let report = run_pass(&rt, None).await.unwrap();
+    assert_eq!(report.loaded.len(), 4, "{report:?}");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(report.failed[0].1.ends_with("f9.csv"), "{report:?}");
+    assert!(
+        report.failed[0].2.contains("duration_not_negative"),
+        "the reason names the broken rule: {}",
+        report.failed[0].2
+    );
+    assert_eq!(env.db.count("task_events").await, 20);
+    assert_eq!(
+        env.db.count_where("ferry_files", "state = 'failed'").await,
+        1
+    );
+    assert_eq!(
+        env.db.count_where("ferry_files", "state = 'loaded'").await,
+        4
+    );
+    env.finish().await;
+}
+
+async fn duplicates_within_and_across_files_end_up_once_latest_wins(backend: Backend) {
+    let env = Env::start(backend).await;
+    env.stack.put_sftp(
+        "/outbox/a.csv",
+        &format!(
+            "{HEADER}e1,t1,created,open,u1,jira,2026-03-01T10:00:00Z,1,1,\n\
+             e2,t1,created,open,u1,jira,2026-03-01T10:00:00Z,2,1,\n\
+             e1,t1,updated,doing,u1,jira,2026-03-01T11:00:00Z,3,1,\n"
+        ),
+    );
+    env.stack.put_sftp(
+        "/outbox/b.csv",
+        &format!(
+            "{HEADER}e2,t1,updated,done,u2,jira,2026-03-01T12:00:00Z,4,1,\n\
+             e1,t1,created,open,u1,jira,2026-03-01T09:00:00Z,5,1,\n"
+        ),
+    );
+    let rt = env.runtime(&task_events_job("")).await;
+    let report = run_pass(&rt, None).await.unwrap();
+    assert!(!report.has_failures(), "{report:?}");
+    let rows = env
+        .db
+        .client
+        .query(
+            &format!(
+                "SELECT event_id, duration_ms FROM {} ORDER BY event_id",
+                env.db.t("task_events")
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, vec![("e1".into(), 3), ("e2".into(), 4)]);
+    let status: String = env
+        .db
+        .client
+        .query_one(
+            &format!(
+                "SELECT last_status FROM {} WHERE task_id = 't1'",
+                env.db.t("dim_task")
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "done");
+    env.finish().await;
+}
+
+async fn a_second_pass_loads_nothing_twice(backend: Backend) {
+    let env = Env::start(backend).await;
+    env.stack.put_sftp("/outbox/a.csv", &events("a", 7, 0));
+    let rt = env.runtime(&task_events_job("")).await;
+    assert_eq!(run_pass(&rt, None).await.unwrap().loaded.len(), 1);
+    let again = run_pass(&rt, None).await.unwrap();
+    assert!(again.loaded.is_empty() && again.skipped == 1, "{again:?}");
+    // A second runtime (another replica) does not load it either.
+    let other = env.runtime(&task_events_job("")).await;
+    let report = run_pass(&other, None).await.unwrap();
+    assert!(report.loaded.is_empty(), "{report:?}");
+    assert_eq!(env.db.count("task_events").await, 7);
+    assert_eq!(env.db.count("ferry_files").await, 1);
+    env.finish().await;
+}
+
+async fn a_serialization_conflict_reruns_the_whole_load_and_loads_once(backend: Backend) {
+    let env = Env::start(backend).await;
+    env.stack.put_sftp("/outbox/a.csv", &events("a", 2, 0));
+    let rt = env.runtime(&task_events_job("")).await;
+    // The first insert into the fact table fails as a concurrent writer
+    // would make it fail: PostgreSQL's SQLSTATE 40001, or Redshift's error
+    // 1023 (whose only mark is its text). A sequence counts the attempts,
+    // since it survives rollbacks.
+    let (message, code) = match backend {
+        Backend::Postgres => (
+            "could not serialize access due to concurrent update",
+            "40001",
+        ),
+        Backend::RedshiftData => (
+            "1023 DETAIL: Serializable isolation violation on table - 156362, transactions forming the cycle are: 1, 2",
+            "XX000",
+        ),
+    };
+    let s = &env.db.schema;
+    env.db
+        .client
+        .batch_execute(&format!(
+            r#"CREATE SEQUENCE "{s}".attempts;
+            CREATE FUNCTION "{s}".conflict_once() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF nextval('"{s}".attempts') = 1 THEN
+                RAISE EXCEPTION '{message}' USING ERRCODE = '{code}';
+              END IF;
+              RETURN NULL;
+            END $$;
+            CREATE TRIGGER conflict_once AFTER INSERT ON "{s}".task_events
+              FOR EACH STATEMENT EXECUTE FUNCTION "{s}".conflict_once();"#
+        ))
+        .await
+        .unwrap();
+    let report = run_pass(&rt, None).await.unwrap();
+    assert!(!report.has_failures(), "{report:?}");
+    assert_eq!(report.loaded.len(), 1);
+    let attempts: i64 = env
+        .db
+        .client
+        .query_one(&format!(r#"SELECT last_value FROM "{s}".attempts"#), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, 2, "the whole transaction ran again once");
+    assert_eq!(env.db.count("task_events").await, 2);
+    assert_eq!(env.db.count("ferry_files").await, 1);
+    assert_eq!(env.db.count("ferry_loads").await, 1);
+    assert_eq!(
+        env.db.count("dim_task").await,
+        2,
+        "dimensions rolled back and merged once"
+    );
+    env.finish().await;
+}
