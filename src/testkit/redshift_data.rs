@@ -775,38 +775,12 @@ async fn record_load_error(
     urls: &[String],
     lines: &[u64],
 ) -> Result<(), String> {
-    let number_after = |tag: &str| -> Option<u64> {
-        let at = message.find(tag)? + tag.len();
-        let digits: String = message[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        digits.parse().ok()
-    };
-    let Some(line) = number_after(", line ") else {
+    let Some(at) = crate::warehouse::copy_error_at(message) else {
         return Ok(()); // not a row error (a missing object, say)
     };
-    let column = message.find(", column ").map(|at| {
-        message[at + ", column ".len()..]
-            .chars()
-            .take_while(|c| *c != ':' && *c != ']')
-            .collect::<String>()
-    });
-    let raw_value = column.as_ref().and_then(|_| {
-        let at = message.rfind(": \"")? + 3;
-        Some(message[at..].trim_end_matches(['"', ']']).to_string())
-    });
-    // Which object holds the line, and the line within it.
-    let (mut file, mut within) = (urls.last().cloned().unwrap_or_default(), line);
-    let mut before = 0u64;
-    for (url, n) in urls.iter().zip(lines) {
-        if line <= before + n {
-            file = url.clone();
-            within = line - before;
-            break;
-        }
-        before += n;
-    }
+    let (i, within) = crate::warehouse::locate_line(at.line, lines);
+    let file = urls.get(i).cloned().unwrap_or_default();
+    let (column, raw_value) = (at.column, at.value);
     let (client, conn) = tokio_postgres::connect(pg_url, NoTls)
         .await
         .map_err(|e| e.to_string())?;

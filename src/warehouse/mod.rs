@@ -116,6 +116,56 @@ pub fn check_target(job: &Job, schema: &Ident, have: &[String]) -> Result<Vec<&'
         .collect())
 }
 
+/// Where a COPY failed, as PostgreSQL's context says it:
+/// `COPY t, line 3, column duration_ms: "abc"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyErrorAt {
+    /// Line of the COPY stream (1-based).
+    pub line: u64,
+    /// The column, when one value was at fault.
+    pub column: Option<String>,
+    /// The value, when the context quotes it.
+    pub value: Option<String>,
+}
+
+/// Reads a [`CopyErrorAt`] from an error message, if it has one.
+pub fn copy_error_at(message: &str) -> Option<CopyErrorAt> {
+    let at = message.find(", line ")? + ", line ".len();
+    let digits: String = message[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let line = digits.parse().ok()?;
+    let rest = &message[at + digits.len()..];
+    let column = rest.strip_prefix(", column ").map(|c| {
+        c.chars()
+            .take_while(|ch| *ch != ':' && *ch != ']')
+            .collect::<String>()
+    });
+    let value = column.as_ref().and_then(|_| {
+        let v = rest.find(": \"")? + 3;
+        Some(rest[v..].trim_end_matches(['"', ']']).to_string())
+    });
+    Some(CopyErrorAt {
+        line,
+        column,
+        value,
+    })
+}
+
+/// Which of several objects, fed one after the other with `lines[i]` lines
+/// each, holds `line` of the stream, and the line within it.
+pub fn locate_line(line: u64, lines: &[u64]) -> (usize, u64) {
+    let mut before = 0;
+    for (i, n) in lines.iter().enumerate() {
+        if line <= before + n {
+            return (i, line - before);
+        }
+        before += n;
+    }
+    (lines.len().saturating_sub(1), line)
+}
+
 /// One outcome per file of `batch`: loaded by `load_id` where `loaded`
 /// says so, else loaded before.
 pub fn outcomes(
@@ -279,5 +329,26 @@ pub async fn connect(config: &Config, stager: &Stager) -> Result<Box<dyn Warehou
         WarehouseSettings::RedshiftData(rs) => Ok(Box::new(
             redshift::RedshiftDataWarehouse::connect(rs, stager.clone()).await?,
         )),
+    }
+}
+
+#[cfg(test)]
+mod copy_error_tests {
+    use super::*;
+
+    #[test]
+    fn postgres_copy_context_is_read_and_located() {
+        let m = "COPY from s3://b/k failed: invalid input syntax for type bigint: \"x\" (22P02) at COPY ferry_stage_1, line 5, column duration_ms: \"x\"";
+        assert_eq!(
+            copy_error_at(m),
+            Some(CopyErrorAt {
+                line: 5,
+                column: Some("duration_ms".into()),
+                value: Some("x".into())
+            })
+        );
+        assert_eq!(copy_error_at("relation t does not exist"), None);
+        assert_eq!(locate_line(5, &[3, 4]), (1, 2));
+        assert_eq!(locate_line(3, &[3, 4]), (0, 3));
     }
 }

@@ -273,12 +273,62 @@ impl PostgresWarehouse {
         tx: &tokio_postgres::Transaction<'_>,
         copy_sql: &str,
         keys: &[String],
+        lines: &mut Vec<u64>,
     ) -> Result<u64> {
         let sink = tx
             .copy_in::<_, Bytes>(copy_sql)
             .await
             .map_err(pg_error("cannot start COPY into the staging table"))?;
-        feed_copy(sink, self.stager.client(), self.stager.bucket(), keys, true).await
+        feed_copy_counting(
+            sink,
+            self.stager.client(),
+            self.stager.bucket(),
+            keys,
+            true,
+            lines,
+        )
+        .await
+    }
+
+    /// Names the staged part, line and column of a failed COPY, and the
+    /// file it belongs to (its index in `todo`) with the row error.
+    fn copy_failure(
+        &self,
+        e: Error,
+        todo: &[&StagedFile],
+        parts: &[String],
+        lines: &[u64],
+    ) -> (Error, Option<(usize, RowError)>) {
+        let chain = e.chain();
+        let Some(at) = super::copy_error_at(&chain) else {
+            return (e, None);
+        };
+        let (part, line) = super::locate_line(at.line, lines);
+        let Some(key) = parts.get(part) else {
+            return (e, None);
+        };
+        let owner = todo
+            .iter()
+            .position(|f| f.parts.contains(key))
+            .unwrap_or_default();
+        let row = RowError {
+            line,
+            column: at.column,
+            code: 1200,
+            reason: chain.clone(),
+            raw_line: String::new(),
+            raw_value: at.value,
+        };
+        let error = Error::new(
+            e.kind(),
+            format!(
+                "COPY of {} failed at staged part {} {}",
+                todo[owner].version.path,
+                self.stager.url(key),
+                row.describe()
+            ),
+        );
+        (error, Some((owner, row)))
     }
 
     /// The batch's files that the ledger does not have as `loaded`.
@@ -371,11 +421,30 @@ impl PostgresWarehouse {
             .map_err(pg_error("cannot create the staging table"))?;
         let parts: Vec<String> = todo.iter().flat_map(|f| f.parts.iter().cloned()).collect();
         let expected: u64 = todo.iter().map(|f| f.rows).sum();
+        let mut lines = Vec::new();
         let copied = if parts.is_empty() {
             0
         } else {
-            self.copy_from_s3(&tx, &sql.copy_stage_from_stdin(), &parts)
-                .await?
+            match self
+                .copy_from_s3(&tx, &sql.copy_stage_from_stdin(), &parts, &mut lines)
+                .await
+            {
+                Ok(n) => n,
+                Err(e) => {
+                    let (error, row) = self.copy_failure(e, &todo, &parts, &lines);
+                    drop(tx);
+                    // Loaded alone, the file's COPY error is kept with it
+                    // (in a batch, the file-by-file retry keeps it).
+                    if let (1, Some((i, row))) = (todo.len(), row)
+                        && let Err(e) = self
+                            .insert_errors(&*guard, &todo[i].version, None, &[row])
+                            .await
+                    {
+                        tracing::warn!(error = %e.chain(), "cannot keep the COPY error row");
+                    }
+                    return Err(error);
+                }
+            }
         };
         if copied != expected {
             let prefixes: Vec<String> = todo

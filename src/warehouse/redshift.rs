@@ -661,6 +661,26 @@ impl RedshiftDataWarehouse {
         Ok(Some(key))
     }
 
+    /// Inserts `errors` of `v` into `ferry_load_errors` (no load id).
+    async fn keep_errors(&self, folder: &str, v: &FileVersion, errors: &[RowError]) -> Result<()> {
+        let Some(key) = self.upload_errors(folder, &[(v, errors)]).await? else {
+            return Ok(());
+        };
+        let sqls = errors_sql(
+            self.schema(),
+            &literal("S3 URL", &self.stager.url(&key))?,
+            &self.iam_role()?,
+            false,
+        );
+        let id = self
+            .submit_batch(&sqls, &[("job", Some(v.job.clone())), ("load_id", None)])
+            .await?;
+        self.wait(&id, "keeping the COPY errors")
+            .await?
+            .map_err(|f| Self::failure("cannot keep the COPY errors", &f))?;
+        Ok(())
+    }
+
     fn iam_role(&self) -> Result<String> {
         if self.settings.iam_role == "default" {
             return Ok("default".into());
@@ -832,6 +852,15 @@ impl RedshiftDataWarehouse {
                 let first = details
                     .first()
                     .map(|(i, e)| format!("; first: {} {}", batch[*i].version.path, e.describe()));
+                // Loaded alone, the file's COPY errors are kept with it in
+                // ferry_load_errors (in a batch, the file-by-file retry
+                // keeps them).
+                if batch.len() == 1 && !details.is_empty() {
+                    let rows: Vec<RowError> = details.iter().map(|(_, e)| e.clone()).collect();
+                    if let Err(e) = self.keep_errors(&folder, &batch[0].version, &rows).await {
+                        tracing::warn!(error = %e.chain(), "cannot keep the COPY error rows");
+                    }
+                }
                 return Err(Error::permanent(format!(
                     "COPY of the staged parts (manifest {}) failed: {}{} (rows in sys_load_error_detail)",
                     self.stager.url(&manifest_key),

@@ -2,7 +2,7 @@
 //! backend: each case is written once as an `async fn(Backend)` and the
 //! `conformance!` macro makes a test per backend.
 
-use crate::harness::{Backend, Env, task_events_job};
+use crate::harness::{BUCKET, Backend, Env, task_events_job};
 use ferry::pipeline::{Drain, run_pass, run_pass_draining};
 
 const HEADER: &str =
@@ -51,6 +51,7 @@ conformance!(
     duplicates_within_and_across_files_end_up_once_latest_wins,
     a_second_pass_loads_nothing_twice,
     a_serialization_conflict_reruns_the_whole_load_and_loads_once,
+    a_copy_error_names_the_file_line_and_column_and_is_kept,
 );
 
 async fn files_of_a_poll_load_in_one_batch_and_one_transaction(backend: Backend) {
@@ -301,6 +302,67 @@ async fn a_serialization_conflict_reruns_the_whole_load_and_loads_once(backend: 
         env.db.count("dim_task").await,
         2,
         "dimensions rolled back and merged once"
+    );
+    env.finish().await;
+}
+
+async fn a_copy_error_names_the_file_line_and_column_and_is_kept(backend: Backend) {
+    let env = Env::start(backend).await;
+    env.stack.put_sftp("/outbox/a.csv", &events("a", 3, 0));
+    let rt = env
+        .runtime(&task_events_job("batch = { max_wait = \"1h\" }"))
+        .await;
+    // Staged, waiting for its batch: now break line 2 of the staged part
+    // the way a bad writer would (a duration that is not a number).
+    let report = run_pass_draining(&rt, None, Drain::Due).await.unwrap();
+    assert!(report.loaded.is_empty(), "{report:?}");
+    let part = env
+        .stack
+        .staged_objects()
+        .into_iter()
+        .find(|k| k.contains("/staged/") && k.ends_with("part-00000.csv.gz"))
+        .expect("a staged part");
+    let text = env.stack.object_text(&part);
+    let broken: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            let mut fields: Vec<&str> = line.split(',').collect();
+            if i == 1 {
+                fields[7] = "oops";
+            }
+            fields.join(",")
+        })
+        .collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, format!("{}\n", broken.join("\n")).as_bytes()).unwrap();
+    std::fs::write(
+        env.stack.s3.root.join(BUCKET).join(&part),
+        gz.finish().unwrap(),
+    )
+    .unwrap();
+
+    let report = run_pass(&rt, None).await.unwrap();
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    let reason = &report.failed[0].2;
+    assert!(
+        reason.contains("/outbox/a.csv") && reason.contains("line 2 column duration_ms"),
+        "the reason names the file, line and column: {reason}"
+    );
+    assert_eq!(env.db.count("task_events").await, 0);
+    assert_eq!(
+        env.db.count_where("ferry_files", "state = 'failed'").await,
+        1
+    );
+    assert_eq!(
+        env.db
+            .count_where(
+                "ferry_load_errors",
+                "line_number = 2 AND column_name = 'duration_ms' AND path = '/outbox/a.csv'"
+            )
+            .await,
+        1,
+        "the COPY error is kept in ferry_load_errors"
     );
     env.finish().await;
 }
