@@ -7,7 +7,10 @@
 //! loaded. With `--serve` the stand-ins keep running (for `ferry run
 //! --config config/local.toml` in another shell) until Ctrl-C.
 //!
-//!     cargo run --features testkit --bin ferry-dev-stack [-- --serve]
+//!     cargo run --features testkit --bin ferry-dev-stack [-- --serve] [--state DIR]
+//!
+//! `--state DIR` keeps the servers' files in DIR (`DIR/sftp`, `DIR/ftp`,
+//! `DIR/s3`) instead of a temporary folder.
 
 use ferry::testkit::{
     ftp::FtpServer, s3::S3Server, sftp::SftpServer, sftp::SftpUser, sftp::test_key,
@@ -46,23 +49,38 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     std::env::set_current_dir(repo)?;
     ferry::telemetry::init("info", ferry::config::LogFormat::Text);
 
-    let state = tempfile::Builder::new()
-        .prefix("ferry-dev-stack-")
-        .tempdir()?;
+    // `--state DIR` keeps the servers' files in DIR (benches drop files
+    // there); by default they live in a temporary folder.
+    let args: Vec<String> = std::env::args().collect();
+    let state_dir = args
+        .iter()
+        .position(|a| a == "--state")
+        .and_then(|i| args.get(i + 1));
+    let temp = match state_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            None
+        }
+        None => Some(
+            tempfile::Builder::new()
+                .prefix("ferry-dev-stack-")
+                .tempdir()?,
+        ),
+    };
+    let state = match &temp {
+        Some(t) => t.path().to_path_buf(),
+        None => std::path::PathBuf::from(state_dir.expect("set when there is no temp dir")),
+    };
     let secret = std::fs::read_to_string(repo.join("testdata/local-s3-secret"))?;
-    let s3 = S3Server::start_with_credentials(
-        &state.path().join("s3"),
-        S3_ADDR,
-        "ferry-local",
-        secret.trim(),
-    )
-    .await
-    .map_err(|e| {
-        format!("cannot start S3 on {S3_ADDR} (is MinIO or another stack running?): {e}")
-    })?;
+    let s3 =
+        S3Server::start_with_credentials(&state.join("s3"), S3_ADDR, "ferry-local", secret.trim())
+            .await
+            .map_err(|e| {
+                format!("cannot start S3 on {S3_ADDR} (is MinIO or another stack running?): {e}")
+            })?;
     s3.create_bucket(BUCKET)?;
     let sftp = SftpServer::start(
-        &state.path().join("sftp"),
+        &state.join("sftp"),
         SFTP_ADDR,
         test_key("host_ed25519"),
         SftpUser {
@@ -73,7 +91,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await
     .map_err(|e| format!("cannot start SFTP on {SFTP_ADDR}: {e}"))?;
-    let ftp = FtpServer::start(&state.path().join("ftp"), FTP_PORT)
+    let ftp = FtpServer::start(&state.join("ftp"), FTP_PORT)
         .await
         .map_err(|e| format!("cannot start FTP on 127.0.0.1:{FTP_PORT}: {e}"))?;
     let demo = repo.join("demo/outbox");

@@ -77,24 +77,24 @@ impl Pending {
             .is_some_and(|t| t.elapsed() >= job.batch.max_wait)
     }
 
-    fn take(&mut self) -> Vec<Staged> {
+    /// Takes every waiting file out, as one batch.
+    pub fn take(&mut self) -> Vec<Staged> {
         self.bytes = 0;
         self.since = None;
         std::mem::take(&mut self.files)
     }
 }
 
-/// Loads everything in `pending` as one batch; if that fails for good and
-/// the batch has more than one file, loads each file alone, so a bad file
-/// fails by itself and the others load.
-pub async fn flush(
+/// Loads `batch` in one transaction; if that fails for good and the batch
+/// has more than one file, loads each file alone, so a bad file fails by
+/// itself and the others load.
+pub async fn load(
     rt: &Runtime,
     job: &Job,
     src: &dyn Source,
-    pending: &mut Pending,
+    batch: Vec<Staged>,
     report: &mut PassReport,
 ) -> crate::error::Result<()> {
-    let batch = pending.take();
     if batch.is_empty() {
         return Ok(());
     }

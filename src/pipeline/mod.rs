@@ -348,7 +348,12 @@ async fn poll_job(
 
     // Stage up to `concurrency` files at once; a full batch loads while
     // the next files are being staged.
-    let (tx, mut rx) = tokio::sync::mpsc::channel(job.concurrency);
+    // Three stages at once: staging (`concurrency` files at a time) →
+    // batching → loading (one batch at a time), so files keep staging
+    // while a full batch loads; the queues between them are short, so a
+    // slow warehouse slows staging down instead of piling up files.
+    let (staged_tx, mut staged_rx) = tokio::sync::mpsc::channel(job.concurrency);
+    let (work_tx, mut work_rx) = tokio::sync::mpsc::channel::<Work>(1);
     let stage_all = {
         let src = &src;
         async move {
@@ -360,31 +365,45 @@ async fn poll_job(
                 })
                 .buffer_unordered(job.concurrency);
             while let Some(done) = staging.next().await {
-                if tx.send(done).await.is_err() {
+                if staged_tx.send(done).await.is_err() {
                     return;
                 }
             }
         }
     };
-    let load_all = async {
-        while let Some((entry, started, r)) = rx.recv().await {
-            match r {
+    let waiting = &mut *pending;
+    let batch_all = async move {
+        while let Some((entry, started, r)) = staged_rx.recv().await {
+            let work = match r {
                 Ok(file) => {
-                    pending.push(Staged { file, started });
-                    if pending.full(job) {
-                        batch::flush(rt, job, &*src, pending, report).await?;
+                    waiting.push(Staged { file, started });
+                    if !waiting.full(job) {
+                        continue;
                     }
+                    Work::Load(waiting.take())
                 }
-                Err(f) => failed_to_stage(rt, job, &entry, f, report).await?,
+                Err(f) => Work::Failed(entry, f),
+            };
+            if work_tx.send(work).await.is_err() {
+                return;
+            }
+        }
+        if !waiting.is_empty() && (drain == Drain::All || waiting.due(job)) {
+            let _ = work_tx.send(Work::Load(waiting.take())).await;
+        }
+    };
+    let load_all = async {
+        while let Some(work) = work_rx.recv().await {
+            match work {
+                Work::Load(files) => batch::load(rt, job, &*src, files, report).await?,
+                Work::Failed(entry, f) => failed_to_stage(rt, job, &entry, f, report).await?,
             }
         }
         Result::Ok(())
     };
-    let ((), loaded) = futures::join!(stage_all, load_all);
+    let ((), (), loaded) = futures::join!(stage_all, batch_all, load_all);
     loaded?;
-    if !pending.is_empty() && (drain == Drain::All || pending.due(job)) {
-        batch::flush(rt, job, &*src, pending, report).await?;
-    } else if !pending.is_empty() {
+    if !pending.is_empty() {
         tracing::debug!(job = %job.name, files = pending.len(), "staged files wait for their batch (batch.max_wait)");
     }
     telemetry::pass_done(
@@ -396,6 +415,14 @@ async fn poll_job(
         clock.elapsed(),
     );
     Ok(())
+}
+
+/// What the batching stage hands to the loading stage.
+enum Work {
+    /// A batch to load.
+    Load(Vec<Staged>),
+    /// A file that failed before it was staged.
+    Failed(RemoteEntry, FileFailure),
 }
 
 /// Reports a file that could not be staged; a permanent failure (bad data,

@@ -41,6 +41,9 @@ pub(crate) fn serve_http<S, B>(
                 r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
                 () = stop.cancelled() => break,
             };
+            // Small requests and replies (S3 GETs of small parts, Data API
+            // polls) must not wait out Nagle's algorithm against delayed ACKs.
+            let _ = socket.set_nodelay(true);
             let conn = http
                 .serve_connection(TokioIo::new(socket), make())
                 .into_owned();

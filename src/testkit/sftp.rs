@@ -302,10 +302,16 @@ impl russh_sftp::server::Handler for FsSftp {
 
     async fn readdir(&mut self, id: u32, handle: String) -> Result<Name, Self::Error> {
         match self.handles.get_mut(&handle) {
-            Some(OpenHandle::Dir(files)) => match files.take() {
-                Some(files) if !files.is_empty() => Ok(Name { id, files }),
-                _ => Err(StatusCode::Eof.into()),
-            },
+            // At most 100 names per reply, as OpenSSH sends them: a large
+            // folder in one reply would pass the SFTP packet limit.
+            Some(OpenHandle::Dir(Some(files))) if !files.is_empty() => {
+                let n = files.len().min(100);
+                Ok(Name {
+                    id,
+                    files: files.drain(..n).collect(),
+                })
+            }
+            Some(OpenHandle::Dir(_)) => Err(StatusCode::Eof.into()),
             _ => Err(StatusCode::Failure.with_message("not a directory handle")),
         }
     }

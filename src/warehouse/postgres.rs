@@ -34,6 +34,9 @@ fn describe(s: &PostgresSettings) -> String {
     format!("postgres {}:{}/{}", s.host, s.port, s.database)
 }
 
+/// Staged objects requested ahead of the one being fed to COPY.
+const OBJECTS_AHEAD: usize = 8;
+
 /// Feeds S3 objects, one after the other, into a started `COPY … FROM
 /// STDIN`: each is streamed and (with `gzip`) gunzipped on a blocking
 /// thread, so memory stays at a few chunks whatever the size. Returns the
@@ -59,17 +62,32 @@ pub async fn feed_copy_counting(
     gzip: bool,
     lines: &mut Vec<u64>,
 ) -> Result<u64> {
+    use futures::StreamExt;
     futures::pin_mut!(sink);
-    for key in keys {
+    // The next few objects are requested while one streams (only their
+    // response heads wait; bodies stay in the sockets): many small parts
+    // do not pay one round trip each.
+    let request = |key: String| {
+        let (s3, bucket) = (s3.clone(), bucket.to_string());
+        async move {
+            let url = format!("s3://{bucket}/{key}");
+            let obj = s3
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(sdk_error(format!("cannot read staged object {url}")));
+            (url, obj)
+        }
+    };
+    let objects = futures::stream::iter(keys.to_vec())
+        .map(request)
+        .buffered(OBJECTS_AHEAD);
+    futures::pin_mut!(objects);
+    while let Some((url, obj)) = objects.next().await {
+        let obj = obj?;
         lines.push(0);
-        let url = format!("s3://{bucket}/{key}");
-        let obj = s3
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(sdk_error(format!("cannot read staged object {url}")))?;
         let reader = tokio_util::io::SyncIoBridge::new(obj.body.into_async_read());
         let (chunks_tx, mut chunks_rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
         let decoder = tokio::task::spawn_blocking(move || {
@@ -78,13 +96,13 @@ pub async fn feed_copy_counting(
             } else {
                 Box::new(reader)
             };
+            let mut buf = vec![0u8; 256 * 1024];
             loop {
-                let mut buf = vec![0u8; 256 * 1024];
                 match input.read(&mut buf) {
                     Ok(0) => return,
                     Ok(n) => {
-                        buf.truncate(n);
-                        if chunks_tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                        let chunk = Bytes::copy_from_slice(&buf[..n]);
+                        if chunks_tx.blocking_send(Ok(chunk)).is_err() {
                             return;
                         }
                     }
@@ -422,6 +440,7 @@ impl PostgresWarehouse {
         let parts: Vec<String> = todo.iter().flat_map(|f| f.parts.iter().cloned()).collect();
         let expected: u64 = todo.iter().map(|f| f.rows).sum();
         let mut lines = Vec::new();
+        let t_prepare = clock.elapsed();
         let copied = if parts.is_empty() {
             0
         } else {
@@ -456,6 +475,7 @@ impl PostgresWarehouse {
                 prefixes.join(", ")
             )));
         }
+        let t_copy = clock.elapsed();
         if let Some(stale) = sql.drop_stale() {
             tx.execute(&stale, &[])
                 .await
@@ -480,6 +500,7 @@ impl PostgresWarehouse {
             tx.execute(&insert, &[]).await
         }
         .map_err(pg_error(format!("cannot insert into {}", job.target)))?;
+        let t_merge = clock.elapsed();
         futures::future::try_join_all(todo.iter().map(|f| self.record_loaded(&tx, f, &load_id)))
             .await?;
         let bytes: i64 = todo.iter().map(|f| f.input_bytes as i64).sum();
@@ -505,7 +526,17 @@ impl PostgresWarehouse {
         tx.commit()
             .await
             .map_err(pg_error("cannot commit the load"))?;
-        tracing::debug!(job = %job.name, files, copied, inserted, "load committed");
+        tracing::debug!(
+            job = %job.name,
+            files,
+            copied,
+            inserted,
+            prepare_ms = t_prepare.as_millis() as u64,
+            copy_ms = (t_copy - t_prepare).as_millis() as u64,
+            merge_ms = (t_merge - t_copy).as_millis() as u64,
+            ledger_and_commit_ms = (clock.elapsed() - t_merge).as_millis() as u64,
+            "load committed"
+        );
         Ok(super::outcomes(batch, &load_id, |f| {
             todo.iter().any(|t| std::ptr::eq(*t, f))
         }))
