@@ -133,6 +133,31 @@ impl LedgerSql {
         )
     }
 
+    /// What the ledger knows of many paths of a job, in one read (the
+    /// rows [`path_states`](Self::path_states) gives, for every version of
+    /// each path; the caller keeps those of the version and the loaded
+    /// ones). PostgreSQL: params job, paths (text[]); Redshift: `:job` and
+    /// `:p0` … `:p{n-1}`. Columns: path, state, finalized, error, size,
+    /// mtime; newest load first.
+    pub fn paths_states(&self, n: usize) -> String {
+        let paths = match self.dialect {
+            Dialect::Postgres => "= ANY($2)".to_string(),
+            Dialect::Redshift => format!(
+                "IN ({})",
+                (0..n)
+                    .map(|i| format!(":p{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let job = self.dialect.param(1, "job");
+        format!(
+            "SELECT path, state, finalized_at IS NOT NULL, error, size, mtime FROM {} \
+             WHERE job = {job} AND path {paths} ORDER BY loaded_at DESC",
+            self.files
+        )
+    }
+
     /// Which versions of the job's paths are loaded (PostgreSQL only):
     /// params job, paths (text[]). Columns: path, size, mtime.
     pub fn loaded_among(&self) -> String {

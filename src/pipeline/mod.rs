@@ -247,17 +247,24 @@ async fn to_stage(
     skipped: &mut usize,
 ) -> Result<Vec<RemoteEntry>> {
     let mut todo = Vec::new();
-    for entry in ready.into_iter().filter(|e| matches(job, e)) {
-        let version = FileVersion {
-            job: job.name.clone(),
-            path: entry.path.clone(),
-            size: entry.size,
-            mtime: entry.mtime,
-        };
-        if pending.holds(&version) {
-            continue; // staged, waiting for its batch
-        }
-        match rt.warehouse.lookup(&version).await? {
+    let (entries, versions): (Vec<RemoteEntry>, Vec<FileVersion>) = ready
+        .into_iter()
+        .filter(|e| matches(job, e))
+        .map(|entry| {
+            let version = FileVersion {
+                job: job.name.clone(),
+                path: entry.path.clone(),
+                size: entry.size,
+                mtime: entry.mtime,
+            };
+            (entry, version)
+        })
+        // Staged files waiting for their batch are not looked at again.
+        .filter(|(_, v)| !pending.holds(v))
+        .unzip();
+    let states = rt.warehouse.lookup_many(&versions).await?;
+    for ((entry, version), state) in entries.into_iter().zip(versions).zip(states) {
+        match state {
             Some(FileState::Loaded { finalized }) => {
                 if !finalized && job.on_success != Finalize::Keep {
                     finalize(rt, job, src, &version).await;

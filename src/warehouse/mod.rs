@@ -232,6 +232,28 @@ pub fn file_state(
     state.or(other_loaded)
 }
 
+/// Splits the rows of [`LedgerSql::paths_states`](crate::ledger::LedgerSql::paths_states)
+/// (path, state, finalized, error, size, mtime) by version: for each of
+/// `versions`, what the ledger knows of it.
+pub fn states_of(
+    rows: Vec<(String, String, bool, Option<String>, i64, i64)>,
+    versions: &[FileVersion],
+) -> Vec<Option<FileState>> {
+    versions
+        .iter()
+        .map(|v| {
+            file_state(
+                rows.iter()
+                    .filter(|r| {
+                        r.0 == v.path && ((r.4, r.5) == (v.size as i64, v.mtime) || r.1 == "loaded")
+                    })
+                    .map(|r| (r.1.clone(), r.2, r.3.clone(), r.4, r.5)),
+                v,
+            )
+        })
+        .collect()
+}
+
 /// One normalized, staged file ready to load.
 #[derive(Debug, Clone)]
 pub struct StagedFile {
@@ -303,8 +325,9 @@ pub trait Warehouse: Send + Sync {
     async fn sync_jobs(&self, jobs: &[std::sync::Arc<Job>]) -> Result<()>;
     /// Whether the job is enabled in the ledger (not paused).
     async fn job_enabled(&self, job: &str) -> Result<bool>;
-    /// What the ledger knows of a version.
-    async fn lookup(&self, version: &FileVersion) -> Result<Option<FileState>>;
+    /// What the ledger knows of each of `versions` (all of one job), in
+    /// as few reads as the backend can.
+    async fn lookup_many(&self, versions: &[FileVersion]) -> Result<Vec<Option<FileState>>>;
     /// Loads a batch of staged files of one job in one transaction and one
     /// COPY; returns one outcome per file, in the batch's order. A version
     /// the ledger already has as `loaded` is left out of the load (its

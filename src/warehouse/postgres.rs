@@ -652,20 +652,24 @@ impl Warehouse for PostgresWarehouse {
         Ok(row.is_none_or(|r| r.get(0)))
     }
 
-    async fn lookup(&self, v: &FileVersion) -> Result<Option<FileState>> {
+    async fn lookup_many(&self, versions: &[FileVersion]) -> Result<Vec<Option<FileState>>> {
+        let Some(first) = versions.first() else {
+            return Ok(Vec::new());
+        };
         let guard = self.client().await?;
-        let size = v.size as i64;
+        let paths: Vec<&str> = versions.iter().map(|v| v.path.as_str()).collect();
         let rows = guard
             .query(
-                &self.ledger.path_states(),
-                &[&v.job, &v.path, &size, &v.mtime],
+                &self.ledger.paths_states(paths.len()),
+                &[&first.job, &paths],
             )
             .await
             .map_err(pg_error("cannot read the ledger"))?;
-        Ok(super::file_state(
+        Ok(super::states_of(
             rows.iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))),
-            v,
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+                .collect(),
+            versions,
         ))
     }
 

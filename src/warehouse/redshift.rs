@@ -54,6 +54,9 @@ type Param<'a> = (&'a str, Option<String>);
 /// Most statements one batch may hold.
 const MAX_BATCH: usize = 40;
 
+/// Paths looked up per ledger query.
+const LOOKUP_CHUNK: usize = 200;
+
 /// A failed statement: which sub-statement of a batch, and the message.
 #[derive(Debug)]
 struct Failed {
@@ -1056,26 +1059,46 @@ impl Warehouse for RedshiftDataWarehouse {
             .unwrap_or(true))
     }
 
-    async fn lookup(&self, v: &FileVersion) -> Result<Option<FileState>> {
-        let rows = self
-            .query(
-                &self.ledger.path_states(),
-                &Self::version_params(v),
-                "reading the ledger",
-            )
-            .await?;
-        Ok(super::file_state(
-            rows.iter().map(|r| {
-                (
-                    r.first().and_then(text).unwrap_or_default(),
-                    r.get(1).and_then(boolean).unwrap_or(false),
-                    r.get(2).and_then(text),
-                    r.get(3).and_then(long).unwrap_or(-1),
-                    r.get(4).and_then(long).unwrap_or(-1),
+    async fn lookup_many(&self, versions: &[FileVersion]) -> Result<Vec<Option<FileState>>> {
+        let mut states = Vec::with_capacity(versions.len());
+        // A few hundred paths per statement keeps it far below the Data
+        // API's 100 KB statement limit.
+        for chunk in versions.chunks(LOOKUP_CHUNK) {
+            let mut params: Vec<(String, Option<String>)> =
+                vec![("job".into(), Some(chunk[0].job.clone()))];
+            params.extend(
+                chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("p{i}"), Some(v.path.clone()))),
+            );
+            let params: Vec<Param<'_>> = params
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.clone()))
+                .collect();
+            let rows = self
+                .query(
+                    &self.ledger.paths_states(chunk.len()),
+                    &params,
+                    "reading the ledger",
                 )
-            }),
-            v,
-        ))
+                .await?;
+            let rows = rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.first().and_then(text).unwrap_or_default(),
+                        r.get(1).and_then(text).unwrap_or_default(),
+                        r.get(2).and_then(boolean).unwrap_or(false),
+                        r.get(3).and_then(text),
+                        r.get(4).and_then(long).unwrap_or(-1),
+                        r.get(5).and_then(long).unwrap_or(-1),
+                    )
+                })
+                .collect();
+            states.extend(super::states_of(rows, chunk));
+        }
+        Ok(states)
     }
 
     async fn load(&self, job: &Job, batch: &[StagedFile]) -> Result<Vec<LoadOutcome>> {
