@@ -42,7 +42,7 @@ columns=$(sed 's/SRC_ID/source = "event_id"/' bench/columns.toml)
 
 now() { date +%s.%N; }
 printf '%-7s %10s %9s %13s %9s %13s %7s\n' mode rows "ferry s" "ferry rows/s" "psql s" "psql rows/s" ratio
-for mode in append merge; do
+for mode in ${FERRY_MODES:-append merge}; do
   schema="ferry_bench_$mode"
   "${PSQL[@]}" -c "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema"
   sed -e "s/^schema = \"ferry_local\"/schema = \"$schema\"/" -e '/^\[sources.demo-sftp\]/,$d' config/local.toml > "$work/ferry.toml"
@@ -67,7 +67,7 @@ $columns
 TOML
   "$BIN/ferry" --config "$work/ferry.toml" --log-level warn migrate > /dev/null
   t0=$(now)
-  "$BIN/ferry" --config "$work/ferry.toml" --log-level warn once > "$work/once.$mode"
+  "$BIN/ferry" --config "$work/ferry.toml" --log-level "${FERRY_LOG:-warn}" once > "$work/once.$mode"
   t1=$(now)
   loaded=$("${PSQL[@]}" -At -c "SELECT count(*) FROM $schema.task_events")
 

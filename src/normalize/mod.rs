@@ -62,7 +62,14 @@ impl RowError {
     /// Where and what, for a message: `line 3 column duration_ms: reason`.
     pub fn describe(&self) -> String {
         match &self.column {
-            Some(c) => format!("line {} column {c}: {}", self.line, self.reason),
+            Some(c) => {
+                // Reasons from coercion already start with the column.
+                let reason = self
+                    .reason
+                    .strip_prefix(&format!("column {c}: "))
+                    .unwrap_or(&self.reason);
+                format!("line {} column {c}: {reason}", self.line)
+            }
             None => format!("line {}: {}", self.line, self.reason),
         }
     }

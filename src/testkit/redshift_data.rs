@@ -747,6 +747,7 @@ async fn copy_from_s3(
         &keys,
         copy.gzip,
         &mut lines,
+        None,
     )
     .await
     {

@@ -48,12 +48,13 @@ pub async fn feed_copy(
     keys: &[String],
     gzip: bool,
 ) -> Result<u64> {
-    feed_copy_counting(sink, s3, bucket, keys, gzip, &mut Vec::new()).await
+    feed_copy_counting(sink, s3, bucket, keys, gzip, &mut Vec::new(), None).await
 }
 
 /// [`feed_copy`] that also pushes the number of lines sent from each
 /// object onto `lines` as it goes (to say which object a COPY error's line
-/// number falls in).
+/// number falls in), and with a `suffix` (`,a,b\n`) puts it in place of
+/// the line end of every CSV record (not of line breaks inside quotes).
 pub async fn feed_copy_counting(
     sink: tokio_postgres::CopyInSink<Bytes>,
     s3: &aws_sdk_s3::Client,
@@ -61,6 +62,7 @@ pub async fn feed_copy_counting(
     keys: &[String],
     gzip: bool,
     lines: &mut Vec<u64>,
+    suffix: Option<&[u8]>,
 ) -> Result<u64> {
     use futures::StreamExt;
     futures::pin_mut!(sink);
@@ -90,6 +92,7 @@ pub async fn feed_copy_counting(
         lines.push(0);
         let reader = tokio_util::io::SyncIoBridge::new(obj.body.into_async_read());
         let (chunks_tx, mut chunks_rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+        let mut ends = suffix.map(RecordEnds::new);
         let decoder = tokio::task::spawn_blocking(move || {
             let mut input: Box<dyn Read> = if gzip {
                 Box::new(flate2::read::MultiGzDecoder::new(reader))
@@ -101,7 +104,10 @@ pub async fn feed_copy_counting(
                 match input.read(&mut buf) {
                     Ok(0) => return,
                     Ok(n) => {
-                        let chunk = Bytes::copy_from_slice(&buf[..n]);
+                        let chunk = match &mut ends {
+                            Some(e) => e.complete(&buf[..n]),
+                            None => Bytes::copy_from_slice(&buf[..n]),
+                        };
                         if chunks_tx.blocking_send(Ok(chunk)).is_err() {
                             return;
                         }
@@ -132,6 +138,40 @@ pub async fn feed_copy_counting(
         .finish()
         .await
         .map_err(pg_error("COPY into the staging table failed"))
+}
+
+/// Replaces the line end of every CSV record with a suffix, tracking
+/// quotes across chunks (a quote toggles; `""` toggles twice).
+struct RecordEnds {
+    suffix: Vec<u8>,
+    quoted: bool,
+}
+
+impl RecordEnds {
+    fn new(suffix: &[u8]) -> Self {
+        RecordEnds {
+            suffix: suffix.to_vec(),
+            quoted: false,
+        }
+    }
+
+    fn complete(&mut self, chunk: &[u8]) -> Bytes {
+        let mut out = Vec::with_capacity(chunk.len() + chunk.len() / 8);
+        let mut start = 0;
+        for (i, b) in chunk.iter().enumerate() {
+            match b {
+                b'"' => self.quoted = !self.quoted,
+                b'\n' if !self.quoted => {
+                    out.extend_from_slice(&chunk[start..i]);
+                    out.extend_from_slice(&self.suffix);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        out.extend_from_slice(&chunk[start..]);
+        Bytes::from(out)
+    }
 }
 
 /// Maps a database error: serialization failures, deadlocks and lost
@@ -292,6 +332,7 @@ impl PostgresWarehouse {
         copy_sql: &str,
         keys: &[String],
         lines: &mut Vec<u64>,
+        suffix: Option<&[u8]>,
     ) -> Result<u64> {
         let sink = tx
             .copy_in::<_, Bytes>(copy_sql)
@@ -304,6 +345,7 @@ impl PostgresWarehouse {
             keys,
             true,
             lines,
+            suffix,
         )
         .await
     }
@@ -407,6 +449,41 @@ impl PostgresWarehouse {
         self.insert_errors(tx, v, Some(load_id), &file.errors).await
     }
 
+    /// Drops stale staged rows, merges the dimensions, and replaces or
+    /// appends the fact rows from the stage; returns the rows inserted.
+    async fn merge(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        job: &Job,
+        sql: &LoadSql<'_>,
+        load_id: &str,
+    ) -> Result<u64> {
+        if let Some(stale) = sql.drop_stale() {
+            tx.execute(&stale, &[])
+                .await
+                .map_err(pg_error("cannot drop staged rows older than the target's"))?;
+        }
+        for d in &job.dimensions {
+            for stmt in sql.merge_dimension(d) {
+                tx.execute(&stmt, &[])
+                    .await
+                    .map_err(pg_error(format!("cannot merge dimension {}", d.table)))?;
+            }
+        }
+        if let Some(delete) = sql.delete_replaced() {
+            tx.execute(&delete, &[])
+                .await
+                .map_err(pg_error(format!("cannot replace rows in {}", job.target)))?;
+        }
+        let insert = sql.insert_fact();
+        if sql.target_meta.contains(&"ferry_load_id") {
+            tx.execute(&insert, &[&load_id]).await
+        } else {
+            tx.execute(&insert, &[]).await
+        }
+        .map_err(pg_error(format!("cannot insert into {}", job.target)))
+    }
+
     async fn load_once(&self, job: &Job, batch: &[StagedFile]) -> Result<Vec<LoadOutcome>> {
         let started = chrono::Utc::now();
         let clock = std::time::Instant::now();
@@ -434,9 +511,33 @@ impl PostgresWarehouse {
             stage: &stage,
             target_meta,
         };
-        tx.batch_execute(&sql.create_stage())
-            .await
-            .map_err(pg_error("cannot create the staging table"))?;
+        // Appending without dimensions to a target that keeps ferry_file
+        // and ferry_line needs no stage: COPY writes the target directly
+        // (COPY inserts in bulk; INSERT … SELECT from a stage row by row
+        // took longer than the COPY itself), each line completed with the
+        // load id and time.
+        let direct = sql.direct_append();
+        let suffix = if direct {
+            let now: String = tx
+                .query_one(
+                    "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'",
+                    &[],
+                )
+                .await
+                .map_err(pg_error("cannot read the transaction time"))?
+                .get(0);
+            Some(sql.direct_suffix(&load_id, &now))
+        } else {
+            tx.batch_execute(&sql.create_stage())
+                .await
+                .map_err(pg_error("cannot create the staging table"))?;
+            None
+        };
+        let copy_sql = if direct {
+            sql.copy_target_from_stdin()
+        } else {
+            sql.copy_stage_from_stdin()
+        };
         let parts: Vec<String> = todo.iter().flat_map(|f| f.parts.iter().cloned()).collect();
         let expected: u64 = todo.iter().map(|f| f.rows).sum();
         let mut lines = Vec::new();
@@ -445,7 +546,7 @@ impl PostgresWarehouse {
             0
         } else {
             match self
-                .copy_from_s3(&tx, &sql.copy_stage_from_stdin(), &parts, &mut lines)
+                .copy_from_s3(&tx, &copy_sql, &parts, &mut lines, suffix.as_deref())
                 .await
             {
                 Ok(n) => n,
@@ -476,30 +577,11 @@ impl PostgresWarehouse {
             )));
         }
         let t_copy = clock.elapsed();
-        if let Some(stale) = sql.drop_stale() {
-            tx.execute(&stale, &[])
-                .await
-                .map_err(pg_error("cannot drop staged rows older than the target's"))?;
-        }
-        for d in &job.dimensions {
-            for stmt in sql.merge_dimension(d) {
-                tx.execute(&stmt, &[])
-                    .await
-                    .map_err(pg_error(format!("cannot merge dimension {}", d.table)))?;
-            }
-        }
-        if let Some(delete) = sql.delete_replaced() {
-            tx.execute(&delete, &[])
-                .await
-                .map_err(pg_error(format!("cannot replace rows in {}", job.target)))?;
-        }
-        let insert = sql.insert_fact();
-        let inserted = if sql.target_meta.contains(&"ferry_load_id") {
-            tx.execute(&insert, &[&load_id]).await
+        let inserted = if direct {
+            copied
         } else {
-            tx.execute(&insert, &[]).await
-        }
-        .map_err(pg_error(format!("cannot insert into {}", job.target)))?;
+            self.merge(&tx, job, &sql, &load_id).await?
+        };
         let t_merge = clock.elapsed();
         futures::future::try_join_all(todo.iter().map(|f| self.record_loaded(&tx, f, &load_id)))
             .await?;
@@ -520,9 +602,11 @@ impl PostgresWarehouse {
         )
         .await
         .map_err(pg_error("cannot record the load"))?;
-        tx.batch_execute(&sql.drop_stage())
-            .await
-            .map_err(pg_error("cannot drop the staging table"))?;
+        if !direct {
+            tx.batch_execute(&sql.drop_stage())
+                .await
+                .map_err(pg_error("cannot drop the staging table"))?;
+        }
         tx.commit()
             .await
             .map_err(pg_error("cannot commit the load"))?;

@@ -100,6 +100,48 @@ impl LoadSql<'_> {
         )
     }
 
+    /// Whether an append can COPY straight into the target (PostgreSQL):
+    /// append mode, no dimensions to merge from a stage, and a target that
+    /// keeps `ferry_file` and `ferry_line` (the staged CSV's last fields).
+    pub fn direct_append(&self) -> bool {
+        self.job.mode == LoadMode::Append
+            && self.job.dimensions.is_empty()
+            && STAGE_EXTRA.iter().all(|c| self.target_meta.contains(c))
+    }
+
+    /// PostgreSQL `COPY … FROM STDIN` of the staged CSV straight into the
+    /// target, each line completed by [`direct_suffix`](Self::direct_suffix).
+    pub fn copy_target_from_stdin(&self) -> String {
+        let mut cols = self.columns();
+        cols.extend(STAGE_EXTRA.iter().map(|c| format!("\"{c}\"")));
+        for m in ["ferry_load_id", "ferry_loaded_at"] {
+            if self.target_meta.contains(&m) {
+                cols.push(format!("\"{m}\""));
+            }
+        }
+        format!(
+            "COPY {} ({}) FROM STDIN WITH (FORMAT csv, NULL '\\N')",
+            self.table(&self.job.target),
+            cols.join(", ")
+        )
+    }
+
+    /// The fields appended to each staged line for a direct append: the
+    /// load id and time, where the target has those columns.
+    pub fn direct_suffix(&self, load_id: &str, loaded_at: &str) -> Vec<u8> {
+        let mut out = String::new();
+        if self.target_meta.contains(&"ferry_load_id") {
+            out.push(',');
+            out.push_str(load_id);
+        }
+        if self.target_meta.contains(&"ferry_loaded_at") {
+            out.push(',');
+            out.push_str(loaded_at);
+        }
+        out.push('\n');
+        out.into_bytes()
+    }
+
     /// The stage's rows, one per key (the latest), or all rows in append
     /// mode without a key.
     fn latest_rows(&self, cols: &[String]) -> String {

@@ -52,6 +52,7 @@ conformance!(
     a_second_pass_loads_nothing_twice,
     a_serialization_conflict_reruns_the_whole_load_and_loads_once,
     a_copy_error_names_the_file_line_and_column_and_is_kept,
+    append_without_dimensions_keeps_every_row_and_its_load_metadata,
 );
 
 async fn files_of_a_poll_load_in_one_batch_and_one_transaction(backend: Backend) {
@@ -364,5 +365,73 @@ async fn a_copy_error_names_the_file_line_and_column_and_is_kept(backend: Backen
         1,
         "the COPY error is kept in ferry_load_errors"
     );
+    env.finish().await;
+}
+
+async fn append_without_dimensions_keeps_every_row_and_its_load_metadata(backend: Backend) {
+    let env = Env::start(backend).await;
+    // Quoted line breaks, quotes and commas inside values, a duplicate
+    // event (append keeps both), and small parts so the file has several.
+    let mut body = String::from(HEADER);
+    for i in 0..40 {
+        body.push_str(&format!(
+            "e{i},t1,created,\"a\nb \"\"c\"\", d\",u1,jira,2026-03-01T10:00:00Z,{i},1,\"{{\"\"n\"\": {i}}}\"\n"
+        ));
+    }
+    body.push_str("e0,t1,updated,done,u1,jira,2026-03-01T11:00:00Z,99,1,\n");
+    env.stack.put_sftp("/outbox/a.csv", &body);
+    let job = task_events_job("mode = \"append\"\npart_size = \"1KiB\"");
+    let job = &job[..job.find("dimensions = [").expect("the job has dimensions")];
+    let rt = env.runtime(job).await;
+    let report = run_pass(&rt, None).await.unwrap();
+    assert!(!report.has_failures(), "{report:?}");
+    assert_eq!(report.loaded[0].rows, 41);
+    let parts = env
+        .stack
+        .staged_objects()
+        .into_iter()
+        .filter(|k| k.contains("/staged/"))
+        .count();
+    assert!(parts > 1, "several parts: {parts}");
+    let rows = env
+        .db
+        .client
+        .query(
+            &format!(
+                "SELECT event_id, duration_ms, status, ferry_file, ferry_line, ferry_load_id, ferry_loaded_at IS NOT NULL \
+                 FROM {} ORDER BY ferry_line",
+                env.db.t("task_events")
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 41, "append keeps every row, duplicates too");
+    let load_id: String = env
+        .db
+        .client
+        .query_one(
+            &format!("SELECT load_id FROM {}", env.db.t("ferry_loads")),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    for (i, r) in rows.iter().enumerate() {
+        let status: Option<String> = r.get(2);
+        if i < 40 {
+            assert_eq!(r.get::<_, String>(0), format!("e{i}"));
+            assert_eq!(status.as_deref(), Some("a\nb \"c\", d"), "row {i}");
+        } else {
+            assert_eq!(r.get::<_, i64>(1), 99);
+            assert_eq!(status.as_deref(), Some("done"));
+        }
+        assert_eq!(r.get::<_, String>(3), "/outbox/a.csv");
+        assert_eq!(
+            r.get::<_, Option<String>>(5).as_deref(),
+            Some(load_id.as_str())
+        );
+        assert!(r.get::<_, bool>(6), "ferry_loaded_at is set");
+    }
     env.finish().await;
 }
