@@ -2,8 +2,9 @@
 //!
 //! Each migration is a numbered SQL file written for Redshift's rules that
 //! also runs on PostgreSQL. `/*@redshift … */` blocks carry Redshift-only
-//! table attributes (DISTKEY, SORTKEY, DISTSTYLE): [`render`] unwraps them
-//! for Redshift and leaves them as comments elsewhere. Applied versions are
+//! table attributes (DISTKEY, SORTKEY, DISTSTYLE) and `/*@postgres … */`
+//! blocks PostgreSQL-only statements (indexes): [`render`] unwraps each for
+//! its dialect and drops it for the other. Applied versions are
 //! recorded in `ferry_schema_migrations`, so `ferry migrate` is idempotent.
 
 use crate::warehouse::Dialect;
@@ -36,6 +37,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_rejects_key.sql",
         sql: include_str!("../migrations/0003_rejects_key.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_postgres_indexes.sql",
+        sql: include_str!("../migrations/0004_postgres_indexes.sql"),
+    },
 ];
 
 /// The table that records applied versions.
@@ -46,14 +52,22 @@ pub const VERSIONS_TABLE: &str = "ferry_schema_migrations";
 pub fn render(m: &Migration, dialect: Dialect) -> Vec<String> {
     let mut text = String::new();
     let mut rest = m.sql;
-    while let Some(start) = rest.find("/*@redshift") {
+    // `/*@redshift … */` and `/*@postgres … */`: kept for their dialect only.
+    while let Some(start) = rest.find("/*@") {
         text.push_str(&rest[..start]);
-        let after = &rest[start + "/*@redshift".len()..];
-        let end = after.find("*/").expect("an /*@redshift block is closed");
-        if dialect == Dialect::Redshift {
-            text.push_str(after[..end].trim());
+        let after = &rest[start + "/*@".len()..];
+        let (only, body) = if let Some(b) = after.strip_prefix("redshift") {
+            (Dialect::Redshift, b)
+        } else if let Some(b) = after.strip_prefix("postgres") {
+            (Dialect::Postgres, b)
+        } else {
+            panic!("{}: unknown /*@ block", m.name);
+        };
+        let end = body.find("*/").expect("a /*@ block is closed");
+        if dialect == only {
+            text.push_str(body[..end].trim());
         }
-        rest = &after[end + 2..];
+        rest = &body[end + 2..];
     }
     text.push_str(rest);
     text.lines()
@@ -86,6 +100,18 @@ mod tests {
             rs[0].ends_with("DISTKEY (task_id) SORTKEY (occurred_at)"),
             "{}",
             rs[0]
+        );
+    }
+
+    #[test]
+    fn postgres_blocks_apply_only_on_postgres() {
+        let m = &MIGRATIONS[3];
+        assert!(render(m, Dialect::Redshift).is_empty());
+        let pg = render(m, Dialect::Postgres);
+        assert!(pg.len() >= 3, "{pg:?}");
+        assert!(
+            pg.iter()
+                .all(|s| s.starts_with("CREATE INDEX IF NOT EXISTS"))
         );
     }
 

@@ -106,6 +106,17 @@ impl LedgerSql {
         format!("LOCK TABLE {}", self.files)
     }
 
+    /// PostgreSQL: after the ledger, the load's target tables (fact and
+    /// dimensions, as [`target_tables`](crate::warehouse::sql::target_tables)
+    /// orders them, so that two loads never wait on each other in a cycle). SHARE ROW EXCLUSIVE keeps out
+    /// other writers but lets readers (dashboards) go on reading.
+    pub fn lock_targets(&self, tables: &[String]) -> String {
+        format!(
+            "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
+            tables.join(", ")
+        )
+    }
+
     /// States of a version: params job, path, size, mtime.
     pub fn lookup(&self) -> String {
         self.dialect.adapt(

@@ -4,7 +4,7 @@
 //! read S3: the staged object is streamed from S3, gunzipped on a blocking
 //! thread and fed to `COPY … FROM STDIN`, a chunk at a time.
 
-use super::sql::LoadSql;
+use super::sql::{LoadSql, target_tables};
 use super::{Dialect, FailedFile, LoadOutcome, StagedFile, Warehouse};
 use crate::config::{Ident, Job, PostgresSettings};
 use crate::error::{Error, ErrorKind, Result};
@@ -501,6 +501,9 @@ impl PostgresWarehouse {
             return Ok(vec![LoadOutcome::AlreadyLoaded; batch.len()]);
         }
         let target_meta = self.target_columns(&tx, job).await?;
+        tx.batch_execute(&self.ledger.lock_targets(&target_tables(self.schema(), job)))
+            .await
+            .map_err(pg_error("cannot lock the target tables"))?;
         let load_id = uuid::Uuid::new_v4().simple().to_string();
         let stage =
             Ident::parse(&format!("ferry_stage_{}", &load_id[..12])).expect("a valid identifier");

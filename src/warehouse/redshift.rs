@@ -276,13 +276,7 @@ pub fn load_batch(
         table("ferry_loads"),
         table("ferry_load_errors"),
     ];
-    let mut data: Vec<String> = std::iter::once(&job.target)
-        .chain(job.dimensions.iter().map(|d| &d.table))
-        .map(|t| format!("{}.{}", schema.quoted(), t.quoted()))
-        .collect();
-    data.sort();
-    data.dedup();
-    tables.extend(data);
+    tables.extend(super::sql::target_tables(schema, job));
     let mut stmts: Vec<(String, &'static str)> = vec![
         (
             format!("LOCK TABLE {}", tables.join(", ")),

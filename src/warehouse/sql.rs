@@ -33,6 +33,19 @@ pub fn sql_type(t: ColumnType) -> String {
     }
 }
 
+/// The tables a load of `job` writes besides the ledger (the target and
+/// its dimensions), qualified and quoted, in name order: the order both
+/// backends lock them in.
+pub fn target_tables(schema: &Ident, job: &Job) -> Vec<String> {
+    let mut tables: Vec<String> = std::iter::once(&job.target)
+        .chain(job.dimensions.iter().map(|d| &d.table))
+        .map(|t| format!("{}.{}", schema.quoted(), t.quoted()))
+        .collect();
+    tables.sort();
+    tables.dedup();
+    tables
+}
+
 /// Renders the statements of one load for one job.
 pub struct LoadSql<'a> {
     /// Dialect.

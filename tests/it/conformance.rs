@@ -53,6 +53,7 @@ conformance!(
     a_serialization_conflict_reruns_the_whole_load_and_loads_once,
     a_copy_error_names_the_file_line_and_column_and_is_kept,
     append_without_dimensions_keeps_every_row_and_its_load_metadata,
+    a_changed_file_is_reloaded_or_ignored_as_on_change_says,
 );
 
 async fn files_of_a_poll_load_in_one_batch_and_one_transaction(backend: Backend) {
@@ -434,4 +435,68 @@ async fn append_without_dimensions_keeps_every_row_and_its_load_metadata(backend
         assert!(r.get::<_, bool>(6), "ferry_loaded_at is set");
     }
     env.finish().await;
+}
+
+async fn a_changed_file_is_reloaded_or_ignored_as_on_change_says(backend: Backend) {
+    for policy in ["reload", "ignore"] {
+        let env = Env::start(backend).await;
+        let path = env.stack.put_sftp(
+            "/outbox/a.csv",
+            &format!("{HEADER}e1,t1,created,open,u1,jira,2026-03-01T10:00:00Z,1,1,\n"),
+        );
+        let rt = env
+            .runtime(&task_events_job(&format!("on_change = \"{policy}\"")))
+            .await;
+        assert_eq!(run_pass(&rt, None).await.unwrap().loaded.len(), 1);
+        // The file changes on the server: new bytes, new mtime.
+        std::fs::write(
+            &path,
+            format!("{HEADER}e1,t1,closed,done,u1,jira,2026-03-02T10:00:00Z,2,1,\ne2,t1,created,open,u1,jira,2026-03-02T10:00:00Z,3,1,\n"),
+        )
+        .unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60))
+            .unwrap();
+        for _ in 0..2 {
+            let report = run_pass(&rt, None).await.unwrap();
+            assert!(!report.has_failures(), "{report:?}");
+        }
+        let rows = env
+            .db
+            .client
+            .query(
+                &format!(
+                    "SELECT event_id, event_type FROM {} ORDER BY event_id",
+                    env.db.t("task_events")
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        let got: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        if policy == "reload" {
+            assert_eq!(
+                got,
+                vec![
+                    ("e1".into(), "closed".into()),
+                    ("e2".into(), "created".into())
+                ],
+                "the new version replaced e1 by key and added e2"
+            );
+            assert_eq!(
+                env.db.count_where("ferry_files", "state = 'loaded'").await,
+                2
+            );
+        } else {
+            assert_eq!(got, vec![("e1".into(), "created".into())]);
+            assert_eq!(
+                env.db.count_where("ferry_files", "state = 'skipped'").await,
+                1
+            );
+        }
+        env.finish().await;
+    }
 }

@@ -85,7 +85,12 @@ async fn load_statements_are_redshift_sql_in_every_mode() {
 fn migrations_are_redshift_sql() {
     for m in MIGRATIONS {
         let statements = render(m, Dialect::Redshift);
-        assert!(!statements.is_empty(), "{}", m.name);
+        // A migration of PostgreSQL-only indexes has nothing for Redshift.
+        assert!(
+            !statements.is_empty() || m.sql.contains("/*@postgres"),
+            "{}",
+            m.name
+        );
         for s in statements {
             check(&s);
         }
