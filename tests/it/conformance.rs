@@ -23,6 +23,24 @@ fn events(prefix: &str, n: usize, base: i64) -> String {
     body
 }
 
+/// `(event_id, column as text)` of the target, in key order.
+async fn by_event(env: &Env, column: &str) -> Vec<(String, String)> {
+    env.db
+        .client
+        .query(
+            &format!(
+                "SELECT event_id, {column}::text FROM {} ORDER BY event_id",
+                env.db.t("task_events")
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod postgres {
@@ -204,20 +222,11 @@ async fn duplicates_within_and_across_files_end_up_once_latest_wins(backend: Bac
     let rt = env.runtime(&task_events_job("")).await;
     let report = run_pass(&rt, None).await.unwrap();
     assert!(!report.has_failures(), "{report:?}");
-    let rows = env
-        .db
-        .client
-        .query(
-            &format!(
-                "SELECT event_id, duration_ms FROM {} ORDER BY event_id",
-                env.db.t("task_events")
-            ),
-            &[],
-        )
-        .await
-        .unwrap();
-    let got: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert_eq!(got, vec![("e1".into(), 3), ("e2".into(), 4)]);
+    let got = by_event(&env, "duration_ms").await;
+    assert_eq!(
+        got,
+        vec![("e1".into(), "3".into()), ("e2".into(), "4".into())]
+    );
     let status: String = env
         .db
         .client
@@ -464,19 +473,7 @@ async fn a_changed_file_is_reloaded_or_ignored_as_on_change_says(backend: Backen
             let report = run_pass(&rt, None).await.unwrap();
             assert!(!report.has_failures(), "{report:?}");
         }
-        let rows = env
-            .db
-            .client
-            .query(
-                &format!(
-                    "SELECT event_id, event_type FROM {} ORDER BY event_id",
-                    env.db.t("task_events")
-                ),
-                &[],
-            )
-            .await
-            .unwrap();
-        let got: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let got = by_event(&env, "event_type").await;
         if policy == "reload" {
             assert_eq!(
                 got,
