@@ -9,6 +9,9 @@
 # checks every row landed once. Prints files/s and rows/s.
 #
 #   bench/files.sh [N] [MAX_FILES] [CONCURRENCY]   (defaults 10000 500 8)
+#
+# FERRY_LOG="warn,ferry=info" shows each batch's load time; FERRY_WRAP
+# runs ferry under a command (e.g. "strace -f -c -o /tmp/strace.txt").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10000}

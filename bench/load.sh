@@ -10,7 +10,11 @@
 # stand-in is `ferry-dev-stack --serve` (release build); PostgreSQL is the
 # local server.
 #
-#   bench/load.sh [SIZE_MB]      (default 1000)
+#   bench/load.sh [SIZE_MB]      (default 1000; 700 MB is 5.1 M rows)
+#
+# FERRY_MODES="append" runs one mode only; FERRY_LOG="warn,ferry=debug"
+# makes ferry print each load's phase timings (prepare, copy, merge,
+# ledger and commit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB=${1:-1000}
