@@ -78,7 +78,7 @@ TOML
   # By hand, on the same gzip CSV ferry stages (its last two columns are
   # ferry_file and ferry_line).
   "$BIN/ferry" --config "$work/ferry.toml" --log-level warn normalize "$work/in/events.csv" --job bench --out "$work/staged.csv.gz" > /dev/null
-  "${PSQL[@]}" -c "CREATE TABLE $schema.hand (LIKE $schema.task_events INCLUDING DEFAULTS)"
+  "${PSQL[@]}" -c "CREATE TABLE $schema.hand (LIKE $schema.task_events INCLUDING ALL)"
   copy_opts="(FORMAT csv, NULL '\\N')"
   if [ "$mode" = append ]; then
     script="\\copy $schema.hand ($cols, ferry_file, ferry_line) FROM PROGRAM 'gunzip -c $work/staged.csv.gz' WITH $copy_opts"
