@@ -9,9 +9,13 @@ use std::thread;
 const BLOCK: usize = 1 << 20;
 const IN_FLIGHT: usize = 8;
 
-/// A `Write` that gzips on another thread into `W`.
+/// A `Write` that gzips on another thread into `W`. The thread starts with
+/// the first full block: an output smaller than one block (a small file)
+/// is compressed on the calling thread when it finishes, without a thread.
 pub struct ParallelGzip<W: Write + Send + 'static> {
     buf: Vec<u8>,
+    level: u32,
+    inner: Option<W>,
     tx: Option<mpsc::SyncSender<Vec<u8>>>,
     worker: Option<thread::JoinHandle<io::Result<W>>>,
 }
@@ -19,32 +23,50 @@ pub struct ParallelGzip<W: Write + Send + 'static> {
 impl<W: Write + Send + 'static> ParallelGzip<W> {
     /// Compresses into `inner` at `level` (0–9; 1 is fast, the default).
     pub fn new(inner: W, level: u32) -> Self {
-        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT);
-        let worker = thread::Builder::new()
-            .name("ferry-gzip".into())
-            .spawn(move || -> io::Result<W> {
-                let mut gz = flate2::write::GzEncoder::new(inner, flate2::Compression::new(level));
-                for block in rx {
-                    gz.write_all(&block)?;
-                }
-                let mut inner = gz.finish()?;
-                inner.flush()?;
-                Ok(inner)
-            })
-            .expect("spawning the gzip thread");
         ParallelGzip {
-            buf: Vec::with_capacity(BLOCK),
-            tx: Some(tx),
-            worker: Some(worker),
+            buf: Vec::new(),
+            level,
+            inner: Some(inner),
+            tx: None,
+            worker: None,
         }
+    }
+
+    /// Starts the compressor thread (on the first full block).
+    fn start(&mut self) -> io::Result<()> {
+        let inner = self
+            .inner
+            .take()
+            .ok_or_else(|| io::Error::other("the gzip stream was already finished"))?;
+        let level = self.level;
+        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT);
+        let worker =
+            thread::Builder::new()
+                .name("ferry-gzip".into())
+                .spawn(move || -> io::Result<W> {
+                    let mut gz =
+                        flate2::write::GzEncoder::new(inner, flate2::Compression::new(level));
+                    for block in rx {
+                        gz.write_all(&block)?;
+                    }
+                    let mut inner = gz.finish()?;
+                    inner.flush()?;
+                    Ok(inner)
+                })?;
+        self.tx = Some(tx);
+        self.worker = Some(worker);
+        Ok(())
     }
 
     fn send(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
+        if self.tx.is_none() {
+            self.start()?;
+        }
         let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK));
-        let tx = self.tx.as_ref().expect("not finished");
+        let tx = self.tx.as_ref().expect("started");
         if tx.send(block).is_err() {
             // The compressor stopped: its own error says why.
             return Err(self
@@ -67,6 +89,14 @@ impl<W: Write + Send + 'static> ParallelGzip<W> {
 
     /// Compresses what is left, ends the gzip stream and returns `W`.
     pub fn finish(mut self) -> io::Result<W> {
+        if let Some(inner) = self.inner.take() {
+            // Never started: everything is in `buf`; compress it here.
+            let mut gz = flate2::write::GzEncoder::new(inner, flate2::Compression::new(self.level));
+            gz.write_all(&self.buf)?;
+            let mut inner = gz.finish()?;
+            inner.flush()?;
+            return Ok(inner);
+        }
         self.send()?;
         self.join()
     }

@@ -746,7 +746,8 @@ impl RedshiftDataWarehouse {
         let role = self.iam_role()?;
 
         // The batch's file list, and the COPY manifest of its parts.
-        let sizes: Vec<[String; 6]> = batch
+        // The numbers of each file, as text for the CSV.
+        let sizes: Vec<[String; 5]> = batch
             .iter()
             .map(|f| {
                 [
@@ -755,7 +756,6 @@ impl RedshiftDataWarehouse {
                     f.rows.to_string(),
                     f.rejected.to_string(),
                     f.input_bytes.to_string(),
-                    String::new(),
                 ]
             })
             .collect();
