@@ -113,6 +113,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     drop(wh);
     let rt = ferry::pipeline::Runtime::start(config).await?;
+    let pass_started = chrono::Utc::now();
     let report = ferry::pipeline::run_pass(&rt, None).await?;
     for line in report.lines() {
         println!("{line}");
@@ -147,22 +148,27 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let errors = client
         .query(
             &format!(
-                "SELECT path, line_number, column_name, reason FROM {}.ferry_load_errors ORDER BY created_at DESC LIMIT 5",
+                "SELECT path, line_number, column_name, reason FROM {}.ferry_load_errors \
+                 WHERE created_at >= $1 ORDER BY path, line_number LIMIT 5",
                 schema.quoted()
             ),
-            &[],
+            &[&pass_started],
         )
         .await?;
     if !errors.is_empty() {
-        println!("\nrecent rejected records (ferry_load_errors):");
+        println!("\nrecords rejected by this pass (ferry_load_errors):");
         for r in &errors {
-            let (p, l, c, why): (String, Option<i64>, Option<String>, String) =
+            let (path, line, column, reason): (String, Option<i64>, Option<String>, String) =
                 (r.get(0), r.get(1), r.get(2), r.get(3));
-            println!(
-                "  {p} line {} column {}: {why}",
-                l.unwrap_or(0),
-                c.unwrap_or_default()
-            );
+            let e = ferry::normalize::RowError {
+                line: line.unwrap_or(0).max(0) as u64,
+                column,
+                code: 0,
+                reason,
+                raw_line: String::new(),
+                raw_value: None,
+            };
+            println!("  {path} {}", e.describe());
         }
     }
     if report.has_failures() {
