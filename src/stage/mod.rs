@@ -221,18 +221,31 @@ impl Stager {
 
     /// Writes a small object (a manifest, a batch list) from memory.
     pub async fn put_small(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<()> {
+        self.put(key, ByteStream::from(body), content_type, None)
+            .await
+    }
+
+    /// One `PutObject` with the configured encryption.
+    async fn put(
+        &self,
+        key: &str,
+        body: ByteStream,
+        content_type: &str,
+        encoding: Option<&str>,
+    ) -> Result<()> {
         let (sse, kms_key) = self.sse_fields();
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
+            .set_content_encoding(encoding.map(str::to_string))
             .set_server_side_encryption(sse)
             .set_ssekms_key_id(kms_key)
-            .body(ByteStream::from(body))
+            .body(body)
             .send()
             .await
-            .map_err(sdk_error(format!("cannot write {}", self.url(key))))?;
+            .map_err(sdk_error(format!("cannot upload {}", self.url(key))))?;
         Ok(())
     }
 
@@ -280,20 +293,7 @@ impl Stager {
         let body = ByteStream::from_path(path)
             .await
             .map_err(unreadable(path))?;
-        let (sse, kms_key) = self.sse_fields();
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .set_content_encoding(encoding.map(str::to_string))
-            .set_server_side_encryption(sse)
-            .set_ssekms_key_id(kms_key)
-            .body(body)
-            .send()
-            .await
-            .map_err(sdk_error(format!("cannot upload {}", self.url(key))))?;
-        Ok(())
+        self.put(key, body, content_type, encoding).await
     }
 
     /// Uploads `path` in parts of `part_size`, a few at once, reading each

@@ -740,7 +740,7 @@ async fn copy_from_s3(
     );
     let sink = client.copy_in::<_, Bytes>(&sql).await.map_err(db_message)?;
     let mut lines = Vec::new();
-    match crate::warehouse::postgres::feed_copy_counting(
+    match crate::warehouse::postgres::feed_copy(
         sink,
         s3,
         &copy.bucket,

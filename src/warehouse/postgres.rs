@@ -40,22 +40,11 @@ const OBJECTS_AHEAD: usize = 8;
 /// Feeds S3 objects, one after the other, into a started `COPY … FROM
 /// STDIN`: each is streamed and (with `gzip`) gunzipped on a blocking
 /// thread, so memory stays at a few chunks whatever the size. Returns the
-/// rows COPY loaded.
+/// rows COPY loaded. Pushes the number of lines sent from each object onto
+/// `lines` as it goes (to say which object a COPY error's line number
+/// falls in); with a `suffix` (`,a,b\n`) puts it in place of the line end
+/// of every CSV record (not of line breaks inside quotes).
 pub async fn feed_copy(
-    sink: tokio_postgres::CopyInSink<Bytes>,
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    keys: &[String],
-    gzip: bool,
-) -> Result<u64> {
-    feed_copy_counting(sink, s3, bucket, keys, gzip, &mut Vec::new(), None).await
-}
-
-/// [`feed_copy`] that also pushes the number of lines sent from each
-/// object onto `lines` as it goes (to say which object a COPY error's line
-/// number falls in), and with a `suffix` (`,a,b\n`) puts it in place of
-/// the line end of every CSV record (not of line breaks inside quotes).
-pub async fn feed_copy_counting(
     sink: tokio_postgres::CopyInSink<Bytes>,
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -338,7 +327,7 @@ impl PostgresWarehouse {
             .copy_in::<_, Bytes>(copy_sql)
             .await
             .map_err(pg_error("cannot start COPY into the staging table"))?;
-        feed_copy_counting(
+        feed_copy(
             sink,
             self.stager.client(),
             self.stager.bucket(),

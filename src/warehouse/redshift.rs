@@ -372,6 +372,27 @@ pub fn load_batch(
     }
 }
 
+/// Sets the database and the cluster or workgroup and its credentials on
+/// an ExecuteStatement or BatchExecuteStatement call (two builder types
+/// with the same setters).
+macro_rules! targeted {
+    ($wh:expr, $call:expr) => {{
+        let (cluster, db_user, secret, workgroup) = $wh.target();
+        $call
+            .database(&$wh.settings.database)
+            .set_cluster_identifier(cluster)
+            .set_db_user(db_user)
+            .set_secret_arn(secret)
+            .set_workgroup_name(workgroup)
+    }};
+}
+
+/// The id of a submitted call.
+fn statement_id(id: Option<&str>) -> Result<String> {
+    id.map(str::to_string)
+        .ok_or_else(|| Error::transient("the Data API accepted a statement but returned no id"))
+}
+
 impl RedshiftDataWarehouse {
     /// Builds the Data API client (no call is made until the first
     /// statement).
@@ -417,16 +438,8 @@ impl RedshiftDataWarehouse {
     /// Submits one statement; returns its id.
     async fn submit(&self, sql: &str, params: &[Param<'_>]) -> Result<String> {
         let (sql, params) = inline_constants(sql, params);
-        let (cluster, db_user, secret, workgroup) = self.target();
-        let out = self
-            .client
-            .execute_statement()
-            .sql(sql)
-            .database(&self.settings.database)
-            .set_cluster_identifier(cluster)
-            .set_db_user(db_user)
-            .set_secret_arn(secret)
-            .set_workgroup_name(workgroup)
+        let call = targeted!(self, self.client.execute_statement().sql(sql));
+        let out = call
             .set_parameters((!params.is_empty()).then_some(params))
             .send()
             .await
@@ -434,9 +447,7 @@ impl RedshiftDataWarehouse {
                 "the Data API refused a statement for {}",
                 self.describe()
             )))?;
-        out.id()
-            .map(str::to_string)
-            .ok_or_else(|| Error::transient("the Data API accepted a statement but returned no id"))
+        statement_id(out.id())
     }
 
     /// Submits a batch (one transaction); returns its id.
@@ -456,16 +467,11 @@ impl RedshiftDataWarehouse {
                 }
             }
         }
-        let (cluster, db_user, secret, workgroup) = self.target();
-        let out = self
-            .client
-            .batch_execute_statement()
-            .set_sqls(Some(texts))
-            .database(&self.settings.database)
-            .set_cluster_identifier(cluster)
-            .set_db_user(db_user)
-            .set_secret_arn(secret)
-            .set_workgroup_name(workgroup)
+        let call = targeted!(
+            self,
+            self.client.batch_execute_statement().set_sqls(Some(texts))
+        );
+        let out = call
             .set_parameters((!send.is_empty()).then_some(send))
             .send()
             .await
@@ -473,9 +479,7 @@ impl RedshiftDataWarehouse {
                 "the Data API refused a batch for {}",
                 self.describe()
             )))?;
-        out.id()
-            .map(str::to_string)
-            .ok_or_else(|| Error::transient("the Data API accepted a statement but returned no id"))
+        statement_id(out.id())
     }
 
     /// Cluster id, db user, secret ARN and workgroup, as the target says.
