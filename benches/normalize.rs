@@ -102,6 +102,7 @@ fn decoders(c: &mut Criterion) {
     let ctx = FileContext {
         path: "/outbox/2026/03/01/events.dat".into(),
         ingest_time: "2026-03-01 00:00:00".into(),
+        size_hint: None,
     };
     let cases = [
         ("csv", job("{ kind = \"csv\" }", "event_id"), csv_input()),

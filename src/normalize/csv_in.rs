@@ -118,60 +118,65 @@ pub fn decode<R: Read, W: Output>(
         }
     })?;
     let path = ctx.path.as_str();
-    handoff::run(sink, path, |feed: &mut Feed<CsvRecord>| {
-        loop {
-            let mut record = feed.spare().map(|r| r.record).unwrap_or_default();
-            match reader.read_record(&mut record) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => {
-                    if let csv::ErrorKind::Utf8 { pos, err } = e.kind() {
-                        // One bad record, not a bad file: reject it, go on.
-                        let line = pos.as_ref().map_or(0, |p| p.line());
-                        let reason = format!(
-                            "field {} is not valid UTF-8; if the file is Latin-1 or Windows-1252, set format.encoding",
-                            err.field() + 1
-                        );
-                        guard.record_ended(reader.position().byte());
-                        feed.reject(RowError::unmapped(line, 1220, reason, ""))
-                            .map_err(|Stopped| handoff::stopped(path))?;
-                        continue;
+    handoff::run(
+        sink,
+        path,
+        ctx.one_thread(),
+        |feed: &mut Feed<'_, CsvRecord>| {
+            loop {
+                let mut record = feed.spare().map(|r| r.record).unwrap_or_default();
+                match reader.read_record(&mut record) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        if let csv::ErrorKind::Utf8 { pos, err } = e.kind() {
+                            // One bad record, not a bad file: reject it, go on.
+                            let line = pos.as_ref().map_or(0, |p| p.line());
+                            let reason = format!(
+                                "field {} is not valid UTF-8; if the file is Latin-1 or Windows-1252, set format.encoding",
+                                err.field() + 1
+                            );
+                            guard.record_ended(reader.position().byte());
+                            feed.reject(RowError::unmapped(line, 1220, reason, ""))
+                                .map_err(|Stopped| handoff::stopped(path))?;
+                            continue;
+                        }
+                        return Err(read_err(path, e));
                     }
-                    return Err(read_err(path, e));
                 }
+                guard.record_ended(reader.position().byte());
+                let line = record.position().map_or(0, |p| p.line());
+                if record.len() == 1 && field(&record, 0).is_empty() {
+                    continue; // blank line
+                }
+                if !header.is_empty() && record.len() != header.len() {
+                    let code = if record.len() > header.len() {
+                        1202
+                    } else {
+                        1203
+                    };
+                    let reason = format!(
+                        "record has {} fields; the header has {}",
+                        record.len(),
+                        header.len()
+                    );
+                    let raw = raw_record(&record, fmt.delimiter);
+                    feed.reject(RowError::unmapped(line, code, reason, &raw))
+                        .map_err(|Stopped| handoff::stopped(path))?;
+                    continue;
+                }
+                let size = record.as_byte_record().as_slice().len() + record.len();
+                feed.push(
+                    line,
+                    size,
+                    CsvRecord {
+                        record,
+                        delimiter: fmt.delimiter,
+                    },
+                )
+                .map_err(|Stopped| handoff::stopped(path))?;
             }
-            guard.record_ended(reader.position().byte());
-            let line = record.position().map_or(0, |p| p.line());
-            if record.len() == 1 && field(&record, 0).is_empty() {
-                continue; // blank line
-            }
-            if !header.is_empty() && record.len() != header.len() {
-                let code = if record.len() > header.len() {
-                    1202
-                } else {
-                    1203
-                };
-                let reason = format!(
-                    "record has {} fields; the header has {}",
-                    record.len(),
-                    header.len()
-                );
-                let raw = raw_record(&record, fmt.delimiter);
-                feed.reject(RowError::unmapped(line, code, reason, &raw))
-                    .map_err(|Stopped| handoff::stopped(path))?;
-                continue;
-            }
-            let size = record.as_byte_record().as_slice().len() + record.len();
-            feed.push(
-                line,
-                size,
-                CsvRecord {
-                    record,
-                    delimiter: fmt.delimiter,
-                },
-            )
-            .map_err(|Stopped| handoff::stopped(path))?;
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
 }

@@ -6,6 +6,10 @@
 //! cores work on one file. Batches are bounded by rows and bytes, and only
 //! a few are in flight, so memory stays bounded; drained batches come back
 //! so that a decoder can reuse their records' buffers.
+//!
+//! A small input is not worth a thread: with `one_thread` each batch is
+//! written on the decoder's thread as soon as it is full (a thread spawn
+//! and its hand-offs cost more than normalizing a 5 KB file).
 
 use super::sink::RowSink;
 use super::{NormalizeError, NormalizeStats, Output, RowError};
@@ -52,19 +56,43 @@ pub(super) use fields_record;
 #[derive(Debug)]
 pub struct Stopped;
 
+/// Writes a batch on the decoder's thread (`one_thread`).
+type Inline<'w, T> = &'w mut dyn FnMut(&[Item<T>]) -> Result<(), Stopped>;
+
+/// Where the decoder's batches go.
+enum Writer<'w, T> {
+    /// To the writer thread; drained batches come back on `back`.
+    Thread {
+        tx: Option<SyncSender<Vec<Item<T>>>>,
+        back: Receiver<Vec<Item<T>>>,
+    },
+    /// Written here, at once.
+    Inline(Inline<'w, T>),
+}
+
 /// The decoder's end of the hand-off.
-pub struct Feed<T> {
+pub struct Feed<'w, T> {
     batch: Vec<Item<T>>,
     bytes: usize,
-    tx: Option<SyncSender<Vec<Item<T>>>>,
-    back: Receiver<Vec<Item<T>>>,
+    writer: Writer<'w, T>,
     spare: Vec<T>,
     empty: Vec<Vec<Item<T>>>,
     /// The decoder asks for spares; otherwise returned records are freed.
     reuses: bool,
 }
 
-impl<T> Feed<T> {
+impl<'w, T> Feed<'w, T> {
+    fn new(writer: Writer<'w, T>) -> Self {
+        Feed {
+            batch: Vec::with_capacity(BATCH_ROWS),
+            bytes: 0,
+            writer,
+            spare: Vec::new(),
+            empty: Vec::new(),
+            reuses: false,
+        }
+    }
+
     /// Hands over a record that starts on physical `line` and took `size`
     /// bytes of input.
     pub fn push(&mut self, line: u64, size: usize, record: T) -> Result<(), Stopped> {
@@ -94,18 +122,11 @@ impl<T> Feed<T> {
     /// which the allocator handles far faster than frees from another
     /// thread. An emptied batch becomes the next batch's buffer.
     fn reclaim(&mut self) {
-        while let Ok(mut batch) = self.back.try_recv() {
-            for item in batch.drain(..) {
-                if let Item::Row(_, r) = item
-                    && self.reuses
-                    && self.spare.len() < SPARE_ROWS
-                {
-                    self.spare.push(r);
-                }
-            }
-            if self.empty.len() < IN_FLIGHT {
-                self.empty.push(batch);
-            }
+        let Writer::Thread { back, .. } = &self.writer else {
+            return;
+        };
+        while let Ok(batch) = back.try_recv() {
+            keep(&mut self.spare, &mut self.empty, self.reuses, batch);
         }
     }
 
@@ -126,26 +147,71 @@ impl<T> Feed<T> {
             .unwrap_or_else(|| Vec::with_capacity(BATCH_ROWS));
         let full = std::mem::replace(&mut self.batch, next);
         self.bytes = 0;
-        match &self.tx {
-            Some(tx) => tx.send(full).map_err(|_| Stopped),
-            None => Err(Stopped),
+        match &mut self.writer {
+            Writer::Thread { tx: Some(tx), .. } => tx.send(full).map_err(|_| Stopped),
+            Writer::Thread { tx: None, .. } => Err(Stopped),
+            Writer::Inline(write) => {
+                write(&full)?;
+                keep(&mut self.spare, &mut self.empty, self.reuses, full);
+                Ok(())
+            }
         }
     }
 }
 
-/// Runs `decode` here and `sink` on a thread of its own. The sink's error
-/// wins over the decoder's: a decoder that failed because the writer
-/// stopped only reports the consequence.
+/// Keeps a drained batch's records as spares (when the decoder `reuses`
+/// them) and the batch as the next one's buffer.
+fn keep<T>(
+    spare: &mut Vec<T>,
+    empty: &mut Vec<Vec<Item<T>>>,
+    reuses: bool,
+    mut batch: Vec<Item<T>>,
+) {
+    for item in batch.drain(..) {
+        if let Item::Row(_, r) = item
+            && reuses
+            && spare.len() < SPARE_ROWS
+        {
+            spare.push(r);
+        }
+    }
+    if empty.len() < IN_FLIGHT {
+        empty.push(batch);
+    }
+}
+
+/// Maps and writes one batch into `sink`.
+fn write_batch<T: Record, W: Output>(
+    batch: &[Item<T>],
+    sink: &mut RowSink<'_, W>,
+) -> Result<(), NormalizeError> {
+    for item in batch {
+        match item {
+            Item::Row(line, record) => record.emit(*line, sink)?,
+            Item::Reject(e) => sink.rejected(e.clone())?,
+        }
+    }
+    Ok(())
+}
+
+/// Runs `decode` here and `sink` on a thread of its own (or, with
+/// `one_thread`, here too). The sink's error wins over the decoder's: a
+/// decoder that failed because the writer stopped only reports the
+/// consequence.
 pub fn run<'j, W, T, F>(
     sink: RowSink<'j, W>,
     path: &str,
+    one_thread: bool,
     decode: F,
 ) -> Result<NormalizeStats, NormalizeError>
 where
     W: Output + Send,
     T: Record,
-    F: FnOnce(&mut Feed<T>) -> Result<(), NormalizeError>,
+    F: FnOnce(&mut Feed<'_, T>) -> Result<(), NormalizeError>,
 {
+    if one_thread {
+        return run_here(sink, path, decode);
+    }
     let (tx, rx) = sync_channel::<Vec<Item<T>>>(IN_FLIGHT);
     let (back_tx, back_rx) = sync_channel::<Vec<Item<T>>>(IN_FLIGHT + 2);
     std::thread::scope(|s| {
@@ -154,28 +220,17 @@ where
             .spawn_scoped(s, move || -> Result<NormalizeStats, NormalizeError> {
                 let mut sink = sink;
                 for batch in rx {
-                    for item in &batch {
-                        match item {
-                            Item::Row(line, record) => record.emit(*line, &mut sink)?,
-                            Item::Reject(e) => sink.rejected(e.clone())?,
-                        }
-                    }
+                    write_batch(&batch, &mut sink)?;
                     let _ = back_tx.try_send(batch);
                 }
                 sink.finish()
             })
             .expect("spawning the row writer thread");
-        let mut feed = Feed {
-            batch: Vec::with_capacity(BATCH_ROWS),
-            bytes: 0,
+        let mut feed = Feed::new(Writer::Thread {
             tx: Some(tx),
             back: back_rx,
-            spare: Vec::new(),
-            empty: Vec::new(),
-            reuses: false,
-        };
+        });
         let decoded = decode(&mut feed).and_then(|()| feed.send().map_err(|Stopped| stopped(path)));
-        feed.tx.take();
         drop(feed);
         let written = match writer.join() {
             Ok(r) => r,
@@ -187,6 +242,36 @@ where
             (Ok(()), Ok(stats)) => Ok(stats),
         }
     })
+}
+
+/// [`run`] on one thread: each full batch is written before decoding
+/// goes on.
+fn run_here<'j, W, T, F>(
+    mut sink: RowSink<'j, W>,
+    path: &str,
+    decode: F,
+) -> Result<NormalizeStats, NormalizeError>
+where
+    W: Output + Send,
+    T: Record,
+    F: FnOnce(&mut Feed<'_, T>) -> Result<(), NormalizeError>,
+{
+    let mut failure = None;
+    let decoded = {
+        let mut write = |batch: &[Item<T>]| {
+            write_batch(batch, &mut sink).map_err(|e| {
+                failure = Some(e);
+                Stopped
+            })
+        };
+        let mut feed = Feed::new(Writer::Inline(&mut write));
+        decode(&mut feed).and_then(|()| feed.send().map_err(|Stopped| stopped(path)))
+    };
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    decoded?;
+    sink.finish()
 }
 
 /// The error a decoder returns when the writer has stopped (replaced by

@@ -165,70 +165,75 @@ pub fn decode_ndjson<R: Read, W: Output>(
     let path = ctx.path.as_str();
     let mut reader = io::BufReader::with_capacity(256 * 1024, input);
     let mut line_no = 0u64;
-    handoff::run(sink, path, |feed: &mut Feed<JsonRecord>| {
-        loop {
-            let mut line_buf = feed.spare().map(|r| r.buf).unwrap_or_default();
-            line_buf.clear();
-            line_no += 1;
-            // Read one line, but never more than the record limit.
-            let n = (&mut reader)
-                .take(max_record + 1)
-                .read_until(b'\n', &mut line_buf)
-                .map_err(|source| NormalizeError::Read {
-                    path: ctx.path.clone(),
-                    source,
-                })?;
-            if n == 0 {
-                break;
+    handoff::run(
+        sink,
+        path,
+        ctx.one_thread(),
+        |feed: &mut Feed<'_, JsonRecord>| {
+            loop {
+                let mut line_buf = feed.spare().map(|r| r.buf).unwrap_or_default();
+                line_buf.clear();
+                line_no += 1;
+                // Read one line, but never more than the record limit.
+                let n = (&mut reader)
+                    .take(max_record + 1)
+                    .read_until(b'\n', &mut line_buf)
+                    .map_err(|source| NormalizeError::Read {
+                        path: ctx.path.clone(),
+                        source,
+                    })?;
+                if n == 0 {
+                    break;
+                }
+                if line_buf.len() as u64 > max_record && !line_buf.ends_with(b"\n") {
+                    return Err(NormalizeError::Limit {
+                        path: ctx.path.clone(),
+                        what: format!(
+                            "line {line_no} is longer than max_record_bytes ({max_record} bytes)"
+                        ),
+                    });
+                }
+                let mut start = 0;
+                if line_no == 1 && line_buf.starts_with(b"\xef\xbb\xbf") {
+                    start = 3;
+                }
+                let mut end = line_buf.len();
+                while start < end && line_buf[start].is_ascii_whitespace() {
+                    start += 1;
+                }
+                while end > start && line_buf[end - 1].is_ascii_whitespace() {
+                    end -= 1;
+                }
+                if start == end {
+                    continue;
+                }
+                let sent = feed.push(
+                    line_no,
+                    end - start,
+                    JsonRecord {
+                        buf: line_buf,
+                        start,
+                        end,
+                    },
+                );
+                sent.map_err(|Stopped| handoff::stopped(path))?;
             }
-            if line_buf.len() as u64 > max_record && !line_buf.ends_with(b"\n") {
-                return Err(NormalizeError::Limit {
-                    path: ctx.path.clone(),
-                    what: format!(
-                        "line {line_no} is longer than max_record_bytes ({max_record} bytes)"
-                    ),
-                });
-            }
-            let mut start = 0;
-            if line_no == 1 && line_buf.starts_with(b"\xef\xbb\xbf") {
-                start = 3;
-            }
-            let mut end = line_buf.len();
-            while start < end && line_buf[start].is_ascii_whitespace() {
-                start += 1;
-            }
-            while end > start && line_buf[end - 1].is_ascii_whitespace() {
-                end -= 1;
-            }
-            if start == end {
-                continue;
-            }
-            let sent = feed.push(
-                line_no,
-                end - start,
-                JsonRecord {
-                    buf: line_buf,
-                    start,
-                    end,
-                },
-            );
-            sent.map_err(|Stopped| handoff::stopped(path))?;
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
 }
 
 /// Receives each record; errors are kept aside, since serde only carries
 /// strings.
-struct Collector<'s> {
-    feed: &'s mut Feed<JsonRecord>,
+struct Collector<'s, 'w> {
+    feed: &'s mut Feed<'w, JsonRecord>,
     guard: &'s RecordGuard,
     path: &'s str,
     count: u64,
     failure: Option<NormalizeError>,
 }
 
-impl Collector<'_> {
+impl Collector<'_, '_> {
     fn take(&mut self, text: String) -> Result<(), String> {
         self.count += 1;
         let buf = text.into_bytes();
@@ -247,12 +252,12 @@ impl Collector<'_> {
 }
 
 /// Walks `path` (object keys) down to the records, then streams them.
-struct Records<'p, 'c, 's> {
+struct Records<'p, 'c, 's, 'w> {
     path: &'p [String],
-    c: &'c mut Collector<'s>,
+    c: &'c mut Collector<'s, 'w>,
 }
 
-impl<'de> DeserializeSeed<'de> for Records<'_, '_, '_> {
+impl<'de> DeserializeSeed<'de> for Records<'_, '_, '_, '_> {
     type Value = bool;
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
@@ -260,7 +265,7 @@ impl<'de> DeserializeSeed<'de> for Records<'_, '_, '_> {
     }
 }
 
-impl<'de> Visitor<'de> for Records<'_, '_, '_> {
+impl<'de> Visitor<'de> for Records<'_, '_, '_, '_> {
     type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -341,50 +346,55 @@ pub fn decode_document<R: Read, W: Output>(
         }
         reader.consume(skip);
     };
-    handoff::run(sink, &ctx.path, |feed: &mut Feed<JsonRecord>| {
-        if !blank {
-            let mut collector = Collector {
-                feed,
-                guard,
-                path: &ctx.path,
-                count: 0,
-                failure: None,
-            };
-            let mut de = serde_json::Deserializer::from_reader(reader);
-            let result = Records {
-                path,
-                c: &mut collector,
-            }
-            .deserialize(&mut de)
-            .and_then(|found| de.end().map(|()| found));
-            if let Some(e) = collector.failure.take() {
-                return Err(e);
-            }
-            match result {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(NormalizeError::Format {
-                        path: ctx.path.clone(),
-                        reason: format!(
-                            "no records at {:?}: the document has no such member",
-                            format!("/{}", path.join("/"))
-                        ),
-                    });
+    handoff::run(
+        sink,
+        &ctx.path,
+        ctx.one_thread(),
+        |feed: &mut Feed<'_, JsonRecord>| {
+            if !blank {
+                let mut collector = Collector {
+                    feed,
+                    guard,
+                    path: &ctx.path,
+                    count: 0,
+                    failure: None,
+                };
+                let mut de = serde_json::Deserializer::from_reader(reader);
+                let result = Records {
+                    path,
+                    c: &mut collector,
                 }
-                Err(e) if e.is_io() => {
-                    return Err(NormalizeError::Read {
-                        path: ctx.path.clone(),
-                        source: io::Error::other(e.to_string()),
-                    });
+                .deserialize(&mut de)
+                .and_then(|found| de.end().map(|()| found));
+                if let Some(e) = collector.failure.take() {
+                    return Err(e);
                 }
-                Err(e) => {
-                    return Err(NormalizeError::Format {
-                        path: ctx.path.clone(),
-                        reason: format!("not valid JSON: {e}"),
-                    });
+                match result {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return Err(NormalizeError::Format {
+                            path: ctx.path.clone(),
+                            reason: format!(
+                                "no records at {:?}: the document has no such member",
+                                format!("/{}", path.join("/"))
+                            ),
+                        });
+                    }
+                    Err(e) if e.is_io() => {
+                        return Err(NormalizeError::Read {
+                            path: ctx.path.clone(),
+                            source: io::Error::other(e.to_string()),
+                        });
+                    }
+                    Err(e) => {
+                        return Err(NormalizeError::Format {
+                            path: ctx.path.clone(),
+                            reason: format!("not valid JSON: {e}"),
+                        });
+                    }
                 }
             }
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
 }

@@ -28,7 +28,7 @@ mod xml_in;
 
 pub use coerce::{CoerceError, coerce, coerce_column};
 pub use csv_out::{NULL_MARKER, write_record, write_row};
-pub use output::{LocalStaged, Output, StagedParts, Tee};
+pub use output::{Blob, LocalStaged, Output, RawCopy, StagedParts, Tee};
 
 use crate::config::{Format, Job, Limits, TextEncoding};
 use sha2::{Digest, Sha256};
@@ -109,6 +109,19 @@ pub struct FileContext {
     pub path: String,
     /// Ingest time, already in timestamp text form.
     pub ingest_time: String,
+    /// The input's size, when the listing said: a small input is
+    /// normalized on one thread.
+    pub size_hint: Option<u64>,
+}
+
+/// Inputs up to this size are normalized on one thread.
+pub const ONE_THREAD_UP_TO: u64 = 1 << 20;
+
+impl FileContext {
+    /// Whether the input is small enough to normalize on one thread.
+    pub fn one_thread(&self) -> bool {
+        self.size_hint.is_some_and(|n| n <= ONE_THREAD_UP_TO)
+    }
 }
 
 /// A failure of the whole file.
@@ -401,6 +414,7 @@ pub fn normalize_file(
         ingest_time: chrono::Utc::now()
             .format("%Y-%m-%d %H:%M:%S%.6f")
             .to_string(),
+        size_hint: file.metadata().ok().map(|m| m.len()),
     };
     let write_err = |what: &str, path: &std::path::Path| {
         let what = format!("cannot write {what} {}", path.display());
@@ -418,7 +432,7 @@ pub fn normalize_file(
     .map_err(|e| crate::Error::permanent(e.to_string()))?;
     let local = staged.finish().map_err(write_err("the output", out))?;
     match local.parts.first() {
-        Some(part) => move_file(part, out).map_err(write_err("the output", out))?,
+        Some(part) => part.save(out).map_err(write_err("the output", out))?,
         // No rows: an empty gzip stream, so the output is still valid.
         None => {
             gzip::ParallelGzip::new(
@@ -432,7 +446,7 @@ pub fn normalize_file(
     let rejects = match &local.rejects {
         Some(r) => {
             let to = rejects_path(out);
-            move_file(r, &to).map_err(write_err("the rejects", &to))?;
+            r.save(&to).map_err(write_err("the rejects", &to))?;
             Some(to)
         }
         None => None,
@@ -442,14 +456,6 @@ pub fn normalize_file(
         seconds: started.elapsed().as_secs_f64(),
         rejects,
     })
-}
-
-/// Moves a file, copying when it crosses file systems.
-fn move_file(from: &std::path::Path, to: &std::path::Path) -> io::Result<()> {
-    if std::fs::rename(from, to).is_ok() {
-        return Ok(());
-    }
-    std::fs::copy(from, to).map(|_| ())
 }
 
 fn decode<W: Output>(

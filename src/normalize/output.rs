@@ -46,38 +46,228 @@ impl<O: Output + ?Sized> Output for &mut O {
 /// Header of a rejects file.
 pub const REJECTS_HEADER: [&str; 6] = ["line", "column", "code", "reason", "raw_value", "raw_line"];
 
-/// Gzip CSV parts of at most about `max_part_bytes` of CSV each (cut after
-/// the record that passes it), and a gzip CSV of rejected records, in a
-/// temporary folder that is removed when the [`LocalStaged`] is dropped.
-pub struct StagedParts {
-    dir: tempfile::TempDir,
-    max_part_bytes: u64,
-    level: u32,
-    current: Option<ParallelGzip<BufWriter<File>>>,
-    in_part: u64,
-    parts: Vec<PathBuf>,
-    rejects: Option<flate2::write::GzEncoder<BufWriter<File>>>,
-    raw: Option<PathBuf>,
+/// A staged object waiting for its upload: in memory while the file's
+/// outputs are small, in a file of the temporary folder beyond that.
+#[derive(Debug)]
+pub enum Blob {
+    /// The bytes themselves.
+    Memory(Vec<u8>),
+    /// A file in the [`LocalStaged`] folder.
+    File(PathBuf),
 }
 
-/// What [`StagedParts`] left on disk.
+impl Blob {
+    /// Size in bytes.
+    pub fn len(&self) -> io::Result<u64> {
+        match self {
+            Blob::Memory(b) => Ok(b.len() as u64),
+            Blob::File(p) => Ok(std::fs::metadata(p)?.len()),
+        }
+    }
+
+    /// Whether it holds no bytes.
+    pub fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Writes the bytes to `to` (moves a file, copying across file systems).
+    pub fn save(&self, to: &std::path::Path) -> io::Result<()> {
+        match self {
+            Blob::Memory(b) => std::fs::write(to, b),
+            Blob::File(p) => {
+                if std::fs::rename(p, to).is_ok() {
+                    return Ok(());
+                }
+                std::fs::copy(p, to).map(|_| ())
+            }
+        }
+    }
+}
+
+/// Bytes of one file's outputs (parts, rejects, raw copy) kept in memory
+/// before they go to disk: a small file never touches the disk (a temp
+/// folder per file cost more than its normalize), a large one spills after
+/// the first few MiB, so memory stays bounded.
+const MEMORY_BUDGET: usize = 4 << 20;
+
+/// The temporary folder (made on first use) and what is left of the
+/// memory budget, shared by one file's outputs.
+#[derive(Debug)]
+struct Spill {
+    dir: std::sync::Mutex<Option<tempfile::TempDir>>,
+    memory_left: std::sync::atomic::AtomicUsize,
+}
+
+impl Spill {
+    fn new(budget: usize) -> Self {
+        Spill {
+            dir: std::sync::Mutex::new(None),
+            memory_left: std::sync::atomic::AtomicUsize::new(budget),
+        }
+    }
+
+    /// Takes `n` bytes of the memory budget, if that many are left.
+    fn reserve(&self, n: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        self.memory_left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(n)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, n: usize) {
+        self.memory_left
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `name` in the temporary folder, creating the folder first.
+    fn path(&self, name: &str) -> io::Result<PathBuf> {
+        let mut dir = self
+            .dir
+            .lock()
+            .map_err(|_| io::Error::other("spill lock"))?;
+        if dir.is_none() {
+            *dir = Some(tempfile::Builder::new().prefix("ferry-staged-").tempdir()?);
+        }
+        Ok(dir.as_ref().expect("just made").path().join(name))
+    }
+
+    fn into_dir(self) -> Option<tempfile::TempDir> {
+        self.dir.into_inner().ok().flatten()
+    }
+}
+
+/// A `Write` into memory that moves to a file of the [`Spill`] folder
+/// once the budget runs out.
+struct SpillWriter {
+    name: String,
+    spill: std::sync::Arc<Spill>,
+    to: SpillTo,
+}
+
+enum SpillTo {
+    Memory(Vec<u8>),
+    File(BufWriter<File>, PathBuf),
+}
+
+impl SpillWriter {
+    fn new(name: String, spill: std::sync::Arc<Spill>) -> io::Result<Self> {
+        let mut w = SpillWriter {
+            name,
+            spill,
+            to: SpillTo::Memory(Vec::new()),
+        };
+        // Once the budget is gone, later outputs go straight to disk.
+        if w.spill
+            .memory_left
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
+        {
+            w.spill_to_disk()?;
+        }
+        Ok(w)
+    }
+
+    fn spill_to_disk(&mut self) -> io::Result<()> {
+        let path = self.spill.path(&self.name)?;
+        let mut file = BufWriter::with_capacity(256 * 1024, File::create(&path)?);
+        if let SpillTo::Memory(buf) = &self.to {
+            file.write_all(buf)?;
+            self.spill.release(buf.len());
+        }
+        self.to = SpillTo::File(file, path);
+        Ok(())
+    }
+
+    fn finish(self) -> io::Result<Blob> {
+        match self.to {
+            SpillTo::Memory(buf) => Ok(Blob::Memory(buf)),
+            SpillTo::File(mut file, path) => {
+                file.flush()?;
+                Ok(Blob::File(path))
+            }
+        }
+    }
+}
+
+impl Write for SpillWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if let SpillTo::Memory(buf) = &mut self.to {
+            if self.spill.reserve(data.len()) {
+                buf.extend_from_slice(data);
+                return Ok(data.len());
+            }
+            self.spill_to_disk()?;
+        }
+        match &mut self.to {
+            SpillTo::File(file, _) => file.write(data),
+            SpillTo::Memory(_) => unreachable!("moved to disk above"),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.to {
+            SpillTo::File(file, _) => file.flush(),
+            SpillTo::Memory(_) => Ok(()),
+        }
+    }
+}
+
+/// Gzip CSV parts of at most about `max_part_bytes` of CSV each (cut after
+/// the record that passes it), and a gzip CSV of rejected records; kept in
+/// memory while they are small, then in a temporary folder that is removed
+/// when the [`LocalStaged`] is dropped.
+pub struct StagedParts {
+    spill: std::sync::Arc<Spill>,
+    max_part_bytes: u64,
+    level: u32,
+    current: Option<ParallelGzip<SpillWriter>>,
+    in_part: u64,
+    parts: Vec<Blob>,
+    rejects: Option<flate2::write::GzEncoder<SpillWriter>>,
+    raw: Option<RawCopy>,
+}
+
+/// What [`StagedParts`] produced.
 #[derive(Debug)]
 pub struct LocalStaged {
-    /// Owns the folder; dropping it removes the files.
-    pub dir: tempfile::TempDir,
+    /// The folder of the outputs that went to disk, if any did; dropping
+    /// it removes the files.
+    pub dir: Option<tempfile::TempDir>,
     /// The parts in order; none when no row was written.
-    pub parts: Vec<PathBuf>,
+    pub parts: Vec<Blob>,
     /// The rejects file, if any record was rejected.
-    pub rejects: Option<PathBuf>,
+    pub rejects: Option<Blob>,
     /// The copy of the raw input, if one was asked for.
-    pub raw: Option<PathBuf>,
+    pub raw: Option<Blob>,
+}
+
+/// The byte-for-byte copy of a file's input (see [`StagedParts::raw_copy`]).
+pub struct RawCopy(SpillWriter);
+
+impl Write for RawCopy {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.0.write(data)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
 }
 
 impl StagedParts {
-    /// Parts in a new temporary folder, compressed at `level`.
+    /// Parts compressed at `level`, in memory up to a budget of a few MiB
+    /// per file and in a temporary folder beyond.
     pub fn new(max_part_bytes: u64, level: u32) -> io::Result<Self> {
+        Self::with_memory(max_part_bytes, level, MEMORY_BUDGET)
+    }
+
+    /// Like [`new`](Self::new) with a memory budget of `budget` bytes (0:
+    /// everything on disk).
+    pub fn with_memory(max_part_bytes: u64, level: u32, budget: usize) -> io::Result<Self> {
         Ok(StagedParts {
-            dir: tempfile::Builder::new().prefix("ferry-staged-").tempdir()?,
+            spill: std::sync::Arc::new(Spill::new(budget)),
             max_part_bytes: max_part_bytes.max(1),
             level,
             current: None,
@@ -88,18 +278,11 @@ impl StagedParts {
         })
     }
 
-    fn part(&mut self) -> io::Result<&mut ParallelGzip<BufWriter<File>>> {
+    fn part(&mut self) -> io::Result<&mut ParallelGzip<SpillWriter>> {
         if self.current.is_none() {
-            let path = self
-                .dir
-                .path()
-                .join(format!("part-{:05}.csv.gz", self.parts.len()));
-            let file = File::create(&path)?;
-            self.parts.push(path);
-            self.current = Some(ParallelGzip::new(
-                BufWriter::with_capacity(256 * 1024, file),
-                self.level,
-            ));
+            let name = format!("part-{:05}.csv.gz", self.parts.len());
+            let sink = SpillWriter::new(name, self.spill.clone())?;
+            self.current = Some(ParallelGzip::new(sink, self.level));
             self.in_part = 0;
         }
         Ok(self.current.as_mut().expect("just opened"))
@@ -107,35 +290,42 @@ impl StagedParts {
 
     fn close_part(&mut self) -> io::Result<()> {
         if let Some(gz) = self.current.take() {
-            gz.finish()?.flush()?;
+            self.parts.push(gz.finish()?.finish()?);
         }
         Ok(())
     }
 
-    /// A file beside the parts for a byte-for-byte copy of the raw input
-    /// (the `raw/` archive); it is returned in [`LocalStaged::raw`].
-    pub fn raw_copy(&mut self) -> io::Result<BufWriter<File>> {
-        let path = self.dir.path().join("raw");
-        let file = File::create(&path)?;
-        self.raw = Some(path);
-        Ok(BufWriter::with_capacity(256 * 1024, file))
+    /// A writer for a byte-for-byte copy of the raw input (the `raw/`
+    /// archive); hand it back with [`set_raw`](Self::set_raw) once the
+    /// input is read, and it is returned in [`LocalStaged::raw`].
+    pub fn raw_copy(&mut self) -> io::Result<RawCopy> {
+        Ok(RawCopy(SpillWriter::new("raw".into(), self.spill.clone())?))
+    }
+
+    /// Keeps the finished raw copy.
+    pub fn set_raw(&mut self, raw: RawCopy) {
+        self.raw = Some(raw);
     }
 
     /// Ends the last part and the rejects file.
     pub fn finish(mut self) -> io::Result<LocalStaged> {
         self.close_part()?;
         let rejects = match self.rejects.take() {
-            Some(gz) => {
-                gz.finish()?.flush()?;
-                Some(self.dir.path().join("rejects.csv.gz"))
-            }
+            Some(gz) => Some(gz.finish()?.finish()?),
             None => None,
         };
+        let raw = match self.raw.take() {
+            Some(r) => Some(r.0.finish()?),
+            None => None,
+        };
+        let parts = std::mem::take(&mut self.parts);
+        let spill = std::sync::Arc::try_unwrap(self.spill)
+            .map_err(|_| io::Error::other("a staged output is still open"))?;
         Ok(LocalStaged {
-            dir: self.dir,
-            parts: self.parts,
+            dir: spill.into_dir(),
+            parts,
             rejects,
-            raw: self.raw,
+            raw,
         })
     }
 }
@@ -189,11 +379,8 @@ impl Output for StagedParts {
 
     fn rejected(&mut self, e: &RowError) -> io::Result<()> {
         if self.rejects.is_none() {
-            let file = File::create(self.dir.path().join("rejects.csv.gz"))?;
-            let mut gz = flate2::write::GzEncoder::new(
-                BufWriter::new(file),
-                flate2::Compression::new(self.level),
-            );
+            let sink = SpillWriter::new("rejects.csv.gz".into(), self.spill.clone())?;
+            let mut gz = flate2::write::GzEncoder::new(sink, flate2::Compression::new(self.level));
             write_record(&mut gz, REJECTS_HEADER.iter().map(|h| Some(*h)))?;
             self.rejects = Some(gz);
         }
@@ -220,9 +407,13 @@ mod tests {
     use super::*;
     use std::io::Read;
 
-    fn gunzip(path: &std::path::Path) -> String {
+    fn gunzip(blob: &Blob) -> String {
+        let bytes = match blob {
+            Blob::Memory(b) => b.clone(),
+            Blob::File(p) => std::fs::read(p).unwrap(),
+        };
         let mut s = String::new();
-        flate2::read::MultiGzDecoder::new(File::open(path).unwrap())
+        flate2::read::MultiGzDecoder::new(bytes.as_slice())
             .read_to_string(&mut s)
             .unwrap();
         s
@@ -237,7 +428,7 @@ mod tests {
             out.record_end().unwrap();
         }
         let staged = out.finish().unwrap();
-        let texts: Vec<String> = staged.parts.iter().map(|p| gunzip(p)).collect();
+        let texts: Vec<String> = staged.parts.iter().map(gunzip).collect();
         assert_eq!(
             texts,
             [
@@ -248,6 +439,42 @@ mod tests {
             ]
         );
         assert!(staged.rejects.is_none());
+        // Small outputs stay in memory: no folder was made.
+        assert!(staged.dir.is_none());
+        assert!(staged.parts.iter().all(|p| matches!(p, Blob::Memory(_))));
+    }
+
+    #[test]
+    fn outputs_past_the_memory_budget_go_to_disk_whole() {
+        // Level 0 stores: the part passes a 4 KiB budget after ~4 KiB.
+        let mut out = StagedParts::with_memory(1 << 20, 0, 4096).unwrap();
+        let mut raw = out.raw_copy().unwrap();
+        let mut expected = String::new();
+        for i in 0..2000 {
+            let line = format!("r{i},abcdefgh\n");
+            out.write_all(line.as_bytes()).unwrap();
+            out.record_end().unwrap();
+            raw.write_all(line.as_bytes()).unwrap();
+            expected.push_str(&line);
+        }
+        out.set_raw(raw);
+        let staged = out.finish().unwrap();
+        assert_eq!(staged.parts.len(), 1);
+        assert!(
+            matches!(staged.parts[0], Blob::File(_)),
+            "{:?}",
+            staged.parts
+        );
+        assert!(matches!(staged.raw, Some(Blob::File(_))));
+        assert!(staged.dir.is_some());
+        assert_eq!(gunzip(&staged.parts[0]), expected);
+        let Some(Blob::File(raw)) = &staged.raw else {
+            unreachable!()
+        };
+        assert_eq!(std::fs::read_to_string(raw).unwrap(), expected);
+        let folder = staged.dir.as_ref().unwrap().path().to_path_buf();
+        drop(staged);
+        assert!(!folder.exists(), "the folder goes with the staged output");
     }
 
     #[test]

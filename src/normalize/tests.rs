@@ -35,10 +35,35 @@ fn run(job: &Job, input: &str) -> Result<(String, NormalizeStats), NormalizeErro
     run_bytes(job, input.as_bytes())
 }
 
+/// Normalizes `input` with the writer on its own thread and again on one
+/// thread (as small files are), and checks both give the same result.
 fn run_bytes(job: &Job, input: &[u8]) -> Result<(String, NormalizeStats), NormalizeError> {
+    let threaded = run_with_hint(job, input, None);
+    let one_thread = run_with_hint(job, input, Some(input.len() as u64));
+    match (&threaded, &one_thread) {
+        (Ok((a, sa)), Ok((b, sb))) => {
+            assert_eq!(a, b, "one-thread output differs");
+            assert_eq!(
+                format!("{sa:?}"),
+                format!("{sb:?}"),
+                "one-thread stats differ"
+            );
+        }
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "one-thread error differs"),
+        _ => panic!("the two modes disagree: {threaded:?} vs {one_thread:?}"),
+    }
+    threaded
+}
+
+fn run_with_hint(
+    job: &Job,
+    input: &[u8],
+    size_hint: Option<u64>,
+) -> Result<(String, NormalizeStats), NormalizeError> {
     let ctx = FileContext {
         path: "/in/f.csv".into(),
         ingest_time: "2026-01-01 00:00:00.000000".into(),
+        size_hint,
     };
     let mut out = Vec::new();
     let stats = normalize(job, &ctx, input, &mut out)?;

@@ -121,9 +121,12 @@ pub fn decode<R: BufRead, W: Output>(
         text: String::new(),
         key: String::new(),
     };
-    handoff::run(sink, &ctx.path, |feed: &mut Feed<XmlFields>| {
-        state.decode(ctx, input, max_depth, guard, feed)
-    })
+    handoff::run(
+        sink,
+        &ctx.path,
+        ctx.one_thread(),
+        |feed: &mut Feed<'_, XmlFields>| state.decode(ctx, input, max_depth, guard, feed),
+    )
 }
 
 /// The decoder's state; buffers are reused from element to element.
@@ -164,7 +167,7 @@ impl State<'_> {
         input: R,
         max_depth: usize,
         guard: &RecordGuard,
-        feed: &mut Feed<XmlFields>,
+        feed: &mut Feed<'_, XmlFields>,
     ) -> Result<(), NormalizeError> {
         let mut reader = quick_xml::Reader::from_reader(input);
         reader.config_mut().trim_text(false);
@@ -292,7 +295,7 @@ impl State<'_> {
         &mut self,
         count: u64,
         guard: &RecordGuard,
-        feed: &mut Feed<XmlFields>,
+        feed: &mut Feed<'_, XmlFields>,
     ) -> Result<(), NormalizeError> {
         if let Some(record_depth) = self.record.as_ref().map(|r| r.0) {
             if self.depth > record_depth {

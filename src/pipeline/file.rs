@@ -70,7 +70,7 @@ pub async fn stage_file(
     // operator can read them.
     if let Some(path) = &local.raw {
         retry(RetryPolicy::default(), "archive raw", || {
-            rt.stager.upload_raw(path, &keys.raw)
+            rt.stager.upload_raw_copy(path, &keys.raw)
         })
         .await
         .map_err(|e| fail(e, None))?;
@@ -78,7 +78,7 @@ pub async fn stage_file(
     let rejects_key = match &local.rejects {
         Some(path) => {
             retry(RetryPolicy::default(), "upload rejects", || {
-                rt.stager.upload_file(path, &keys.rejects)
+                rt.stager.upload_staged(path, &keys.rejects)
             })
             .await
             .map_err(|e| fail(e, None))?;
@@ -109,7 +109,7 @@ pub async fn stage_file(
     for (i, path) in local.parts.iter().enumerate() {
         let key = keys.part(i);
         retry(RetryPolicy::default(), "upload", || {
-            rt.stager.upload_file(path, &key)
+            rt.stager.upload_staged(path, &key)
         })
         .await
         .map_err(|e| fail(e, rejects_key.clone()))?;
@@ -141,6 +141,7 @@ async fn fetch_and_normalize(
         ingest_time: chrono::Utc::now()
             .format("%Y-%m-%d %H:%M:%S%.6f")
             .to_string(),
+        size_hint: Some(entry.size),
     };
     let job = job.clone();
     tokio::task::spawn_blocking(move || -> Result<(NormalizeStats, LocalStaged)> {
@@ -159,7 +160,7 @@ async fn fetch_and_normalize(
             Some(copy) => {
                 let mut tee = Tee::new(reader, copy);
                 let r = normalize::normalize(&job, &ctx, &mut tee, &mut out);
-                tee.finish().map_err(local_err)?;
+                out.set_raw(tee.finish().map_err(local_err)?);
                 r
             }
             None => normalize::normalize(&job, &ctx, reader, &mut out),

@@ -14,6 +14,7 @@
 
 use crate::config::{Checksums, S3Endpoint, Sse, StagingSettings};
 use crate::error::{Error, ErrorKind, Result};
+use crate::normalize::Blob;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::primitives::{ByteStream, Length};
@@ -260,6 +261,34 @@ impl Stager {
             Sse::None => (None, None),
             Sse::Aes256 => (Some(ServerSideEncryption::Aes256), None),
             Sse::Kms(key_id) => (Some(ServerSideEncryption::AwsKms), key_id.clone()),
+        }
+    }
+
+    /// Uploads a staged gzip CSV (a part or the rejects) from memory or
+    /// disk to `key`.
+    pub async fn upload_staged(&self, blob: &Blob, key: &str) -> Result<()> {
+        match blob {
+            Blob::Memory(b) => {
+                self.put(key, ByteStream::from(b.clone()), "text/csv", Some("gzip"))
+                    .await
+            }
+            Blob::File(path) => self.upload_file(path, key).await,
+        }
+    }
+
+    /// Uploads the byte-for-byte copy of a source file to `key`.
+    pub async fn upload_raw_copy(&self, blob: &Blob, key: &str) -> Result<()> {
+        match blob {
+            Blob::Memory(b) => {
+                self.put(
+                    key,
+                    ByteStream::from(b.clone()),
+                    "application/octet-stream",
+                    None,
+                )
+                .await
+            }
+            Blob::File(path) => self.upload_raw(path, key).await,
         }
     }
 

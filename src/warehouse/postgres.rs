@@ -36,6 +36,9 @@ fn describe(s: &PostgresSettings) -> String {
 
 /// Staged objects requested ahead of the one being fed to COPY.
 const OBJECTS_AHEAD: usize = 8;
+/// Staged objects up to this size are read whole and gunzipped on the
+/// COPY task itself; larger ones stream through a blocking thread.
+const INLINE_OBJECT: i64 = 256 * 1024;
 
 /// Feeds S3 objects, one after the other, into a started `COPY … FROM
 /// STDIN`: each is streamed and (with `gzip`) gunzipped on a blocking
@@ -76,12 +79,42 @@ pub async fn feed_copy(
         .map(request)
         .buffered(OBJECTS_AHEAD);
     futures::pin_mut!(objects);
+    let mut buf = vec![0u8; 256 * 1024];
     while let Some((url, obj)) = objects.next().await {
         let obj = obj?;
         lines.push(0);
+        let unreadable = |e: std::io::Error| {
+            Error::transient(format!("cannot read staged object {url}")).with_source(e)
+        };
+        let mut ends = suffix.map(RecordEnds::new);
+        if obj.content_length().is_some_and(|n| n <= INLINE_OBJECT) {
+            // Small: read whole and gunzip here; a thread hop per 5 KB
+            // object costs more than the work.
+            let body = obj
+                .body
+                .collect()
+                .await
+                .map_err(|e| {
+                    Error::transient(format!("cannot read staged object {url}")).with_source(e)
+                })?
+                .into_bytes();
+            let mut input: Box<dyn Read + Send + '_> = if gzip {
+                Box::new(flate2::read::MultiGzDecoder::new(&body[..]))
+            } else {
+                Box::new(&body[..])
+            };
+            loop {
+                let n = input.read(&mut buf).map_err(unreadable)?;
+                if n == 0 {
+                    break;
+                }
+                let chunk = RecordEnds::chunk(&mut ends, &buf[..n]);
+                send_chunk(&mut sink, lines, chunk, &url).await?;
+            }
+            continue;
+        }
         let reader = tokio_util::io::SyncIoBridge::new(obj.body.into_async_read());
         let (chunks_tx, mut chunks_rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
-        let mut ends = suffix.map(RecordEnds::new);
         let decoder = tokio::task::spawn_blocking(move || {
             let mut input: Box<dyn Read> = if gzip {
                 Box::new(flate2::read::MultiGzDecoder::new(reader))
@@ -93,10 +126,7 @@ pub async fn feed_copy(
                 match input.read(&mut buf) {
                     Ok(0) => return,
                     Ok(n) => {
-                        let chunk = match &mut ends {
-                            Some(e) => e.complete(&buf[..n]),
-                            None => Bytes::copy_from_slice(&buf[..n]),
-                        };
+                        let chunk = RecordEnds::chunk(&mut ends, &buf[..n]);
                         if chunks_tx.blocking_send(Ok(chunk)).is_err() {
                             return;
                         }
@@ -109,15 +139,7 @@ pub async fn feed_copy(
             }
         });
         while let Some(chunk) = chunks_rx.recv().await {
-            let chunk = chunk.map_err(|e| {
-                Error::transient(format!("cannot read staged object {url}")).with_source(e)
-            })?;
-            if let Some(n) = lines.last_mut() {
-                *n += chunk.iter().filter(|b| **b == b'\n').count() as u64;
-            }
-            sink.send(chunk)
-                .await
-                .map_err(pg_error(format!("COPY from {url} failed")))?;
+            send_chunk(&mut sink, lines, chunk.map_err(unreadable)?, &url).await?;
         }
         decoder
             .await
@@ -127,6 +149,21 @@ pub async fn feed_copy(
         .finish()
         .await
         .map_err(pg_error("COPY into the staging table failed"))
+}
+
+/// Sends one chunk of a staged object to COPY, counting its lines.
+async fn send_chunk(
+    sink: &mut std::pin::Pin<&mut tokio_postgres::CopyInSink<Bytes>>,
+    lines: &mut [u64],
+    chunk: Bytes,
+    url: &str,
+) -> Result<()> {
+    if let Some(n) = lines.last_mut() {
+        *n += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+    }
+    sink.send(chunk)
+        .await
+        .map_err(pg_error(format!("COPY from {url} failed")))
 }
 
 /// Replaces the line end of every CSV record with a suffix, tracking
@@ -141,6 +178,14 @@ impl RecordEnds {
         RecordEnds {
             suffix: suffix.to_vec(),
             quoted: false,
+        }
+    }
+
+    /// `data` as a chunk for COPY: completed by `ends` if there is one.
+    fn chunk(ends: &mut Option<RecordEnds>, data: &[u8]) -> Bytes {
+        match ends {
+            Some(e) => e.complete(data),
+            None => Bytes::copy_from_slice(data),
         }
     }
 

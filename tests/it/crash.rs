@@ -101,8 +101,11 @@ async fn sigkill_at_random_moments_never_loses_or_doubles_a_row() {
     let started = Instant::now();
     let mut kills = 0;
     while kills < KILLS || (loaded_now().await == 0 && kills < 4 * KILLS) {
+        // The fewer files are left, the sooner the kill: a fast machine
+        // must not finish every file before the kills are done.
+        let left = FILES as u64 - (loaded_now().await as u64).min(FILES as u64);
         let mut child = ferry(&cfg, &["run"]).spawn().expect("ferry run starts");
-        let wait = Duration::from_millis(40 + rng.below(600));
+        let wait = Duration::from_millis(40 + rng.below(20 + 580 * left / FILES as u64));
         tokio::time::sleep(wait).await;
         if let Some(status) = child.try_wait().unwrap() {
             panic!("ferry run exited by itself ({status}) before kill {kills}");

@@ -56,6 +56,7 @@ async fn any_string_survives_normalize_and_copy_and_null_stays_null() {
     let ctx = ferry::normalize::FileContext {
         path: "/in/f.ndjson".into(),
         ingest_time: "2026-01-01 00:00:00".into(),
+        size_hint: None,
     };
     let mut staged = Vec::new();
     let stats = ferry::normalize::normalize(&job, &ctx, input.as_bytes(), &mut staged).unwrap();
