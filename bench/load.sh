@@ -12,7 +12,8 @@
 #
 #   bench/load.sh [SIZE_MB]      (default 1000; 700 MB is 5.1 M rows)
 #
-# FERRY_MODES="append" runs one mode only; FERRY_LOG="warn,ferry=debug"
+# FERRY_MODES="append" runs one mode only; FERRY_WRAP runs ferry under a
+# command (e.g. "/usr/bin/time -v"); FERRY_LOG="warn,ferry=debug"
 # makes ferry print each load's phase timings (prepare, copy, merge,
 # ledger and commit).
 set -euo pipefail
@@ -71,7 +72,7 @@ $columns
 TOML
   "$BIN/ferry" --config "$work/ferry.toml" --log-level warn migrate > /dev/null
   t0=$(now)
-  "$BIN/ferry" --config "$work/ferry.toml" --log-level "${FERRY_LOG:-warn}" once > "$work/once.$mode"
+  ${FERRY_WRAP:-} "$BIN/ferry" --config "$work/ferry.toml" --log-level "${FERRY_LOG:-warn}" once > "$work/once.$mode"
   t1=$(now)
   loaded=$("${PSQL[@]}" -At -c "SELECT count(*) FROM $schema.task_events")
 

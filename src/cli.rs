@@ -5,9 +5,10 @@
 
 use crate::config::{self, LogFormat};
 use crate::error::{Error, Result};
+use crate::ledger::ops::Filter;
 use crate::pipeline::{Runtime, run_pass};
 use crate::stage::Stager;
-use crate::{check, daemon, fetch, telemetry, warehouse};
+use crate::{check, daemon, fetch, ops, telemetry, warehouse};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
@@ -91,6 +92,146 @@ pub enum Command {
         #[arg(long)]
         offline: bool,
     },
+    /// List the jobs (state, files loaded and failed, rows, last load), or
+    /// pause or resume one.
+    Jobs {
+        /// Pause or resume a job instead of listing.
+        #[command(subcommand)]
+        action: Option<JobsAction>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List file versions in the ledger, newest first.
+    Files {
+        /// Only this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// Only files in this state.
+        #[arg(long, value_enum)]
+        state: Option<StateArg>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List rejected records and COPY errors (line, column, reason, raw
+    /// value), newest first.
+    Errors {
+        /// Only this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// Only this file (its path on the source).
+        #[arg(long)]
+        file: Option<String>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget the failures of a job's files (or of one file) so that the
+    /// next pass loads them again.
+    Retry {
+        /// The job.
+        #[arg(long)]
+        job: String,
+        /// Only this file (its path on the source); default: every failed file.
+        path: Option<String>,
+    },
+    /// Forget everything the ledger knows of a job (files, loads, errors);
+    /// the next pass loads every file still on the source again. Rows
+    /// already loaded stay in the target.
+    Reset {
+        /// The job.
+        name: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// `ferry jobs pause|resume NAME`.
+#[derive(Debug, Subcommand)]
+pub enum JobsAction {
+    /// Stop polling a job (persisted in `ferry_jobs`, for every replica).
+    Pause {
+        /// The job.
+        name: String,
+    },
+    /// Poll a paused job again.
+    Resume {
+        /// The job.
+        name: String,
+    },
+}
+
+/// A file state, for `ferry files --state`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum StateArg {
+    /// Loaded and committed.
+    Loaded,
+    /// Failed; waits for `ferry retry` or a change of the file.
+    Failed,
+    /// Recorded and not loaded (e.g. changed after load, `on_change = "ignore"`).
+    Skipped,
+}
+
+impl StateArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            StateArg::Loaded => "loaded",
+            StateArg::Failed => "failed",
+            StateArg::Skipped => "skipped",
+        }
+    }
+}
+
+/// The configured warehouse, for the commands that only read or change
+/// the ledger.
+async fn connect_warehouse(cfg: &config::Config) -> Result<Box<dyn warehouse::Warehouse>> {
+    let stager = Stager::new(&cfg.staging).await;
+    warehouse::connect(cfg, &stager).await
+}
+
+/// Prints a table as text or JSON.
+fn print_table(t: &ops::Table, json: bool) {
+    if json {
+        print!("{}", t.json());
+    } else if t.rows.is_empty() {
+        println!("(none)");
+    } else {
+        print!("{}", t.text());
+    }
+}
+
+/// Asks on the terminal for the job's name before a reset; refuses
+/// without a terminal (scripts pass `--yes`).
+fn confirm_reset(name: &str) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::config(format!(
+            "refusing to reset job {name} without confirmation: run it on a terminal, or pass --yes"
+        )));
+    }
+    print!(
+        "This forgets every file, load and error of job {name}; the next pass loads every file still on the source again.\nType the job's name to confirm: "
+    );
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Error::config("cannot read the confirmation").with_source(e))?;
+    if answer.trim() != name {
+        return Err(Error::config(format!(
+            "not confirmed; job {name} is unchanged"
+        )));
+    }
+    Ok(())
 }
 
 /// Runs the command; returns the process exit code.
@@ -118,8 +259,7 @@ pub async fn execute(cli: Cli) -> Result<i32> {
     telemetry::init(&cli.log_level, cfg.daemon.log_format);
     match cli.command {
         Command::Migrate => {
-            let stager = Stager::new(&cfg.staging).await;
-            let wh = warehouse::connect(&cfg, &stager).await?;
+            let wh = connect_warehouse(&cfg).await?;
             let applied = wh.migrate().await?;
             if applied.is_empty() {
                 println!("schema {} is up to date", cfg.warehouse.schema());
@@ -231,6 +371,62 @@ pub async fn execute(cli: Cli) -> Result<i32> {
             Ok(if failed { 1 } else { 0 })
         }
         Command::Infer { .. } => unreachable!("handled before the config is read"),
+        Command::Jobs { action, json } => {
+            let wh = connect_warehouse(&cfg).await?;
+            match action {
+                None => print_table(&ops::jobs(&cfg, &*wh).await?, json),
+                Some(JobsAction::Pause { name }) => {
+                    println!("{}", ops::set_paused(&cfg, &*wh, &name, true).await?)
+                }
+                Some(JobsAction::Resume { name }) => {
+                    println!("{}", ops::set_paused(&cfg, &*wh, &name, false).await?)
+                }
+            }
+            Ok(0)
+        }
+        Command::Files {
+            job,
+            state,
+            limit,
+            json,
+        } => {
+            let wh = connect_warehouse(&cfg).await?;
+            let filter = Filter {
+                job,
+                detail: state.map(|s| s.as_str().to_string()),
+                limit,
+            };
+            print_table(&ops::files(&cfg, &*wh, &filter).await?, json);
+            Ok(0)
+        }
+        Command::Errors {
+            job,
+            file,
+            limit,
+            json,
+        } => {
+            let wh = connect_warehouse(&cfg).await?;
+            let filter = Filter {
+                job,
+                detail: file,
+                limit,
+            };
+            print_table(&ops::errors(&cfg, &*wh, &filter).await?, json);
+            Ok(0)
+        }
+        Command::Retry { job, path } => {
+            let wh = connect_warehouse(&cfg).await?;
+            println!("{}", ops::retry(&cfg, &*wh, &job, path.as_deref()).await?);
+            Ok(0)
+        }
+        Command::Reset { name, yes } => {
+            if !yes {
+                confirm_reset(&name)?;
+            }
+            let wh = connect_warehouse(&cfg).await?;
+            println!("{}", ops::reset(&cfg, &*wh, &name).await?);
+            Ok(0)
+        }
         Command::Once { job } => {
             let rt = Runtime::start(cfg).await?;
             let report = run_pass(&rt, job.as_deref()).await?;

@@ -20,6 +20,7 @@
 //! | [`daemon`] | the long-running poll loop, signals and graceful shutdown |
 //! | [`check`] | `ferry check`: connects to every component and reports one line each |
 //! | [`fetch`] | `ferry fetch`: one download from a source, timed and hashed |
+//! | [`ops`] | the operations commands (`jobs`, `pause`/`resume`, `files`, `errors`, `retry`, `reset`) over the ledger, printed as tables or JSON |
 //! | [`cli`] | the command line, resolved into calls of the modules above |
 //! | [`telemetry`] | logging set-up and the named events the business code emits |
 //! | [`retry`] | retry with exponential backoff and jitter, driven by [`ErrorKind`] |
@@ -35,6 +36,7 @@ pub mod fetch;
 pub mod ledger;
 pub mod migrate;
 pub mod normalize;
+pub mod ops;
 pub mod pipeline;
 pub mod retry;
 pub mod source;

@@ -113,6 +113,14 @@ impl WarehouseSettings {
             WarehouseSettings::RedshiftData(r) => &r.schema,
         }
     }
+
+    /// The SQL dialect its statements are rendered in.
+    pub fn dialect(&self) -> crate::warehouse::Dialect {
+        match self {
+            WarehouseSettings::Postgres(_) => crate::warehouse::Dialect::Postgres,
+            WarehouseSettings::RedshiftData(_) => crate::warehouse::Dialect::Redshift,
+        }
+    }
 }
 
 /// PostgreSQL connection.

@@ -9,6 +9,8 @@
 //! This module owns the ledger's SQL text; the warehouse backends run it.
 //! Values always travel as parameters (`$n`), never spliced into the text.
 
+pub mod ops;
+
 use crate::config::Ident;
 use crate::warehouse::Dialect;
 

@@ -225,6 +225,10 @@ pub struct StagedParts {
     current: Option<ParallelGzip<SpillWriter>>,
     in_part: u64,
     parts: Vec<Blob>,
+    /// Parts begun so far (names the files of spilled parts).
+    begun: usize,
+    /// Where finished parts go at once, instead of waiting in `parts`.
+    stream_to: Option<tokio::sync::mpsc::Sender<Blob>>,
     rejects: Option<flate2::write::GzEncoder<SpillWriter>>,
     raw: Option<RawCopy>,
 }
@@ -273,14 +277,26 @@ impl StagedParts {
             current: None,
             in_part: 0,
             parts: Vec::new(),
+            begun: 0,
+            stream_to: None,
             rejects: None,
             raw: None,
         })
     }
 
+    /// Sends each part to `to` as soon as it is finished (to upload it
+    /// while the next one is written), waiting when `to` is full; a closed
+    /// `to` fails the write. [`LocalStaged::parts`] is then empty, and the
+    /// folder of spilled parts lives until the [`LocalStaged`] is dropped.
+    /// Call from a blocking thread.
+    pub fn stream_parts(&mut self, to: tokio::sync::mpsc::Sender<Blob>) {
+        self.stream_to = Some(to);
+    }
+
     fn part(&mut self) -> io::Result<&mut ParallelGzip<SpillWriter>> {
         if self.current.is_none() {
-            let name = format!("part-{:05}.csv.gz", self.parts.len());
+            let name = format!("part-{:05}.csv.gz", self.begun);
+            self.begun += 1;
             let sink = SpillWriter::new(name, self.spill.clone())?;
             self.current = Some(ParallelGzip::new(sink, self.level));
             self.in_part = 0;
@@ -290,7 +306,13 @@ impl StagedParts {
 
     fn close_part(&mut self) -> io::Result<()> {
         if let Some(gz) = self.current.take() {
-            self.parts.push(gz.finish()?.finish()?);
+            let part = gz.finish()?.finish()?;
+            match &self.stream_to {
+                Some(to) => to
+                    .blocking_send(part)
+                    .map_err(|_| io::Error::other("the load stopped taking staged parts"))?,
+                None => self.parts.push(part),
+            }
         }
         Ok(())
     }
@@ -319,6 +341,7 @@ impl StagedParts {
             None => None,
         };
         let parts = std::mem::take(&mut self.parts);
+        self.stream_to.take();
         let spill = std::sync::Arc::try_unwrap(self.spill)
             .map_err(|_| io::Error::other("a staged output is still open"))?;
         Ok(LocalStaged {

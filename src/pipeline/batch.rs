@@ -134,7 +134,7 @@ pub async fn load(
     }
 }
 
-async fn loaded_or_skipped(
+pub(super) async fn loaded_or_skipped(
     rt: &Runtime,
     job: &Job,
     src: &dyn Source,

@@ -4,10 +4,11 @@ use super::Runtime;
 use crate::config::Job;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ledger::FileVersion;
-use crate::normalize::{self, FileContext, LocalStaged, NormalizeStats, StagedParts, Tee};
+use crate::normalize::{self, Blob, FileContext, LocalStaged, NormalizeStats, StagedParts, Tee};
 use crate::retry::{RetryPolicy, retry};
 use crate::source::resume::Resuming;
 use crate::source::{RemoteEntry, Source};
+use crate::stage::StageKeys;
 use crate::warehouse::StagedFile;
 use std::sync::Arc;
 
@@ -33,9 +34,10 @@ impl From<Error> for FileFailure {
     }
 }
 
-/// Streams `entry` from `src` through normalize into gzip parts on local
-/// disk (bounded memory) and uploads the raw copy, the rejects and the
-/// parts; the result waits in a batch for its load.
+/// Streams `entry` from `src` through normalize into gzip parts (in
+/// memory while small, on local disk beyond: bounded memory) and uploads
+/// the raw copy, the rejects and the parts; the result waits in a batch
+/// for its load.
 pub async fn stage_file(
     rt: &Runtime,
     job: &Arc<Job>,
@@ -43,23 +45,48 @@ pub async fn stage_file(
     entry: &RemoteEntry,
 ) -> std::result::Result<StagedFile, FileFailure> {
     let (stats, local) = retry(RetryPolicy::default(), "fetch and normalize", || {
-        fetch_and_normalize(job, src, entry)
+        fetch_and_normalize(job, src, entry, None)
     })
     .await?;
-    let version = FileVersion {
+    let version = version_of(job, entry);
+    let keys = staging_keys(rt, job, &version);
+    finish(rt, job, &keys, version, stats, local, None).await
+}
+
+/// The version a listed entry is.
+pub(super) fn version_of(job: &Job, entry: &RemoteEntry) -> FileVersion {
+    FileVersion {
         job: job.name.clone(),
         path: entry.path.clone(),
         size: entry.size,
         mtime: entry.mtime,
-    };
+    }
+}
+
+/// Fresh staging keys for one attempt at `version`.
+pub(super) fn staging_keys(rt: &Runtime, job: &Job, version: &FileVersion) -> StageKeys {
     let attempt = uuid::Uuid::new_v4().simple().to_string();
-    let keys = rt.stager.keys(
+    rt.stager.keys(
         &job.name,
-        &entry.path,
+        &version.path,
         &version.short_id(),
         &attempt[..8],
         chrono::Utc::now(),
-    );
+    )
+}
+
+/// After normalize: uploads the raw copy and the rejects, fails a file
+/// with too many rejects, and uploads the parts (unless they went up as
+/// they were written: `uploaded`).
+pub(super) async fn finish(
+    rt: &Runtime,
+    job: &Job,
+    keys: &StageKeys,
+    version: FileVersion,
+    stats: NormalizeStats,
+    local: LocalStaged,
+    uploaded: Option<Vec<String>>,
+) -> std::result::Result<StagedFile, FileFailure> {
     let fail = |error: Error, rejects_key: Option<String>| FileFailure {
         error,
         stats: Some(stats.clone()),
@@ -101,20 +128,26 @@ pub async fn stage_file(
             .unwrap_or_default();
         let error = Error::permanent(format!(
             "{}: {} rejected records, more than max_errors = {}{first} (see `ferry_load_errors`{all})",
-            entry.path, stats.rejected, job.max_errors
+            version.path, stats.rejected, job.max_errors
         ));
         return Err(fail(error, rejects_key));
     }
-    let mut parts = Vec::with_capacity(local.parts.len());
-    for (i, path) in local.parts.iter().enumerate() {
-        let key = keys.part(i);
-        retry(RetryPolicy::default(), "upload", || {
-            rt.stager.upload_staged(path, &key)
-        })
-        .await
-        .map_err(|e| fail(e, rejects_key.clone()))?;
-        parts.push(key);
-    }
+    let parts = match uploaded {
+        Some(parts) => parts,
+        None => {
+            let mut parts = Vec::with_capacity(local.parts.len());
+            for (i, path) in local.parts.iter().enumerate() {
+                let key = keys.part(i);
+                retry(RetryPolicy::default(), "upload", || {
+                    rt.stager.upload_staged(path, &key)
+                })
+                .await
+                .map_err(|e| fail(e, rejects_key.clone()))?;
+                parts.push(key);
+            }
+            parts
+        }
+    };
     drop(local);
     Ok(StagedFile {
         version,
@@ -129,10 +162,17 @@ pub async fn stage_file(
     })
 }
 
-async fn fetch_and_normalize(
+/// The largest part of a file that loads while it is staged (CSV bytes).
+pub const STREAMED_PART_BYTES: u64 = 32 << 20;
+
+/// Fetches and normalizes `entry`; with `stream_to`, each finished part
+/// is sent there as soon as it is written instead of waiting in the
+/// returned [`LocalStaged`].
+pub(super) async fn fetch_and_normalize(
     job: &Arc<Job>,
     src: &Arc<dyn Source>,
     entry: &RemoteEntry,
+    stream_to: Option<tokio::sync::mpsc::Sender<Blob>>,
 ) -> Result<(NormalizeStats, LocalStaged)> {
     let stream = Resuming::open(src.clone(), &entry.path).await?;
     let reader = tokio_util::io::SyncIoBridge::new(stream);
@@ -148,7 +188,16 @@ async fn fetch_and_normalize(
         // Parsing here, compression on a second thread: both cores work.
         let local_err =
             |e: std::io::Error| Error::transient("cannot write local staging files").with_source(e);
-        let mut out = StagedParts::new(job.part_size, job.gzip_level).map_err(local_err)?;
+        // Streamed parts are kept small, so COPY starts soon and follows
+        // normalize closely.
+        let part_size = match stream_to {
+            Some(_) => job.part_size.min(STREAMED_PART_BYTES),
+            None => job.part_size,
+        };
+        let mut out = StagedParts::new(part_size, job.gzip_level).map_err(local_err)?;
+        if let Some(to) = stream_to {
+            out.stream_parts(to);
+        }
         // With archive_raw, every byte read is also copied to a local file
         // (normalize reads the input to its end, whatever it decodes).
         let raw_copy = if job.archive_raw {

@@ -10,6 +10,7 @@
 
 mod batch;
 mod file;
+mod stream;
 
 pub use batch::{Pending, Staged};
 pub use file::{FileFailure, stage_file};
@@ -352,6 +353,14 @@ async fn poll_job(
     let mut skipped = 0;
     let todo = to_stage(rt, job, &*src, ready, pending, &mut skipped).await?;
     report.skipped += skipped;
+
+    // A file of more than one part loads alone, its COPY overlapping its
+    // staging where the warehouse can.
+    let (large, todo): (Vec<RemoteEntry>, Vec<RemoteEntry>) =
+        todo.into_iter().partition(|e| stream::streams(rt, job, e));
+    for entry in &large {
+        stream::stream_file(rt, job, &src, entry, report).await?;
+    }
 
     // Stage up to `concurrency` files at once; a full batch loads while
     // the next files are being staged.

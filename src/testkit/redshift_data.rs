@@ -739,14 +739,14 @@ async fn copy_from_s3(
         options.join(", ")
     );
     let sink = client.copy_in::<_, Bytes>(&sql).await.map_err(db_message)?;
-    let mut lines = Vec::new();
+    let mut fed = crate::warehouse::postgres::Fed::default();
     match crate::warehouse::postgres::feed_copy(
         sink,
         s3,
         &copy.bucket,
-        &keys,
+        futures::stream::iter(keys.clone()),
         copy.gzip,
-        &mut lines,
+        &mut fed,
         None,
     )
     .await
@@ -758,7 +758,7 @@ async fn copy_from_s3(
                 .iter()
                 .map(|k| format!("s3://{}/{k}", copy.bucket))
                 .collect();
-            if let Err(why) = record_load_error(pg_url, &message, &urls, &lines).await {
+            if let Err(why) = record_load_error(pg_url, &message, &urls, &fed.lines).await {
                 tracing::warn!(error = %why, "the Data API stand-in cannot write sys_load_error_detail");
             }
             Err(message)

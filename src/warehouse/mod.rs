@@ -278,6 +278,9 @@ pub struct StagedFile {
     pub input_bytes: u64,
 }
 
+/// Rows of a ledger report: text or NULL per column.
+pub type LedgerRows = Vec<Vec<Option<String>>>;
+
 /// A file version that failed for good, as the ledger records it.
 #[derive(Debug, Clone, Copy)]
 pub struct FailedFile<'a> {
@@ -334,6 +337,40 @@ pub trait Warehouse: Send + Sync {
     /// outcome is [`LoadOutcome::AlreadyLoaded`]). The batch never holds
     /// two versions of one path.
     async fn load(&self, job: &Job, batch: &[StagedFile]) -> Result<Vec<LoadOutcome>>;
+    /// Whether [`load_streaming`](Self::load_streaming) starts loading
+    /// before the file is staged whole; the pipeline then streams each
+    /// file of more than one part.
+    fn streams(&self) -> bool {
+        false
+    }
+    /// Loads one file of `version` while it is being staged, under the
+    /// contract of [`load`](Self::load): `parts` yields the staged part
+    /// keys in order as they are uploaded and closes after the last, and
+    /// `file` then gives the whole staged file, or the reason staging
+    /// failed (nothing is committed then). Not retried here: on an error
+    /// the caller loads the staged file with `load`, or records the
+    /// failure. The default waits for the whole file and calls `load`.
+    async fn load_streaming(
+        &self,
+        job: &Job,
+        version: &FileVersion,
+        mut parts: tokio::sync::mpsc::Receiver<String>,
+        file: tokio::sync::oneshot::Receiver<Result<StagedFile>>,
+    ) -> Result<LoadOutcome> {
+        while parts.recv().await.is_some() {}
+        let file = file.await.map_err(|_| {
+            crate::Error::transient(format!("staging of {} stopped", version.path))
+        })??;
+        let mut outcome = self.load(job, std::slice::from_ref(&file)).await?;
+        Ok(outcome.pop().unwrap_or(LoadOutcome::AlreadyLoaded))
+    }
+    /// Runs a read-only ledger report (every column text; parameters are
+    /// text values in `$n` order, by name on Redshift) and returns its rows.
+    async fn read_ledger(&self, report: &crate::ledger::ops::Report) -> Result<LedgerRows>;
+    /// Runs ledger writes in one transaction that first takes the ledger
+    /// lock loads take, so they never interleave with a load; returns the
+    /// rows each statement changed.
+    async fn write_ledger(&self, change: &crate::ledger::ops::Change) -> Result<Vec<u64>>;
     /// Records a failed version with its reason and error rows.
     async fn record_failed(&self, failed: &FailedFile<'_>) -> Result<()>;
     /// Records a version that will not be loaded, with the reason.

@@ -5,9 +5,10 @@
 //! thread and fed to `COPY … FROM STDIN`, a chunk at a time.
 
 use super::sql::{LoadSql, target_tables};
-use super::{Dialect, FailedFile, LoadOutcome, StagedFile, Warehouse};
+use super::{Dialect, FailedFile, LedgerRows, LoadOutcome, StagedFile, Warehouse};
 use crate::config::{Ident, Job, PostgresSettings};
 use crate::error::{Error, ErrorKind, Result};
+use crate::ledger::ops::{Change, Report};
 use crate::ledger::{FileState, FileVersion, LedgerSql};
 use crate::migrate::{MIGRATIONS, VERSIONS_TABLE, render};
 use crate::normalize::RowError;
@@ -20,7 +21,7 @@ use std::io::Read;
 use std::sync::Arc;
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, GenericClient, NoTls};
+use tokio_postgres::{Client, GenericClient, NoTls, Transaction};
 
 /// A PostgreSQL warehouse.
 pub struct PostgresWarehouse {
@@ -40,20 +41,29 @@ const OBJECTS_AHEAD: usize = 8;
 /// COPY task itself; larger ones stream through a blocking thread.
 const INLINE_OBJECT: i64 = 256 * 1024;
 
-/// Feeds S3 objects, one after the other, into a started `COPY … FROM
-/// STDIN`: each is streamed and (with `gzip`) gunzipped on a blocking
-/// thread, so memory stays at a few chunks whatever the size. Returns the
-/// rows COPY loaded. Pushes the number of lines sent from each object onto
-/// `lines` as it goes (to say which object a COPY error's line number
-/// falls in); with a `suffix` (`,a,b\n`) puts it in place of the line end
-/// of every CSV record (not of line breaks inside quotes).
+/// What [`feed_copy`] sent to COPY: each object's key and line count, in
+/// order (to say which object a COPY error's line number falls in).
+#[derive(Debug, Default)]
+pub struct Fed {
+    /// Keys, in the order they were fed.
+    pub keys: Vec<String>,
+    /// Lines sent from each (`keys[i]` sent `lines[i]` lines).
+    pub lines: Vec<u64>,
+}
+
+/// Feeds S3 objects, one after the other as `keys` yields them, into a
+/// started `COPY … FROM STDIN`: a large one is streamed and (with `gzip`)
+/// gunzipped on a blocking thread, so memory stays at a few chunks
+/// whatever the size. Returns the rows COPY loaded and records in `fed`
+/// what went in; with a `suffix` (`,a,b\n`) puts it in place of the line
+/// end of every CSV record (not of line breaks inside quotes).
 pub async fn feed_copy(
     sink: tokio_postgres::CopyInSink<Bytes>,
     s3: &aws_sdk_s3::Client,
     bucket: &str,
-    keys: &[String],
+    keys: impl futures::Stream<Item = String> + Send,
     gzip: bool,
-    lines: &mut Vec<u64>,
+    fed: &mut Fed,
     suffix: Option<&[u8]>,
 ) -> Result<u64> {
     use futures::StreamExt;
@@ -68,20 +78,20 @@ pub async fn feed_copy(
             let obj = s3
                 .get_object()
                 .bucket(bucket)
-                .key(key)
+                .key(key.clone())
                 .send()
                 .await
                 .map_err(sdk_error(format!("cannot read staged object {url}")));
-            (url, obj)
+            (key, url, obj)
         }
     };
-    let objects = futures::stream::iter(keys.to_vec())
-        .map(request)
-        .buffered(OBJECTS_AHEAD);
+    let objects = keys.map(request).buffered(OBJECTS_AHEAD);
     futures::pin_mut!(objects);
+    let lines = &mut fed.lines;
     let mut buf = vec![0u8; 256 * 1024];
-    while let Some((url, obj)) = objects.next().await {
+    while let Some((key, url, obj)) = objects.next().await {
         let obj = obj?;
+        fed.keys.push(key);
         lines.push(0);
         let unreadable = |e: std::io::Error| {
             Error::transient(format!("cannot read staged object {url}")).with_source(e)
@@ -114,7 +124,8 @@ pub async fn feed_copy(
             continue;
         }
         let reader = tokio_util::io::SyncIoBridge::new(obj.body.into_async_read());
-        let (chunks_tx, mut chunks_rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+        let (chunks_tx, mut chunks_rx) =
+            tokio::sync::mpsc::channel::<std::io::Result<(Bytes, u64)>>(4);
         let decoder = tokio::task::spawn_blocking(move || {
             let mut input: Box<dyn Read> = if gzip {
                 Box::new(flate2::read::MultiGzDecoder::new(reader))
@@ -155,11 +166,11 @@ pub async fn feed_copy(
 async fn send_chunk(
     sink: &mut std::pin::Pin<&mut tokio_postgres::CopyInSink<Bytes>>,
     lines: &mut [u64],
-    chunk: Bytes,
+    (chunk, breaks): (Bytes, u64),
     url: &str,
 ) -> Result<()> {
     if let Some(n) = lines.last_mut() {
-        *n += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        *n += breaks;
     }
     sink.send(chunk)
         .await
@@ -181,26 +192,29 @@ impl RecordEnds {
         }
     }
 
-    /// `data` as a chunk for COPY: completed by `ends` if there is one.
-    fn chunk(ends: &mut Option<RecordEnds>, data: &[u8]) -> Bytes {
-        match ends {
-            Some(e) => e.complete(data),
+    /// `data` as a chunk for COPY (completed by `ends` if there is one)
+    /// and the number of line breaks in it.
+    fn chunk(ends: &mut Option<RecordEnds>, data: &[u8]) -> (Bytes, u64) {
+        let lines = memchr::memchr_iter(b'\n', data).count();
+        let chunk = match ends {
+            Some(e) => e.complete(data, lines),
             None => Bytes::copy_from_slice(data),
-        }
+        };
+        (chunk, lines as u64)
     }
 
-    fn complete(&mut self, chunk: &[u8]) -> Bytes {
-        let mut out = Vec::with_capacity(chunk.len() + chunk.len() / 8);
+    /// `chunk` with each record end replaced; `lines` (its line breaks)
+    /// sizes the output once.
+    fn complete(&mut self, chunk: &[u8], lines: usize) -> Bytes {
+        let mut out = Vec::with_capacity(chunk.len() + lines * self.suffix.len());
         let mut start = 0;
-        for (i, b) in chunk.iter().enumerate() {
-            match b {
-                b'"' => self.quoted = !self.quoted,
-                b'\n' if !self.quoted => {
-                    out.extend_from_slice(&chunk[start..i]);
-                    out.extend_from_slice(&self.suffix);
-                    start = i + 1;
-                }
-                _ => {}
+        for i in memchr::memchr2_iter(b'"', b'\n', chunk) {
+            if chunk[i] == b'"' {
+                self.quoted = !self.quoted;
+            } else if !self.quoted {
+                out.extend_from_slice(&chunk[start..i]);
+                out.extend_from_slice(&self.suffix);
+                start = i + 1;
             }
         }
         out.extend_from_slice(&chunk[start..]);
@@ -293,6 +307,18 @@ impl PostgresWarehouse {
         &self.settings.schema
     }
 
+    /// A transaction holding the ledger lock.
+    async fn locked<'c>(&self, client: &'c mut Client) -> Result<Transaction<'c>> {
+        let tx = client
+            .transaction()
+            .await
+            .map_err(pg_error("cannot begin"))?;
+        tx.batch_execute(&self.ledger.lock())
+            .await
+            .map_err(pg_error("cannot lock the ledger"))?;
+        Ok(tx)
+    }
+
     /// Which of the target's columns exist; errors if the table does not.
     async fn target_columns(&self, c: &impl GenericClient, job: &Job) -> Result<Vec<&'static str>> {
         let rows = c
@@ -359,13 +385,14 @@ impl PostgresWarehouse {
         Ok(())
     }
 
-    /// Streams the staged objects from S3 into one `COPY … FROM STDIN`.
+    /// Streams staged objects from S3, as `keys` yields them, into one
+    /// `COPY … FROM STDIN`.
     async fn copy_from_s3(
         &self,
-        tx: &tokio_postgres::Transaction<'_>,
+        tx: &Transaction<'_>,
         copy_sql: &str,
-        keys: &[String],
-        lines: &mut Vec<u64>,
+        keys: impl futures::Stream<Item = String> + Send,
+        fed: &mut Fed,
         suffix: Option<&[u8]>,
     ) -> Result<u64> {
         let sink = tx
@@ -378,32 +405,32 @@ impl PostgresWarehouse {
             self.stager.bucket(),
             keys,
             true,
-            lines,
+            fed,
             suffix,
         )
         .await
     }
 
-    /// Names the staged part, line and column of a failed COPY, and the
-    /// file it belongs to (its index in `todo`) with the row error.
+    /// Names the staged part, line and column of a failed COPY, and which
+    /// of `files` (a version and its part keys) it belongs to, with the
+    /// row error.
     fn copy_failure(
         &self,
         e: Error,
-        todo: &[&StagedFile],
-        parts: &[String],
-        lines: &[u64],
+        files: &[(&FileVersion, &[String])],
+        fed: &Fed,
     ) -> (Error, Option<(usize, RowError)>) {
         let chain = e.chain();
         let Some(at) = super::copy_error_at(&chain) else {
             return (e, None);
         };
-        let (part, line) = super::locate_line(at.line, lines);
-        let Some(key) = parts.get(part) else {
+        let (part, line) = super::locate_line(at.line, &fed.lines);
+        let Some(key) = fed.keys.get(part) else {
             return (e, None);
         };
-        let owner = todo
+        let owner = files
             .iter()
-            .position(|f| f.parts.contains(key))
+            .position(|(_, parts)| parts.contains(key))
             .unwrap_or_default();
         let row = RowError {
             line,
@@ -417,7 +444,7 @@ impl PostgresWarehouse {
             e.kind(),
             format!(
                 "COPY of {} failed at staged part {} {}",
-                todo[owner].version.path,
+                files[owner].0.path,
                 self.stager.url(key),
                 row.describe()
             ),
@@ -425,14 +452,14 @@ impl PostgresWarehouse {
         (error, Some((owner, row)))
     }
 
-    /// The batch's files that the ledger does not have as `loaded`.
-    async fn not_loaded<'b>(
+    /// Which of `versions` (indices) the ledger does not have as `loaded`.
+    async fn not_loaded(
         &self,
-        tx: &tokio_postgres::Transaction<'_>,
+        tx: &Transaction<'_>,
         job: &Job,
-        batch: &'b [StagedFile],
-    ) -> Result<Vec<&'b StagedFile>> {
-        let paths: Vec<&str> = batch.iter().map(|f| f.version.path.as_str()).collect();
+        versions: &[&FileVersion],
+    ) -> Result<Vec<usize>> {
+        let paths: Vec<&str> = versions.iter().map(|v| v.path.as_str()).collect();
         let loaded: Vec<(String, i64, i64)> = tx
             .query(&self.ledger.loaded_among(), &[&job.name, &paths])
             .await
@@ -440,10 +467,9 @@ impl PostgresWarehouse {
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect();
-        Ok(batch
-            .iter()
-            .filter(|f| {
-                let v = &f.version;
+        Ok((0..versions.len())
+            .filter(|&i| {
+                let v = versions[i];
                 !loaded.iter().any(|(p, size, mtime)| {
                     *p == v.path && *size == v.size as i64 && *mtime == v.mtime
                 })
@@ -518,21 +544,29 @@ impl PostgresWarehouse {
         .map_err(pg_error(format!("cannot insert into {}", job.target)))
     }
 
-    async fn load_once(&self, job: &Job, batch: &[StagedFile]) -> Result<Vec<LoadOutcome>> {
+    /// Begins the load of `versions`: locks the ledger, leaves out the
+    /// versions already loaded (`None`, rolled back, when that is all of
+    /// them), locks the targets, and prepares the COPY (a stage table, or
+    /// the line suffix of a COPY straight into the target).
+    async fn begin<'c>(
+        &self,
+        client: &'c mut Client,
+        job: &Job,
+        versions: &[&FileVersion],
+    ) -> Result<Option<OpenLoad<'c>>> {
         let started = chrono::Utc::now();
         let clock = std::time::Instant::now();
-        let mut guard = self.client().await?;
-        let tx = guard
+        let tx = client
             .transaction()
             .await
             .map_err(pg_error("cannot begin the load transaction"))?;
         tx.batch_execute(&self.ledger.lock())
             .await
             .map_err(pg_error("cannot lock the ledger"))?;
-        let todo = self.not_loaded(&tx, job, batch).await?;
+        let todo = self.not_loaded(&tx, job, versions).await?;
         if todo.is_empty() {
             tx.rollback().await.map_err(pg_error("cannot roll back"))?;
-            return Ok(vec![LoadOutcome::AlreadyLoaded; batch.len()]);
+            return Ok(None);
         }
         let target_meta = self.target_columns(&tx, job).await?;
         tx.batch_execute(&self.ledger.lock_targets(&target_tables(self.schema(), job)))
@@ -541,21 +575,33 @@ impl PostgresWarehouse {
         let load_id = uuid::Uuid::new_v4().simple().to_string();
         let stage =
             Ident::parse(&format!("ferry_stage_{}", &load_id[..12])).expect("a valid identifier");
-        let sql = LoadSql {
-            dialect: Dialect::Postgres,
-            schema: self.schema(),
-            job,
-            stage: &stage,
+        let mut open = OpenLoad {
+            tx,
+            load_id,
+            stage,
             target_meta,
+            todo,
+            direct: false,
+            copy_sql: String::new(),
+            suffix: None,
+            started,
+            clock,
         };
+        let sql = open.sql(self.schema(), job);
         // Appending without dimensions to a target that keeps ferry_file
         // and ferry_line needs no stage: COPY writes the target directly
         // (COPY inserts in bulk; INSERT … SELECT from a stage row by row
         // took longer than the COPY itself), each line completed with the
         // load id and time.
         let direct = sql.direct_append();
+        let copy_sql = if direct {
+            sql.copy_target_from_stdin()
+        } else {
+            sql.copy_stage_from_stdin()
+        };
         let suffix = if direct {
-            let now: String = tx
+            let now: String = open
+                .tx
                 .query_one(
                     "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'",
                     &[],
@@ -563,46 +609,85 @@ impl PostgresWarehouse {
                 .await
                 .map_err(pg_error("cannot read the transaction time"))?
                 .get(0);
-            Some(sql.direct_suffix(&load_id, &now))
+            Some(sql.direct_suffix(&open.load_id, &now))
         } else {
-            tx.batch_execute(&sql.create_stage())
+            open.tx
+                .batch_execute(&sql.create_stage())
                 .await
                 .map_err(pg_error("cannot create the staging table"))?;
             None
         };
-        let copy_sql = if direct {
-            sql.copy_target_from_stdin()
-        } else {
-            sql.copy_stage_from_stdin()
-        };
-        let parts: Vec<String> = todo.iter().flat_map(|f| f.parts.iter().cloned()).collect();
-        let expected: u64 = todo.iter().map(|f| f.rows).sum();
-        let mut lines = Vec::new();
-        let t_prepare = clock.elapsed();
-        let copied = if parts.is_empty() {
-            0
-        } else {
-            match self
-                .copy_from_s3(&tx, &copy_sql, &parts, &mut lines, suffix.as_deref())
-                .await
-            {
-                Ok(n) => n,
-                Err(e) => {
-                    let (error, row) = self.copy_failure(e, &todo, &parts, &lines);
-                    drop(tx);
-                    // Loaded alone, the file's COPY error is kept with it
-                    // (in a batch, the file-by-file retry keeps it).
-                    if let (1, Some((i, row))) = (todo.len(), row)
-                        && let Err(e) = self
-                            .insert_errors(&*guard, &todo[i].version, None, &[row])
-                            .await
-                    {
-                        tracing::warn!(error = %e.chain(), "cannot keep the COPY error row");
-                    }
-                    return Err(error);
+        (open.direct, open.copy_sql, open.suffix) = (direct, copy_sql, suffix);
+        Ok(Some(open))
+    }
+
+    /// COPYs what `keys` yields; a failed COPY names the file (one of
+    /// `files`, which gets what was fed), staged part, line and column,
+    /// and puts the row error in `keep` when the load holds one file (in
+    /// a batch, the file-by-file retry keeps it).
+    async fn copy<'c>(
+        &self,
+        open: OpenLoad<'c>,
+        keys: impl futures::Stream<Item = String> + Send,
+        files: impl FnOnce(&Fed) -> Vec<(FileVersion, Vec<String>)>,
+        keep: &mut Option<(FileVersion, RowError)>,
+    ) -> Result<(OpenLoad<'c>, u64)> {
+        let mut fed = Fed::default();
+        let copied = self
+            .copy_from_s3(
+                &open.tx,
+                &open.copy_sql,
+                keys,
+                &mut fed,
+                open.suffix.as_deref(),
+            )
+            .await;
+        match copied {
+            Ok(n) => Ok((open, n)),
+            Err(e) => {
+                let mut files = files(&fed);
+                let refs: Vec<(&FileVersion, &[String])> =
+                    files.iter().map(|(v, p)| (v, p.as_slice())).collect();
+                let (error, row) = self.copy_failure(e, &refs, &fed);
+                if let (1, Some((_, row))) = (files.len(), row) {
+                    *keep = files.pop().map(|(v, _)| (v, row));
                 }
+                Err(error)
             }
-        };
+        }
+    }
+
+    /// Runs `load` (which locks the client itself), then, if its COPY
+    /// failed on a row of a file loaded alone, keeps that error row in
+    /// the ledger (after the rollback).
+    async fn keeping_copy_errors<T>(
+        &self,
+        load: impl AsyncFnOnce(&mut Option<(FileVersion, RowError)>) -> Result<T>,
+    ) -> Result<T> {
+        let mut keep = None;
+        let result = load(&mut keep).await;
+        if let Some((version, row)) = keep {
+            let kept = match self.client().await {
+                Ok(c) => self.insert_errors(&*c, &version, None, &[row]).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = kept {
+                tracing::warn!(error = %e.chain(), "cannot keep the COPY error row");
+            }
+        }
+        result
+    }
+
+    /// Checks COPY's count against normalize's, merges, records the files
+    /// and the load, and commits; returns the load id.
+    async fn commit(
+        &self,
+        open: OpenLoad<'_>,
+        job: &Job,
+        todo: &[&StagedFile],
+        copied: u64,
+    ) -> Result<String> {
+        let expected: u64 = todo.iter().map(|f| f.rows).sum();
         if copied != expected {
             let prefixes: Vec<String> = todo
                 .iter()
@@ -613,18 +698,20 @@ impl PostgresWarehouse {
                 prefixes.join(", ")
             )));
         }
-        let t_copy = clock.elapsed();
-        let inserted = if direct {
+        let t_copy = open.clock.elapsed();
+        let sql = open.sql(self.schema(), job);
+        let (tx, load_id) = (&open.tx, open.load_id.as_str());
+        let inserted = if open.direct {
             copied
         } else {
-            self.merge(&tx, job, &sql, &load_id).await?
+            self.merge(tx, job, &sql, load_id).await?
         };
-        let t_merge = clock.elapsed();
-        futures::future::try_join_all(todo.iter().map(|f| self.record_loaded(&tx, f, &load_id)))
+        let t_merge = open.clock.elapsed();
+        futures::future::try_join_all(todo.iter().map(|f| self.record_loaded(tx, f, load_id)))
             .await?;
         let bytes: i64 = todo.iter().map(|f| f.input_bytes as i64).sum();
         let (files, rows) = (todo.len() as i32, expected as i64);
-        let duration_ms = clock.elapsed().as_millis() as i64;
+        let duration_ms = open.clock.elapsed().as_millis() as i64;
         tx.execute(
             &self.ledger.insert_load(),
             &[
@@ -633,18 +720,20 @@ impl PostgresWarehouse {
                 &files,
                 &rows,
                 &bytes,
-                &started,
+                &open.started,
                 &duration_ms,
             ],
         )
         .await
         .map_err(pg_error("cannot record the load"))?;
-        if !direct {
+        if !open.direct {
             tx.batch_execute(&sql.drop_stage())
                 .await
                 .map_err(pg_error("cannot drop the staging table"))?;
         }
-        tx.commit()
+        drop(sql);
+        open.tx
+            .commit()
             .await
             .map_err(pg_error("cannot commit the load"))?;
         tracing::debug!(
@@ -652,15 +741,110 @@ impl PostgresWarehouse {
             files,
             copied,
             inserted,
-            prepare_ms = t_prepare.as_millis() as u64,
-            copy_ms = (t_copy - t_prepare).as_millis() as u64,
+            copy_ms = t_copy.as_millis() as u64,
             merge_ms = (t_merge - t_copy).as_millis() as u64,
-            ledger_and_commit_ms = (clock.elapsed() - t_merge).as_millis() as u64,
+            ledger_and_commit_ms = (open.clock.elapsed() - t_merge).as_millis() as u64,
             "load committed"
         );
-        Ok(super::outcomes(batch, &load_id, |f| {
-            todo.iter().any(|t| std::ptr::eq(*t, f))
-        }))
+        Ok(open.load_id)
+    }
+
+    async fn load_once(&self, job: &Job, batch: &[StagedFile]) -> Result<Vec<LoadOutcome>> {
+        self.keeping_copy_errors(async |keep: &mut Option<(FileVersion, RowError)>| {
+            let versions: Vec<&FileVersion> = batch.iter().map(|f| &f.version).collect();
+            let mut guard = self.client().await?;
+            let Some(open) = self.begin(&mut guard, job, &versions).await? else {
+                return Ok(vec![LoadOutcome::AlreadyLoaded; batch.len()]);
+            };
+            let todo: Vec<&StagedFile> = open.todo.iter().map(|&i| &batch[i]).collect();
+            let parts: Vec<String> = todo.iter().flat_map(|f| f.parts.iter().cloned()).collect();
+            let (open, copied) = if parts.is_empty() {
+                (open, 0)
+            } else {
+                let files = |_: &Fed| {
+                    todo.iter()
+                        .map(|f| (f.version.clone(), f.parts.clone()))
+                        .collect()
+                };
+                self.copy(open, futures::stream::iter(parts), files, keep)
+                    .await?
+            };
+            let load_id = self.commit(open, job, &todo, copied).await?;
+            Ok(super::outcomes(batch, &load_id, |f| {
+                todo.iter().any(|t| std::ptr::eq(*t, f))
+            }))
+        })
+        .await
+    }
+
+    /// [`Warehouse::load_streaming`], once: the COPY starts with the first
+    /// part and ends when `parts` closes; the commit waits for `file`.
+    async fn load_streaming_once(
+        &self,
+        job: &Job,
+        version: &FileVersion,
+        parts: tokio::sync::mpsc::Receiver<String>,
+        file: tokio::sync::oneshot::Receiver<Result<StagedFile>>,
+    ) -> Result<LoadOutcome> {
+        self.keeping_copy_errors(async |keep: &mut Option<(FileVersion, RowError)>| {
+            let mut guard = self.client().await?;
+            let Some(open) = self.begin(&mut guard, job, &[version]).await? else {
+                return Ok(LoadOutcome::AlreadyLoaded);
+            };
+            let keys = futures::stream::unfold(parts, |mut rx| async move {
+                rx.recv().await.map(|key| (key, rx))
+            });
+            let files = |fed: &Fed| vec![(version.clone(), fed.keys.clone())];
+            let (open, copied) = self.copy(open, keys, files, keep).await?;
+            let file = file
+                .await
+                .map_err(|_| Error::transient(format!("staging of {} stopped", version.path)))??;
+            let load_id = self.commit(open, job, &[&file], copied).await?;
+            Ok(LoadOutcome::Loaded {
+                load_id,
+                rows: file.rows,
+            })
+        })
+        .await
+    }
+}
+
+/// Named text parameters, bound in order.
+fn text_params<'p>(
+    params: &'p [(&'static str, String)],
+) -> Vec<&'p (dyn tokio_postgres::types::ToSql + Sync)> {
+    params
+        .iter()
+        .map(|(_, v)| v as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect()
+}
+
+/// A load transaction that holds the ledger and target locks.
+struct OpenLoad<'c> {
+    tx: Transaction<'c>,
+    load_id: String,
+    stage: Ident,
+    target_meta: Vec<&'static str>,
+    /// Which of the versions asked for are not loaded yet (indices).
+    todo: Vec<usize>,
+    /// COPY goes straight into the target (no stage).
+    direct: bool,
+    copy_sql: String,
+    /// Put in place of each staged line's end (direct COPY only).
+    suffix: Option<Vec<u8>>,
+    started: chrono::DateTime<chrono::Utc>,
+    clock: std::time::Instant,
+}
+
+impl OpenLoad<'_> {
+    fn sql<'a>(&'a self, schema: &'a Ident, job: &'a Job) -> LoadSql<'a> {
+        LoadSql {
+            dialect: Dialect::Postgres,
+            schema,
+            job,
+            stage: &self.stage,
+            target_meta: self.target_meta.clone(),
+        }
     }
 }
 
@@ -811,16 +995,59 @@ impl Warehouse for PostgresWarehouse {
         .await
     }
 
+    fn streams(&self) -> bool {
+        true
+    }
+
+    async fn load_streaming(
+        &self,
+        job: &Job,
+        version: &FileVersion,
+        parts: tokio::sync::mpsc::Receiver<String>,
+        file: tokio::sync::oneshot::Receiver<Result<StagedFile>>,
+    ) -> Result<LoadOutcome> {
+        self.load_streaming_once(job, version, parts, file).await
+    }
+
+    async fn read_ledger(&self, report: &Report) -> Result<LedgerRows> {
+        let guard = self.client().await?;
+        let values = text_params(&report.params);
+        let rows = guard
+            .query(&report.sql, &values)
+            .await
+            .map_err(pg_error("cannot read the ledger"))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| r.get::<_, Option<String>>(i))
+                    .collect()
+            })
+            .collect())
+    }
+
+    async fn write_ledger(&self, change: &Change) -> Result<Vec<u64>> {
+        let mut guard = self.client().await?;
+        let tx = self.locked(&mut guard).await?;
+        let values = text_params(&change.params);
+        let mut changed = Vec::with_capacity(change.sqls.len());
+        for sql in &change.sqls {
+            changed.push(
+                tx.execute(sql, &values)
+                    .await
+                    .map_err(pg_error("cannot change the ledger"))?,
+            );
+        }
+        tx.commit()
+            .await
+            .map_err(pg_error("cannot commit the ledger change"))?;
+        Ok(changed)
+    }
+
     async fn record_failed(&self, f: &FailedFile<'_>) -> Result<()> {
         let v = f.version;
         let mut guard = self.client().await?;
-        let tx = guard
-            .transaction()
-            .await
-            .map_err(pg_error("cannot begin"))?;
-        tx.batch_execute(&self.ledger.lock())
-            .await
-            .map_err(pg_error("cannot lock the ledger"))?;
+        let tx = self.locked(&mut guard).await?;
         let size = v.size as i64;
         let states = tx
             .query(&self.ledger.lookup(), &[&v.job, &v.path, &size, &v.mtime])
@@ -867,5 +1094,36 @@ impl Warehouse for PostgresWarehouse {
             "cannot mark the file finalized",
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecordEnds;
+
+    /// Feeds `text` in chunks of `size` and joins what comes out.
+    fn completed(text: &str, size: usize) -> (String, u64) {
+        let mut ends = Some(RecordEnds::new(b",L,T\n"));
+        let (mut out, mut lines) = (Vec::new(), 0);
+        for piece in text.as_bytes().chunks(size) {
+            let (chunk, n) = RecordEnds::chunk(&mut ends, piece);
+            out.extend_from_slice(&chunk);
+            lines += n;
+        }
+        (String::from_utf8(out).unwrap(), lines)
+    }
+
+    #[test]
+    fn record_ends_get_the_suffix_but_line_breaks_inside_quotes_do_not() {
+        let text = "a,1\n\"x\ny\",\"he said \"\"hi\"\"\n\"\nb,2\n";
+        let want = "a,1,L,T\n\"x\ny\",\"he said \"\"hi\"\"\n\",L,T\nb,2,L,T\n";
+        // Whatever the chunking, quotes are tracked across chunk ends.
+        for size in [1, 2, 3, 5, 7, text.len()] {
+            assert_eq!(
+                completed(text, size),
+                (want.to_string(), 5),
+                "chunks of {size}"
+            );
+        }
     }
 }

@@ -22,9 +22,10 @@
 //! names the file, line and column.
 
 use super::sql::LoadSql;
-use super::{Dialect, FailedFile, LoadOutcome, StagedFile, Warehouse};
+use super::{Dialect, FailedFile, LedgerRows, LoadOutcome, StagedFile, Warehouse};
 use crate::config::{Ident, Job, RedshiftDataSettings, RedshiftTarget};
 use crate::error::{Error, ErrorKind, Result};
+use crate::ledger::ops::{Change, Report};
 use crate::ledger::{FileState, FileVersion, LedgerSql};
 use crate::migrate::{MIGRATIONS, VERSIONS_TABLE, render};
 use crate::normalize::RowError;
@@ -1104,6 +1105,39 @@ impl Warehouse for RedshiftDataWarehouse {
             self.load_once(job, batch)
         })
         .await
+    }
+
+    async fn read_ledger(&self, report: &Report) -> Result<LedgerRows> {
+        let params: Vec<Param<'_>> = report
+            .params
+            .iter()
+            .map(|(n, v)| (*n, Some(v.clone())))
+            .collect();
+        let rows = self
+            .query(&report.sql, &params, "reading the ledger")
+            .await?;
+        Ok(rows.iter().map(|r| r.iter().map(text).collect()).collect())
+    }
+
+    async fn write_ledger(&self, change: &Change) -> Result<Vec<u64>> {
+        let params: Vec<Param<'_>> = change
+            .params
+            .iter()
+            .map(|(n, v)| (*n, Some(v.clone())))
+            .collect();
+        let mut sqls = vec![self.ledger.lock()];
+        sqls.extend(change.sqls.iter().cloned());
+        let id = self.submit_batch(&sqls, &params).await?;
+        let done = self
+            .wait(&id, "changing the ledger")
+            .await?
+            .map_err(|f| Self::failure("cannot change the ledger", &f))?;
+        Ok(done
+            .sub_statements()
+            .iter()
+            .skip(1)
+            .map(|s| s.result_rows().max(0) as u64)
+            .collect())
     }
 
     async fn record_failed(&self, f: &FailedFile<'_>) -> Result<()> {

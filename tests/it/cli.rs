@@ -280,3 +280,77 @@ fn infer_prints_a_mapping_and_a_create_table_without_a_config() {
     );
     assert!(out.contains("    \"when\" TIMESTAMPTZ NOT NULL,"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operations_commands_print_tables_and_json_and_reset_asks_first() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let header = "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n";
+    stack.put_sftp(
+        "/outbox/a.csv",
+        &format!("{header}e1,t1,created,open,u1,jira,2026-03-01T10:00:00Z,5,1,\n"),
+    );
+    let bad: String = (0..11)
+        .map(|i| format!("b{i},t1,created,open,u1,jira,2026-03-01T10:00:00Z,later,1,\n"))
+        .collect();
+    stack.put_sftp("/outbox/b.csv", &format!("{header}{bad}"));
+    let cfg = stack.write_config(&stack.config_toml(&db, &task_events_job("")));
+    let run = |args: &'static [&'static str]| {
+        let cfg = cfg.clone();
+        async move {
+            let o = tokio::task::spawn_blocking(move || ferry(&cfg, args))
+                .await
+                .unwrap();
+            let (out, err) = text(&o);
+            (o.status.code(), out, err)
+        }
+    };
+    assert_eq!(run(&["migrate"]).await.0, Some(0));
+    assert_eq!(run(&["once"]).await.0, Some(1), "b.csv fails");
+
+    let (code, out, err) = run(&["jobs"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("JOB  ") && lines[0].contains("LAST_LOAD"),
+        "{out}"
+    );
+    assert!(lines[1].starts_with("task-events  active"), "{out}");
+
+    let (_, out, _) = run(&["files", "--state", "failed", "--json"]).await;
+    let files: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(files.as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(files[0]["path"], "/outbox/b.csv");
+    assert_eq!(files[0]["state"], "failed");
+
+    let (_, out, _) = run(&["errors", "--file", "/outbox/b.csv", "--limit", "3"]).await;
+    assert_eq!(out.lines().count(), 4, "a header and three rows: {out}");
+    assert!(
+        out.contains("duration_ms") && out.contains("later"),
+        "{out}"
+    );
+
+    let (code, out, _) = run(&["jobs", "pause", "task-events"]).await;
+    assert_eq!(code, Some(0));
+    assert!(out.contains("job task-events paused"), "{out}");
+    let (_, out, _) = run(&["jobs", "--json"]).await;
+    assert!(out.contains("\"state\": \"paused\""), "{out}");
+    let (code, _, err) = run(&["jobs", "resume", "nope"]).await;
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("no job named \"nope\""), "{err}");
+
+    let (code, out, _) = run(&["retry", "--job", "task-events"]).await;
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("1 failed file version(s)"), "{out}");
+
+    // No terminal to confirm on: reset refuses without --yes.
+    let (code, _, err) = run(&["reset", "task-events"]).await;
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("pass --yes"), "{err}");
+    assert_eq!(db.count("ferry_files").await, 1, "nothing was forgotten");
+    let (code, out, _) = run(&["reset", "task-events", "--yes"]).await;
+    assert_eq!(code, Some(0));
+    assert!(out.contains("forgot 1 file version(s), 1 load(s)"), "{out}");
+    assert_eq!(db.count("ferry_files").await, 0);
+    db.drop_schema().await;
+}

@@ -1,6 +1,6 @@
 //! One suite of end-to-end load cases, run against every warehouse
 //! backend: each case is written once as an `async fn(Backend)` and the
-//! `conformance!` macro makes a test per backend.
+//! `both_backends!` macro (in the harness) makes a test per backend.
 
 use crate::harness::{BUCKET, Backend, Env, task_events_job};
 use ferry::pipeline::{Drain, run_pass, run_pass_draining};
@@ -23,6 +23,29 @@ fn events(prefix: &str, n: usize, base: i64) -> String {
     body
 }
 
+/// Makes the first insert into the fact table fail as a concurrent writer
+/// would make it fail, with `message` and SQLSTATE `code`; the sequence
+/// `attempts` counts the inserts tried (it survives rollbacks).
+async fn conflict_once(env: &Env, message: &str, code: &str) {
+    let s = &env.db.schema;
+    env.db
+        .client
+        .batch_execute(&format!(
+            r#"CREATE SEQUENCE "{s}".attempts;
+            CREATE FUNCTION "{s}".conflict_once() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF nextval('"{s}".attempts') = 1 THEN
+                RAISE EXCEPTION '{message}' USING ERRCODE = '{code}';
+              END IF;
+              RETURN NULL;
+            END $$;
+            CREATE TRIGGER conflict_once AFTER INSERT ON "{s}".task_events
+              FOR EACH STATEMENT EXECUTE FUNCTION "{s}".conflict_once();"#
+        ))
+        .await
+        .unwrap();
+}
+
 /// `(event_id, column as text)` of the target, in key order.
 async fn by_event(env: &Env, column: &str) -> Vec<(String, String)> {
     env.db
@@ -41,28 +64,7 @@ async fn by_event(env: &Env, column: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $case() {
-                    super::$case(super::Backend::Postgres).await
-                }
-            )*
-        }
-        mod redshift_data {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $case() {
-                    super::$case(super::Backend::RedshiftData).await
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+crate::harness::both_backends!(
     files_of_a_poll_load_in_one_batch_and_one_transaction,
     a_full_batch_loads_and_the_rest_waits_for_max_wait,
     a_bad_file_fails_alone_and_the_rest_of_its_batch_loads,
@@ -72,7 +74,14 @@ conformance!(
     a_copy_error_names_the_file_line_and_column_and_is_kept,
     append_without_dimensions_keeps_every_row_and_its_load_metadata,
     a_changed_file_is_reloaded_or_ignored_as_on_change_says,
+    a_file_of_many_parts_loads_once_with_two_replicas_at_it,
+    a_file_of_many_parts_with_too_many_rejects_fails_whole,
+    a_conflict_while_a_file_of_many_parts_loads_reruns_it_once,
 );
+
+/// Job settings that cut a file of a few hundred events into many parts
+/// (on PostgreSQL such a file streams: its COPY starts with part 0).
+const MANY_PARTS: &str = "part_size = \"4KiB\"";
 
 async fn files_of_a_poll_load_in_one_batch_and_one_transaction(backend: Backend) {
     let env = Env::start(backend).await;
@@ -278,23 +287,8 @@ async fn a_serialization_conflict_reruns_the_whole_load_and_loads_once(backend: 
             "XX000",
         ),
     };
+    conflict_once(&env, message, code).await;
     let s = &env.db.schema;
-    env.db
-        .client
-        .batch_execute(&format!(
-            r#"CREATE SEQUENCE "{s}".attempts;
-            CREATE FUNCTION "{s}".conflict_once() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-              IF nextval('"{s}".attempts') = 1 THEN
-                RAISE EXCEPTION '{message}' USING ERRCODE = '{code}';
-              END IF;
-              RETURN NULL;
-            END $$;
-            CREATE TRIGGER conflict_once AFTER INSERT ON "{s}".task_events
-              FOR EACH STATEMENT EXECUTE FUNCTION "{s}".conflict_once();"#
-        ))
-        .await
-        .unwrap();
     let report = run_pass(&rt, None).await.unwrap();
     assert!(!report.has_failures(), "{report:?}");
     assert_eq!(report.loaded.len(), 1);
@@ -496,4 +490,96 @@ async fn a_changed_file_is_reloaded_or_ignored_as_on_change_says(backend: Backen
         }
         env.finish().await;
     }
+}
+
+async fn a_file_of_many_parts_loads_once_with_two_replicas_at_it(backend: Backend) {
+    let env = Env::start(backend).await;
+    env.stack.put_sftp("/outbox/big.csv", &events("b", 600, 0));
+    let (one, two) = (
+        env.runtime(&task_events_job(MANY_PARTS)).await,
+        env.runtime(&task_events_job(MANY_PARTS)).await,
+    );
+    // Both replicas stage and load the same file at once; the ledger lock
+    // lets one commit and the other leave it out.
+    let (a, b) = futures::join!(run_pass(&one, None), run_pass(&two, None));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(!a.has_failures() && !b.has_failures(), "{a:?} {b:?}");
+    assert_eq!(a.loaded.len() + b.loaded.len(), 1, "{a:?} {b:?}");
+    assert_eq!(a.skipped + b.skipped, 1, "{a:?} {b:?}");
+    let staged = env.stack.staged_objects();
+    assert!(
+        staged.iter().filter(|k| k.contains("/part-")).count() >= 5,
+        "{staged:?}"
+    );
+    assert_eq!(env.db.count("task_events").await, 600);
+    assert_eq!(
+        env.db.count_where("ferry_files", "state = 'loaded'").await,
+        1
+    );
+    assert_eq!(env.db.count("ferry_loads").await, 1);
+    let durations = by_event(&env, "duration_ms").await;
+    assert_eq!(
+        durations
+            .iter()
+            .map(|(_, d)| d.parse::<i64>().unwrap())
+            .sum::<i64>(),
+        (0..600).sum::<i64>()
+    );
+    env.finish().await;
+}
+
+async fn a_file_of_many_parts_with_too_many_rejects_fails_whole(backend: Backend) {
+    let env = Env::start(backend).await;
+    // Good rows first (several parts go up and into COPY), bad ones at
+    // the end: the load must not commit what came before.
+    let mut body = events("b", 400, 0);
+    for i in 0..20 {
+        body.push_str(&format!(
+            "bad-{i},t1,created,open,u1,jira,2026-03-01T10:00:00Z,not-a-number,1,\n"
+        ));
+    }
+    env.stack.put_sftp("/outbox/big.csv", &body);
+    let rt = env.runtime(&task_events_job(MANY_PARTS)).await;
+    let report = run_pass(&rt, None).await.unwrap();
+    assert!(report.loaded.is_empty(), "{report:?}");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(
+        report.failed[0]
+            .2
+            .contains("20 rejected records, more than max_errors = 10"),
+        "{report:?}"
+    );
+    assert_eq!(env.db.count("task_events").await, 0, "nothing committed");
+    assert_eq!(env.db.count("ferry_loads").await, 0);
+    assert_eq!(
+        env.db.count_where("ferry_files", "state = 'failed'").await,
+        1
+    );
+    assert_eq!(env.db.count("ferry_load_errors").await, 20);
+    // Failed files wait for an operator: the next pass loads nothing.
+    let again = run_pass(&rt, None).await.unwrap();
+    assert!(again.loaded.is_empty() && again.skipped == 1, "{again:?}");
+    env.finish().await;
+}
+
+async fn a_conflict_while_a_file_of_many_parts_loads_reruns_it_once(backend: Backend) {
+    let env = Env::start(backend).await;
+    env.stack.put_sftp("/outbox/big.csv", &events("b", 500, 0));
+    let rt = env.runtime(&task_events_job(MANY_PARTS)).await;
+    // PostgreSQL's 40001 on both: the Data API stand-in runs on
+    // PostgreSQL too.
+    conflict_once(
+        &env,
+        "could not serialize access due to concurrent update",
+        "40001",
+    )
+    .await;
+    let report = run_pass(&rt, None).await.unwrap();
+    assert!(!report.has_failures(), "{report:?}");
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    assert_eq!(report.loaded[0].rows, 500);
+    assert_eq!(env.db.count("task_events").await, 500);
+    assert_eq!(env.db.count("ferry_files").await, 1);
+    assert_eq!(env.db.count("ferry_loads").await, 1);
+    env.finish().await;
 }

@@ -446,3 +446,27 @@ impl Env {
         self.db.drop_schema().await;
     }
 }
+
+/// Makes a test per warehouse backend of each `async fn case(Backend)`:
+/// `postgres::case` and `redshift_data::case`.
+macro_rules! both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $case() {
+                    super::$case(super::Backend::Postgres).await
+                }
+            )*
+        }
+        mod redshift_data {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $case() {
+                    super::$case(super::Backend::RedshiftData).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use both_backends;

@@ -11,6 +11,7 @@ mod crash;
 mod daemon;
 mod ftp_source;
 mod harness;
+mod ops;
 mod real_servers;
 mod redshift_data;
 mod redshift_sql;

@@ -147,6 +147,40 @@ fn ledger_statements_are_redshift_sql_with_named_parameters() {
     assert!(pg.lookup().contains("$4") && !pg.lookup().contains(":mtime"));
 }
 
+#[test]
+fn operations_statements_are_redshift_sql_with_named_parameters() {
+    use ferry::ledger::LedgerSql;
+    use ferry::ledger::ops::Filter;
+    let l = LedgerSql::with_dialect(&Ident::parse("analytics").unwrap(), Dialect::Redshift);
+    let filter = Filter {
+        job: Some("j".into()),
+        detail: Some("x".into()),
+        limit: 10,
+    };
+    let mut statements = vec![
+        l.jobs_report().sql,
+        l.files_report(&filter).sql,
+        l.files_report(&Filter::default()).sql,
+        l.errors_report(&filter).sql,
+    ];
+    for change in [
+        l.set_auto("j", false),
+        l.set_auto("j", true),
+        l.retry_failed("j", None),
+        l.retry_failed("j", Some("/a.csv")),
+        l.reset_job("j"),
+    ] {
+        for s in &change.sqls {
+            assert!(s.contains(":job"), "{s}");
+        }
+        statements.extend(change.sqls);
+    }
+    for s in &statements {
+        check(s);
+        assert!(!s.contains('$'), "{s}");
+    }
+}
+
 /// Options of a Redshift COPY from S3 ferry may use: every one is in
 /// Redshift's documented option list (data source, authorization, format,
 /// compression, conversion and load control).

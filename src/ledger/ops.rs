@@ -1,0 +1,253 @@
+//! The ledger statements behind the operations commands (`ferry jobs`,
+//! `files`, `errors`, `retry`, `reset`, `jobs pause|resume`): reports whose
+//! every column is text, so both backends return them the same way, and
+//! the few writes an operator may make.
+//!
+//! Parameters are text values bound by name (`$n` here, `:name` on
+//! Redshift); a row limit is a number the command line parsed, written
+//! into the text as digits.
+
+use super::LedgerSql;
+
+/// A read-only report: its SQL, parameters (name, value) in `$n` order,
+/// and the column headers.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The query; every column is text (or NULL).
+    pub sql: String,
+    /// Parameters, in `$n` order.
+    pub params: Vec<(&'static str, String)>,
+    /// Column headers, one per selected column.
+    pub columns: &'static [&'static str],
+}
+
+/// Ledger writes run in one transaction after the ledger lock.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// Statements, each using every parameter.
+    pub sqls: Vec<String>,
+    /// Parameters, in `$n` order.
+    pub params: Vec<(&'static str, String)>,
+}
+
+/// Columns of [`LedgerSql::jobs_report`].
+pub const JOB_COLUMNS: &[&str] = &[
+    "job",
+    "state",
+    "source",
+    "path",
+    "target",
+    "loaded",
+    "failed",
+    "rows",
+    "last_load",
+];
+
+/// Columns of [`LedgerSql::files_report`].
+pub const FILE_COLUMNS: &[&str] = &[
+    "job", "path", "state", "size", "mtime", "rows", "rejected", "at", "error",
+];
+
+/// Columns of [`LedgerSql::errors_report`].
+pub const ERROR_COLUMNS: &[&str] = &[
+    "job",
+    "path",
+    "line",
+    "column",
+    "code",
+    "reason",
+    "raw_value",
+    "raw_line",
+    "at",
+];
+
+/// Filters of `ferry files` and `ferry errors`.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this job.
+    pub job: Option<String>,
+    /// Only this path (errors) or state (files).
+    pub detail: Option<String>,
+    /// At most this many rows, newest first.
+    pub limit: u32,
+}
+
+impl LedgerSql {
+    /// Per job in `ferry_jobs`: pause state, source, path, target, files
+    /// loaded and failed, rows loaded, the last load.
+    pub fn jobs_report(&self) -> Report {
+        Report {
+            sql: format!(
+                "SELECT j.job, CASE WHEN j.auto THEN 'active' ELSE 'paused' END, j.source, j.path, j.target, \
+                 CAST(SUM(CASE WHEN f.state = 'loaded' THEN 1 ELSE 0 END) AS VARCHAR(20)), \
+                 CAST(SUM(CASE WHEN f.state = 'failed' THEN 1 ELSE 0 END) AS VARCHAR(20)), \
+                 CAST(SUM(CASE WHEN f.state = 'loaded' THEN f.rows_loaded ELSE 0 END) AS VARCHAR(20)), \
+                 CAST(MAX(f.loaded_at) AS VARCHAR(40)) \
+                 FROM {jobs} j LEFT JOIN {files} f ON f.job = j.job \
+                 GROUP BY j.job, j.auto, j.source, j.path, j.target ORDER BY j.job",
+                jobs = self.jobs,
+                files = self.files
+            ),
+            params: Vec::new(),
+            columns: JOB_COLUMNS,
+        }
+    }
+
+    /// File versions, newest first; `filter.detail` is a state.
+    pub fn files_report(&self, filter: &Filter) -> Report {
+        let (cond, params) = conditions(filter, "state");
+        Report {
+            sql: self.dialect.adapt(
+                &format!(
+                    "SELECT job, path, state, CAST(size AS VARCHAR(20)), CAST(mtime AS VARCHAR(20)), \
+                     CAST(rows_loaded AS VARCHAR(20)), CAST(rows_rejected AS VARCHAR(20)), \
+                     CAST(COALESCE(loaded_at, first_seen_at) AS VARCHAR(40)), error \
+                     FROM {} WHERE {cond} ORDER BY COALESCE(loaded_at, first_seen_at) DESC, path LIMIT {}",
+                    self.files, filter.limit
+                ),
+                &names(&params),
+            ),
+            params,
+            columns: FILE_COLUMNS,
+        }
+    }
+
+    /// Rejected records and COPY errors, newest first; `filter.detail` is
+    /// a path.
+    pub fn errors_report(&self, filter: &Filter) -> Report {
+        let (cond, params) = conditions(filter, "path");
+        Report {
+            sql: self.dialect.adapt(
+                &format!(
+                    "SELECT job, path, CAST(line_number AS VARCHAR(20)), column_name, CAST(error_code AS VARCHAR(11)), \
+                     reason, raw_field_value, raw_line, CAST(created_at AS VARCHAR(40)) \
+                     FROM {} WHERE {cond} ORDER BY created_at DESC, path, line_number LIMIT {}",
+                    self.errors, filter.limit
+                ),
+                &names(&params),
+            ),
+            params,
+            columns: ERROR_COLUMNS,
+        }
+    }
+
+    /// Pauses (`auto = false`) or resumes a job: param job.
+    pub fn set_auto(&self, job: &str, auto: bool) -> Change {
+        let value = if auto { "TRUE" } else { "FALSE" };
+        Change {
+            sqls: vec![self.dialect.adapt(
+                &format!(
+                    "UPDATE {} SET auto = {value}, updated_at = now() WHERE job = $1",
+                    self.jobs
+                ),
+                &["job"],
+            )],
+            params: vec![("job", job.to_string())],
+        }
+    }
+
+    /// Forgets the failures of a job (or of one path of it), so the next
+    /// pass tries those versions again: their error rows from the failed
+    /// attempts, then their `failed` rows (the count the second statement
+    /// returns). Params job[, path].
+    pub fn retry_failed(&self, job: &str, path: Option<&str>) -> Change {
+        let mut params = vec![("job", job.to_string())];
+        let only_path = match path {
+            Some(p) => {
+                params.push(("path", p.to_string()));
+                " AND path = $2"
+            }
+            None => "",
+        };
+        let names = names(&params);
+        let errors = self.dialect.adapt(
+            &format!(
+                "DELETE FROM {errors} WHERE job = $1{only_path} AND load_id IS NULL AND EXISTS \
+                 (SELECT 1 FROM {files} f WHERE f.job = {errors}.job AND f.path = {errors}.path \
+                 AND f.size = {errors}.size AND f.mtime = {errors}.mtime AND f.state = 'failed')",
+                errors = self.errors,
+                files = self.files
+            ),
+            &names,
+        );
+        let files = self.dialect.adapt(
+            &format!(
+                "DELETE FROM {} WHERE job = $1{only_path} AND state = 'failed'",
+                self.files
+            ),
+            &names,
+        );
+        Change {
+            sqls: vec![errors, files],
+            params,
+        }
+    }
+
+    /// Forgets everything the ledger knows of a job: its error rows, file
+    /// versions and loads (the counts each statement returns, in that
+    /// order). Rows already in the target stay. Param job.
+    pub fn reset_job(&self, job: &str) -> Change {
+        let sqls = [&self.errors, &self.files, &self.loads]
+            .iter()
+            .map(|t| {
+                self.dialect
+                    .adapt(&format!("DELETE FROM {t} WHERE job = $1"), &["job"])
+            })
+            .collect();
+        Change {
+            sqls,
+            params: vec![("job", job.to_string())],
+        }
+    }
+}
+
+/// `WHERE` conditions for a filter on job and `detail_column`, with their
+/// parameters.
+fn conditions(filter: &Filter, detail_column: &str) -> (String, Vec<(&'static str, String)>) {
+    let mut cond = vec!["1 = 1".to_string()];
+    let mut params = Vec::new();
+    if let Some(job) = &filter.job {
+        params.push(("job", job.clone()));
+        cond.push(format!("job = ${}", params.len()));
+    }
+    if let Some(d) = &filter.detail {
+        params.push(("detail", d.clone()));
+        cond.push(format!("{detail_column} = ${}", params.len()));
+    }
+    (cond.join(" AND "), params)
+}
+
+fn names(params: &[(&'static str, String)]) -> Vec<&'static str> {
+    params.iter().map(|(n, _)| *n).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Ident;
+    use crate::warehouse::Dialect;
+
+    #[test]
+    fn filters_become_parameters_never_text() {
+        let l = LedgerSql::with_dialect(&Ident::parse("s").unwrap(), Dialect::Redshift);
+        let r = l.files_report(&Filter {
+            job: Some("j'; DROP TABLE x; --".into()),
+            detail: Some("failed".into()),
+            limit: 20,
+        });
+        assert!(
+            r.sql.contains("job = :job AND state = :detail"),
+            "{}",
+            r.sql
+        );
+        assert!(r.sql.ends_with("LIMIT 20"), "{}", r.sql);
+        assert!(!r.sql.contains("DROP"));
+        assert_eq!(r.params.len(), 2);
+        let c = l.retry_failed("j", Some("/a.csv"));
+        assert!(
+            c.sqls
+                .iter()
+                .all(|s| s.contains(":job") && s.contains(":path"))
+        );
+    }
+}
