@@ -246,6 +246,7 @@ async fn to_stage(
     ready: Vec<RemoteEntry>,
     pending: &mut Pending,
     skipped: &mut usize,
+    done: &mut std::collections::HashSet<String>,
 ) -> Result<Vec<RemoteEntry>> {
     let mut todo = Vec::new();
     let (entries, versions): (Vec<RemoteEntry>, Vec<FileVersion>) = ready
@@ -271,6 +272,7 @@ async fn to_stage(
                     finalize(rt, job, src, &version).await;
                 }
                 telemetry::file_skipped(&job.name, &entry.path, "already loaded");
+                done.insert(entry.path.clone());
                 *skipped += 1;
                 continue;
             }
@@ -281,6 +283,7 @@ async fn to_stage(
             }
             Some(FileState::Skipped { reason }) => {
                 telemetry::file_skipped(&job.name, &entry.path, &reason);
+                done.insert(entry.path.clone());
                 *skipped += 1;
                 continue;
             }
@@ -293,6 +296,7 @@ async fn to_stage(
                 );
                 telemetry::file_skipped(&job.name, &entry.path, &reason);
                 rt.warehouse.record_skipped(&version, &reason).await?;
+                done.insert(entry.path.clone());
                 *skipped += 1;
                 continue;
             }
@@ -337,6 +341,12 @@ async fn poll_job(
         })
         .collect();
     let now = chrono::Utc::now().timestamp();
+    // The job's files as listed (path, mtime): the backlog gauges below.
+    let listed_files: Vec<(String, i64)> = candidates
+        .iter()
+        .filter(|e| matches(job, e))
+        .map(|e| (e.path.clone(), e.mtime))
+        .collect();
     let (ready, waiting) = {
         let mut all = rt.stability.lock().expect("stability lock");
         let stability = all.entry(job.name.clone()).or_default();
@@ -350,8 +360,10 @@ async fn poll_job(
         }
     }
     let (loaded_before, failed_before) = (report.loaded.len(), report.failed.len());
+    let unsettled = waiting.iter().filter(|(e, _)| matches(job, e)).count();
     let mut skipped = 0;
-    let todo = to_stage(rt, job, &*src, ready, pending, &mut skipped).await?;
+    let mut done = std::collections::HashSet::new();
+    let todo = to_stage(rt, job, &*src, ready, pending, &mut skipped, &mut done).await?;
     report.skipped += skipped;
 
     // A file of more than one part loads alone, its COPY overlapping its
@@ -392,6 +404,12 @@ async fn poll_job(
         while let Some((entry, started, r)) = staged_rx.recv().await {
             let work = match r {
                 Ok(file) => {
+                    telemetry::file_staged(
+                        &job.name,
+                        &file.version.path,
+                        file.rows,
+                        started.elapsed(),
+                    );
                     waiting.push(Staged { file, started });
                     if !waiting.full(job) {
                         continue;
@@ -422,6 +440,22 @@ async fn poll_job(
     if !pending.is_empty() {
         tracing::debug!(job = %job.name, files = pending.len(), "staged files wait for their batch (batch.max_wait)");
     }
+    let loaded_now: std::collections::HashSet<&str> = report.loaded[loaded_before..]
+        .iter()
+        .map(|f| f.path.as_str())
+        .collect();
+    let oldest = listed_files
+        .iter()
+        .filter(|(p, _)| !done.contains(p) && !loaded_now.contains(p.as_str()))
+        .map(|(_, mtime)| *mtime)
+        .min();
+    let age = oldest.map_or(0, |m| (now - m).max(0) as u64);
+    telemetry::job_backlog(
+        &job.name,
+        listed_files.len(),
+        unsettled,
+        std::time::Duration::from_secs(age),
+    );
     telemetry::pass_done(
         &job.name,
         listed,

@@ -110,11 +110,13 @@ pub async fn stream_file(
         }
         (Some(Err(failure)), _) => failed_to_stage(rt, job, entry, failure, report).await,
         (Some(Ok(file)), Ok(outcome)) => {
+            telemetry::file_staged(&job.name, &entry.path, file.rows, started.elapsed());
             let staged = Staged { file, started };
             batch::loaded_or_skipped(rt, job, &**src, &staged, outcome, report).await;
             Ok(())
         }
         (Some(Ok(file)), Err(e)) => {
+            telemetry::file_staged(&job.name, &entry.path, file.rows, started.elapsed());
             tracing::warn!(job = %job.name, path = %entry.path, error = %e.chain(), "the streamed load failed; loading the staged file again the ordinary way");
             let staged = Staged { file, started };
             batch::load(rt, job, &**src, vec![staged], report).await

@@ -324,6 +324,11 @@ pub trait Warehouse: Send + Sync {
     async fn migrate(&self) -> Result<Vec<String>>;
     /// Connects and checks the ledger is migrated; returns a summary.
     async fn check(&self) -> Result<String>;
+    /// Whether the warehouse answers, for `/readyz`: by default a
+    /// [`check`](Self::check).
+    async fn ping(&self) -> Result<()> {
+        self.check().await.map(|_| ())
+    }
     /// Keeps `ferry_jobs` in step with the configuration.
     async fn sync_jobs(&self, jobs: &[std::sync::Arc<Job>]) -> Result<()>;
     /// Whether the job is enabled in the ledger (not paused).

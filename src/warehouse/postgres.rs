@@ -912,6 +912,26 @@ impl Warehouse for PostgresWarehouse {
         super::migrations_summary(&describe(&self.settings), self.schema(), applied)
     }
 
+    async fn ping(&self) -> Result<()> {
+        // A connection busy with a load is alive: do not wait behind it.
+        let Ok(client) = self.client.try_lock() else {
+            return Ok(());
+        };
+        if client.is_closed() {
+            drop(client);
+            let _reconnected = self.client().await?;
+            return Ok(());
+        }
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(pg_error(format!(
+                "{} does not answer",
+                describe(&self.settings)
+            )))?;
+        Ok(())
+    }
+
     async fn sync_jobs(&self, jobs: &[Arc<Job>]) -> Result<()> {
         let mut guard = self.client().await?;
         let tx = guard

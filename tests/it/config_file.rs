@@ -121,3 +121,89 @@ fn the_compose_config_is_valid_with_its_mounts() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The deployment files parse, and say what the daemon relies on.
+#[test]
+fn the_deployment_files_are_valid_and_match_the_daemon() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let unit = std::fs::read_to_string(root.join("ferry.service")).unwrap();
+    for line in [
+        "Type=notify",
+        "NotifyAccess=main",
+        "WatchdogSec=",
+        "EnvironmentFile=-/etc/ferry/ferry.env",
+        "ExecStart=/usr/local/bin/ferry --config /etc/ferry/ferry.toml run",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+    ] {
+        assert!(
+            unit.lines().any(|l| l.starts_with(line)),
+            "ferry.service lacks {line}"
+        );
+    }
+    // The stop timeout leaves room for the default grace period (60 s).
+    let stop: u64 = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+        .and_then(|v| v.trim_end_matches('s').parse().ok())
+        .expect("TimeoutStopSec");
+    assert!(stop > 60, "TimeoutStopSec={stop}");
+
+    let policy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("iam-policy.json")).unwrap())
+            .unwrap();
+    let actions: Vec<String> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| match &s["Action"] {
+            serde_json::Value::String(a) => vec![a.clone()],
+            serde_json::Value::Array(a) => {
+                a.iter().map(|v| v.as_str().unwrap().to_string()).collect()
+            }
+            _ => vec![],
+        })
+        .collect();
+    // Every call ferry makes is allowed; nothing is allowed with a wildcard.
+    for needed in [
+        "s3:PutObject",
+        "s3:GetObject",
+        "s3:DeleteObject",
+        "s3:AbortMultipartUpload",
+        "s3:ListBucket",
+        "redshift-data:ExecuteStatement",
+        "redshift-data:BatchExecuteStatement",
+        "redshift-data:DescribeStatement",
+        "redshift-data:GetStatementResult",
+        "redshift-data:CancelStatement",
+        "redshift:GetClusterCredentials",
+        "iam:PassRole",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == needed),
+            "the IAM policy lacks {needed}"
+        );
+    }
+    assert!(actions.iter().all(|a| !a.contains('*')), "{actions:?}");
+
+    let task: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("ecs-task-definition.json")).unwrap(),
+    )
+    .unwrap();
+    let c = &task["containerDefinitions"][0];
+    assert_eq!(c["command"][0], "run");
+    assert!(
+        c["healthCheck"]["command"][1]
+            .as_str()
+            .unwrap()
+            .contains("/healthz")
+    );
+    assert!(c["stopTimeout"].as_u64().unwrap() > 60);
+    let env: Vec<&str> = c["environment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(env.contains(&"FERRY__DAEMON__LOG_FORMAT"), "{env:?}");
+}

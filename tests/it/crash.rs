@@ -82,7 +82,8 @@ async fn sigkill_at_random_moments_never_loses_or_doubles_a_row() {
                     "on_success = { action = \"move\", to = \"/outbox/loaded\" }\nbatch = { max_files = 2 }",
                 ),
             )
-            .replace("poll_interval = \"1s\"", "poll_interval = \"50ms\""),
+            // No listener: other tests run daemons at the same time.
+            .replace("poll_interval = \"1s\"", "poll_interval = \"50ms\"\nhttp_listen = \"\""),
     );
     let run_to_end = |args: &'static [&'static str]| {
         let cfg = cfg.clone();

@@ -1,5 +1,6 @@
-//! The daemon loop: files dropped while it runs are loaded, `/healthz`
-//! answers, and a shutdown request stops it cleanly.
+//! The daemon loop: files dropped while it runs are loaded, `/healthz`,
+//! `/readyz` and `/metrics` answer, a shutdown request stops it cleanly,
+//! and under systemd it says READY, STATUS and STOPPING.
 
 use crate::harness::{Stack, TestDb, migrated_runtime, task_events_job};
 use std::time::Duration;
@@ -62,6 +63,32 @@ async fn loads_files_dropped_while_running_and_stops_on_request() {
         "the dropped file is loaded by the running daemon"
     );
 
+    let ready = get(&addr, "/readyz").await;
+    assert!(
+        ready.starts_with("HTTP/1.1 200 OK") && ready.ends_with("ready\n"),
+        "{ready}"
+    );
+    let metrics = get(&addr, "/metrics").await;
+    assert!(
+        metrics.contains("content-type: text/plain; version=0.0.4"),
+        "{metrics}"
+    );
+    for line in [
+        "ferry_files_loaded_total{job=\"task-events\"} 1\n",
+        "ferry_rows_loaded_total{job=\"task-events\"} 1\n",
+        "ferry_files_settled_total{job=\"task-events\"} 1\n",
+        "ferry_files_listed{job=\"task-events\"} 1\n",
+        "ferry_oldest_unloaded_file_age_seconds{job=\"task-events\"} 0\n",
+        "# TYPE ferry_stage_duration_seconds histogram\n",
+        "ferry_stage_duration_seconds_count{job=\"task-events\",stage=\"load\"} 1\n",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    assert!(
+        metrics.contains("ferry_last_load_timestamp_seconds{job=\"task-events\"} 1"),
+        "{metrics}"
+    );
+
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(10), daemon)
         .await
@@ -70,5 +97,109 @@ async fn loads_files_dropped_while_running_and_stops_on_request() {
         .expect("the daemon stops cleanly");
     let files: i64 = db.count("ferry_files").await;
     assert_eq!(files, 1, "polled many times, loaded once");
+    db.drop_schema().await;
+}
+
+/// The `ferry run` binary under a systemd-like supervisor: it says
+/// READY=1 once it serves, STATUS after passes, and on SIGTERM in the
+/// middle of loading a large file it says STOPPING=1, lets the load
+/// finish and exits 0; the next start loads nothing twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn under_systemd_it_notifies_and_sigterm_mid_load_exits_cleanly() {
+    use std::os::unix::net::UnixDatagram;
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let header = "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n";
+    let body: String = (0..20_000)
+        .map(|i| {
+            format!(
+                "e{i},t{},created,open,u1,jira,2026-03-01T10:00:00Z,{i},1,\n",
+                i % 9
+            )
+        })
+        .collect();
+    stack.put_sftp("/outbox/big.csv", &format!("{header}{body}"));
+    let port = ferry::testkit::free_port().unwrap();
+    let toml = stack
+        .config_toml(&db, &task_events_job("part_size = \"64KiB\""))
+        .replace(
+            "poll_interval = \"1s\"",
+            &format!("poll_interval = \"1s\"\nhttp_listen = \"127.0.0.1:{port}\""),
+        );
+    let cfg = stack.write_config(&toml);
+    let socket_path = stack.dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let ferry = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+        c.arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .env("RUST_LOG", "warn");
+        c
+    };
+    assert!(ferry(&["migrate"]).output().unwrap().status.success());
+    let mut child = ferry(&["run"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "200000")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let recv = |socket: &UnixDatagram| {
+        let mut buf = [0u8; 256];
+        let n = socket.recv(&mut buf).expect("a notification within 20 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert_eq!(recv(&socket), "READY=1");
+    // The first pass is loading the file (20,000 rows in many parts):
+    // ask it to stop now.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut said = Vec::new();
+    loop {
+        let s = recv(&socket);
+        let stopping = s == "STOPPING=1";
+        said.push(s);
+        if stopping {
+            break;
+        }
+    }
+    let before = &said[..said.len() - 1];
+    assert!(
+        before
+            .iter()
+            .all(|s| s == "WATCHDOG=1" || s.starts_with("STATUS=")),
+        "{said:?}"
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        status.success(),
+        "ferry run exits 0 after SIGTERM: {status}"
+    );
+    // The pass under way when SIGTERM came was let finish: the file is
+    // loaded, and the next start loads nothing twice.
+    assert_eq!(db.count_where("ferry_files", "state = 'loaded'").await, 1);
+    let out = ferry(&["once"]).output().unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.contains("0 loaded, 1 skipped"), "{printed}");
+    assert_eq!(db.count("task_events").await, 20_000);
+    assert_eq!(db.count_where("ferry_files", "state = 'loaded'").await, 1);
+    assert_eq!(db.count("ferry_loads").await, 1);
     db.drop_schema().await;
 }

@@ -1,8 +1,10 @@
 //! Logging set-up and the named events the rest of ferry emits.
 //!
 //! Business code calls an event function (`file_loaded(…)`) instead of
-//! formatting log lines itself, so that fields stay consistent and metrics
-//! can hang off the same calls.
+//! formatting log lines itself, so that fields stay consistent; each event
+//! also updates the [`metrics`] served on `/metrics`.
+
+pub mod metrics;
 
 use crate::config::LogFormat;
 use std::time::Duration;
@@ -26,6 +28,16 @@ pub fn init(level: &str, format: LogFormat) {
 
 /// A file was loaded and committed.
 pub fn file_loaded(job: &str, path: &str, rows: u64, rejected: u64, bytes: u64, took: Duration) {
+    let l = [("job", job)];
+    metrics::add("ferry_files_loaded_total", &l, 1.0);
+    metrics::add("ferry_rows_loaded_total", &l, rows as f64);
+    metrics::add("ferry_rows_rejected_total", &l, rejected as f64);
+    metrics::add("ferry_bytes_loaded_total", &l, bytes as f64);
+    metrics::set(
+        "ferry_last_load_timestamp_seconds",
+        &l,
+        chrono::Utc::now().timestamp() as f64,
+    );
     tracing::info!(
         job,
         path,
@@ -40,6 +52,11 @@ pub fn file_loaded(job: &str, path: &str, rows: u64, rejected: u64, bytes: u64, 
 
 /// A batch of staged files committed.
 pub fn batch_loaded(job: &str, files: usize, took: Duration) {
+    metrics::observe(
+        "ferry_stage_duration_seconds",
+        &[("job", job), ("stage", "load")],
+        took.as_secs_f64(),
+    );
     tracing::info!(
         job,
         files,
@@ -50,17 +67,49 @@ pub fn batch_loaded(job: &str, files: usize, took: Duration) {
 
 /// A file failed as a whole.
 pub fn file_failed(job: &str, path: &str, error: &str) {
+    metrics::add("ferry_files_failed_total", &[("job", job)], 1.0);
     tracing::error!(job, path, error, "file failed");
 }
 
 /// A file version was already in the ledger.
 pub fn file_skipped(job: &str, path: &str, why: &str) {
+    metrics::add("ferry_files_skipped_total", &[("job", job)], 1.0);
     tracing::debug!(job, path, why, "file skipped");
 }
 
 /// A file is not ready yet.
 pub fn file_waiting(job: &str, path: &str, why: &str) {
     tracing::debug!(job, path, why, "file not settled yet");
+}
+
+/// A file was fetched, normalized and staged (it waits for its load).
+pub fn file_staged(job: &str, path: &str, rows: u64, took: Duration) {
+    metrics::add("ferry_files_settled_total", &[("job", job)], 1.0);
+    metrics::observe(
+        "ferry_stage_duration_seconds",
+        &[("job", job), ("stage", "stage")],
+        took.as_secs_f64(),
+    );
+    tracing::debug!(
+        job,
+        path,
+        rows,
+        duration_ms = took.as_millis() as u64,
+        "file staged"
+    );
+}
+
+/// What a poll saw of the job's folder: files listed (matching), not
+/// settled yet, and the age of the oldest file not loaded.
+pub fn job_backlog(job: &str, listed: usize, unsettled: usize, oldest_unloaded: Duration) {
+    let l = [("job", job)];
+    metrics::set("ferry_files_listed", &l, listed as f64);
+    metrics::set("ferry_files_unsettled", &l, unsettled as f64);
+    metrics::set(
+        "ferry_oldest_unloaded_file_age_seconds",
+        &l,
+        oldest_unloaded.as_secs_f64(),
+    );
 }
 
 /// A job pass ended.
@@ -72,6 +121,11 @@ pub fn pass_done(
     failed: usize,
     took: Duration,
 ) {
+    metrics::observe(
+        "ferry_stage_duration_seconds",
+        &[("job", job), ("stage", "pass")],
+        took.as_secs_f64(),
+    );
     tracing::info!(
         job,
         listed,
