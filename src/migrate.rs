@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_postgres_indexes.sql",
         sql: include_str!("../migrations/0004_postgres_indexes.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_checks.sql",
+        sql: include_str!("../migrations/0005_checks.sql"),
+    },
 ];
 
 /// The table that records applied versions.

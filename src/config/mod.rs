@@ -1087,6 +1087,56 @@ fn validate_job(
         }
     };
 
+    let mut checks = Vec::new();
+    for (i, c) in j.checks.iter().enumerate() {
+        let cpath = format!("{path}.checks[{i}]");
+        let named = !c.name.is_empty()
+            && c.name.len() <= 64
+            && c.name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+        if !named {
+            p.push(
+                format!("{cpath}.name"),
+                format!("{:?}: use 1-64 letters, digits or _", c.name),
+            );
+        } else if checks.iter().any(|k: &Check| k.name == c.name) {
+            p.push(
+                format!("{cpath}.name"),
+                format!("{:?} is used twice", c.name),
+            );
+        }
+        let sql = c.sql.trim().trim_end_matches(';').trim();
+        if !sql.to_ascii_lowercase().starts_with("select")
+            && !sql.to_ascii_lowercase().starts_with("with")
+        {
+            p.push(
+                format!("{cpath}.sql"),
+                "must be one SELECT (or WITH … SELECT) returning the rows that are wrong",
+            );
+        } else if sql.contains(';') {
+            p.push(
+                format!("{cpath}.sql"),
+                "must be one statement (no `;` inside)",
+            );
+        }
+        let unknown: Vec<&str> = sql
+            .match_indices('{')
+            .filter_map(|(at, _)| sql[at..].find('}').map(|end| &sql[at..at + end + 1]))
+            .filter(|t| *t != "{target}" && *t != "{schema}")
+            .collect();
+        if let Some(t) = unknown.first() {
+            p.push(
+                format!("{cpath}.sql"),
+                format!("{t} is not a placeholder; use {{target}} or {{schema}}"),
+            );
+        }
+        checks.push(Check {
+            name: c.name.clone(),
+            sql: sql.to_string(),
+        });
+    }
+
     Some(Job {
         name: j.name.clone(),
         source: source?,
@@ -1125,6 +1175,7 @@ fn validate_job(
             max_bytes: batch_bytes?,
             max_wait: batch_wait?,
         },
+        checks,
     })
 }
 

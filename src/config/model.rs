@@ -778,6 +778,18 @@ pub struct Job {
     pub concurrency: usize,
     /// When staged files load together.
     pub batch: Batch,
+    /// Post-load checks.
+    pub checks: Vec<Check>,
+}
+
+/// A post-load check: a query that returns the rows that are wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// Name (letters, digits, `_`).
+    pub name: String,
+    /// The query, with `{target}`/`{schema}` and `:load_id`/`:job`/`:rows`
+    /// still to fill in.
+    pub sql: String,
 }
 
 /// Batching limits of a job: staged files load together once one is hit.

@@ -434,6 +434,26 @@ pub struct RawJob {
     /// When staged files are loaded together.
     #[serde(default)]
     pub batch: RawBatch,
+    /// Queries run after each committed load of the job; each returns the
+    /// rows that are wrong and passes when it returns none.
+    #[serde(default)]
+    pub checks: Vec<RawCheck>,
+}
+
+/// A post-load check, e.g. `{ name = "no_null_task", sql = "SELECT
+/// event_id FROM {target} WHERE ferry_load_id = :load_id AND task_id IS
+/// NULL" }`. A failed check is logged, counted in the metrics and kept in
+/// `ferry_checks`; the load stays committed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    /// Name in logs, metrics and `ferry_checks` (letters, digits, `_`).
+    pub name: String,
+    /// One SELECT. `{target}` is the job's target table and `{schema}`
+    /// the warehouse schema (both quoted); `:load_id`, `:job` and `:rows`
+    /// (the rows the load wrote) are text parameters: compare numbers as
+    /// `CAST(:rows AS BIGINT)`.
+    pub sql: String,
 }
 
 fn default_job_concurrency() -> usize {

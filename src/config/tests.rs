@@ -169,3 +169,31 @@ fn secrets_do_not_show_in_debug_output() {
     assert!(!shown.contains("very-secret-value"));
     assert!(shown.contains("***"));
 }
+
+#[test]
+fn checks_must_be_named_selects_with_known_placeholders() {
+    let text = MINIMAL.replace(
+        "key = [\"id\"]\n",
+        "key = [\"id\"]\nchecks = [\n  { name = \"ok\", sql = \"SELECT id FROM {target} WHERE ferry_load_id = :load_id;\" },\n  { name = \"bad name\", sql = \"SELECT 1\" },\n  { name = \"ok\", sql = \"DELETE FROM {target}\" },\n  { name = \"x\", sql = \"SELECT 1; DROP TABLE t\" },\n  { name = \"y\", sql = \"SELECT * FROM {tabel}\" },\n]\n",
+    );
+    let e = err(&text);
+    for want in [
+        "jobs[0].checks[1].name: \"bad name\": use 1-64 letters, digits or _",
+        "jobs[0].checks[2].name: \"ok\" is used twice",
+        "jobs[0].checks[2].sql: must be one SELECT",
+        "jobs[0].checks[3].sql: must be one statement",
+        "jobs[0].checks[4].sql: {tabel} is not a placeholder",
+    ] {
+        assert!(e.contains(want), "{want} missing from {e}");
+    }
+    assert!(!e.contains("checks[0]"), "{e}");
+    let fine = MINIMAL.replace(
+        "key = [\"id\"]\n",
+        "key = [\"id\"]\nchecks = [{ name = \"ok\", sql = \"WITH x AS (SELECT 1) SELECT * FROM x;\" }]\n",
+    );
+    let job = &from_toml_str(&fine).unwrap().jobs[0];
+    assert_eq!(
+        job.checks[0].sql, "WITH x AS (SELECT 1) SELECT * FROM x",
+        "the trailing ; goes"
+    );
+}

@@ -76,6 +76,7 @@ pub struct LedgerSql {
     loads: String,
     errors: String,
     jobs: String,
+    checks: String,
 }
 
 impl LedgerSql {
@@ -94,6 +95,7 @@ impl LedgerSql {
             loads: q("ferry_loads"),
             errors: q("ferry_load_errors"),
             jobs: q("ferry_jobs"),
+            checks: q("ferry_checks"),
         }
     }
 

@@ -183,6 +183,37 @@ impl LedgerSql {
         }
     }
 
+    /// Records a post-load check: params job, load_id, check_name,
+    /// failing_rows (digits), detail.
+    pub fn insert_check(
+        &self,
+        job: &str,
+        load_id: &str,
+        check: &str,
+        passed: bool,
+        failing_rows: u64,
+        detail: &str,
+    ) -> Change {
+        let passed = if passed { "TRUE" } else { "FALSE" };
+        Change {
+            sqls: vec![self.dialect.adapt(
+                &format!(
+                    "INSERT INTO {} (job, load_id, check_name, passed, failing_rows, detail, checked_at) \
+                     VALUES ($1, $2, $3, {passed}, CAST(CAST($4 AS VARCHAR(20)) AS BIGINT), $5, now())",
+                    self.checks
+                ),
+                &["job", "load_id", "check_name", "failing_rows", "detail"],
+            )],
+            params: vec![
+                ("job", job.to_string()),
+                ("load_id", load_id.to_string()),
+                ("check_name", check.to_string()),
+                ("failing_rows", failing_rows.to_string()),
+                ("detail", detail.chars().take(4096).collect()),
+            ],
+        }
+    }
+
     /// Forgets everything the ledger knows of a job: its error rows, file
     /// versions and loads (the counts each statement returns, in that
     /// order). Rows already in the target stay. Param job.

@@ -103,6 +103,7 @@ pub async fn load(
     match rt.warehouse.load(job, &files).await {
         Ok(outcomes) => {
             telemetry::batch_loaded(&job.name, files.len(), clock.elapsed());
+            super::checks::after_load(rt, job, &outcomes).await;
             for (staged, outcome) in batch.iter().zip(outcomes) {
                 loaded_or_skipped(rt, job, src, staged, outcome, report).await;
             }
@@ -117,6 +118,7 @@ pub async fn load(
                     .await
                 {
                     Ok(mut outcome) => {
+                        super::checks::after_load(rt, job, &outcome).await;
                         let outcome = outcome.pop().unwrap_or(LoadOutcome::AlreadyLoaded);
                         loaded_or_skipped(rt, job, src, staged, outcome, report).await;
                     }

@@ -9,6 +9,7 @@
 //! - nothing is done to a source file before its load committed.
 
 mod batch;
+mod checks;
 mod file;
 mod stream;
 

@@ -111,6 +111,7 @@ pub async fn stream_file(
         (Some(Err(failure)), _) => failed_to_stage(rt, job, entry, failure, report).await,
         (Some(Ok(file)), Ok(outcome)) => {
             telemetry::file_staged(&job.name, &entry.path, file.rows, started.elapsed());
+            super::checks::after_load(rt, job, std::slice::from_ref(&outcome)).await;
             let staged = Staged { file, started };
             batch::loaded_or_skipped(rt, job, &**src, &staged, outcome, report).await;
             Ok(())

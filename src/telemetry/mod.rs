@@ -112,6 +112,36 @@ pub fn job_backlog(job: &str, listed: usize, unsettled: usize, oldest_unloaded: 
     );
 }
 
+/// A post-load check ran: passed, or failed with the rows it returned
+/// (or the reason it could not run) in `detail`.
+pub fn check_done(
+    job: &str,
+    check: &str,
+    load_id: &str,
+    passed: bool,
+    failing_rows: u64,
+    detail: Option<&str>,
+) {
+    let result = if passed { "passed" } else { "failed" };
+    metrics::add(
+        "ferry_checks_total",
+        &[("job", job), ("check", check), ("result", result)],
+        1.0,
+    );
+    if passed {
+        tracing::debug!(job, check, load_id, "check passed");
+    } else {
+        tracing::warn!(
+            job,
+            check,
+            load_id,
+            failing_rows,
+            detail = detail.unwrap_or(""),
+            "post-load check failed (the load stays committed; see ferry_checks)"
+        );
+    }
+}
+
 /// A job pass ended.
 pub fn pass_done(
     job: &str,

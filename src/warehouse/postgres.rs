@@ -1036,14 +1036,21 @@ impl Warehouse for PostgresWarehouse {
             .query(&report.sql, &values)
             .await
             .map_err(pg_error("cannot read the ledger"))?;
-        Ok(rows
-            .iter()
+        rows.iter()
             .map(|r| {
                 (0..r.len())
-                    .map(|i| r.get::<_, Option<String>>(i))
+                    .map(|i| {
+                        r.try_get::<_, Option<String>>(i).map_err(|e| {
+                            Error::permanent(format!(
+                                "column {} of a ledger report is not text",
+                                i + 1
+                            ))
+                            .with_source(e)
+                        })
+                    })
                     .collect()
             })
-            .collect())
+            .collect()
     }
 
     async fn write_ledger(&self, change: &Change) -> Result<Vec<u64>> {

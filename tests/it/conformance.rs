@@ -77,6 +77,7 @@ crate::harness::both_backends!(
     a_file_of_many_parts_loads_once_with_two_replicas_at_it,
     a_file_of_many_parts_with_too_many_rejects_fails_whole,
     a_conflict_while_a_file_of_many_parts_loads_reruns_it_once,
+    post_load_checks_are_kept_in_the_ledger_and_never_undo_the_load,
 );
 
 /// Job settings that cut a file of a few hundred events into many parts
@@ -581,5 +582,52 @@ async fn a_conflict_while_a_file_of_many_parts_loads_reruns_it_once(backend: Bac
     assert_eq!(env.db.count("task_events").await, 500);
     assert_eq!(env.db.count("ferry_files").await, 1);
     assert_eq!(env.db.count("ferry_loads").await, 1);
+    env.finish().await;
+}
+
+async fn post_load_checks_are_kept_in_the_ledger_and_never_undo_the_load(backend: Backend) {
+    let env = Env::start(backend).await;
+    env.stack.put_sftp("/outbox/a.csv", &events("a", 6, 0));
+    let checks = r#"checks = [
+  { name = "no_null_task", sql = "SELECT event_id FROM {target} WHERE ferry_load_id = :load_id AND task_id IS NULL" },
+  { name = "count_matches", sql = "SELECT 1 WHERE (SELECT count(*) FROM {target} WHERE ferry_load_id = :load_id) <> CAST(:rows AS BIGINT)" },
+  { name = "short_events", sql = "SELECT event_id FROM {target} WHERE ferry_load_id = :load_id AND duration_ms >= 4" },
+  { name = "broken", sql = "SELECT nope FROM {schema}.no_such_table" },
+]"#;
+    let rt = env.runtime(&task_events_job(checks)).await;
+    let report = run_pass(&rt, None).await.unwrap();
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    assert_eq!(env.db.count("task_events").await, 6, "the load stays");
+    let rows = env
+        .db
+        .client
+        .query(
+            &format!(
+                "SELECT c.check_name, c.passed, c.failing_rows, coalesce(c.detail, '') FROM {} c \
+                 JOIN {} l ON l.load_id = c.load_id ORDER BY c.check_name",
+                env.db.t("ferry_checks"),
+                env.db.t("ferry_loads")
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, bool, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("broken".to_string(), false, 0),
+            ("count_matches".to_string(), true, 0),
+            ("no_null_task".to_string(), true, 0),
+            ("short_events".to_string(), false, 2),
+        ]
+    );
+    let broken: String = rows[0].get(3);
+    assert!(broken.starts_with("could not run:"), "{broken}");
+    let short: String = rows[3].get(3);
+    assert!(short.starts_with("returned 2 row(s)"), "{short}");
     env.finish().await;
 }

@@ -169,6 +169,7 @@ fn operations_statements_are_redshift_sql_with_named_parameters() {
         l.retry_failed("j", None),
         l.retry_failed("j", Some("/a.csv")),
         l.reset_job("j"),
+        l.insert_check("j", "l1", "c", false, 3, "why"),
     ] {
         for s in &change.sqls {
             assert!(s.contains(":job"), "{s}");

@@ -35,7 +35,8 @@ async fn loads_a_csv_once_with_rows_dims_ledger_and_errors() {
             "0001_ledger.sql",
             "0002_task_events.sql",
             "0003_rejects_key.sql",
-            "0004_postgres_indexes.sql"
+            "0004_postgres_indexes.sql",
+            "0005_checks.sql"
         ]
     );
     assert!(
