@@ -154,6 +154,9 @@ pub fn validate(raw: RawConfig) -> Result<Config> {
 
     let mut jobs = Vec::new();
     let mut names = HashSet::new();
+    let default_poll = daemon
+        .as_ref()
+        .map_or(Duration::from_secs(30), |d| d.poll_interval);
     for (i, rj) in raw.jobs.iter().enumerate() {
         let path = format!("jobs[{i}]");
         if !names.insert(rj.name.clone()) {
@@ -162,7 +165,7 @@ pub fn validate(raw: RawConfig) -> Result<Config> {
                 format!("job {:?} is defined twice", rj.name),
             );
         }
-        if let Some(job) = validate_job(&path, rj, &raw.sources, &sources, &mut p) {
+        if let Some(job) = validate_job(&path, rj, &raw.sources, &sources, default_poll, &mut p) {
             jobs.push(Arc::new(job));
         }
     }
@@ -655,9 +658,14 @@ fn validate_job(
     j: &RawJob,
     raw_sources: &BTreeMap<String, RawSource>,
     sources: &BTreeMap<String, Arc<SourceSettings>>,
+    default_poll: Duration,
     p: &mut Problems,
 ) -> Option<Job> {
     validate_name(&format!("{path}.name"), &j.name, p);
+    let poll_interval = match &j.poll_interval {
+        Some(text) => p.take(&format!("{path}.poll_interval"), parse_duration(text)),
+        None => Some(default_poll),
+    };
     let source = match sources.get(&j.source) {
         Some(s) => Some(s.clone()),
         None if raw_sources.contains_key(&j.source) => None, // already reported
@@ -1147,6 +1155,7 @@ fn validate_job(
         exclude: exclude?,
         recursive: j.recursive,
         enabled: j.enabled,
+        poll_interval: poll_interval?,
         format: format?,
         target: target?,
         mode: mode?,

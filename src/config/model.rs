@@ -36,7 +36,7 @@ pub enum LogFormat {
 pub struct DaemonSettings {
     /// Interval between two listings of a job's source.
     pub poll_interval: Duration,
-    /// Files processed at the same time across all jobs.
+    /// Files staged at the same time across all jobs.
     pub concurrency: usize,
     /// Time in-flight work gets to finish on shutdown.
     pub grace_period: Duration,
@@ -744,6 +744,8 @@ pub struct Job {
     pub recursive: bool,
     /// Polled at all.
     pub enabled: bool,
+    /// How often the daemon polls this job.
+    pub poll_interval: Duration,
     /// Input format.
     pub format: Format,
     /// Target table.

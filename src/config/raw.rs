@@ -32,7 +32,8 @@ pub struct RawDaemon {
     /// How often each job lists its source, e.g. `30s`, `5m`.
     #[serde(default = "default_poll_interval")]
     pub poll_interval: String,
-    /// How many files are processed at the same time across all jobs.
+    /// How many files are fetched, normalized and staged at the same time
+    /// across all jobs (each job also has its own `concurrency`).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     /// How long a shutdown waits for in-flight loads to finish.
@@ -62,7 +63,7 @@ fn default_poll_interval() -> String {
     "30s".into()
 }
 fn default_concurrency() -> usize {
-    4
+    16
 }
 fn default_grace_period() -> String {
     "60s".into()
@@ -360,6 +361,9 @@ pub struct RawLocal {
 pub struct RawJob {
     /// Unique name; used in the ledger, staging keys, logs and metrics.
     pub name: String,
+    /// How often the daemon lists this job's source; default
+    /// `daemon.poll_interval`.
+    pub poll_interval: Option<String>,
     /// Name of a `[sources.NAME]` entry.
     pub source: String,
     /// Folder on the source to list; may hold date templates `{yyyy}`,

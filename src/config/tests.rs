@@ -30,7 +30,7 @@ fn err(text: &str) -> String {
 fn minimal_config_gets_sensible_defaults() {
     let c = from_toml_str(MINIMAL).unwrap();
     assert_eq!(c.daemon.poll_interval, Duration::from_secs(30));
-    assert_eq!(c.daemon.concurrency, 4);
+    assert_eq!(c.daemon.concurrency, 16);
     assert_eq!(c.staging.prefix, "ferry");
     assert_eq!(c.staging.s3.checksums, Checksums::WhenSupported);
     let j = &c.jobs[0];
@@ -195,5 +195,30 @@ fn checks_must_be_named_selects_with_known_placeholders() {
     assert_eq!(
         job.checks[0].sql, "WITH x AS (SELECT 1) SELECT * FROM x",
         "the trailing ; goes"
+    );
+}
+
+#[test]
+fn a_job_polls_on_its_own_interval_or_the_daemons() {
+    let c = from_toml_str(&MINIMAL.replace(
+        "[staging]",
+        "[daemon]\npoll_interval = \"45s\"\n\n[staging]",
+    ))
+    .unwrap();
+    assert_eq!(c.jobs[0].poll_interval, Duration::from_secs(45));
+    assert_eq!(c.daemon.concurrency, 16);
+    let own = MINIMAL.replace("name = \"j\"\n", "name = \"j\"\npoll_interval = \"5m\"\n");
+    assert_eq!(
+        from_toml_str(&own).unwrap().jobs[0].poll_interval,
+        Duration::from_secs(300)
+    );
+    let bad = MINIMAL.replace(
+        "name = \"j\"\n",
+        "name = \"j\"\npoll_interval = \"often\"\n",
+    );
+    assert!(
+        err(&bad).contains("jobs[0].poll_interval: \"often\" is not a duration"),
+        "{}",
+        err(&bad)
     );
 }

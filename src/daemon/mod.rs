@@ -1,5 +1,6 @@
-//! The long-running daemon: poll every job each `poll_interval`, stop
-//! between files on SIGTERM or SIGINT; the HTTP listener ([`http`]) and
+//! The long-running daemon: every job polls on its own interval (jobs run
+//! side by side; `daemon.concurrency` caps the files staged at once across
+//! them), and stops between files on SIGTERM or SIGINT; the HTTP listener ([`http`]) and
 //! systemd's notify protocol ([`systemd`]).
 //!
 //! [`run`] takes its shutdown trigger as an argument, so tests can stop it
@@ -9,15 +10,24 @@
 pub mod http;
 pub mod systemd;
 
+use crate::config::Job;
 use crate::error::Result;
-use crate::pipeline::{Drain, Runtime, run_pass_draining};
+use crate::pipeline::{Drain, Runtime, run_job_pass};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Polls until `shutdown` is cancelled; serves `/healthz`, `/readyz` and
 /// `/metrics` meanwhile, and tells systemd how it goes.
 pub async fn run(rt: &Runtime, shutdown: CancellationToken) -> Result<()> {
-    let interval = rt.config.daemon.poll_interval;
+    // The longest of the jobs' intervals (the daemon's without jobs).
+    let interval = rt
+        .config
+        .jobs
+        .iter()
+        .map(|j| j.poll_interval)
+        .max()
+        .unwrap_or(rt.config.daemon.poll_interval);
     // A pass may take long; the health check allows three intervals plus
     // a generous hour for the longest load.
     let stale = interval * 3 + Duration::from_secs(3600);
@@ -71,26 +81,52 @@ pub async fn run(rt: &Runtime, shutdown: CancellationToken) -> Result<()> {
     result
 }
 
+/// Every job on its own schedule, at once; returns when all have stopped.
 async fn poll_loop(
     rt: &Runtime,
     heartbeat: &http::Heartbeat,
     systemd: &systemd::Notifier,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let interval = rt.config.daemon.poll_interval;
+    let stopping = async {
+        shutdown.cancelled().await;
+        systemd.notify("STOPPING=1");
+        tracing::info!(
+            grace_s = rt.config.daemon.grace_period.as_secs(),
+            "shutdown requested; letting the passes under way finish"
+        );
+    };
+    let jobs = futures::future::join_all(
+        rt.config
+            .jobs
+            .iter()
+            .map(|job| job_loop(rt, job, heartbeat, systemd, shutdown.clone())),
+    );
+    let (results, ()) = futures::join!(jobs, stopping);
+    results.into_iter().collect()
+}
+
+/// Polls one job every `job.poll_interval` until `shutdown`; a pass under
+/// way then gets `daemon.grace_period` to finish. A failing job logs and
+/// tries again next interval; it never stops the others.
+async fn job_loop(
+    rt: &Runtime,
+    job: &Arc<Job>,
+    heartbeat: &http::Heartbeat,
+    systemd: &systemd::Notifier,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let grace = rt.config.daemon.grace_period;
     loop {
         heartbeat.beat();
-        let pass = run_pass_draining(rt, None, Drain::Due);
+        let pass = run_job_pass(rt, job, Drain::Due);
         tokio::pin!(pass);
         let report = tokio::select! {
             r = &mut pass => r,
             () = shutdown.cancelled() => {
-                systemd.notify("STOPPING=1");
-                tracing::info!(grace_s = grace.as_secs(), "shutdown requested; letting the current pass finish");
                 match tokio::time::timeout(grace, &mut pass).await {
                     Ok(r) => { r?; }
-                    Err(_) => tracing::warn!("grace period over; stopping mid-pass (uncommitted work is rolled back and redone next start)"),
+                    Err(_) => tracing::warn!(job = %job.name, "grace period over; stopping mid-pass (uncommitted work is rolled back and redone next start)"),
                 }
                 return Ok(());
             }
@@ -99,35 +135,27 @@ async fn poll_loop(
         match report {
             Ok(r) => {
                 systemd.notify(&format!(
-                    "STATUS=last pass: {} loaded, {} failed, {} waiting to settle",
+                    "STATUS=job {}: {} loaded, {} failed, {} waiting to settle in its last pass",
+                    job.name,
                     r.loaded.len(),
                     r.failed.len() + r.job_errors.len(),
                     r.waiting
                 ));
                 if r.has_failures() {
                     tracing::warn!(
+                        job = %job.name,
                         loaded = r.loaded.len(),
                         failed = r.failed.len(),
                         job_errors = r.job_errors.len(),
                         "pass finished with failures"
                     );
-                } else {
-                    tracing::debug!(
-                        loaded = r.loaded.len(),
-                        skipped = r.skipped,
-                        waiting = r.waiting,
-                        "pass finished"
-                    );
                 }
             }
-            Err(e) => tracing::error!(error = %e.chain(), "pass failed"),
+            Err(e) => tracing::error!(job = %job.name, error = %e.chain(), "pass failed"),
         }
         tokio::select! {
-            () = tokio::time::sleep(interval) => {}
-            () = shutdown.cancelled() => {
-                systemd.notify("STOPPING=1");
-                return Ok(());
-            }
+            () = tokio::time::sleep(job.poll_interval) => {}
+            () = shutdown.cancelled() => return Ok(()),
         }
     }
 }

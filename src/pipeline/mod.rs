@@ -46,6 +46,8 @@ pub struct Runtime {
     sources: tokio::sync::Mutex<HashMap<String, Arc<dyn Source>>>,
     /// Per job: staged files waiting for their batch to load.
     pending: tokio::sync::Mutex<HashMap<String, Pending>>,
+    /// Files staged at once across all jobs (`daemon.concurrency`).
+    staging_slots: tokio::sync::Semaphore,
 }
 
 /// Which waiting batches a pass loads at its end.
@@ -65,13 +67,23 @@ impl Runtime {
         warehouse.check().await?;
         warehouse.sync_jobs(&config.jobs).await?;
         Ok(Runtime {
-            config: Arc::new(config),
             stager,
             warehouse,
             stability: std::sync::Mutex::new(HashMap::new()),
             sources: tokio::sync::Mutex::new(HashMap::new()),
             pending: tokio::sync::Mutex::new(HashMap::new()),
+            staging_slots: tokio::sync::Semaphore::new(config.daemon.concurrency),
+            config: Arc::new(config),
         })
+    }
+
+    /// A slot among the files staged at once across all jobs; held while
+    /// a file is fetched, normalized and uploaded.
+    pub(crate) async fn staging_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.staging_slots
+            .acquire()
+            .await
+            .expect("the staging semaphore is never closed")
     }
 
     /// The connected source for `settings`, connecting on first use.
@@ -177,16 +189,39 @@ pub async fn run_pass_draining(
         if only.is_some_and(|n| n != job.name) {
             continue;
         }
-        if only.is_none() && (!job.enabled || !rt.warehouse.job_enabled(&job.name).await?) {
-            tracing::debug!(job = %job.name, "job is paused; not polled");
-            continue;
-        }
-        if let Err(e) = run_job(rt, job, drain, &mut report).await {
-            tracing::error!(job = %job.name, error = %e.chain(), "job pass failed");
-            report.job_errors.push((job.name.clone(), e.chain()));
-        }
+        let explicit = only.is_some();
+        job_pass(rt, job, drain, explicit, &mut report).await?;
     }
     Ok(report)
+}
+
+/// Polls one job once (unless it is disabled or paused), as the daemon
+/// does on the job's own interval.
+pub async fn run_job_pass(rt: &Runtime, job: &Arc<Job>, drain: Drain) -> Result<PassReport> {
+    let mut report = PassReport::default();
+    job_pass(rt, job, drain, false, &mut report).await?;
+    Ok(report)
+}
+
+/// One pass of `job` into `report`; `explicit` (`--job NAME`) runs it
+/// even when paused. A failure of the job is reported, not returned; only
+/// a failure to read the pause flag is.
+async fn job_pass(
+    rt: &Runtime,
+    job: &Arc<Job>,
+    drain: Drain,
+    explicit: bool,
+    report: &mut PassReport,
+) -> Result<()> {
+    if !explicit && (!job.enabled || !rt.warehouse.job_enabled(&job.name).await?) {
+        tracing::debug!(job = %job.name, "job is paused; not polled");
+        return Ok(());
+    }
+    if let Err(e) = run_job(rt, job, drain, report).await {
+        tracing::error!(job = %job.name, error = %e.chain(), "job pass failed");
+        report.job_errors.push((job.name.clone(), e.chain()));
+    }
+    Ok(())
 }
 
 /// Lists the job's folder, or each dated folder of a templated path. A
@@ -388,8 +423,10 @@ async fn poll_job(
         async move {
             let mut staging = futures::stream::iter(todo)
                 .map(|entry| async move {
+                    let slot = rt.staging_slot().await;
                     let started = Instant::now();
                     let r = stage_file(rt, job, src, &entry).await;
+                    drop(slot);
                     (entry, started, r)
                 })
                 .buffer_unordered(job.concurrency);

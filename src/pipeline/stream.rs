@@ -43,6 +43,7 @@ pub async fn stream_file(
     entry: &RemoteEntry,
     report: &mut PassReport,
 ) -> Result<()> {
+    let _slot = rt.staging_slot().await;
     let started = Instant::now();
     tracing::debug!(job = %job.name, path = %entry.path, bytes = entry.size, "loading a file of several parts while it is staged");
     let version = file::version_of(job, entry);

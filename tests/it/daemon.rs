@@ -203,3 +203,81 @@ async fn under_systemd_it_notifies_and_sigterm_mid_load_exits_cleanly() {
     assert_eq!(db.count("ferry_loads").await, 1);
     db.drop_schema().await;
 }
+
+/// Two jobs side by side, one of them broken (its target table does not
+/// exist), with one file slot for both: the broken job fails its file
+/// with a clear reason and keeps polling, the other loads a small and a
+/// large (streamed) file on its own, shorter interval.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_job_fails_its_files_while_another_keeps_loading() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let good = task_events_job("poll_interval = \"100ms\"\npart_size = \"8KiB\"");
+    let broken = task_events_job("poll_interval = \"300ms\"")
+        .replace("name = \"task-events\"", "name = \"broken\"")
+        .replace("path = \"/outbox\"", "path = \"/broken\"")
+        .replace("target = \"task_events\"", "target = \"no_such_table\"");
+    let toml = format!("{}{broken}", stack.config_toml(&db, &good)).replace(
+        "poll_interval = \"1s\"",
+        "poll_interval = \"1s\"\nconcurrency = 1\nhttp_listen = \"\"",
+    );
+    let rt = migrated_runtime(&toml).await;
+    assert_eq!(rt.config.daemon.concurrency, 1);
+    let header = "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n";
+    let rows = |prefix: &str, n: usize| -> String {
+        let body: String = (0..n)
+            .map(|i| format!("{prefix}{i},t1,created,open,u1,jira,2026-03-01T10:00:00Z,{i},1,\n"))
+            .collect();
+        format!("{header}{body}")
+    };
+    stack.put_sftp("/broken/x.csv", &rows("x", 3));
+    let stop = CancellationToken::new();
+    let daemon = tokio::spawn({
+        let stop = stop.clone();
+        async move { ferry::daemon::run(&rt, stop).await }
+    });
+    // Files arrive while the broken job keeps failing.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stack.put_sftp("/outbox/small.csv", &rows("s", 5));
+    stack.put_sftp("/outbox/large.csv", &rows("l", 2000));
+    let mut loaded = 0;
+    for _ in 0..150 {
+        loaded = db.count("task_events").await;
+        if loaded == 2005 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        loaded, 2005,
+        "the good job loads while the broken one fails"
+    );
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), daemon)
+        .await
+        .expect("the daemon stops")
+        .unwrap()
+        .expect("cleanly");
+    let failed = db
+        .client
+        .query(
+            &format!(
+                "SELECT job, path, error FROM {} WHERE state = 'failed'",
+                db.t("ferry_files")
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 1, "failed once, not again every poll");
+    let (job, path, error): (String, String, String) =
+        (failed[0].get(0), failed[0].get(1), failed[0].get(2));
+    assert_eq!((job.as_str(), path.as_str()), ("broken", "/broken/x.csv"));
+    assert!(error.contains("no_such_table"), "{error}");
+    assert_eq!(
+        db.count_where("ferry_files", "state = 'loaded' AND job = 'task-events'")
+            .await,
+        2
+    );
+    db.drop_schema().await;
+}
