@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0005_checks.sql",
         sql: include_str!("../migrations/0005_checks.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_postgres_load_defaults.sql",
+        sql: include_str!("../migrations/0006_postgres_load_defaults.sql"),
+    },
 ];
 
 /// The table that records applied versions.

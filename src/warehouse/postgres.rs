@@ -594,8 +594,13 @@ impl PostgresWarehouse {
         // took longer than the COPY itself), each line completed with the
         // load id and time.
         let direct = sql.direct_append();
+        let defaulted = if direct {
+            self.defaulted_meta(&open.tx, job, &open.load_id).await?
+        } else {
+            Vec::new()
+        };
         let copy_sql = if direct {
-            sql.copy_target_from_stdin()
+            sql.copy_target_from_stdin(&defaulted)
         } else {
             sql.copy_stage_from_stdin()
         };
@@ -609,7 +614,7 @@ impl PostgresWarehouse {
                 .await
                 .map_err(pg_error("cannot read the transaction time"))?
                 .get(0);
-            Some(sql.direct_suffix(&open.load_id, &now))
+            sql.direct_suffix(&open.load_id, &now, &defaulted)
         } else {
             open.tx
                 .batch_execute(&sql.create_stage())
@@ -619,6 +624,53 @@ impl PostgresWarehouse {
         };
         (open.direct, open.copy_sql, open.suffix) = (direct, copy_sql, suffix);
         Ok(Some(open))
+    }
+
+    /// The load metadata columns the target fills itself, so a direct
+    /// COPY need not send (and PostgreSQL need not parse) them on every
+    /// row: `ferry_loaded_at DEFAULT now()` (the transaction's time, what
+    /// ferry would write) and `ferry_load_id DEFAULT
+    /// current_setting('ferry.load_id', true)`, which this sets, for this
+    /// transaction only, to the load id.
+    async fn defaulted_meta(
+        &self,
+        tx: &Transaction<'_>,
+        job: &Job,
+        load_id: &str,
+    ) -> Result<Vec<&'static str>> {
+        let rows = tx
+            .query(
+                "SELECT column_name::text, column_default::text FROM information_schema.columns \
+                 WHERE table_schema = $1 AND table_name = $2 AND column_name IN ('ferry_load_id', 'ferry_loaded_at')",
+                &[&self.schema().as_str(), &job.target.as_str()],
+            )
+            .await
+            .map_err(pg_error("cannot read the target's column defaults"))?;
+        let mut defaulted = Vec::new();
+        for r in &rows {
+            let (column, default): (String, Option<String>) = (r.get(0), r.get(1));
+            let default = default.unwrap_or_default().to_ascii_lowercase();
+            match column.as_str() {
+                "ferry_loaded_at"
+                    if matches!(
+                        default.as_str(),
+                        "now()" | "current_timestamp" | "transaction_timestamp()"
+                    ) =>
+                {
+                    defaulted.push("ferry_loaded_at")
+                }
+                "ferry_load_id" if default.starts_with("current_setting('ferry.load_id'") => {
+                    defaulted.push("ferry_load_id")
+                }
+                _ => {}
+            }
+        }
+        if defaulted.contains(&"ferry_load_id") {
+            tx.execute("SELECT set_config('ferry.load_id', $1, true)", &[&load_id])
+                .await
+                .map_err(pg_error("cannot set ferry.load_id for the load"))?;
+        }
+        Ok(defaulted)
     }
 
     /// COPYs what `keys` yields; a failed COPY names the file (one of

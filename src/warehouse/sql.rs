@@ -123,12 +123,14 @@ impl LoadSql<'_> {
     }
 
     /// PostgreSQL `COPY … FROM STDIN` of the staged CSV straight into the
-    /// target, each line completed by [`direct_suffix`](Self::direct_suffix).
-    pub fn copy_target_from_stdin(&self) -> String {
+    /// target, each line completed by [`direct_suffix`](Self::direct_suffix);
+    /// the metadata columns in `defaulted` are left to the target's own
+    /// defaults.
+    pub fn copy_target_from_stdin(&self, defaulted: &[&str]) -> String {
         let mut cols = self.columns();
         cols.extend(STAGE_EXTRA.iter().map(|c| format!("\"{c}\"")));
         for m in ["ferry_load_id", "ferry_loaded_at"] {
-            if self.target_meta.contains(&m) {
+            if self.target_meta.contains(&m) && !defaulted.contains(&m) {
                 cols.push(format!("\"{m}\""));
             }
         }
@@ -140,19 +142,26 @@ impl LoadSql<'_> {
     }
 
     /// The fields appended to each staged line for a direct append: the
-    /// load id and time, where the target has those columns.
-    pub fn direct_suffix(&self, load_id: &str, loaded_at: &str) -> Vec<u8> {
+    /// load id and time, where the target has those columns and does not
+    /// fill them itself (`defaulted`); `None` when nothing is appended.
+    pub fn direct_suffix(
+        &self,
+        load_id: &str,
+        loaded_at: &str,
+        defaulted: &[&str],
+    ) -> Option<Vec<u8>> {
         let mut out = String::new();
-        if self.target_meta.contains(&"ferry_load_id") {
-            out.push(',');
-            out.push_str(load_id);
+        for (m, value) in [("ferry_load_id", load_id), ("ferry_loaded_at", loaded_at)] {
+            if self.target_meta.contains(&m) && !defaulted.contains(&m) {
+                out.push(',');
+                out.push_str(value);
+            }
         }
-        if self.target_meta.contains(&"ferry_loaded_at") {
-            out.push(',');
-            out.push_str(loaded_at);
+        if out.is_empty() {
+            return None;
         }
         out.push('\n');
-        out.into_bytes()
+        Some(out.into_bytes())
     }
 
     /// The stage's rows, one per key (the latest), or all rows in append

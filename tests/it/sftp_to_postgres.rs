@@ -36,7 +36,8 @@ async fn loads_a_csv_once_with_rows_dims_ledger_and_errors() {
             "0002_task_events.sql",
             "0003_rejects_key.sql",
             "0004_postgres_indexes.sql",
-            "0005_checks.sql"
+            "0005_checks.sql",
+            "0006_postgres_load_defaults.sql"
         ]
     );
     assert!(
