@@ -1083,6 +1083,32 @@ fn validate_job(
         }
     };
 
+    let on_failure = match (j.on_failure.action.as_str(), &j.on_failure.to) {
+        ("keep", None) => Some(Finalize::Keep),
+        ("move", Some(to)) if !to.trim().is_empty() => Some(Finalize::Move(to.clone())),
+        ("move", _) => {
+            p.push(
+                format!("{path}.on_failure.to"),
+                "action = \"move\" needs a folder in `to`",
+            );
+            None
+        }
+        ("keep", Some(_)) => {
+            p.push(
+                format!("{path}.on_failure.to"),
+                "`to` is only used with action = \"move\"",
+            );
+            None
+        }
+        (other, _) => {
+            p.push(
+                format!("{path}.on_failure.action"),
+                format!("{other:?}: expected keep or move (a failed file is never deleted)"),
+            );
+            None
+        }
+    };
+
     let on_change = match j.on_change.as_str() {
         "reload" => Some(OnChange::Reload),
         "ignore" => Some(OnChange::Ignore),
@@ -1172,6 +1198,7 @@ fn validate_job(
             temp_pattern_text: j.settle.temp_patterns.clone(),
         },
         on_success: on_success?,
+        on_failure: on_failure?,
         on_change: on_change?,
         max_errors: max_errors?,
         limits: limits?,

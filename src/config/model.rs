@@ -764,6 +764,8 @@ pub struct Job {
     pub settle: Settle,
     /// After success.
     pub on_success: Finalize,
+    /// After a permanent failure (`Keep` or `Move`).
+    pub on_failure: Finalize,
     /// A file changed after a version of it was loaded.
     pub on_change: OnChange,
     /// Rejected records allowed per file.

@@ -409,6 +409,12 @@ pub struct RawJob {
     /// What happens to the source file after its load has committed.
     #[serde(default)]
     pub on_success: RawFinalize,
+    /// What happens to the source file when it fails for good (bad data,
+    /// too many rejects, a COPY or merge error): `keep` (the default) or
+    /// `move` to a folder (`to`), so the drop folder holds only what is
+    /// still to load. Never `delete`: a failed file is the operator's.
+    #[serde(default)]
+    pub on_failure: RawFinalize,
     /// A file that changes (new size or mtime) after a version of it was
     /// loaded: `reload` (load it as a new version; rows replace by key in
     /// merge mode) or `ignore` (record it as skipped, load nothing).

@@ -122,14 +122,14 @@ pub async fn load(
                         let outcome = outcome.pop().unwrap_or(LoadOutcome::AlreadyLoaded);
                         loaded_or_skipped(rt, job, src, staged, outcome, report).await;
                     }
-                    Err(e) => failed(rt, staged, &e, report).await?,
+                    Err(e) => failed(rt, job, staged, &e, report).await?,
                 }
             }
             Ok(())
         }
         Err(e) => {
             for staged in &batch {
-                failed(rt, staged, &e, report).await?;
+                failed(rt, job, staged, &e, report).await?;
             }
             Ok(())
         }
@@ -178,6 +178,7 @@ pub(super) async fn loaded_or_skipped(
 /// the ledger (a transient one is retried from the source next poll).
 async fn failed(
     rt: &Runtime,
+    job: &Job,
     staged: &Staged,
     error: &Error,
     report: &mut PassReport,
@@ -196,6 +197,7 @@ async fn failed(
                 rejects_key: f.rejects_key.as_deref(),
             })
             .await?;
+        super::quarantine(rt, job, &f.version.path).await;
     }
     report
         .failed

@@ -545,11 +545,42 @@ async fn failed_to_stage(
                 rejects_key: f.rejects_key.as_deref(),
             })
             .await?;
+        quarantine(rt, job, &entry.path).await;
     }
     report
         .failed
         .push((job.name.clone(), entry.path.clone(), chain));
     Ok(())
+}
+
+/// Applies `on_failure` to a file recorded as failed for good: moves it
+/// (and its marker) to the job's error folder, or keeps it. A failure
+/// here is logged; the ledger keeps the version failed either way.
+pub(crate) async fn quarantine(rt: &Runtime, job: &Job, path: &str) {
+    if job.on_failure == Finalize::Keep {
+        return;
+    }
+    let src = match rt.source(&job.source).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(job = %job.name, path, error = %e.chain(), "cannot move the failed file to on_failure.to");
+            return;
+        }
+    };
+    match src.finalize(path, &job.on_failure).await {
+        Ok(to) => {
+            tracing::info!(job = %job.name, path, moved_to = to.as_deref().unwrap_or(""), "failed file moved out of the drop folder (on_failure)");
+            if let Some(suffix) = &job.settle.marker_suffix {
+                let marker = format!("{path}{suffix}");
+                if let Err(e) = src.finalize(&marker, &job.on_failure).await {
+                    tracing::warn!(job = %job.name, path = %marker, error = %e.chain(), "cannot move the failed file's marker");
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(job = %job.name, path, error = %e.chain(), "cannot move the failed file to on_failure.to; it stays, recorded as failed");
+        }
+    }
 }
 
 /// Applies the on-success action to a committed file (and its marker) and

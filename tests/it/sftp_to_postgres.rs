@@ -735,3 +735,52 @@ async fn a_large_file_is_staged_in_parts_and_loaded_whole_in_one_copy() {
     assert_eq!(sum, (0..2000).sum::<i64>());
     db.drop_schema().await;
 }
+
+#[tokio::test]
+async fn on_failure_move_takes_a_failed_file_out_of_the_drop_folder() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let header = "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n";
+    let bad: String = (0..11)
+        .map(|i| format!("b{i},t1,created,open,u1,jira,not-a-time,1,1,\n"))
+        .collect();
+    stack.put_sftp("/outbox/bad.csv", &format!("{header}{bad}"));
+    stack.put_sftp(
+        "/outbox/good.csv",
+        &format!("{header}g1,t1,created,open,u1,jira,2026-03-01T10:00:00Z,1,1,\n"),
+    );
+    let toml = stack.config_toml(
+        &db,
+        &task_events_job("on_failure = { action = \"move\", to = \"/failed\" }"),
+    );
+    let rt = migrated_runtime(&toml).await;
+    let report = pass(&rt).await;
+    assert_eq!(
+        (report.loaded.len(), report.failed.len()),
+        (1, 1),
+        "{report:?}"
+    );
+    // The failed file left the drop folder; the loaded one stays (keep).
+    assert!(!stack.sftp.root.join("outbox/bad.csv").exists());
+    assert!(stack.sftp.root.join("failed/bad.csv").exists());
+    assert!(stack.sftp.root.join("outbox/good.csv").exists());
+    assert_eq!(db.count_where("ferry_files", "state = 'failed'").await, 1);
+    assert_eq!(db.count("ferry_load_errors").await, 11);
+    let again = pass(&rt).await;
+    assert!(
+        again.failed.is_empty() && again.loaded.is_empty(),
+        "{again:?}"
+    );
+    // Deleting a failed file is refused at validation.
+    let e = ferry::config::from_toml_str(&stack.config_toml(
+        &db,
+        &task_events_job("on_failure = { action = \"delete\" }"),
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("jobs[0].on_failure.action: \"delete\": expected keep or move"),
+        "{e}"
+    );
+    db.drop_schema().await;
+}
