@@ -29,6 +29,7 @@ use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument;
 
 /// Everything a pass needs, connected once.
 pub struct Runtime {
@@ -407,7 +408,9 @@ async fn poll_job(
     let (large, todo): (Vec<RemoteEntry>, Vec<RemoteEntry>) =
         todo.into_iter().partition(|e| stream::streams(rt, job, e));
     for entry in &large {
-        stream::stream_file(rt, job, &src, entry, report).await?;
+        stream::stream_file(rt, job, &src, entry, report)
+            .instrument(file_span(job, entry))
+            .await?;
     }
 
     // Stage up to `concurrency` files at once; a full batch loads while
@@ -416,6 +419,7 @@ async fn poll_job(
     // batching → loading (one batch at a time), so files keep staging
     // while a full batch loads; the queues between them are short, so a
     // slow warehouse slows staging down instead of piling up files.
+    let total = todo.len();
     let (staged_tx, mut staged_rx) = tokio::sync::mpsc::channel(job.concurrency);
     let (work_tx, mut work_rx) = tokio::sync::mpsc::channel::<Work>(1);
     let stage_all = {
@@ -425,7 +429,9 @@ async fn poll_job(
                 .map(|entry| async move {
                     let slot = rt.staging_slot().await;
                     let started = Instant::now();
-                    let r = stage_file(rt, job, src, &entry).await;
+                    let r = stage_file(rt, job, src, &entry)
+                        .instrument(file_span(job, &entry))
+                        .await;
                     drop(slot);
                     (entry, started, r)
                 })
@@ -439,7 +445,9 @@ async fn poll_job(
     };
     let waiting = &mut *pending;
     let batch_all = async move {
+        let mut progress = telemetry::Progress::new(&job.name, total);
         while let Some((entry, started, r)) = staged_rx.recv().await {
+            progress.one_done();
             let work = match r {
                 Ok(file) => {
                     telemetry::file_staged(
@@ -467,7 +475,12 @@ async fn poll_job(
     let load_all = async {
         while let Some(work) = work_rx.recv().await {
             match work {
-                Work::Load(files) => batch::load(rt, job, &*src, files, report).await?,
+                Work::Load(files) => {
+                    let span = tracing::info_span!("batch", job = %job.name, files = files.len());
+                    batch::load(rt, job, &*src, files, report)
+                        .instrument(span)
+                        .await?
+                }
                 Work::Failed(entry, f) => failed_to_stage(rt, job, &entry, f, report).await?,
             }
         }
@@ -503,6 +516,18 @@ async fn poll_job(
         clock.elapsed(),
     );
     Ok(())
+}
+
+/// The span of one file's work: job, path and version (size, mtime), so
+/// every event of the file carries them (in JSON logs too).
+fn file_span(job: &Job, entry: &RemoteEntry) -> tracing::Span {
+    tracing::info_span!(
+        "file",
+        job = %job.name,
+        path = %entry.path,
+        size = entry.size,
+        mtime = entry.mtime
+    )
 }
 
 /// What the batching stage hands to the loading stage.

@@ -166,3 +166,71 @@ pub fn pass_done(
         "job pass done"
     );
 }
+
+/// Progress of a long pass (a backfill): every 10 s while files are being
+/// staged, one line with how many of the pass's files are done, the rate
+/// and the time left. Passes of fewer than 100 files stay quiet.
+#[derive(Debug)]
+pub struct Progress<'j> {
+    job: &'j str,
+    total: usize,
+    done: usize,
+    started: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl<'j> Progress<'j> {
+    /// Every this often, a line.
+    const EVERY: Duration = Duration::from_secs(10);
+
+    /// A pass of `total` files of `job`.
+    pub fn new(job: &'j str, total: usize) -> Self {
+        let now = std::time::Instant::now();
+        Progress {
+            job,
+            total,
+            done: 0,
+            started: now,
+            last: now,
+        }
+    }
+
+    /// One more file staged (or failed); says whether a line was logged.
+    pub fn one_done(&mut self) -> bool {
+        self.done += 1;
+        if self.total < 100 || self.last.elapsed() < Self::EVERY || self.done == self.total {
+            return false;
+        }
+        self.last = std::time::Instant::now();
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let rate = self.done as f64 / secs;
+        let left = (self.total - self.done) as f64 / rate.max(1e-9);
+        tracing::info!(
+            job = self.job,
+            done = self.done,
+            total = self.total,
+            percent = format!("{:.0}", 100.0 * self.done as f64 / self.total as f64),
+            files_per_s = format!("{rate:.0}"),
+            eta_s = left.round() as u64,
+            "backfill progress"
+        );
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_speaks_every_ten_seconds_of_a_long_pass_only() {
+        let ago = std::time::Instant::now() - Duration::from_secs(11);
+        let mut long = Progress::new("j", 200);
+        (long.started, long.last) = (ago, ago);
+        assert!(long.one_done(), "ten seconds passed");
+        assert!(!long.one_done(), "not again right away");
+        let mut short = Progress::new("j", 99);
+        (short.started, short.last) = (ago, ago);
+        assert!(!short.one_done(), "a short pass stays quiet");
+    }
+}
