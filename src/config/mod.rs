@@ -191,6 +191,9 @@ fn validate_daemon(d: &RawDaemon, p: &mut Problems) -> Option<DaemonSettings> {
     if d.concurrency == 0 {
         p.push("daemon.concurrency", "must be at least 1");
     }
+    if d.max_concurrent_loads == 0 {
+        p.push("daemon.max_concurrent_loads", "must be at least 1");
+    }
     let http_listen = if d.http_listen.trim().is_empty() {
         Some(None)
     } else {
@@ -216,6 +219,7 @@ fn validate_daemon(d: &RawDaemon, p: &mut Problems) -> Option<DaemonSettings> {
     Some(DaemonSettings {
         poll_interval: poll_interval?,
         concurrency: d.concurrency.max(1),
+        max_concurrent_loads: d.max_concurrent_loads.max(1),
         grace_period: grace_period?,
         http_listen: http_listen?,
         log_format: log_format?,
@@ -629,8 +633,18 @@ fn validate_source(name: &str, s: &RawSource, p: &mut Problems) -> Option<Source
             root: r.root.clone(),
         },
     };
+    let max_transfers = match s {
+        RawSource::Sftp(r) => r.max_transfers,
+        RawSource::Ftp(r) | RawSource::Ftps(r) => r.max_transfers,
+        RawSource::S3(r) => r.max_transfers,
+        RawSource::Local(r) => r.max_transfers,
+    };
+    if !(1..=64).contains(&max_transfers) {
+        p.push(format!("{path}.max_transfers"), "must be 1 to 64");
+    }
     Some(SourceSettings {
         name: name.to_string(),
+        max_transfers: max_transfers.clamp(1, 64),
         kind,
     })
 }

@@ -38,6 +38,8 @@ pub struct DaemonSettings {
     pub poll_interval: Duration,
     /// Files staged at the same time across all jobs.
     pub concurrency: usize,
+    /// Loads in flight at once against the warehouse.
+    pub max_concurrent_loads: usize,
     /// Time in-flight work gets to finish on shutdown.
     pub grace_period: Duration,
     /// Health and metrics listener, if any.
@@ -298,6 +300,8 @@ pub enum SourceKind {
 pub struct SourceSettings {
     /// The name in the file.
     pub name: String,
+    /// Files fetched from it at the same time, across all jobs.
+    pub max_transfers: usize,
     /// What it is.
     pub kind: SourceKind,
 }

@@ -36,6 +36,11 @@ pub struct RawDaemon {
     /// across all jobs (each job also has its own `concurrency`).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Loads (warehouse transactions) in flight at once across all jobs;
+    /// loads take the ledger lock in turn anyway, so more only queue in
+    /// the warehouse.
+    #[serde(default = "default_max_loads")]
+    pub max_concurrent_loads: usize,
     /// How long a shutdown waits for in-flight loads to finish.
     #[serde(default = "default_grace_period")]
     pub grace_period: String,
@@ -52,6 +57,7 @@ impl Default for RawDaemon {
         RawDaemon {
             poll_interval: default_poll_interval(),
             concurrency: default_concurrency(),
+            max_concurrent_loads: default_max_loads(),
             grace_period: default_grace_period(),
             http_listen: default_http_listen(),
             log_format: default_log_format(),
@@ -64,6 +70,9 @@ fn default_poll_interval() -> String {
 }
 fn default_concurrency() -> usize {
     16
+}
+fn default_max_loads() -> usize {
+    2
 }
 fn default_grace_period() -> String {
     "60s".into()
@@ -278,6 +287,14 @@ pub struct RawSftp {
     /// Outstanding read requests per download (OpenSSH uses 64).
     #[serde(default = "default_reads_in_flight")]
     pub reads_in_flight: usize,
+    /// Files fetched from this source at the same time, across all jobs
+    /// (servers often cap sessions or transfers per user).
+    #[serde(default = "default_max_transfers")]
+    pub max_transfers: usize,
+}
+
+fn default_max_transfers() -> usize {
+    8
 }
 
 fn default_sftp_port() -> u16 {
@@ -315,6 +332,10 @@ pub struct RawFtp {
     /// when the server advertises a private one) or `active`.
     #[serde(default = "default_data_mode")]
     pub data_mode: String,
+    /// Files fetched from this source at the same time, across all jobs
+    /// (servers often cap sessions or transfers per user).
+    #[serde(default = "default_max_transfers")]
+    pub max_transfers: usize,
 }
 
 fn default_data_mode() -> String {
@@ -345,6 +366,10 @@ pub struct RawS3Source {
     pub secret_access_key_env: Option<String>,
     /// File holding the secret access key.
     pub secret_access_key_file: Option<String>,
+    /// Files fetched from this source at the same time, across all jobs
+    /// (servers often cap sessions or transfers per user).
+    #[serde(default = "default_max_transfers")]
+    pub max_transfers: usize,
 }
 
 /// `kind = "local"`
@@ -353,6 +378,10 @@ pub struct RawS3Source {
 pub struct RawLocal {
     /// The folder that job paths are relative to.
     pub root: String,
+    /// Files fetched from this source at the same time, across all jobs
+    /// (servers often cap sessions or transfers per user).
+    #[serde(default = "default_max_transfers")]
+    pub max_transfers: usize,
 }
 
 /// `[[jobs]]`

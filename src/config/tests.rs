@@ -222,3 +222,25 @@ fn a_job_polls_on_its_own_interval_or_the_daemons() {
         err(&bad)
     );
 }
+
+#[test]
+fn transfer_and_load_limits_default_and_are_checked() {
+    let c = from_toml_str(MINIMAL).unwrap();
+    assert_eq!(c.daemon.max_concurrent_loads, 2);
+    assert_eq!(c.sources["s"].max_transfers, 8);
+    let bad = MINIMAL
+        .replace(
+            "[staging]",
+            "[daemon]\nmax_concurrent_loads = 0\n\n[staging]",
+        )
+        .replace("root = \"/tmp\"\n", "root = \"/tmp\"\nmax_transfers = 0\n");
+    let e = err(&bad);
+    assert!(
+        e.contains("daemon.max_concurrent_loads: must be at least 1"),
+        "{e}"
+    );
+    assert!(
+        e.contains("sources.s.max_transfers: must be 1 to 64"),
+        "{e}"
+    );
+}

@@ -100,7 +100,11 @@ pub async fn load(
     }
     let clock = Instant::now();
     let files: Vec<StagedFile> = batch.iter().map(|s| s.file.clone()).collect();
-    match rt.warehouse.load(job, &files).await {
+    let loaded = {
+        let _slot = rt.load_slot().await;
+        rt.warehouse.load(job, &files).await
+    };
+    match loaded {
         Ok(outcomes) => {
             telemetry::batch_loaded(&job.name, files.len(), clock.elapsed());
             super::checks::after_load(rt, job, &outcomes).await;
@@ -112,11 +116,13 @@ pub async fn load(
         Err(e) if files.len() > 1 && !e.is_transient() => {
             tracing::warn!(job = %job.name, files = files.len(), error = %e.chain(), "batch load failed; loading its files one by one to find the bad one");
             for staged in &batch {
-                match rt
-                    .warehouse
-                    .load(job, std::slice::from_ref(&staged.file))
-                    .await
-                {
+                let alone = {
+                    let _slot = rt.load_slot().await;
+                    rt.warehouse
+                        .load(job, std::slice::from_ref(&staged.file))
+                        .await
+                };
+                match alone {
                     Ok(mut outcome) => {
                         super::checks::after_load(rt, job, &outcome).await;
                         let outcome = outcome.pop().unwrap_or(LoadOutcome::AlreadyLoaded);

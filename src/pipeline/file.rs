@@ -44,10 +44,12 @@ pub async fn stage_file(
     src: &Arc<dyn Source>,
     entry: &RemoteEntry,
 ) -> std::result::Result<StagedFile, FileFailure> {
+    let transfer = rt.transfer_slot(&job.source.name).await;
     let (stats, local) = retry(RetryPolicy::default(), "fetch and normalize", || {
         fetch_and_normalize(job, src, entry, None)
     })
     .await?;
+    drop(transfer);
     let version = version_of(job, entry);
     let keys = staging_keys(rt, job, &version);
     finish(rt, job, &keys, version, stats, local, None).await

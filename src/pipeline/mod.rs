@@ -49,6 +49,10 @@ pub struct Runtime {
     pending: tokio::sync::Mutex<HashMap<String, Pending>>,
     /// Files staged at once across all jobs (`daemon.concurrency`).
     staging_slots: tokio::sync::Semaphore,
+    /// Per source: files fetched from it at once (`max_transfers`).
+    transfer_slots: HashMap<String, tokio::sync::Semaphore>,
+    /// Loads in flight at once (`daemon.max_concurrent_loads`).
+    load_slots: tokio::sync::Semaphore,
 }
 
 /// Which waiting batches a pass loads at its end.
@@ -74,6 +78,12 @@ impl Runtime {
             sources: tokio::sync::Mutex::new(HashMap::new()),
             pending: tokio::sync::Mutex::new(HashMap::new()),
             staging_slots: tokio::sync::Semaphore::new(config.daemon.concurrency),
+            transfer_slots: config
+                .sources
+                .iter()
+                .map(|(name, s)| (name.clone(), tokio::sync::Semaphore::new(s.max_transfers)))
+                .collect(),
+            load_slots: tokio::sync::Semaphore::new(config.daemon.max_concurrent_loads),
             config: Arc::new(config),
         })
     }
@@ -85,6 +95,24 @@ impl Runtime {
             .acquire()
             .await
             .expect("the staging semaphore is never closed")
+    }
+
+    /// A slot among the files fetched from `source` at once, if the
+    /// source is configured (always, outside tests that build their own).
+    pub(crate) async fn transfer_slot(
+        &self,
+        source: &str,
+    ) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        match self.transfer_slots.get(source) {
+            Some(s) => Some(s.acquire().await.expect("never closed")),
+            None => None,
+        }
+    }
+
+    /// A slot among the loads in flight at once; held for one load
+    /// transaction.
+    pub(crate) async fn load_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.load_slots.acquire().await.expect("never closed")
     }
 
     /// The connected source for `settings`, connecting on first use.

@@ -44,6 +44,7 @@ pub async fn stream_file(
     report: &mut PassReport,
 ) -> Result<()> {
     let _slot = rt.staging_slot().await;
+    let _transfer = rt.transfer_slot(&job.source.name).await;
     let started = Instant::now();
     tracing::debug!(job = %job.name, path = %entry.path, bytes = entry.size, "loading a file of several parts while it is staged");
     let version = file::version_of(job, entry);
@@ -93,7 +94,12 @@ pub async fn stream_file(
         });
         staged
     };
-    let load = rt.warehouse.load_streaming(job, &version, keys_rx, file_rx);
+    let load = async {
+        let _load = rt.load_slot().await;
+        rt.warehouse
+            .load_streaming(job, &version, keys_rx, file_rx)
+            .await
+    };
     tokio::pin!(staged, load);
     let (staged, loaded) = tokio::select! {
         loaded = &mut load => match loaded {

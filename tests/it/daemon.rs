@@ -204,8 +204,9 @@ async fn under_systemd_it_notifies_and_sigterm_mid_load_exits_cleanly() {
     db.drop_schema().await;
 }
 
-/// Two jobs side by side, one of them broken (its target table does not
-/// exist), with one file slot for both: the broken job fails its file
+/// Two jobs side by side on one source, one of them broken (its target
+/// table does not exist), with one staging, transfer and load slot for
+/// both: the broken job fails its file
 /// with a clear reason and keeps polling, the other loads a small and a
 /// large (streamed) file on its own, shorter interval.
 #[tokio::test(flavor = "multi_thread")]
@@ -217,12 +218,21 @@ async fn a_broken_job_fails_its_files_while_another_keeps_loading() {
         .replace("name = \"task-events\"", "name = \"broken\"")
         .replace("path = \"/outbox\"", "path = \"/broken\"")
         .replace("target = \"task_events\"", "target = \"no_such_table\"");
-    let toml = format!("{}{broken}", stack.config_toml(&db, &good)).replace(
-        "poll_interval = \"1s\"",
-        "poll_interval = \"1s\"\nconcurrency = 1\nhttp_listen = \"\"",
-    );
+    // One slot of each kind: staging, transfers from the shared source,
+    // loads; the two jobs must take turns without waiting on each other.
+    let toml = format!("{}{broken}", stack.config_toml(&db, &good))
+        .replace(
+            "poll_interval = \"1s\"",
+            "poll_interval = \"1s\"\nconcurrency = 1\nmax_concurrent_loads = 1\nhttp_listen = \"\"",
+        )
+        .replace(
+            "[sources.partner]\n",
+            "[sources.partner]\nmax_transfers = 1\n",
+        );
     let rt = migrated_runtime(&toml).await;
     assert_eq!(rt.config.daemon.concurrency, 1);
+    assert_eq!(rt.config.daemon.max_concurrent_loads, 1);
+    assert_eq!(rt.config.sources["partner"].max_transfers, 1);
     let header = "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n";
     let rows = |prefix: &str, n: usize| -> String {
         let body: String = (0..n)
