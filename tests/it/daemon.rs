@@ -17,12 +17,29 @@ async fn get(addr: &str, path: &str) -> String {
     out
 }
 
+/// Files dropped on SFTP and FTP while the daemon runs are loaded, and
+/// `/readyz` and `/metrics` say so.
 #[tokio::test(flavor = "multi_thread")]
 async fn loads_files_dropped_while_running_and_stops_on_request() {
     let stack = Stack::start().await;
     let db = TestDb::new().await;
     let port = ferry::testkit::free_port().unwrap();
-    let toml = stack.config_toml(&db, &task_events_job("")).replace(
+    // A second job reads an FTP server into the same table.
+    let ftp_root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(ftp_root.path().join("drop")).unwrap();
+    let ftp = ferry::testkit::ftp::FtpServer::start(ftp_root.path(), 0)
+        .await
+        .unwrap();
+    let ftp_job = task_events_job("")
+        .replace("name = \"task-events\"", "name = \"vendor-events\"")
+        .replace("source = \"partner\"", "source = \"vendor\"")
+        .replace("path = \"/outbox\"", "path = \"/drop\"");
+    let toml = format!(
+        "{}{ftp_job}\n[sources.vendor]\nkind = \"ftp\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"anonymous\"\n",
+        stack.config_toml(&db, &task_events_job("")),
+        ftp.addr.port()
+    )
+    .replace(
         "poll_interval = \"1s\"",
         &format!("poll_interval = \"200ms\"\nhttp_listen = \"127.0.0.1:{port}\""),
     );
@@ -50,17 +67,24 @@ async fn loads_files_dropped_while_running_and_stops_on_request() {
         "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n\
          e9,t9,created,open,u9,jira,2026-03-01T10:00:00Z,,,\n",
     );
+    std::fs::write(
+        ftp_root.path().join("drop/late.csv"),
+        "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n\
+         f1,t9,created,open,u9,jira,2026-03-01T10:00:00Z,,,\n\
+         f2,t9,created,open,u9,jira,2026-03-01T10:00:00Z,,,\n",
+    )
+    .unwrap();
     let mut loaded = 0i64;
     for _ in 0..100 {
         loaded = db.count("task_events").await;
-        if loaded == 1 {
+        if loaded == 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        loaded, 1,
-        "the dropped file is loaded by the running daemon"
+        loaded, 3,
+        "the files dropped on SFTP and FTP are loaded by the running daemon"
     );
 
     let ready = get(&addr, "/readyz").await;
@@ -68,6 +92,8 @@ async fn loads_files_dropped_while_running_and_stops_on_request() {
         ready.starts_with("HTTP/1.1 200 OK") && ready.ends_with("ready\n"),
         "{ready}"
     );
+    // Loaded means committed; the metrics follow right after.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let metrics = get(&addr, "/metrics").await;
     assert!(
         metrics.contains("content-type: text/plain; version=0.0.4"),
@@ -81,6 +107,8 @@ async fn loads_files_dropped_while_running_and_stops_on_request() {
         "ferry_oldest_unloaded_file_age_seconds{job=\"task-events\"} 0\n",
         "# TYPE ferry_stage_duration_seconds histogram\n",
         "ferry_stage_duration_seconds_count{job=\"task-events\",stage=\"load\"} 1\n",
+        "ferry_files_loaded_total{job=\"vendor-events\"} 1\n",
+        "ferry_rows_loaded_total{job=\"vendor-events\"} 2\n",
     ] {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
     }
@@ -96,7 +124,7 @@ async fn loads_files_dropped_while_running_and_stops_on_request() {
         .unwrap()
         .expect("the daemon stops cleanly");
     let files: i64 = db.count("ferry_files").await;
-    assert_eq!(files, 1, "polled many times, loaded once");
+    assert_eq!(files, 2, "polled many times, each loaded once");
     db.drop_schema().await;
 }
 
