@@ -319,3 +319,47 @@ async fn a_broken_job_fails_its_files_while_another_keeps_loading() {
     );
     db.drop_schema().await;
 }
+
+/// With the staging bucket unreachable the daemon is alive but not ready:
+/// `/healthz` answers 200, `/readyz` 503 naming the staging bucket.
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_says_what_is_unreachable() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let port = ferry::testkit::free_port().unwrap();
+    let dead = ferry::testkit::free_port().unwrap();
+    let toml = stack
+        .config_toml(&db, &task_events_job(""))
+        .replace(&stack.s3.endpoint(), &format!("http://127.0.0.1:{dead}"))
+        .replace(
+            "poll_interval = \"1s\"",
+            &format!("poll_interval = \"1h\"\nhttp_listen = \"127.0.0.1:{port}\""),
+        );
+    let rt = migrated_runtime(&toml).await;
+    let stop = CancellationToken::new();
+    let daemon = tokio::spawn({
+        let stop = stop.clone();
+        async move { ferry::daemon::run(&rt, stop).await }
+    });
+    let addr = format!("127.0.0.1:{port}");
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(get(&addr, "/healthz").await.starts_with("HTTP/1.1 200 OK"));
+    let ready = get(&addr, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(
+        ready.contains("not ready: staging: staging bucket"),
+        "{ready}"
+    );
+    assert!(
+        !ready.contains("warehouse:"),
+        "the warehouse answers: {ready}"
+    );
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(70), daemon).await;
+    db.drop_schema().await;
+}
