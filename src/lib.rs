@@ -10,19 +10,19 @@
 //! | module | owns |
 //! |---|---|
 //! | [`config`] | the TOML file and `FERRY__…` overrides, parsed into serde structs that reject unknown keys, then validated into domain types; [`config::Secret`] |
-//! | [`source`] | listing, settling, streaming and finalizing remote files (`sftp`, `local`, …) behind the [`source::Source`] trait |
-//! | [`normalize`] | decoding input (CSV today), mapping and type-checking columns, writing gzip CSV, error rows |
+//! | [`source`] | listing, settling, streaming and finalizing remote files (`sftp`, `ftp`/`ftps`, `s3`, `local`) behind the [`source::Source`] trait |
+//! | [`normalize`] | decoding CSV, NDJSON, JSON and XML (gzip or not), mapping and type-checking columns, writing gzip CSV parts (in memory while small), error rows |
 //! | [`stage`] | the S3 client, deterministic staging keys and uploads of staged objects |
-//! | [`warehouse`] | the load transaction, SQL rendering with quoted identifiers, the `postgres` backend |
-//! | [`ledger`] | the ledger tables: file versions and their states, loads, load errors |
+//! | [`warehouse`] | the load transaction (whole or streamed), SQL rendering with quoted identifiers, the `postgres` and `redshift-data` backends |
+//! | [`ledger`] | the ledger tables' SQL: file versions and their states, loads, load errors, checks, and the operations reports |
 //! | [`migrate`] | versioned, idempotent schema migrations embedded from `migrations/` |
-//! | [`pipeline`] | one pass over the jobs: one file's steps in order, with the load-once checks |
-//! | [`daemon`] | the long-running poll loop, signals and graceful shutdown |
+//! | [`pipeline`] | a pass over a job: one file's steps in order with the load-once checks, batches, streamed loads of large files, post-load checks, the staging/transfer/load slots |
+//! | [`daemon`] | one poll loop per job, signals and graceful shutdown, the `/healthz` `/readyz` `/metrics` listener, systemd notify |
 //! | [`check`] | `ferry check`: connects to every component and reports one line each |
 //! | [`fetch`] | `ferry fetch`: one download from a source, timed and hashed |
 //! | [`ops`] | the operations commands (`jobs`, `pause`/`resume`, `files`, `errors`, `retry`, `reset`) over the ledger, printed as tables or JSON |
 //! | [`cli`] | the command line, resolved into calls of the modules above |
-//! | [`telemetry`] | logging set-up and the named events the business code emits |
+//! | [`telemetry`] | logging set-up, the named events the business code emits, and the metrics they update |
 //! | [`retry`] | retry with exponential backoff and jitter, driven by [`ErrorKind`] |
 //! | [`error`] | the crate-level [`Error`] whose [`ErrorKind`] tells a caller to retry, fail the file, or stop |
 //! | `testkit` (feature `testkit`) | in-process S3, FTP and SFTP servers for tests and the dev stack |

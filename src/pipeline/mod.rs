@@ -1,6 +1,8 @@
 //! One pass over the jobs: for each job, list → settle → look up → fetch →
-//! normalize → stage (`concurrency` files at a time) → batch → load →
-//! finalize.
+//! normalize → stage (`concurrency` files at a time, within the daemon's
+//! staging and per-source transfer slots) → batch → load (within the load
+//! slots) → post-load checks → finalize. A file larger than one part loads
+//! alone, streamed where the warehouse can (`stream`).
 //!
 //! The load-once rules live here and in the warehouse transaction:
 //! - a version the ledger has as `loaded` is never fetched again (only its
