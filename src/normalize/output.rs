@@ -57,19 +57,6 @@ pub enum Blob {
 }
 
 impl Blob {
-    /// Size in bytes.
-    pub fn len(&self) -> io::Result<u64> {
-        match self {
-            Blob::Memory(b) => Ok(b.len() as u64),
-            Blob::File(p) => Ok(std::fs::metadata(p)?.len()),
-        }
-    }
-
-    /// Whether it holds no bytes.
-    pub fn is_empty(&self) -> io::Result<bool> {
-        Ok(self.len()? == 0)
-    }
-
     /// Writes the bytes to `to` (moves a file, copying across file systems).
     pub fn save(&self, to: &std::path::Path) -> io::Result<()> {
         match self {

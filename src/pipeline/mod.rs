@@ -99,16 +99,15 @@ impl Runtime {
             .expect("the staging semaphore is never closed")
     }
 
-    /// A slot among the files fetched from `source` at once, if the
-    /// source is configured (always, outside tests that build their own).
-    pub(crate) async fn transfer_slot(
-        &self,
-        source: &str,
-    ) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        match self.transfer_slots.get(source) {
-            Some(s) => Some(s.acquire().await.expect("never closed")),
-            None => None,
-        }
+    /// A slot among the files fetched from `source` at once (every job's
+    /// source is configured, so it has its slots).
+    pub(crate) async fn transfer_slot(&self, source: &str) -> tokio::sync::SemaphorePermit<'_> {
+        self.transfer_slots
+            .get(source)
+            .expect("a job's source is configured")
+            .acquire()
+            .await
+            .expect("never closed")
     }
 
     /// A slot among the loads in flight at once; held for one load
@@ -443,8 +442,6 @@ async fn poll_job(
             .await?;
     }
 
-    // Stage up to `concurrency` files at once; a full batch loads while
-    // the next files are being staged.
     // Three stages at once: staging (`concurrency` files at a time) →
     // batching → loading (one batch at a time), so files keep staging
     // while a full batch loads; the queues between them are short, so a

@@ -556,13 +556,7 @@ impl PostgresWarehouse {
     ) -> Result<Option<OpenLoad<'c>>> {
         let started = chrono::Utc::now();
         let clock = std::time::Instant::now();
-        let tx = client
-            .transaction()
-            .await
-            .map_err(pg_error("cannot begin the load transaction"))?;
-        tx.batch_execute(&self.ledger.lock())
-            .await
-            .map_err(pg_error("cannot lock the ledger"))?;
+        let tx = self.locked(client).await?;
         let todo = self.not_loaded(&tx, job, versions).await?;
         if todo.is_empty() {
             tx.rollback().await.map_err(pg_error("cannot roll back"))?;

@@ -19,6 +19,31 @@ async fn get(addr: &str, path: &str) -> String {
 
 /// Files dropped on SFTP and FTP while the daemon runs are loaded, and
 /// `/readyz` and `/metrics` say so.
+/// Runs the daemon on `rt` in a task until the returned token is cancelled.
+fn start_daemon(
+    rt: ferry::pipeline::Runtime,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<ferry::Result<()>>,
+) {
+    let stop = CancellationToken::new();
+    let daemon = tokio::spawn({
+        let stop = stop.clone();
+        async move { ferry::daemon::run(&rt, stop).await }
+    });
+    (stop, daemon)
+}
+
+/// Waits (up to 2.5 s) until something listens on `addr`.
+async fn wait_listening(addr: &str) {
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn loads_files_dropped_while_running_and_stops_on_request() {
     let stack = Stack::start().await;
@@ -44,21 +69,11 @@ async fn loads_files_dropped_while_running_and_stops_on_request() {
         &format!("poll_interval = \"200ms\"\nhttp_listen = \"127.0.0.1:{port}\""),
     );
     let rt = migrated_runtime(&toml).await;
-    let stop = CancellationToken::new();
-    let daemon = tokio::spawn({
-        let stop = stop.clone();
-        async move { ferry::daemon::run(&rt, stop).await }
-    });
+    let (stop, daemon) = start_daemon(rt);
 
     let addr = format!("127.0.0.1:{port}");
-    let mut health = String::new();
-    for _ in 0..50 {
-        if tokio::net::TcpStream::connect(&addr).await.is_ok() {
-            health = get(&addr, "/healthz").await;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_listening(&addr).await;
+    let health = get(&addr, "/healthz").await;
     assert!(health.starts_with("HTTP/1.1 200 OK"), "{health}");
     assert!(get(&addr, "/nope").await.starts_with("HTTP/1.1 404"));
 
@@ -269,11 +284,7 @@ async fn a_broken_job_fails_its_files_while_another_keeps_loading() {
         format!("{header}{body}")
     };
     stack.put_sftp("/broken/x.csv", &rows("x", 3));
-    let stop = CancellationToken::new();
-    let daemon = tokio::spawn({
-        let stop = stop.clone();
-        async move { ferry::daemon::run(&rt, stop).await }
-    });
+    let (stop, daemon) = start_daemon(rt);
     // Files arrive while the broken job keeps failing.
     tokio::time::sleep(Duration::from_millis(200)).await;
     stack.put_sftp("/outbox/small.csv", &rows("s", 5));
@@ -336,18 +347,9 @@ async fn readyz_says_what_is_unreachable() {
             &format!("poll_interval = \"1h\"\nhttp_listen = \"127.0.0.1:{port}\""),
         );
     let rt = migrated_runtime(&toml).await;
-    let stop = CancellationToken::new();
-    let daemon = tokio::spawn({
-        let stop = stop.clone();
-        async move { ferry::daemon::run(&rt, stop).await }
-    });
+    let (stop, daemon) = start_daemon(rt);
     let addr = format!("127.0.0.1:{port}");
-    for _ in 0..50 {
-        if tokio::net::TcpStream::connect(&addr).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_listening(&addr).await;
     assert!(get(&addr, "/healthz").await.starts_with("HTTP/1.1 200 OK"));
     let ready = get(&addr, "/readyz").await;
     assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
