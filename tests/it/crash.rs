@@ -28,6 +28,21 @@ fn ferry(config: &std::path::Path, args: &[&str]) -> Command {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_at_random_moments_never_loses_or_doubles_a_row() {
+    // Small batches, so kills land between and inside loads.
+    kill_again_and_again("batch = { max_files = 2 }").await
+}
+
+/// The same with every file larger than one part: each loads alone, its
+/// COPY running while it is still being normalized and uploaded (on
+/// PostgreSQL), so kills land inside streamed loads.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_during_streamed_loads_never_loses_or_doubles_a_row() {
+    kill_again_and_again("part_size = \"4KiB\"").await
+}
+
+/// Runs `ferry run` with `job_extra` in the job, SIGKILLs it at random
+/// moments, finishes with clean passes and checks every row and file.
+async fn kill_again_and_again(job_extra: &str) {
     let stack = Stack::start().await;
     let db = TestDb::new().await;
     let seed = std::env::var("FERRY_CRASH_SEED")
@@ -77,13 +92,15 @@ async fn sigkill_at_random_moments_never_loses_or_doubles_a_row() {
         &stack
             .config_toml(
                 &db,
-                &task_events_job(
-                    // Small batches, so kills land between and inside loads.
-                    "on_success = { action = \"move\", to = \"/outbox/loaded\" }\nbatch = { max_files = 2 }",
-                ),
+                &task_events_job(&format!(
+                    "on_success = {{ action = \"move\", to = \"/outbox/loaded\" }}\n{job_extra}"
+                )),
             )
             // No listener: other tests run daemons at the same time.
-            .replace("poll_interval = \"1s\"", "poll_interval = \"50ms\"\nhttp_listen = \"\""),
+            .replace(
+                "poll_interval = \"1s\"",
+                "poll_interval = \"50ms\"\nhttp_listen = \"\"",
+            ),
     );
     let run_to_end = |args: &'static [&'static str]| {
         let cfg = cfg.clone();
