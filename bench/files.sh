@@ -2,14 +2,17 @@
 # Many small files into PostgreSQL: files/s with batching.
 #
 # Writes N task-event CSV files of 1-10 KB (10-100 rows each, every event
-# id unique) onto the local stack's SFTP server (`ferry-dev-stack --serve
-# --state DIR`, release build) and into a local folder, then times `ferry
+# id unique) onto the local stack's SFTP and FTP servers (`ferry-dev-stack
+# --serve --state DIR`, release build) and into a local folder, then times `ferry
 # once` (list -> settle -> ledger lookup -> fetch -> normalize -> stage to
 # the S3 stand-in -> batched COPY + merge + ledger) for each source, and
 # checks every row landed once. Prints files/s and rows/s.
 #
 #   bench/files.sh [N] [MAX_FILES] [CONCURRENCY]   (defaults 10000 500 8)
 #
+# CONCURRENCY is the job's `concurrency` and each source's `max_transfers`
+# (for FTP: control connections). FERRY_SOURCES picks sources (default
+# "sftp ftp local").
 # FERRY_LOG="warn,ferry=info" shows each batch's load time; FERRY_WRAP
 # runs ferry under a command (e.g. "strace -f -c -o /tmp/strace.txt").
 set -euo pipefail
@@ -38,10 +41,10 @@ for _ in $(seq 150); do
 done
 grep -q "serving until" "$work/stack.log" || { cat "$work/stack.log"; exit 1; }
 
-python3 - "$N" "$work/stack/sftp/bench" "$work/local" <<'PY'
+python3 - "$N" "$work/stack/sftp/bench" "$work/local" "$work/stack/ftp/bench" <<'PY'
 import os, random, sys
-n, sftp_dir, local_dir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-for d in (sftp_dir, local_dir):
+n, sftp_dir, local_dir, ftp_dir = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+for d in (sftp_dir, local_dir, ftp_dir):
     os.makedirs(d, exist_ok=True)
 rnd = random.Random(7)
 header = "event_id,task_id,event_type,status,user_id,source_system,occurred_at,duration_ms,attempt,payload\n"
@@ -56,7 +59,7 @@ for f in range(n):
         )
     body = "".join(lines)
     total += rows
-    for d in (sftp_dir, local_dir):
+    for d in (sftp_dir, local_dir, ftp_dir):
         with open(os.path.join(d, f"events_{f:06d}.csv"), "w") as out:
             out.write(body)
 print(total, file=open(os.path.join(local_dir, "..", "rows"), "w"))
@@ -68,16 +71,21 @@ echo "$N files, $rows rows, $bytes bytes; batch.max_files = $BATCH, concurrency 
 
 now() { date +%s.%N; }
 printf '%-6s %7s %9s %9s %11s %8s\n' source files seconds "files/s" "rows/s" batches
-for source in sftp local; do
+for source in ${FERRY_SOURCES:-sftp ftp local}; do
   "${PSQL[@]}" -c "DROP SCHEMA IF EXISTS ferry_bench_files CASCADE; CREATE SCHEMA ferry_bench_files"
   sed -e 's/^schema = "ferry_local"/schema = "ferry_bench_files"/' -e '/^\[\[jobs\]\]/,$d' config/local.toml > "$work/ferry.toml"
   if [ "$source" = sftp ]; then
     src=demo-sftp
     path=/bench
+    sed -i "/^\[sources.demo-sftp\]/a max_transfers = $CONC" "$work/ferry.toml"
+  elif [ "$source" = ftp ]; then
+    src=bench-ftp
+    path=/bench
+    printf '[sources.bench-ftp]\nkind = "ftp"\nhost = "127.0.0.1"\nport = 2121\nuser = "anonymous"\nmax_transfers = %s\n' "$CONC" >> "$work/ferry.toml"
   else
     src=bench-local
     path=/
-    printf '[sources.bench-local]\nkind = "local"\nroot = "%s"\n' "$work/local" >> "$work/ferry.toml"
+    printf '[sources.bench-local]\nkind = "local"\nroot = "%s"\nmax_transfers = %s\n' "$work/local" "$CONC" >> "$work/ferry.toml"
   fi
   cat >> "$work/ferry.toml" <<TOML
 

@@ -64,7 +64,9 @@ pub async fn connect(settings: &Arc<SourceSettings>) -> Result<Arc<dyn Source>> 
         SourceKind::Sftp(s) => Ok(Arc::new(
             sftp::SftpSource::connect(&settings.name, s).await?,
         )),
-        SourceKind::Ftp(f) => Ok(Arc::new(ftp::FtpSource::connect(&settings.name, f).await?)),
+        SourceKind::Ftp(f) => Ok(Arc::new(
+            ftp::FtpSource::connect(&settings.name, f, settings.max_transfers).await?,
+        )),
         SourceKind::Local { root } => Ok(Arc::new(local::LocalSource::new(root)?)),
         SourceKind::S3 { bucket, s3 } => Ok(Arc::new(
             s3::S3Source::connect(&settings.name, bucket, s3).await?,

@@ -35,9 +35,13 @@ async fn lists_downloads_resumes_and_moves_over_plain_ftp() {
     std::fs::write(dir.path().join("in/sub/a.csv"), "x\n").unwrap();
     std::fs::write(dir.path().join("in/.hidden"), "x\n").unwrap();
     let server = FtpServer::start(dir.path(), 0).await.unwrap();
-    let src = FtpSource::connect("vendor", &settings(server.addr.port(), None, "127.0.0.1"))
-        .await
-        .unwrap();
+    let src = FtpSource::connect(
+        "vendor",
+        &settings(server.addr.port(), None, "127.0.0.1"),
+        4,
+    )
+    .await
+    .unwrap();
 
     let flat = src.list("/in", false).await.unwrap();
     let names: Vec<&str> = flat.iter().map(|e| e.relative.as_str()).collect();
@@ -117,7 +121,7 @@ async fn pasv_with_the_nat_workaround_downloads_too() {
     let server = FtpServer::start(dir.path(), 0).await.unwrap();
     let mut cfg = settings(server.addr.port(), None, "127.0.0.1");
     cfg.data_mode = FtpDataMode::Pasv;
-    let src = FtpSource::connect("vendor", &cfg).await.unwrap();
+    let src = FtpSource::connect("vendor", &cfg, 4).await.unwrap();
     assert_eq!(src.list("/", false).await.unwrap().len(), 1);
     assert_eq!(read_all(&src, "/a.csv", 0).await, b"a\r\n1\n");
 }
@@ -137,6 +141,7 @@ async fn ftps_verifies_the_certificate_against_the_configured_ca() {
     let src = FtpSource::connect(
         "vendor",
         &settings(server.addr.port(), Some(trusted), "localhost"),
+        4,
     )
     .await
     .expect("explicit FTPS with the test CA");
@@ -156,6 +161,7 @@ async fn ftps_verifies_the_certificate_against_the_configured_ca() {
     let err = FtpSource::connect(
         "vendor",
         &settings(server.addr.port(), Some(untrusted), "localhost"),
+        4,
     )
     .await
     .err()
@@ -173,7 +179,7 @@ async fn a_refused_login_is_permanent_and_names_the_user() {
     // client at a port where nothing listens to check the connect error,
     // and at the server with a bad TLS expectation for a permanent one.
     let port = ferry::testkit::free_port().unwrap();
-    let err = FtpSource::connect("vendor", &settings(port, None, "127.0.0.1"))
+    let err = FtpSource::connect("vendor", &settings(port, None, "127.0.0.1"), 4)
         .await
         .err()
         .expect("nothing listens");
@@ -193,9 +199,13 @@ async fn a_control_connection_the_server_closed_while_idle_is_reopened() {
     let server = FtpServer::start_with_idle_timeout(dir.path(), 1)
         .await
         .unwrap();
-    let src = FtpSource::connect("vendor", &settings(server.addr.port(), None, "127.0.0.1"))
-        .await
-        .unwrap();
+    let src = FtpSource::connect(
+        "vendor",
+        &settings(server.addr.port(), None, "127.0.0.1"),
+        4,
+    )
+    .await
+    .unwrap();
     assert_eq!(src.list("/", false).await.unwrap().len(), 1);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(
@@ -206,4 +216,84 @@ async fn a_control_connection_the_server_closed_while_idle_is_reopened() {
         1
     );
     assert_eq!(read_all(&src, "/a.csv", 0).await, b"a\n");
+}
+
+/// Reads up to 64 KiB from `s` into `out`; false at the end.
+async fn read_some(s: &mut ferry::source::ByteStream, out: &mut Vec<u8>) -> bool {
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = s.read(&mut buf).await.unwrap();
+    out.extend_from_slice(&buf[..n]);
+    n > 0
+}
+
+#[tokio::test]
+async fn downloads_run_side_by_side_each_on_its_own_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (body(2_000_000), body(1_500_000));
+    std::fs::write(dir.path().join("a.bin"), &a).unwrap();
+    std::fs::write(dir.path().join("b.bin"), &b).unwrap();
+    std::fs::write(dir.path().join("c.csv"), "c\n").unwrap();
+    let server = FtpServer::start(dir.path(), 0).await.unwrap();
+    let src = std::sync::Arc::new(
+        FtpSource::connect(
+            "vendor",
+            &settings(server.addr.port(), None, "127.0.0.1"),
+            3,
+        )
+        .await
+        .unwrap(),
+    );
+
+    // Two downloads open at once, read in turns: one control connection
+    // could run only one of them.
+    let mut sa = src.open("/a.bin", 0).await.unwrap();
+    let mut sb = src.open("/b.bin", 0).await.unwrap();
+    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        assert!(read_some(&mut sa, &mut got_a).await);
+        assert!(read_some(&mut sb, &mut got_b).await);
+    }
+    // Commands do not wait behind the transfers: they take a third
+    // connection.
+    assert_eq!(src.list("/", false).await.unwrap().len(), 3);
+    assert_eq!(src.open_connections(), 3);
+    // With all three connections busy, the next command waits for one.
+    let mut sc = src.open("/c.csv", 0).await.unwrap();
+    let waiting = tokio::spawn({
+        let src = src.clone();
+        async move { src.list("/", false).await.map(|l| l.len()) }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a fourth connection is never opened while three are busy"
+    );
+    let mut got_c = Vec::new();
+    while read_some(&mut sc, &mut got_c).await {}
+    assert_eq!(got_c, b"c\n");
+    assert_eq!(
+        waiting.await.unwrap().unwrap(),
+        3,
+        "the freed connection serves it"
+    );
+    while read_some(&mut sa, &mut got_a).await {}
+    while read_some(&mut sb, &mut got_b).await {}
+    assert!(
+        got_a == a && got_b == b,
+        "both downloads whole and unchanged"
+    );
+    assert_eq!(
+        src.open_connections(),
+        3,
+        "finished downloads give back their connections"
+    );
+
+    // A download dropped halfway closes its connection (its transfer
+    // reply was never read); the pool opens a fresh one when needed.
+    let mut half = src.open("/a.bin", 0).await.unwrap();
+    assert!(read_some(&mut half, &mut Vec::new()).await);
+    drop(half);
+    assert_eq!(src.open_connections(), 2);
+    assert!(read_all(&*src, "/b.bin", 0).await == b);
+    assert!(read_all(&*src, "/a.bin", 1_000_000).await == a[1_000_000..]);
 }

@@ -81,6 +81,11 @@ enum Tls {
 
 /// vsftpd serving `root` read-only to anonymous.
 fn vsftpd(files: &[(&str, &[u8])], tls: Tls) -> Server {
+    vsftpd_with(files, tls, "")
+}
+
+/// [`vsftpd`] with more lines of configuration.
+fn vsftpd_with(files: &[(&str, &[u8])], tls: Tls, extra: &str) -> Server {
     need("/usr/sbin/vsftpd");
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -113,6 +118,7 @@ fn vsftpd(files: &[(&str, &[u8])], tls: Tls) -> Server {
             tls_cfg.join("server.key").display()
         ));
     }
+    conf.push_str(extra);
     let conf_path = dir.path().join("vsftpd.conf");
     std::fs::write(&conf_path, conf).unwrap();
     let log = dir.path().join("vsftpd.err");
@@ -252,7 +258,7 @@ fn crlf_body(n: usize) -> Vec<u8> {
 async fn vsftpd_lists_with_list_and_mdtm_and_downloads_binary() {
     let body = crlf_body(2_000_000);
     let server = vsftpd(&[("in/a.csv", &body), ("in/sub/b.csv", b"x\n")], Tls::Off);
-    let src = FtpSource::connect("vsftpd", &ftp(server.port, "anonymous", "ferry@", None))
+    let src = FtpSource::connect("vsftpd", &ftp(server.port, "anonymous", "ferry@", None), 4)
         .await
         .unwrap();
     let listed = src.list("/in", true).await.unwrap();
@@ -282,13 +288,49 @@ async fn vsftpd_lists_with_list_and_mdtm_and_downloads_binary() {
 }
 
 #[tokio::test]
+async fn vsftpd_with_a_per_client_limit_shrinks_the_pool_and_loses_no_download() {
+    let bodies: Vec<Vec<u8>> = (0..6).map(|i| crlf_body(1_500_000 + i * 1000)).collect();
+    let names: Vec<String> = (0..6).map(|i| format!("f{i}.csv")).collect();
+    let files: Vec<(&str, &[u8])> = names
+        .iter()
+        .zip(&bodies)
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    let server = vsftpd_with(&files, Tls::Off, "max_per_ip=2\n");
+    let src = std::sync::Arc::new(
+        FtpSource::connect("vsftpd", &ftp(server.port, "anonymous", "ferry@", None), 6)
+            .await
+            .unwrap(),
+    );
+    let downloads: Vec<_> = names
+        .iter()
+        .map(|n| {
+            let (src, path) = (src.clone(), format!("/{n}"));
+            tokio::spawn(async move { read_all(&*src, &path, 0).await })
+        })
+        .collect();
+    for (d, body) in downloads.into_iter().zip(&bodies) {
+        assert!(d.await.unwrap() == *body, "every download whole");
+    }
+    // vsftpd's count of a client's connections can lag (the harness's
+    // probe, or a refused connection still counted), so the pool may
+    // shrink one further than the limit; never above it.
+    let limit = src.connection_limit();
+    assert!(
+        (1..=2).contains(&limit),
+        "the pool keeps what the server allows: {limit}"
+    );
+    assert!(src.open_connections() <= limit);
+}
+
+#[tokio::test]
 async fn vsftpd_serves_active_mode_and_pasv_with_the_nat_workaround() {
     let body = crlf_body(300_000);
     let server = vsftpd(&[("a.csv", &body)], Tls::Off);
     for mode in [FtpDataMode::Active, FtpDataMode::Pasv] {
         let mut cfg = ftp(server.port, "anonymous", "ferry@", None);
         cfg.data_mode = mode;
-        let src = FtpSource::connect("vsftpd", &cfg).await.unwrap();
+        let src = FtpSource::connect("vsftpd", &cfg, 4).await.unwrap();
         assert_eq!(src.list("/", false).await.unwrap().len(), 1, "{mode:?}");
         assert!(read_all(&src, "/a.csv", 0).await == body, "{mode:?}");
     }
@@ -305,6 +347,7 @@ async fn vsftpd_explicit_ftps_reuses_tls_sessions_on_data_connections() {
     let src = FtpSource::connect(
         "vsftpd-tls",
         &ftp(server.port, "anonymous", "ferry@", Some(tls)),
+        4,
     )
     .await
     .expect("AUTH TLS with the test CA");
@@ -328,6 +371,7 @@ async fn vsftpd_implicit_ftps_works_from_the_first_byte() {
     let src = FtpSource::connect(
         "vsftpd-implicit",
         &ftp(server.port, "anonymous", "ferry@", Some(tls)),
+        4,
     )
     .await
     .expect("implicit FTPS with the test CA");
@@ -346,7 +390,7 @@ async fn pure_ftpd_serves_mlsd_binary_bytes_and_finalizes() {
         open_for_all(&home.path().join(name));
     }
     let server = pure_ftpd(home.path());
-    let src = FtpSource::connect("pure", &ftp(server.port, "ferry", "pw", None))
+    let src = FtpSource::connect("pure", &ftp(server.port, "ferry", "pw", None), 4)
         .await
         .unwrap();
     let listed = src.list("/in", false).await.unwrap();

@@ -13,8 +13,12 @@
 //!   vsftpd's `require_ssl_reuse` demands.
 //! - A download ends by reading the server's transfer reply, so a transfer
 //!   the server aborted is an error, never a short file.
+//! - Up to `max_transfers` control connections at once ([`pool`]): one
+//!   per download in flight, so downloads run side by side and listing or
+//!   moving files never waits behind a transfer.
 
 pub mod listing;
+mod pool;
 mod stream;
 
 use super::{ByteStream, RemoteEntry, Source, free_name, join};
@@ -30,7 +34,6 @@ use suppaftp::tokio::{
 };
 use suppaftp::types::{FileType, Mode};
 use suppaftp::{FtpError, Status};
-use tokio::sync::Mutex;
 use tokio_rustls::rustls;
 
 /// A control connection, plain or TLS.
@@ -54,7 +57,7 @@ pub struct FtpSource {
     name: String,
     settings: FtpSettings,
     tls: Option<Arc<rustls::ClientConfig>>,
-    conn: Mutex<Option<Conn>>,
+    pool: pool::Pool,
     mlsd: std::sync::atomic::AtomicBool,
     /// MDTM results by (path, size, LIST time): steady-state polls of a
     /// LIST-only server cost one command per new or changed file.
@@ -120,8 +123,14 @@ fn tls_config(ca_file: Option<&str>) -> Result<Arc<rustls::ClientConfig>> {
 }
 
 impl FtpSource {
-    /// Connects and logs in.
-    pub async fn connect(name: &str, settings: &FtpSettings) -> Result<Self> {
+    /// Connects and logs in once (so bad credentials show at start-up);
+    /// keeps up to `max_connections` control connections later, one per
+    /// download or command in flight.
+    pub async fn connect(
+        name: &str,
+        settings: &FtpSettings,
+        max_connections: usize,
+    ) -> Result<Self> {
         let tls = match &settings.tls {
             Some(t) => Some(tls_config(t.ca_file.as_deref())?),
             None => None,
@@ -130,13 +139,24 @@ impl FtpSource {
             name: name.to_string(),
             settings: settings.clone(),
             tls,
-            conn: Mutex::new(None),
+            pool: pool::Pool::new(max_connections),
             mlsd: std::sync::atomic::AtomicBool::new(false),
             mdtm_cache: std::sync::Mutex::new(HashMap::new()),
         };
         let conn = src.open_conn().await?;
-        *src.conn.lock().await = Some(conn);
+        src.pool.lease().await.put(conn);
         Ok(src)
+    }
+
+    /// Control connections the source keeps at most now: `max_connections`,
+    /// or fewer once the server turned one away for a per-client limit.
+    pub fn connection_limit(&self) -> usize {
+        self.pool.limit()
+    }
+
+    /// Control connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.pool.open()
     }
 
     fn addr_text(&self) -> String {
@@ -247,29 +267,68 @@ impl FtpSource {
         }
     }
 
-    /// Runs `op` on the connection, reconnecting once if the connection
-    /// was lost (or lost before the call).
+    /// A pool slot with a live connection: an idle one, or a new one.
+    /// A new connection the server refuses for a per-client limit while
+    /// others are open shrinks the pool and waits for one of those.
+    async fn lease(&self) -> std::result::Result<pool::Lease, FtpError> {
+        loop {
+            let mut lease = self.pool.lease().await;
+            if lease.conn().is_some() {
+                return Ok(lease);
+            }
+            match self.open_conn().await {
+                Ok(c) => {
+                    lease.put(c);
+                    return Ok(lease);
+                }
+                Err(e) if pool::is_connection_limit(&e) && self.pool.shrink(lease) => {
+                    tracing::warn!(
+                        source = %self.name,
+                        connections = self.pool.limit(),
+                        error = %e.chain(),
+                        "the FTP server allows no more connections from ferry; keeping {n} (set sources.{name}.max_transfers = {n} to match)",
+                        n = self.pool.limit(),
+                        name = self.name,
+                    );
+                }
+                Err(e) => return Err(FtpError::ConnectionError(std::io::Error::other(e.chain()))),
+            }
+        }
+    }
+
+    /// Runs `op` on a pooled connection (see [`FtpSource::run_on`]).
     async fn with_conn<T, F>(&self, op: F) -> std::result::Result<T, FtpError>
     where
         F: for<'c> Fn(
             &'c mut Conn,
         ) -> futures::future::BoxFuture<'c, std::result::Result<T, FtpError>>,
     {
-        let mut guard = self.conn.lock().await;
+        let mut lease = self.lease().await?;
+        self.run_on(&mut lease, op).await
+    }
+
+    /// Runs `op` on `lease`'s connection, reconnecting once if the
+    /// connection was lost (or lost before the call).
+    async fn run_on<T, F>(&self, lease: &mut pool::Lease, op: F) -> std::result::Result<T, FtpError>
+    where
+        F: for<'c> Fn(
+            &'c mut Conn,
+        ) -> futures::future::BoxFuture<'c, std::result::Result<T, FtpError>>,
+    {
         for attempt in 0..2 {
-            if guard.is_none() {
+            if lease.conn().is_none() {
                 match self.open_conn().await {
-                    Ok(c) => *guard = Some(c),
+                    Ok(c) => lease.put(c),
                     Err(e) => {
                         return Err(FtpError::ConnectionError(std::io::Error::other(e.chain())));
                     }
                 }
             }
-            let conn = guard.as_mut().expect("connected above");
+            let conn = lease.conn().expect("connected above");
             match op(conn).await {
                 Err(FtpError::ConnectionError(e)) if attempt == 0 => {
                     tracing::info!(source = %self.name, error = %e, "FTP connection lost; reconnecting");
-                    *guard = None;
+                    lease.discard();
                 }
                 // 421 (and libunftp's 221 "Session timed out") mean the
                 // server closed an idle control connection; the command was
@@ -278,10 +337,14 @@ impl FtpSource {
                     if attempt == 0 && matches!(r.status.code(), 421 | 221) =>
                 {
                     tracing::info!(source = %self.name, reply = r.status.code(), "FTP server closed the idle connection; reconnecting");
-                    *guard = None;
+                    lease.discard();
                 }
                 Err(FtpError::BadResponse) if attempt == 0 => {
-                    *guard = None;
+                    lease.discard();
+                }
+                Err(e @ (FtpError::ConnectionError(_) | FtpError::BadResponse)) => {
+                    lease.discard();
+                    return Err(e);
                 }
                 other => return other,
             }
@@ -408,8 +471,11 @@ impl Source for FtpSource {
     async fn open(&self, path: &str, offset: u64) -> Result<ByteStream> {
         let p = path.to_string();
         let label = path.to_string();
+        let what = || self.what("download", path);
+        // The download keeps its connection until the server confirmed it.
+        let mut lease = self.lease().await.map_err(ftp_err(what()))?;
         let stream: ByteStream = self
-            .with_conn(|c| {
+            .run_on(&mut lease, |c| {
                 let p = p.clone();
                 let label = label.clone();
                 Box::pin(async move {
@@ -423,8 +489,8 @@ impl Source for FtpSource {
                 })
             })
             .await
-            .map_err(ftp_err(self.what("download", path)))?;
-        Ok(stream)
+            .map_err(ftp_err(what()))?;
+        Ok(Box::new(pool::Leased::new(stream, lease)))
     }
 
     async fn exists(&self, path: &str) -> Result<bool> {
