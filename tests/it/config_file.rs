@@ -207,3 +207,127 @@ fn the_deployment_files_are_valid_and_match_the_daemon() {
         .collect();
     assert!(env.contains(&"FERRY__DAEMON__LOG_FORMAT"), "{env:?}");
 }
+
+/// The Dockerfile's build stage copies everything cargo needs: the
+/// manifest's targets (a declared bench missing from the context fails
+/// the manifest), the lock file as it is (`--locked`), and every file the
+/// code includes at compile time. No Docker engine runs here, so the
+/// context is rebuilt from the COPY lines and cargo reads it.
+#[test]
+fn the_dockerfile_build_context_holds_what_cargo_needs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let build_stage = dockerfile
+        .split("\nFROM ")
+        .find(|stage| {
+            stage
+                .lines()
+                .next()
+                .is_some_and(|l| l.contains(" AS build"))
+        })
+        .expect("a stage named build");
+    let ctx = tempfile::tempdir().unwrap();
+    let mut copied = Vec::new();
+    for line in build_stage.lines() {
+        let Some(args) = line.strip_prefix("COPY ") else {
+            continue;
+        };
+        let mut parts: Vec<&str> = args.split_whitespace().collect();
+        let dest = parts.pop().expect("a destination");
+        for src in parts {
+            let to = if dest.ends_with('/') && dest != "./" {
+                ctx.path().join(dest.trim_start_matches("./")).join(src)
+            } else if dest == "./" {
+                ctx.path().join(src)
+            } else {
+                ctx.path().join(dest.trim_start_matches("./"))
+            };
+            copy_tree(&root.join(src), &to);
+            copied.push(src.to_string());
+        }
+    }
+    assert!(
+        copied.iter().any(|c| c == "Cargo.lock"),
+        "the build stage copies Cargo.lock: {copied:?}"
+    );
+    // Only a build reads the manifest's targets: ask for a binary that
+    // does not exist, so cargo parses the manifest and the lock file
+    // (`--locked`), then stops before compiling anything.
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--locked",
+            "--offline",
+            "--bin",
+            "ferry-no-such-binary",
+        ])
+        .current_dir(ctx.path())
+        .env("CARGO_TARGET_DIR", ctx.path().join("target"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no bin target named `ferry-no-such-binary`")
+            && stderr.lines().any(|l| l.trim() == "ferry"),
+        "cargo cannot read the Docker build context (copied: {copied:?}): {stderr}"
+    );
+    // Files pulled in by include_str!/include_bytes! from what the image
+    // builds (not the testkit or the dev-stack binary: test-only).
+    let mut pending = vec![root.join("src")];
+    while let Some(dir) = pending.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.starts_with(root.join("src/testkit")) || p.starts_with(root.join("src/bin")) {
+                continue;
+            }
+            if p.is_dir() {
+                pending.push(p);
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            let included = text
+                .split("include_str!(\"")
+                .skip(1)
+                .chain(text.split("include_bytes!(\"").skip(1));
+            for piece in included {
+                let rel = piece.split('"').next().unwrap_or_default();
+                let needed = normalize(&p.parent().unwrap().join(rel));
+                let inside = needed.strip_prefix(root).expect("inside the repository");
+                assert!(
+                    ctx.path().join(inside).exists(),
+                    "{} includes {rel}, which the Dockerfile does not copy",
+                    p.display()
+                );
+            }
+        }
+    }
+}
+
+/// `a/b/../c` → `a/c`.
+fn normalize(p: &Path) -> std::path::PathBuf {
+    let mut out = std::path::PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Copies a file or a folder (recursively) to `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        }
+    } else {
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(from, to)
+            .unwrap_or_else(|e| panic!("the Dockerfile copies {}: {e}", from.display()));
+    }
+}
