@@ -2,8 +2,9 @@
 # Many small files into PostgreSQL: files/s with batching.
 #
 # Writes N task-event CSV files of 1-10 KB (10-100 rows each, every event
-# id unique) onto the local stack's SFTP and FTP servers (`ferry-dev-stack
-# --serve --state DIR`, release build) and into a local folder, then times `ferry
+# id unique) onto the local stack's SFTP server (`ferry-dev-stack --serve
+# --state DIR`, release build), a vsftpd on loopback (the real server, as
+# in the tests: `.ci/setup` installs it) and into a local folder, then times `ferry
 # once` (list -> settle -> ledger lookup -> fetch -> normalize -> stage to
 # the S3 stand-in -> batched COPY + merge + ledger) for each source, and
 # checks every row landed once. Prints files/s and rows/s.
@@ -26,8 +27,10 @@ BIN="$CARGO_TARGET_DIR/release"
 PSQL=(env PGOPTIONS=-cclient_min_messages=warning psql -h 127.0.0.1 -U postgres -d postgres -v ON_ERROR_STOP=1 -q -X)
 work=$(mktemp -d /var/tmp/ferry-fbench.XXXXXX)
 stack_pid=""
+ftp_pid=""
 cleanup() {
   [ -n "$stack_pid" ] && kill "$stack_pid" 2>/dev/null || true
+  [ -n "$ftp_pid" ] && kill "$ftp_pid" 2>/dev/null || true
   "${PSQL[@]}" -c "DROP SCHEMA IF EXISTS ferry_bench_files CASCADE" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -41,7 +44,37 @@ for _ in $(seq 150); do
 done
 grep -q "serving until" "$work/stack.log" || { cat "$work/stack.log"; exit 1; }
 
-python3 - "$N" "$work/stack/sftp/bench" "$work/local" "$work/stack/ftp/bench" <<'PY'
+# vsftpd, anonymous and read-only, on a free port (its root must not be
+# writable by the anonymous user).
+bash .ci/setup > /dev/null
+FTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$work/ftp/root/bench" "$work/ftp/empty"
+chmod 755 "$work" "$work/ftp" "$work/ftp/root" "$work/ftp/root/bench"
+cat > "$work/ftp/vsftpd.conf" <<CONF
+listen=YES
+listen_ipv6=NO
+background=NO
+listen_address=127.0.0.1
+listen_port=$FTP_PORT
+anonymous_enable=YES
+anon_root=$work/ftp/root
+no_anon_password=YES
+local_enable=NO
+write_enable=NO
+pasv_enable=YES
+pasv_min_port=40000
+pasv_max_port=49999
+pasv_address=127.0.0.1
+seccomp_sandbox=NO
+isolate=NO
+isolate_network=NO
+secure_chroot_dir=$work/ftp/empty
+xferlog_enable=NO
+CONF
+/usr/sbin/vsftpd "$work/ftp/vsftpd.conf" < /dev/null > "$work/ftp/vsftpd.log" 2>&1 &
+ftp_pid=$!
+
+python3 - "$N" "$work/stack/sftp/bench" "$work/local" "$work/ftp/root/bench" <<'PY'
 import os, random, sys
 n, sftp_dir, local_dir, ftp_dir = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 for d in (sftp_dir, local_dir, ftp_dir):
@@ -81,7 +114,7 @@ for source in ${FERRY_SOURCES:-sftp ftp local}; do
   elif [ "$source" = ftp ]; then
     src=bench-ftp
     path=/bench
-    printf '[sources.bench-ftp]\nkind = "ftp"\nhost = "127.0.0.1"\nport = 2121\nuser = "anonymous"\nmax_transfers = %s\n' "$CONC" >> "$work/ferry.toml"
+    printf '[sources.bench-ftp]\nkind = "ftp"\nhost = "127.0.0.1"\nport = %s\nuser = "anonymous"\nmax_transfers = %s\n' "$FTP_PORT" "$CONC" >> "$work/ferry.toml"
   else
     src=bench-local
     path=/

@@ -456,10 +456,21 @@ async fn poll_job(
                 .map(|entry| async move {
                     let slot = rt.staging_slot().await;
                     let started = Instant::now();
+                    let span = file_span(job, &entry);
                     let r = stage_file(rt, job, src, &entry)
-                        .instrument(file_span(job, &entry))
+                        .instrument(span.clone())
                         .await;
                     drop(slot);
+                    if let Ok(file) = &r {
+                        span.in_scope(|| {
+                            telemetry::file_staged(
+                                &job.name,
+                                &file.version.path,
+                                file.rows,
+                                started.elapsed(),
+                            )
+                        });
+                    }
                     (entry, started, r)
                 })
                 .buffer_unordered(job.concurrency);
@@ -477,12 +488,6 @@ async fn poll_job(
             progress.one_done();
             let work = match r {
                 Ok(file) => {
-                    telemetry::file_staged(
-                        &job.name,
-                        &file.version.path,
-                        file.rows,
-                        started.elapsed(),
-                    );
                     waiting.push(Staged { file, started });
                     if !waiting.full(job) {
                         continue;
@@ -508,7 +513,11 @@ async fn poll_job(
                         .instrument(span)
                         .await?
                 }
-                Work::Failed(entry, f) => failed_to_stage(rt, job, &entry, f, report).await?,
+                Work::Failed(entry, f) => {
+                    failed_to_stage(rt, job, &entry, f, report)
+                        .instrument(file_span(job, &entry))
+                        .await?
+                }
             }
         }
         Result::Ok(())
@@ -545,15 +554,17 @@ async fn poll_job(
     Ok(())
 }
 
-/// The span of one file's work: job, path and version (size, mtime), so
-/// every event of the file carries them (in JSON logs too).
+/// The span of one file's work: job, path and version (size, mtime, and
+/// the version id its staging keys carry), so every event of the file
+/// carries them (in JSON logs too).
 fn file_span(job: &Job, entry: &RemoteEntry) -> tracing::Span {
     tracing::info_span!(
         "file",
         job = %job.name,
         path = %entry.path,
         size = entry.size,
-        mtime = entry.mtime
+        mtime = entry.mtime,
+        version = %file::version_of(job, entry).short_id()
     )
 }
 

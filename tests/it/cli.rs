@@ -354,3 +354,66 @@ async fn operations_commands_print_tables_and_json_and_reset_asks_first() {
     assert_eq!(db.count("ferry_files").await, 0);
     db.drop_schema().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_are_one_object_a_line_and_carry_the_file_span() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    stack.put_sftp(
+        "/outbox/a.csv",
+        "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n\
+         e1,t1,created,open,u1,jira,2026-03-01T10:00:00Z,5,1,\n",
+    );
+    let toml = stack.config_toml(&db, &task_events_job("")).replacen(
+        "[daemon]\n",
+        "[daemon]\nlog_format = \"json\"\n",
+        1,
+    );
+    let cfg = stack.write_config(&toml);
+    let run = |args: &'static [&'static str]| {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_ferry"))
+                .arg("--config")
+                .arg(&cfg)
+                .args(args)
+                // A file's own events (fetch, normalize, stage) are debug.
+                .env("RUST_LOG", "info,ferry=debug")
+                .output()
+                .expect("ferry runs")
+        })
+    };
+    let o = run(&["migrate"]).await.unwrap();
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = run(&["once"]).await.unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+
+    let events: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!events.is_empty(), "ferry logged nothing");
+    for e in &events {
+        assert!(e["timestamp"].is_string() && e["level"].is_string(), "{e}");
+    }
+    let in_file_span: Vec<&serde_json::Value> = events
+        .iter()
+        .filter_map(|e| e["spans"].as_array()?.iter().find(|s| s["name"] == "file"))
+        .collect();
+    let span = in_file_span
+        .first()
+        .unwrap_or_else(|| panic!("no event inside a file span: {err}"));
+    assert_eq!(span["job"], "task-events", "{span}");
+    assert_eq!(span["path"], "/outbox/a.csv", "{span}");
+    let version = span["version"].as_str().expect("a version id");
+    assert!(
+        version.len() == 12 && version.chars().all(|c| c.is_ascii_hexdigit()),
+        "{span}"
+    );
+    assert!(
+        span["size"].is_number() && span["mtime"].is_number(),
+        "{span}"
+    );
+    db.drop_schema().await;
+}
