@@ -58,29 +58,9 @@ pids+=($!)
 echo "[127.0.0.1]:$SSH_PORT $(cut -d' ' -f1,2 testdata/keys/host_ed25519.pub)" > "$work/known_hosts"
 
 # vsftpd, anonymous, read-only.
-cat > "$work/vsftpd.conf" <<CONF
-listen=YES
-listen_ipv6=NO
-background=NO
-listen_address=127.0.0.1
-listen_port=$FTP_PORT
-anonymous_enable=YES
-anon_root=$work/root
-no_anon_password=YES
-local_enable=NO
-write_enable=NO
-pasv_enable=YES
-pasv_min_port=40000
-pasv_max_port=40100
-pasv_address=127.0.0.1
-seccomp_sandbox=NO
-isolate=NO
-isolate_network=NO
-secure_chroot_dir=$work/empty
-xferlog_enable=NO
-CONF
-/usr/sbin/vsftpd "$work/vsftpd.conf" 0>"$work/vsftpd.err" >/dev/null 2>&1 &
-pids+=($!)
+. bench/vsftpd.sh
+start_vsftpd "$FTP_PORT" "$work/root" "$work"
+pids+=("$VSFTPD_PID")
 
 cat > "$work/ferry.toml" <<CONF
 [staging]

@@ -48,31 +48,11 @@ grep -q "serving until" "$work/stack.log" || { cat "$work/stack.log"; exit 1; }
 # writable by the anonymous user).
 bash .ci/setup > /dev/null
 FTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mkdir -p "$work/ftp/root/bench" "$work/ftp/empty"
+mkdir -p "$work/ftp/root/bench"
 chmod 755 "$work" "$work/ftp" "$work/ftp/root" "$work/ftp/root/bench"
-cat > "$work/ftp/vsftpd.conf" <<CONF
-listen=YES
-listen_ipv6=NO
-background=NO
-listen_address=127.0.0.1
-listen_port=$FTP_PORT
-anonymous_enable=YES
-anon_root=$work/ftp/root
-no_anon_password=YES
-local_enable=NO
-write_enable=NO
-pasv_enable=YES
-pasv_min_port=40000
-pasv_max_port=49999
-pasv_address=127.0.0.1
-seccomp_sandbox=NO
-isolate=NO
-isolate_network=NO
-secure_chroot_dir=$work/ftp/empty
-xferlog_enable=NO
-CONF
-/usr/sbin/vsftpd "$work/ftp/vsftpd.conf" < /dev/null > "$work/ftp/vsftpd.log" 2>&1 &
-ftp_pid=$!
+. bench/vsftpd.sh
+start_vsftpd "$FTP_PORT" "$work/ftp/root" "$work/ftp"
+ftp_pid=$VSFTPD_PID
 
 python3 - "$N" "$work/stack/sftp/bench" "$work/local" "$work/ftp/root/bench" <<'PY'
 import os, random, sys
