@@ -107,14 +107,34 @@ fn the_compose_config_is_valid_with_its_mounts() {
                     .to_string(),
             );
     let cfg = dir.path().join("compose.toml");
-    std::fs::write(&cfg, text).unwrap();
-    let out = ferry()
-        .arg("--config")
-        .arg(&cfg)
-        .args(["check", "--offline"])
-        .env("FERRY_PG_PASSWORD", "x")
-        .output()
-        .unwrap();
+    std::fs::write(&cfg, &text).unwrap();
+    // Every secret the config reads from the environment is set on the
+    // ferry service in docker-compose.yml.
+    let compose =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docker-compose.yml"))
+            .unwrap();
+    let ferry_service = compose
+        .split("\n  ferry:\n")
+        .nth(1)
+        .expect("a ferry service");
+    let mut check = ferry();
+    check.arg("--config").arg(&cfg).args(["check", "--offline"]);
+    let vars: Vec<&str> = text
+        .lines()
+        .filter_map(|l| {
+            l.split_once("_env = \"")
+                .map(|(_, v)| v.trim_end_matches('"'))
+        })
+        .collect();
+    assert!(vars.contains(&"FERRY_FTP_PASSWORD"), "{vars:?}");
+    for var in vars {
+        assert!(
+            ferry_service.contains(&format!("      {var}: ")),
+            "docker-compose.yml does not set {var} for ferry"
+        );
+        check.env(var, "x");
+    }
+    let out = check.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
