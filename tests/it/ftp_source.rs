@@ -297,3 +297,93 @@ async fn downloads_run_side_by_side_each_on_its_own_connection() {
     assert!(read_all(&*src, "/b.bin", 0).await == b);
     assert!(read_all(&*src, "/a.bin", 1_000_000).await == a[1_000_000..]);
 }
+
+/// A scripted FTP peer, below the vsftpd test that covers the same MDTM
+/// path: LIST shows `kept.csv` and `gone.csv`, and MDTM says 550 for
+/// `gone.csv`, as a server does when the file was moved away between the
+/// two commands.
+async fn list_then_gone_server() -> u16 {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let control = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = control.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = control.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut lines = BufReader::new(r).lines();
+                w.write_all(b"220 scripted\r\n").await.unwrap();
+                let mut data: Option<tokio::net::TcpListener> = None;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let (cmd, arg) = line.split_once(' ').unwrap_or((&line, ""));
+                    let reply = match cmd.to_ascii_uppercase().as_str() {
+                        "USER" => "331 password\r\n".to_string(),
+                        "PASS" => "230 in\r\n".to_string(),
+                        "TYPE" => "200 binary\r\n".to_string(),
+                        "FEAT" => "211-Features:\r\n SIZE\r\n211 End\r\n".to_string(),
+                        "EPSV" => {
+                            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                            let p = l.local_addr().unwrap().port();
+                            data = Some(l);
+                            format!("229 Entering Extended Passive Mode (|||{p}|)\r\n")
+                        }
+                        "LIST" => {
+                            w.write_all(b"150 listing\r\n").await.unwrap();
+                            let (mut d, _) = data.take().unwrap().accept().await.unwrap();
+                            d.write_all(
+                                b"-rw-r--r-- 1 ftp ftp 2 Mar 01 10:00 kept.csv\r\n\
+                                  -rw-r--r-- 1 ftp ftp 2 Mar 01 10:00 gone.csv\r\n",
+                            )
+                            .await
+                            .unwrap();
+                            drop(d);
+                            "226 done\r\n".to_string()
+                        }
+                        "MDTM" if arg.ends_with("gone.csv") => {
+                            "550 gone.csv: No such file or directory\r\n".to_string()
+                        }
+                        "MDTM" => "213 20260301100007\r\n".to_string(),
+                        "QUIT" => "221 bye\r\n".to_string(),
+                        _ => "502 not here\r\n".to_string(),
+                    };
+                    if w.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_file_gone_between_list_and_mdtm_is_left_out_not_an_error() {
+    let port = list_then_gone_server().await;
+    let src = FtpSource::connect("vendor", &settings(port, None, "127.0.0.1"), 2)
+        .await
+        .unwrap();
+    let listed = src.list("/in", false).await.expect("the listing succeeds");
+    let names: Vec<&str> = listed.iter().map(|e| e.relative.as_str()).collect();
+    assert_eq!(names, vec!["kept.csv"]);
+    let exact = chrono::NaiveDate::from_ymd_opt(2026, 3, 1)
+        .unwrap()
+        .and_hms_opt(10, 0, 7)
+        .unwrap()
+        .and_utc()
+        .timestamp();
+    assert_eq!(listed[0].mtime, exact, "MDTM's exact second");
+    // A refused command names the reply once (the reply text repeats its
+    // code).
+    let err = src
+        .open("/in/gone.csv", 0)
+        .await
+        .err()
+        .expect("RETR is refused");
+    assert!(
+        err.chain().contains("server replied 502 not here"),
+        "{}",
+        err.chain()
+    );
+}

@@ -281,6 +281,8 @@ async fn vsftpd_lists_with_list_and_mdtm_and_downloads_binary() {
         read_all(&src, "/in/a.csv", 0).await == body,
         "bytes unchanged"
     );
+    // The MDTMs of a listing run side by side, one connection each.
+    assert_eq!(src.open_connections(), 2, "two files, two MDTMs at once");
     assert!(
         read_all(&src, "/in/a.csv", 123_457).await == body[123_457..],
         "REST resumes"

@@ -7,7 +7,8 @@
 //! - Listing with MLSD when the server offers it, else LIST (Unix and
 //!   DOS/IIS styles), with MDTM for exact modification times (LIST has no
 //!   seconds and changes its date format after six months, which would make
-//!   an old file look like a new version).
+//!   an old file look like a new version). MDTM answers are cached by
+//!   (path, size, LIST time) and asked on several connections at once.
 //! - TLS with rustls: certificates verified against the system roots plus
 //!   an optional CA file; TLS sessions resumed on data connections, as
 //!   vsftpd's `require_ssl_reuse` demands.
@@ -77,15 +78,30 @@ fn ftp_err(what: String) -> impl FnOnce(FtpError) -> Error {
             _ => ErrorKind::Permanent,
         };
         let detail = match &e {
-            FtpError::UnexpectedResponse(r) => format!(
-                "server replied {} {}",
-                r.status.code(),
-                String::from_utf8_lossy(&r.body).trim()
-            ),
+            FtpError::UnexpectedResponse(r) => {
+                let code = r.status.code().to_string();
+                let body = String::from_utf8_lossy(&r.body);
+                // The reply's text starts with its code again: say it once.
+                let text = body
+                    .trim()
+                    .strip_prefix(code.as_str())
+                    .map_or(body.trim(), |t| t.trim_start_matches(['-', ' ']));
+                format!("server replied {code} {text}")
+            }
             other => other.to_string(),
         };
         Error::new(kind, format!("{what}: {detail}"))
     }
+}
+
+/// What MDTM said of a listed file.
+enum Mdtm {
+    /// Modified at this second.
+    At(i64),
+    /// The server has no MDTM: the LIST time stands.
+    Unsupported,
+    /// Gone since the listing (moved or deleted meanwhile).
+    Gone,
 }
 
 fn is_missing(e: &FtpError) -> bool {
@@ -377,7 +393,8 @@ impl FtpSource {
             .collect())
     }
 
-    async fn mdtm(&self, path: &str) -> Result<Option<i64>> {
+    /// The exact modification time of `path`.
+    async fn mdtm(&self, path: &str) -> Result<Mdtm> {
         let p = path.to_string();
         match self
             .with_conn(|c| {
@@ -386,10 +403,11 @@ impl FtpSource {
             })
             .await
         {
-            Ok(t) => Ok(Some(t.and_utc().timestamp())),
+            Ok(t) => Ok(Mdtm::At(t.and_utc().timestamp())),
             Err(FtpError::UnexpectedResponse(r)) if matches!(r.status.code(), 500 | 502 | 504) => {
-                Ok(None)
+                Ok(Mdtm::Unsupported)
             }
+            Err(e) if is_missing(&e) => Ok(Mdtm::Gone),
             Err(e) => Err(ftp_err(self.what("read the time of", path))(e)),
         }
     }
@@ -413,9 +431,13 @@ impl FtpSource {
 #[async_trait]
 impl Source for FtpSource {
     async fn list(&self, dir: &str, recursive: bool) -> Result<Vec<RemoteEntry>> {
+        use futures::StreamExt;
         let mut out = Vec::new();
         let mut pending = vec![(dir.to_string(), String::new())];
         let mut seen = std::collections::HashSet::new();
+        // Files whose LIST time is not exact and not cached: (index in
+        // `out`, cache key), asked with MDTM below.
+        let mut misses = Vec::new();
         while let Some((remote_dir, rel_prefix)) = pending.pop() {
             for l in self.list_dir(&remote_dir).await? {
                 let relative = format!("{rel_prefix}{}", l.name);
@@ -434,17 +456,10 @@ impl Source for FtpSource {
                                 .expect("cache lock")
                                 .get(&key)
                                 .copied();
-                            mtime = match cached {
-                                Some(t) => t,
-                                None => {
-                                    let t = self.mdtm(&path).await?.unwrap_or(mtime);
-                                    self.mdtm_cache
-                                        .lock()
-                                        .expect("cache lock")
-                                        .insert(key.clone(), t);
-                                    t
-                                }
-                            };
+                            match cached {
+                                Some(t) => mtime = t,
+                                None => misses.push((out.len(), key.clone())),
+                            }
                             seen.insert(key);
                         }
                         out.push(RemoteEntry {
@@ -457,6 +472,37 @@ impl Source for FtpSource {
                     _ => {}
                 }
             }
+        }
+        // One MDTM per new or changed file, on as many connections as the
+        // pool allows: a first poll of a large LIST-only folder over a
+        // long round trip would otherwise take a round trip per file.
+        let mut asked = futures::stream::iter(misses)
+            .map(|(i, key)| async move {
+                let t = self.mdtm(&key.0).await;
+                (i, key, t)
+            })
+            .buffer_unordered(self.pool.limit());
+        let mut gone = std::collections::HashSet::new();
+        while let Some((i, key, t)) = asked.next().await {
+            let t = match t? {
+                Mdtm::At(t) => t,
+                Mdtm::Unsupported => key.2,
+                Mdtm::Gone => {
+                    gone.insert(i);
+                    continue;
+                }
+            };
+            out[i].mtime = t;
+            self.mdtm_cache.lock().expect("cache lock").insert(key, t);
+        }
+        drop(asked);
+        if !gone.is_empty() {
+            tracing::debug!(source = %self.name, files = gone.len(), "files gone between LIST and MDTM; left out of this listing");
+            let mut i = 0;
+            out.retain(|_| {
+                i += 1;
+                !gone.contains(&(i - 1))
+            });
         }
         if !seen.is_empty() {
             self.mdtm_cache
