@@ -76,6 +76,16 @@ const METRICS: &[(&str, &str, &str)] = &[
         "Age (by mtime) of the oldest file of the job on its source that is not loaded (waiting to settle, in a batch, or failed); 0 when none.",
     ),
     (
+        "ferry_source_connections",
+        "gauge",
+        "Control connections open to the FTP/FTPS source now (idle and busy).",
+    ),
+    (
+        "ferry_source_connection_limit",
+        "gauge",
+        "Control connections ferry keeps at most to the FTP/FTPS source: max_transfers, or fewer after the server refused one for a per-client limit.",
+    ),
+    (
         "ferry_build_info",
         "gauge",
         "Always 1; the version is a label.",

@@ -99,6 +99,14 @@ pub fn file_staged(job: &str, path: &str, rows: u64, took: Duration) {
     );
 }
 
+/// An FTP source's connection pool changed: `open` connections now, at
+/// most `limit`.
+pub fn source_connections(source: &str, open: usize, limit: usize) {
+    let l = [("source", source)];
+    metrics::set("ferry_source_connections", &l, open as f64);
+    metrics::set("ferry_source_connection_limit", &l, limit as f64);
+}
+
 /// What a poll saw of the job's folder: files listed (matching), not
 /// settled yet, and the age of the oldest file not loaded.
 pub fn job_backlog(job: &str, listed: usize, unsettled: usize, oldest_unloaded: Duration) {

@@ -17,8 +17,6 @@ async fn get(addr: &str, path: &str) -> String {
     out
 }
 
-/// Files dropped on SFTP and FTP while the daemon runs are loaded, and
-/// `/readyz` and `/metrics` say so.
 /// Runs the daemon on `rt` in a task until the returned token is cancelled.
 fn start_daemon(
     rt: ferry::pipeline::Runtime,
@@ -44,6 +42,8 @@ async fn wait_listening(addr: &str) {
     }
 }
 
+/// Files dropped on SFTP and FTP while the daemon runs are loaded, and
+/// `/readyz` and `/metrics` say so.
 #[tokio::test(flavor = "multi_thread")]
 async fn loads_files_dropped_while_running_and_stops_on_request() {
     let stack = Stack::start().await;
@@ -124,6 +124,8 @@ async fn loads_files_dropped_while_running_and_stops_on_request() {
         "ferry_stage_duration_seconds_count{job=\"task-events\",stage=\"load\"} 1\n",
         "ferry_files_loaded_total{job=\"vendor-events\"} 1\n",
         "ferry_rows_loaded_total{job=\"vendor-events\"} 2\n",
+        "ferry_source_connection_limit{source=\"vendor\"} 8\n",
+        "ferry_source_connections{source=\"vendor\"} ",
     ] {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
     }

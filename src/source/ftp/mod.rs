@@ -155,7 +155,7 @@ impl FtpSource {
             name: name.to_string(),
             settings: settings.clone(),
             tls,
-            pool: pool::Pool::new(max_connections),
+            pool: pool::Pool::new(name, max_connections),
             mlsd: std::sync::atomic::AtomicBool::new(false),
             mdtm_cache: std::sync::Mutex::new(HashMap::new()),
         };

@@ -22,6 +22,7 @@
 use super::Conn;
 use crate::error::Error;
 use crate::source::ByteStream;
+use crate::telemetry;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,11 +36,24 @@ pub(super) const REGROW_AFTER: Duration = Duration::from_secs(60);
 
 /// What leases and the pool share.
 struct Shared {
+    /// The source's name, for metrics.
+    source: String,
     idle: Mutex<Vec<Conn>>,
     /// Connections open: idle plus leased.
     open: AtomicUsize,
     /// Connections the pool may keep now.
     limit: AtomicUsize,
+}
+
+impl Shared {
+    /// Publishes the open count and the limit.
+    fn report(&self) {
+        telemetry::source_connections(
+            &self.source,
+            self.open.load(Ordering::SeqCst),
+            self.limit.load(Ordering::SeqCst),
+        );
+    }
 }
 
 /// Up to `limit` control connections to one server.
@@ -53,15 +67,17 @@ pub(super) struct Pool {
 }
 
 impl Pool {
-    /// An empty pool of at most `max` connections (at least one).
-    pub(super) fn new(max: usize) -> Pool {
-        Self::regrowing_after(max, REGROW_AFTER)
+    /// An empty pool of at most `max` connections (at least one) to the
+    /// source named `source`.
+    pub(super) fn new(source: &str, max: usize) -> Pool {
+        Self::regrowing_after(source, max, REGROW_AFTER)
     }
 
-    fn regrowing_after(max: usize, regrow_after: Duration) -> Pool {
+    fn regrowing_after(source: &str, max: usize, regrow_after: Duration) -> Pool {
         let max = max.max(1);
         Pool {
             shared: Arc::new(Shared {
+                source: source.to_string(),
                 idle: Mutex::new(Vec::new()),
                 open: AtomicUsize::new(0),
                 limit: AtomicUsize::new(max),
@@ -111,6 +127,7 @@ impl Pool {
         if shrunk && let Some(slot) = lease.slot.take() {
             slot.forget();
             *self.changed.lock().expect("pool lock") = Some(Instant::now());
+            self.shared.report();
         }
         shrunk
     }
@@ -125,6 +142,7 @@ impl Pool {
         let limit = self.shared.limit.fetch_add(1, Ordering::SeqCst) + 1;
         self.slots.add_permits(1);
         *changed = (limit < self.max).then(Instant::now);
+        self.shared.report();
         tracing::debug!(connections = limit, "FTP connection pool grows back by one");
     }
 
@@ -157,12 +175,14 @@ impl Lease {
         self.discard();
         self.shared.open.fetch_add(1, Ordering::SeqCst);
         self.conn = Some(conn);
+        self.shared.report();
     }
 
     /// Closes the connection (after an error, or a transfer left unread).
     pub(super) fn discard(&mut self) {
         if self.conn.take().is_some() {
             self.shared.open.fetch_sub(1, Ordering::SeqCst);
+            self.shared.report();
         }
     }
 }
@@ -269,7 +289,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_pool_shrinks_only_while_another_connection_is_open() {
-        let pool = Pool::new(3);
+        let pool = Pool::new("test", 3);
         // No connection open: a refusal is not about a limit.
         let lease = pool.lease().await;
         assert!(!pool.shrink(lease));
@@ -294,7 +314,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_shrunk_pool_grows_back_one_slot_at_a_time() {
-        let pool = Pool::regrowing_after(3, Duration::from_millis(50));
+        let pool = Pool::regrowing_after("test", 3, Duration::from_millis(50));
         pool.shared.open.store(1, Ordering::SeqCst);
         for _ in 0..2 {
             let lease = pool.lease().await;
