@@ -222,22 +222,31 @@ impl RecordEnds {
     }
 }
 
-/// Maps a database error: serialization failures, deadlocks and lost
-/// connections are transient; the rest (missing table, bad type, …) fail
-/// the file.
+/// Whether a PostgreSQL error state is worth retrying: serialization
+/// failures and deadlocks (40001, 40P01), a lock not granted in time
+/// (55P03), a statement cancelled or timed out (57014), the server
+/// shutting down or not accepting connections yet (57P01-57P03), lost or
+/// refused connections (class 08) and exhausted resources (class 53: too
+/// many connections, out of memory, disk full).
+fn is_transient_state(c: &SqlState) -> bool {
+    let code = c.code();
+    *c == SqlState::T_R_SERIALIZATION_FAILURE
+        || *c == SqlState::T_R_DEADLOCK_DETECTED
+        || *c == SqlState::LOCK_NOT_AVAILABLE
+        || *c == SqlState::QUERY_CANCELED
+        || code.starts_with("57P")
+        || code.starts_with("08")
+        || code.starts_with("53")
+}
+
+/// Maps a database error: the states of [`is_transient_state`] and I/O
+/// errors are transient; the rest (missing table, bad type, permission
+/// denied, …) fail the file.
 pub fn pg_error(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
     let what = what.into();
     move |e| {
         let kind = match e.code() {
-            Some(c)
-                if *c == SqlState::T_R_SERIALIZATION_FAILURE
-                    || *c == SqlState::T_R_DEADLOCK_DETECTED
-                    || *c == SqlState::ADMIN_SHUTDOWN
-                    || *c == SqlState::CANNOT_CONNECT_NOW
-                    || *c == SqlState::TOO_MANY_CONNECTIONS =>
-            {
-                ErrorKind::Transient
-            }
+            Some(c) if is_transient_state(c) => ErrorKind::Transient,
             Some(_) => ErrorKind::Permanent,
             None => ErrorKind::Transient, // I/O, closed connection
         };
@@ -1172,7 +1181,38 @@ impl Warehouse for PostgresWarehouse {
 
 #[cfg(test)]
 mod tests {
-    use super::RecordEnds;
+    use super::{RecordEnds, is_transient_state};
+    use tokio_postgres::error::SqlState;
+
+    #[test]
+    fn conflicts_timeouts_and_outages_retry_and_data_or_schema_errors_do_not() {
+        for c in [
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::LOCK_NOT_AVAILABLE,
+            SqlState::QUERY_CANCELED,
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::CONNECTION_FAILURE,
+            SqlState::TOO_MANY_CONNECTIONS,
+            SqlState::OUT_OF_MEMORY,
+            SqlState::DISK_FULL,
+        ] {
+            assert!(is_transient_state(&c), "{}", c.code());
+        }
+        for c in [
+            SqlState::UNDEFINED_TABLE,
+            SqlState::UNDEFINED_COLUMN,
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            SqlState::INVALID_TEXT_REPRESENTATION,
+            SqlState::UNIQUE_VIOLATION,
+            SqlState::SYNTAX_ERROR,
+            SqlState::DATATYPE_MISMATCH,
+        ] {
+            assert!(!is_transient_state(&c), "{}", c.code());
+        }
+    }
 
     /// Feeds `text` in chunks of `size` and joins what comes out.
     fn completed(text: &str, size: usize) -> (String, u64) {

@@ -78,6 +78,7 @@ crate::harness::both_backends!(
     a_file_of_many_parts_with_too_many_rejects_fails_whole,
     a_conflict_while_a_file_of_many_parts_loads_reruns_it_once,
     post_load_checks_are_kept_in_the_ledger_and_never_undo_the_load,
+    a_target_missing_a_mapped_column_fails_the_file_naming_the_column,
 );
 
 /// Job settings that cut a file of a few hundred events into many parts
@@ -648,5 +649,47 @@ async fn post_load_checks_are_kept_in_the_ledger_and_never_undo_the_load(backend
     assert!(broken.starts_with("could not run:"), "{broken}");
     let short: String = rows[3].get(3);
     assert!(short.starts_with("returned 2 row(s)"), "{short}");
+    env.finish().await;
+}
+
+async fn a_target_missing_a_mapped_column_fails_the_file_naming_the_column(backend: Backend) {
+    let env = Env::start(backend).await;
+    env.stack.put_sftp("/outbox/a.csv", &events("a", 3, 0));
+    let rt = env.runtime(&task_events_job("")).await;
+    // Someone changed the table under the job: a mapped column is gone.
+    env.db
+        .client
+        .batch_execute(&format!(
+            "ALTER TABLE {} DROP COLUMN duration_ms",
+            env.db.t("task_events")
+        ))
+        .await
+        .unwrap();
+    let report = run_pass(&rt, None).await.unwrap();
+    assert!(report.loaded.is_empty(), "{report:?}");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    let (_, path, reason) = &report.failed[0];
+    assert_eq!(path, "/outbox/a.csv");
+    assert!(
+        reason.contains("has no column(s) duration_ms") && reason.contains("add them"),
+        "the reason names the column and what to do: {reason}"
+    );
+    // Recorded failed, with the reason: the next pass leaves it alone
+    // until an operator retries it (after fixing the table).
+    assert_eq!(
+        env.db
+            .count_where(
+                "ferry_files",
+                "state = 'failed' AND error LIKE '%duration_ms%'"
+            )
+            .await,
+        1
+    );
+    let again = run_pass(&rt, None).await.unwrap();
+    assert!(
+        again.loaded.is_empty() && again.failed.is_empty(),
+        "{again:?}"
+    );
+    assert_eq!(env.db.count("task_events").await, 0);
     env.finish().await;
 }
