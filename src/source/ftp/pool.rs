@@ -189,9 +189,9 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        // Back to the idle list before the slot frees (fields drop after
-        // this body), so the next lease finds it.
-        // A pool that shrank closes what it no longer keeps.
+        // A pool that shrank closes what it no longer keeps; otherwise the
+        // connection goes back to the idle list before the slot frees
+        // (fields drop after this body), so the next lease finds it.
         let open = self.shared.open.load(Ordering::SeqCst);
         if open > self.shared.limit.load(Ordering::SeqCst) {
             self.discard();
