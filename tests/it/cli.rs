@@ -5,11 +5,16 @@ use crate::harness::{Stack, TestDb, task_events_job};
 use std::process::{Command, Output};
 
 fn ferry(config: &std::path::Path, args: &[&str]) -> Output {
+    ferry_logging(config, args, "warn")
+}
+
+/// [`ferry`] with `RUST_LOG` set to `log`.
+fn ferry_logging(config: &std::path::Path, args: &[&str], log: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
         .arg("--config")
         .arg(config)
         .args(args)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", log)
         .output()
         .expect("ferry runs")
 }
@@ -372,16 +377,8 @@ async fn json_logs_are_one_object_a_line_and_carry_the_file_span() {
     let cfg = stack.write_config(&toml);
     let run = |args: &'static [&'static str]| {
         let cfg = cfg.clone();
-        tokio::task::spawn_blocking(move || {
-            Command::new(env!("CARGO_BIN_EXE_ferry"))
-                .arg("--config")
-                .arg(&cfg)
-                .args(args)
-                // A file's own events (fetch, normalize, stage) are debug.
-                .env("RUST_LOG", "info,ferry=debug")
-                .output()
-                .expect("ferry runs")
-        })
+        // A file's own events (fetch, normalize, stage) are debug.
+        tokio::task::spawn_blocking(move || ferry_logging(&cfg, args, "info,ferry=debug"))
     };
     let o = run(&["migrate"]).await.unwrap();
     assert!(o.status.success(), "{:?}", text(&o));
