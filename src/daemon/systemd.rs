@@ -4,14 +4,27 @@
 //! every half `$WATCHDOG_USEC` while the poll loop is alive, `STOPPING=1`
 //! when a shutdown begins, `STATUS=…` after each pass. Outside systemd
 //! (no `$NOTIFY_SOCKET`) every call does nothing.
+//!
+//! Sending never blocks: the socket is non-blocking, and a datagram that
+//! does not fit the receiver's queue (systemd busy for a moment) is dropped
+//! rather than waited for — the next watchdog ping follows soon, while a
+//! blocked send would stall a runtime thread and with it SIGTERM handling.
+//! After `STOPPING=1` only `WATCHDOG=1` (the drain is still alive) and
+//! `EXTEND_TIMEOUT_USEC=` are sent, as the protocol allows; `READY=1` and
+//! `STATUS=` are not.
 
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Where notifications go, if anywhere.
 #[derive(Debug)]
 pub struct Notifier {
     target: Option<(UnixDatagram, SocketAddr)>,
+    /// `STOPPING=1` was sent.
+    stopping: AtomicBool,
+    /// Datagrams dropped because the receiver's queue was full.
+    dropped: AtomicU64,
 }
 
 impl Notifier {
@@ -20,7 +33,16 @@ impl Notifier {
     pub fn from_env() -> Notifier {
         match std::env::var("NOTIFY_SOCKET") {
             Ok(path) if !path.is_empty() => Notifier::to(&path),
-            _ => Notifier { target: None },
+            _ => Notifier::off(),
+        }
+    }
+
+    /// A notifier that sends nothing.
+    pub fn off() -> Notifier {
+        Notifier {
+            target: None,
+            stopping: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
         }
     }
 
@@ -34,24 +56,54 @@ impl Notifier {
                 }
                 None => SocketAddr::from_pathname(path)?,
             };
-            Ok((UnixDatagram::unbound()?, addr))
+            let socket = UnixDatagram::unbound()?;
+            socket.set_nonblocking(true)?;
+            Ok((socket, addr))
         })();
         match target {
-            Ok(t) => Notifier { target: Some(t) },
+            Ok(t) => Notifier {
+                target: Some(t),
+                ..Notifier::off()
+            },
             Err(e) => {
                 tracing::warn!(socket = %path, error = %e, "cannot use NOTIFY_SOCKET; systemd will not hear from ferry");
-                Notifier { target: None }
+                Notifier::off()
             }
         }
     }
 
-    /// Sends `state` (e.g. `READY=1`); failures are logged, never fatal.
+    /// Sends `state` (e.g. `READY=1`) without ever waiting: a full queue
+    /// drops the datagram, other failures are logged, none is fatal. After
+    /// `STOPPING=1`, states the protocol does not expect then are not sent.
     pub fn notify(&self, state: &str) {
-        if let Some((socket, addr)) = &self.target
-            && let Err(e) = socket.send_to_addr(state.as_bytes(), addr)
+        let Some((socket, addr)) = &self.target else {
+            return;
+        };
+        if state.starts_with("STOPPING=") {
+            self.stopping.store(true, Ordering::SeqCst);
+        } else if self.stopping.load(Ordering::SeqCst)
+            && !(state == "WATCHDOG=1" || state.starts_with("EXTEND_TIMEOUT_USEC="))
         {
-            tracing::warn!(error = %e, state, "cannot notify systemd");
+            tracing::debug!(state, "not sent to systemd after STOPPING=1");
+            return;
         }
+        match socket.send_to_addr(state.as_bytes(), addr) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::debug!(
+                    state,
+                    dropped = n,
+                    "systemd's notify queue is full; datagram dropped"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, state, "cannot notify systemd"),
+        }
+    }
+
+    /// Datagrams dropped so far because the receiver did not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Whether notifications go anywhere.
@@ -92,9 +144,50 @@ mod tests {
         assert_eq!(&buf[..got], b"STATUS=2 files loaded");
     }
 
+    /// Regression: `ferry run` hung after STOPPING=1 when the receiver
+    /// stopped reading — the blocking send waited for room forever.
+    #[test]
+    fn a_full_queue_drops_datagrams_instead_of_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let _listener = UnixDatagram::bind(&path).unwrap();
+        let n = Notifier::to(path.to_str().unwrap());
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Far more than any receive queue holds; nobody reads.
+            for _ in 0..100_000 {
+                n.notify("WATCHDOG=1");
+            }
+            done_tx.send(n.dropped()).unwrap();
+        });
+        let dropped = done_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("notify never blocks");
+        assert!(dropped > 0, "the queue filled and datagrams were dropped");
+    }
+
+    #[test]
+    fn after_stopping_only_watchdog_pings_are_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let listener = UnixDatagram::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let n = Notifier::to(path.to_str().unwrap());
+        n.notify("STOPPING=1");
+        n.notify("STATUS=job a: 1 loaded");
+        n.notify("READY=1");
+        n.notify("WATCHDOG=1");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while let Ok(len) = listener.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..len]).into_owned());
+        }
+        assert_eq!(got, ["STOPPING=1", "WATCHDOG=1"]);
+    }
+
     #[test]
     fn without_a_socket_nothing_is_sent() {
-        let n = Notifier { target: None };
+        let n = Notifier::off();
         assert!(!n.enabled());
         n.notify("READY=1");
     }
