@@ -14,6 +14,38 @@ pub mod ops;
 use crate::config::Ident;
 use crate::warehouse::Dialect;
 
+/// The sizes of the ledger's text columns, in bytes, as `migrations/`
+/// declares them. Redshift counts `VARCHAR(n)` in bytes and PostgreSQL in
+/// characters, so a value cut to `n` bytes ([`fit`]) fits both.
+pub mod width {
+    /// `ferry_files.error` (and a skipped version's reason).
+    pub const ERROR: usize = 4096;
+    /// `ferry_load_errors.reason`.
+    pub const REASON: usize = 1024;
+    /// `ferry_load_errors.raw_line`.
+    pub const RAW_LINE: usize = 1024;
+    /// `ferry_load_errors.raw_field_value`.
+    pub const RAW_VALUE: usize = 1024;
+    /// `ferry_load_errors.column_name`.
+    pub const COLUMN: usize = 127;
+    /// `path`, `staged_key`, `rejects_key`, `final_path`.
+    pub const PATH: usize = 1024;
+}
+
+/// `s` cut to at most `max_bytes` bytes, at a character boundary, so it
+/// fits a ledger column of that width: a long reason or raw value is
+/// shortened, never the reason a file cannot be recorded.
+pub fn fit(s: &str, max_bytes: usize) -> &str {
+    if s.len() <= max_bytes {
+        return s;
+    }
+    let mut end = max_bytes;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// One version of one source file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileVersion {
@@ -352,6 +384,17 @@ mod tests {
             l.insert_errors(2)
                 .ends_with("($12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, now())")
         );
+    }
+
+    #[test]
+    fn fit_cuts_by_bytes_at_a_character_boundary() {
+        assert_eq!(fit("abc", 3), "abc");
+        assert_eq!(fit("abcd", 3), "abc");
+        // "é" is two bytes: a cut in its middle moves before it.
+        assert_eq!(fit("aé", 2), "a");
+        let long = "ü".repeat(600); // 1,200 bytes
+        assert!(fit(&long, width::REASON).len() <= width::REASON);
+        assert!(fit(&long, width::REASON).chars().all(|c| c == 'ü'));
     }
 
     #[test]

@@ -22,6 +22,20 @@ fn err(code: i32, reason: String) -> CoerceError {
     CoerceError { code, reason }
 }
 
+/// Characters of a bad value that an error reason quotes; the whole value
+/// is kept (capped) in the error row's `raw_field_value`.
+pub const QUOTED_CHARS: usize = 64;
+
+/// A value as an error reason quotes it: at most [`QUOTED_CHARS`]
+/// characters, escaped, with its full length when it was cut — so a reason
+/// stays short (it fits `ferry_load_errors.reason`) whatever the value.
+pub fn quoted(value: &str) -> String {
+    match value.char_indices().nth(QUOTED_CHARS) {
+        None => format!("{value:?}"),
+        Some((end, _)) => format!("{:?}… ({} bytes)", &value[..end], value.len()),
+    }
+}
+
 const NAIVE_FORMATS: &[&str] = &[
     "%Y-%m-%d %H:%M:%S%.f",
     "%Y-%m-%dT%H:%M:%S%.f",
@@ -228,7 +242,8 @@ pub fn coerce_column<'v>(value: &'v str, col: &Column) -> Result<Cow<'v, str>, C
                     err(
                         1206,
                         format!(
-                            "{value:?} matches none of the formats {:?} nor ISO-8601",
+                            "{} matches none of the formats {:?} nor ISO-8601",
+                            quoted(value),
                             col.formats
                         ),
                     )
@@ -258,28 +273,36 @@ pub fn coerce(value: &str, ty: ColumnType) -> Result<Cow<'_, str>, CoerceError> 
         ColumnType::Int => value
             .parse::<i32>()
             .map(|_| Cow::Borrowed(value.strip_prefix('+').unwrap_or(value)))
-            .map_err(|_| err(1207, format!("{value:?} is not a 32-bit integer"))),
+            .map_err(|_| err(1207, format!("{} is not a 32-bit integer", quoted(value)))),
         ColumnType::Bigint => value
             .parse::<i64>()
             .map(|_| Cow::Borrowed(value.strip_prefix('+').unwrap_or(value)))
-            .map_err(|_| err(1207, format!("{value:?} is not a 64-bit integer"))),
+            .map_err(|_| err(1207, format!("{} is not a 64-bit integer", quoted(value)))),
         ColumnType::Decimal(p, s) => check_decimal(value, p, s).map(|_| Cow::Borrowed(value)),
         ColumnType::Boolean => match value.to_ascii_lowercase().as_str() {
             "true" | "t" | "1" | "yes" | "y" => Ok(Cow::Borrowed("true")),
             "false" | "f" | "0" | "no" | "n" => Ok(Cow::Borrowed("false")),
             _ => Err(err(
                 1207,
-                format!("{value:?} is not a boolean (true/false, t/f, 1/0, yes/no)"),
+                format!(
+                    "{} is not a boolean (true/false, t/f, 1/0, yes/no)",
+                    quoted(value)
+                ),
             )),
         },
         ColumnType::Date => NaiveDate::parse_from_str(value, "%Y-%m-%d")
             .map(|d| Cow::Owned(d.format("%Y-%m-%d").to_string()))
-            .map_err(|_| err(1205, format!("{value:?} is not a date (YYYY-MM-DD)"))),
+            .map_err(|_| {
+                err(
+                    1205,
+                    format!("{} is not a date (YYYY-MM-DD)", quoted(value)),
+                )
+            }),
         ColumnType::Timestamp | ColumnType::Timestamptz => {
             let t = parse_timestamp(value).ok_or_else(|| {
                 err(
                     1206,
-                    format!("{value:?} is not a timestamp (ISO-8601 such as 2026-01-31T12:00:00Z, or YYYY-MM-DD HH:MM:SS)"),
+                    format!("{} is not a timestamp (ISO-8601 such as 2026-01-31T12:00:00Z, or YYYY-MM-DD HH:MM:SS)", quoted(value)),
                 )
             })?;
             Ok(Cow::Owned(timestamp_text(t, ty)))
@@ -297,14 +320,18 @@ fn check_decimal(value: &str, p: u8, s: u8) -> Result<(), CoerceError> {
         && int.bytes().all(|b| b.is_ascii_digit())
         && frac.bytes().all(|b| b.is_ascii_digit());
     if !ok {
-        return Err(err(1207, format!("{value:?} is not a decimal number")));
+        return Err(err(
+            1207,
+            format!("{} is not a decimal number", quoted(value)),
+        ));
     }
     let int_digits = int.trim_start_matches('0').len();
     if int_digits > (p - s) as usize {
         return Err(err(
             1216,
             format!(
-                "{value:?} has {int_digits} integer digits; decimal({p},{s}) allows {}",
+                "{} has {int_digits} integer digits; decimal({p},{s}) allows {}",
+                quoted(value),
                 p - s
             ),
         ));
@@ -313,7 +340,8 @@ fn check_decimal(value: &str, p: u8, s: u8) -> Result<(), CoerceError> {
         return Err(err(
             1216,
             format!(
-                "{value:?} has {} decimal places; decimal({p},{s}) allows {s}",
+                "{} has {} decimal places; decimal({p},{s}) allows {s}",
+                quoted(value),
                 frac.len()
             ),
         ));

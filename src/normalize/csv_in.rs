@@ -50,13 +50,32 @@ impl Fields for CsvRecord {
     }
 }
 
+/// A CSV reader's error as a file failure: I/O stays a read error (the
+/// caller tells the source's failures from the bytes'), anything else says
+/// where the bytes are wrong and what to set.
 fn read_err(path: &str, e: csv::Error) -> NormalizeError {
-    NormalizeError::Read {
+    let reason = match e.kind() {
+        csv::ErrorKind::Utf8 { pos, err } => format!(
+            "line {}, field {}, byte {} of the field: the header is not valid UTF-8; if the file is Latin-1 or Windows-1252, set format.encoding",
+            pos.as_ref().map_or(1, |p| p.line()),
+            err.field() + 1,
+            err.valid_up_to() + 1
+        ),
+        csv::ErrorKind::Io(_) => {
+            let source = match e.into_kind() {
+                csv::ErrorKind::Io(source) => source,
+                other => io::Error::other(format!("{other:?}")),
+            };
+            return NormalizeError::Read {
+                path: path.to_string(),
+                source,
+            };
+        }
+        _ => format!("not readable as CSV: {e}"),
+    };
+    NormalizeError::Format {
         path: path.to_string(),
-        source: match e.into_kind() {
-            csv::ErrorKind::Io(io) => io,
-            other => io::Error::new(io::ErrorKind::InvalidData, format!("{other:?}")),
-        },
+        reason,
     }
 }
 

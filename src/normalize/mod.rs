@@ -175,16 +175,27 @@ pub enum NormalizeError {
     },
 }
 
-/// Counts and hashes the raw bytes that pass through.
+/// Counts and hashes the raw bytes that pass through, and remembers
+/// whether reading the source itself failed: a decoder's error after that
+/// is the network's fault (retry), any other is the bytes' (fail the file).
 struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
     bytes: Arc<AtomicU64>,
+    /// The source's own read error, if one happened.
+    failure: Option<(io::ErrorKind, String)>,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
+            Err(e) => {
+                self.failure = Some((e.kind(), e.to_string()));
+                return Err(e);
+            }
+        };
         self.hasher.update(&buf[..n]);
         self.bytes.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
@@ -270,11 +281,18 @@ struct Inflate<R: BufRead> {
     compressed: Arc<AtomicU64>,
     limits: Limits,
     tripped: Option<String>,
+    /// The decoder's last error (truncated or corrupt data, or the
+    /// source's own error passed through: [`HashingReader`] tells which).
+    failed: Option<String>,
 }
 
 impl<R: BufRead> Read for Inflate<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).inspect_err(|e| {
+            if e.kind() != io::ErrorKind::Interrupted {
+                self.failed = Some(e.to_string());
+            }
+        })?;
         self.out += n as u64;
         let input = self.compressed.load(Ordering::Relaxed).max(1);
         let what = if self.out > self.limits.max_decompressed_bytes {
@@ -316,6 +334,7 @@ pub fn normalize<R: Read, W: Output>(
         inner: input,
         hasher: Sha256::new(),
         bytes: counted.clone(),
+        failure: None,
     };
     let guard = RecordGuard::new(job.limits.max_record_bytes);
     let read_err = |source| NormalizeError::Read {
@@ -323,6 +342,7 @@ pub fn normalize<R: Read, W: Output>(
         source,
     };
     let mut gzip_trip: Option<String> = None;
+    let mut gzip_failed: Option<(String, u64)> = None;
     let result = {
         let mut buffered = io::BufReader::with_capacity(256 * 1024, &mut hashing);
         let is_gzip = buffered
@@ -336,9 +356,11 @@ pub fn normalize<R: Read, W: Output>(
                 compressed: counted.clone(),
                 limits: job.limits.clone(),
                 tripped: None,
+                failed: None,
             };
             let r = decode(job, ctx, &mut inflate, &guard, output);
             gzip_trip = inflate.tripped.take();
+            gzip_failed = inflate.failed.take().map(|e| (e, inflate.out));
             r
         } else {
             decode(job, ctx, &mut buffered, &guard, output)
@@ -347,6 +369,14 @@ pub fn normalize<R: Read, W: Output>(
     let mut stats = match result {
         Ok(s) => s,
         Err(e) => {
+            // The source failed under the decoder: whatever the decoder
+            // made of it, this is a network error, worth a retry.
+            if let Some((kind, text)) = hashing.failure.take() {
+                return Err(NormalizeError::Read {
+                    path: ctx.path.clone(),
+                    source: io::Error::new(kind, text),
+                });
+            }
             if let Some(what) = gzip_trip {
                 return Err(NormalizeError::Limit {
                     path: ctx.path.clone(),
@@ -363,7 +393,23 @@ pub fn normalize<R: Read, W: Output>(
                     ),
                 });
             }
-            return Err(e);
+            if let Some((why, inflated)) = gzip_failed {
+                return Err(NormalizeError::Format {
+                    path: ctx.path.clone(),
+                    reason: format!(
+                        "the gzip data is truncated or corrupt after {} compressed bytes ({inflated} bytes decompressed): {why}; the file must be uploaded again",
+                        counted.load(Ordering::Relaxed)
+                    ),
+                });
+            }
+            // Every other read error came from the bytes themselves.
+            return Err(match e {
+                NormalizeError::Read { path, source } => NormalizeError::Format {
+                    path,
+                    reason: source.to_string(),
+                },
+                other => other,
+            });
         }
     };
     // Drain whatever the decoder left unread so the hash covers the file.

@@ -4,8 +4,8 @@
 
 use super::output::Output;
 use super::{
-    FileContext, MAX_KEPT_ERRORS, NormalizeError, NormalizeStats, RowError, cap, coerce_column,
-    write_row,
+    FileContext, MAX_KEPT_ERRORS, NormalizeError, NormalizeStats, RAW_CAP, RowError, cap,
+    coerce_column, write_row,
 };
 use crate::config::{ColumnSource, ColumnType, Job};
 use std::borrow::Cow;
@@ -133,7 +133,12 @@ impl<'j, W: Output> RowSink<'j, W> {
 
     /// Counts a rejected record, hands it to the output and keeps the first
     /// [`MAX_KEPT_ERRORS`] in memory.
-    pub(super) fn rejected(&mut self, error: RowError) -> Result<(), NormalizeError> {
+    pub(super) fn rejected(&mut self, mut error: RowError) -> Result<(), NormalizeError> {
+        // Kept errors stay small whatever the input: reasons and raw
+        // text are capped (reasons quote at most a prefix of a value).
+        if error.reason.len() > RAW_CAP {
+            error.reason = cap(&error.reason);
+        }
         self.stats.rejected += 1;
         self.out
             .rejected(&error)

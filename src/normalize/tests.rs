@@ -459,3 +459,119 @@ fn arbitrary_bytes_never_panic_any_decoder() {
         }
     }
 }
+
+/// A source that delivers `good` and then fails the way a dropped
+/// connection does.
+struct FailsAfter<'a> {
+    good: &'a [u8],
+}
+
+impl Read for FailsAfter<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.good.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "connection reset by peer",
+            ));
+        }
+        let n = buf.len().min(self.good.len()).min(7);
+        buf[..n].copy_from_slice(&self.good[..n]);
+        self.good = &self.good[n..];
+        Ok(n)
+    }
+}
+
+/// One classification for every decoder: the source failing under it is
+/// a read error (transient: retry), bad bytes are a format or limit error
+/// (permanent: fail the file), whatever the format and with or without
+/// gzip. The pipeline maps `Read` to transient and the rest to permanent.
+#[test]
+fn source_failures_are_read_errors_and_bad_bytes_are_not_under_every_decoder() {
+    let csv = "format = { kind = \"csv\" }";
+    let ndjson = "format = { kind = \"ndjson\" }";
+    let json = "format = { kind = \"json\" }";
+    let xml = "format = { kind = \"xml\", record_path = \"/r/e\" }";
+    let cols = r#"{ name = "a", type = "varchar(8)" }"#;
+    let ok_csv = "a\nx\ny\nz\n".repeat(20);
+    let ok_ndjson = "{\"a\":\"x\"}\n".repeat(20);
+    let ok_json = format!("[{}{{\"a\":\"x\"}}]", "{\"a\":\"x\"},".repeat(20));
+    let ok_xml = format!("<r>{}</r>", "<e><a>x</a></e>".repeat(20));
+    let mut cut_gzip = gzip(ok_csv.repeat(50).as_bytes());
+    cut_gzip.truncate(cut_gzip.len() / 2);
+    let mut bad_crc = gzip(ok_csv.as_bytes());
+    let n = bad_crc.len();
+    bad_crc[n - 6] ^= 0xff; // the CRC-32 in the trailer
+    // (format, bytes the source delivers, the source fails after them?,
+    // what the error must be)
+    let cases: Vec<(&str, Vec<u8>, bool, &str)> = vec![
+        (csv, ok_csv.clone().into_bytes(), true, "read"),
+        (csv, gzip(ok_csv.as_bytes()), true, "read"),
+        (ndjson, ok_ndjson.clone().into_bytes(), true, "read"),
+        (json, ok_json.clone().into_bytes(), true, "read"),
+        (xml, ok_xml.clone().into_bytes(), true, "read"),
+        (xml, gzip(ok_xml.as_bytes()), true, "read"),
+        (
+            csv,
+            b"a\xff\xfe\nx\n".to_vec(),
+            false,
+            "format: not valid UTF-8",
+        ),
+        (
+            csv,
+            cut_gzip,
+            false,
+            "format: gzip data is truncated or corrupt",
+        ),
+        (
+            csv,
+            bad_crc,
+            false,
+            "format: gzip data is truncated or corrupt",
+        ),
+        (
+            json,
+            b"[{\"a\":\"x\"},".to_vec(),
+            false,
+            "format: not valid JSON",
+        ),
+        (
+            xml,
+            b"<r><e><a>x</b></e></r>".to_vec(),
+            false,
+            "format: not well-formed XML",
+        ),
+        (
+            xml,
+            b"<r><e><a>x</a>".to_vec(),
+            false,
+            "format: ends inside record",
+        ),
+    ];
+    for (format, bytes, fails, want) in cases {
+        let j = job_with(format, cols);
+        let ctx = FileContext {
+            path: "/in/f".into(),
+            ingest_time: "2026-01-01 00:00:00.000000".into(),
+            size_hint: None,
+        };
+        let mut out = Vec::new();
+        let got = if fails {
+            normalize(&j, &ctx, FailsAfter { good: &bytes }, &mut out)
+        } else {
+            normalize(&j, &ctx, &bytes[..], &mut out)
+        };
+        let e = got.expect_err(&format!("{format} {want}: an error"));
+        let kind = match &e {
+            NormalizeError::Read { .. } => "read",
+            NormalizeError::Format { .. } => "format",
+            NormalizeError::Limit { .. } => "limit",
+            _ => "other",
+        };
+        let (want_kind, want_text) = want.split_once(": ").unwrap_or((want, ""));
+        assert_eq!(kind, want_kind, "{format} {want}: {e}");
+        assert!(e.to_string().contains(want_text), "{format} {want}: {e}");
+        if fails {
+            assert!(e.to_string().contains("connection reset"), "{e}");
+        }
+    }
+}

@@ -193,17 +193,21 @@ async fn failed(
     let chain = error.chain();
     telemetry::file_failed(&f.version.job, &f.version.path, &chain);
     if !error.is_transient() {
-        rt.warehouse
-            .record_failed(&FailedFile {
+        let recorded = super::record_failure(
+            rt,
+            &FailedFile {
                 version: &f.version,
                 sha256: Some(&f.sha256),
                 rejected: f.rejected,
                 reason: &chain,
                 errors: &f.errors,
                 rejects_key: f.rejects_key.as_deref(),
-            })
-            .await?;
-        super::quarantine(rt, job, &f.version.path).await;
+            },
+        )
+        .await;
+        if recorded {
+            super::quarantine(rt, job, &f.version.path).await;
+        }
     }
     report
         .failed

@@ -598,22 +598,58 @@ async fn failed_to_stage(
             size: entry.size,
             mtime: entry.mtime,
         };
-        rt.warehouse
-            .record_failed(&FailedFile {
+        let recorded = record_failure(
+            rt,
+            &FailedFile {
                 version: &version,
                 sha256,
                 rejected,
                 reason: &chain,
                 errors,
                 rejects_key: f.rejects_key.as_deref(),
-            })
-            .await?;
-        quarantine(rt, job, &entry.path).await;
+            },
+        )
+        .await;
+        if recorded {
+            quarantine(rt, job, &entry.path).await;
+        }
     }
     report
         .failed
         .push((job.name.clone(), entry.path.clone(), chain));
     Ok(())
+}
+
+/// Records a file that failed for good; returns whether it was recorded.
+/// A failure to record never stops the job's other files: if the error
+/// rows cannot be written, the file is recorded without them (its reason
+/// says so); if even that fails, it is logged and the file is tried again
+/// next pass.
+pub(crate) async fn record_failure(rt: &Runtime, failed: &FailedFile<'_>) -> bool {
+    let path = &failed.version.path;
+    let first = match rt.warehouse.record_failed(failed).await {
+        Ok(()) => return true,
+        Err(e) => e,
+    };
+    tracing::error!(job = %failed.version.job, path = %path, error = %first.chain(), "cannot record the failed file with its error rows; recording it without them");
+    let reason = format!(
+        "{} (its {} error rows could not be recorded: {})",
+        failed.reason,
+        failed.errors.len(),
+        first.chain()
+    );
+    let bare = FailedFile {
+        reason: &reason,
+        errors: &[],
+        ..*failed
+    };
+    match rt.warehouse.record_failed(&bare).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(job = %failed.version.job, path = %path, error = %e.chain(), "cannot record the failed file; it will be tried again next pass");
+            false
+        }
+    }
 }
 
 /// Applies `on_failure` to a file recorded as failed for good: moves it

@@ -9,7 +9,7 @@ use super::{Dialect, FailedFile, LedgerRows, LoadOutcome, StagedFile, Warehouse}
 use crate::config::{Ident, Job, PostgresSettings};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ledger::ops::{Change, Report};
-use crate::ledger::{FileState, FileVersion, LedgerSql};
+use crate::ledger::{FileState, FileVersion, LedgerSql, fit, width};
 use crate::migrate::{MIGRATIONS, VERSIONS_TABLE, render};
 use crate::normalize::RowError;
 use crate::retry::{RetryPolicy, retry};
@@ -341,6 +341,7 @@ impl PostgresWarehouse {
         super::check_target(job, self.schema(), &have)
     }
 
+    /// Inserts `errors` of `v` into `ferry_load_errors`.
     async fn insert_errors(
         &self,
         c: &impl GenericClient,
@@ -351,22 +352,22 @@ impl PostgresWarehouse {
         let size = v.size as i64;
         for chunk in errors.chunks(100) {
             let sql = self.ledger.insert_errors(chunk.len());
-            let lines: Vec<i64> = chunk.iter().map(|e| e.line as i64).collect();
+            let fitted: Vec<Fitted<'_>> = chunk.iter().map(Fitted::of).collect();
             let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 Vec::with_capacity(chunk.len() * 11);
-            for (e, line) in chunk.iter().zip(&lines) {
+            for (e, f) in chunk.iter().zip(&fitted) {
                 params.extend_from_slice(&[
                     &v.job,
                     &v.path,
                     &size,
                     &v.mtime,
                     &load_id,
-                    line,
-                    &e.column,
+                    &f.line,
+                    &f.column,
                     &e.code,
-                    &e.reason,
-                    &e.raw_line,
-                    &e.raw_value,
+                    &f.reason,
+                    &f.raw_line,
+                    &f.raw_value,
                 ]);
             }
             c.execute(&sql, &params)
@@ -1057,7 +1058,7 @@ impl Warehouse for PostgresWarehouse {
         self.version_statement(
             &self.ledger.insert_skipped(),
             v,
-            &reason,
+            &fit(reason, width::ERROR),
             "cannot record the skipped file",
         )
         .await
@@ -1145,7 +1146,7 @@ impl Warehouse for PostgresWarehouse {
         .await
         .map_err(pg_error("cannot update the ledger"))?;
         let rejected = f.rejected as i64;
-        let reason: String = f.reason.chars().take(4000).collect();
+        let reason = fit(f.reason, width::ERROR);
         tx.execute(
             &self.ledger.insert_failed(),
             &[
@@ -1176,6 +1177,28 @@ impl Warehouse for PostgresWarehouse {
             "cannot mark the file finalized",
         )
         .await
+    }
+}
+
+/// An error row's text cut to its columns' widths: a long reason or
+/// value must never keep a failure from being recorded.
+struct Fitted<'a> {
+    line: i64,
+    column: Option<&'a str>,
+    reason: &'a str,
+    raw_line: &'a str,
+    raw_value: Option<&'a str>,
+}
+
+impl<'a> Fitted<'a> {
+    fn of(e: &'a RowError) -> Self {
+        Fitted {
+            line: e.line as i64,
+            column: e.column.as_deref().map(|c| fit(c, width::COLUMN)),
+            reason: fit(&e.reason, width::REASON),
+            raw_line: fit(&e.raw_line, width::RAW_LINE),
+            raw_value: e.raw_value.as_deref().map(|r| fit(r, width::RAW_VALUE)),
+        }
     }
 }
 

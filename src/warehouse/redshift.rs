@@ -26,7 +26,7 @@ use super::{Dialect, FailedFile, LedgerRows, LoadOutcome, StagedFile, Warehouse}
 use crate::config::{Ident, Job, RedshiftDataSettings, RedshiftTarget};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ledger::ops::{Change, Report};
-use crate::ledger::{FileState, FileVersion, LedgerSql};
+use crate::ledger::{FileState, FileVersion, LedgerSql, fit, width};
 use crate::migrate::{MIGRATIONS, VERSIONS_TABLE, render};
 use crate::normalize::RowError;
 use crate::normalize::write_record;
@@ -191,17 +191,6 @@ pub const BATCH_COLUMNS: &str = "path VARCHAR(1024), size BIGINT, mtime BIGINT, 
 pub const ERROR_COLUMNS: &str = "path VARCHAR(1024), size BIGINT, mtime BIGINT, line_number BIGINT, column_name VARCHAR(127), error_code INTEGER, reason VARCHAR(1024), raw_line VARCHAR(1024), raw_field_value VARCHAR(1024)";
 
 /// Cuts a text to at most `max` bytes on a character boundary.
-fn cap(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
 /// Where a load batch reads from: checked string literals of S3 URLs and
 /// the IAM role (or `default`).
 #[derive(Debug, Clone)]
@@ -646,11 +635,15 @@ impl RedshiftDataWarehouse {
                     Some(v.size.to_string()),
                     Some(v.mtime.to_string()),
                     Some(e.line.to_string()),
-                    e.column.clone(),
+                    e.column
+                        .as_deref()
+                        .map(|c| fit(c, width::COLUMN).to_string()),
                     Some(e.code.to_string()),
-                    Some(cap(&e.reason, 1024).to_string()),
-                    Some(cap(&e.raw_line, 1024).to_string()),
-                    e.raw_value.as_deref().map(|r| cap(r, 1024).to_string()),
+                    Some(fit(&e.reason, width::REASON).to_string()),
+                    Some(fit(&e.raw_line, width::RAW_LINE).to_string()),
+                    e.raw_value
+                        .as_deref()
+                        .map(|r| fit(r, width::RAW_VALUE).to_string()),
                 ]);
             }
         }
@@ -1173,7 +1166,7 @@ impl Warehouse for RedshiftDataWarehouse {
             last.push_str(&format!(" WHERE NOT EXISTS ({loaded})"));
         }
         sqls.extend(errors);
-        let reason: String = f.reason.chars().take(4000).collect();
+        let reason = fit(f.reason, width::ERROR).to_string();
         let mut params = Self::version_params(v);
         params.extend([
             ("sha256", f.sha256.map(str::to_string)),
@@ -1191,7 +1184,7 @@ impl Warehouse for RedshiftDataWarehouse {
 
     async fn record_skipped(&self, v: &FileVersion, reason: &str) -> Result<()> {
         let mut params = Self::version_params(v);
-        params.push(("reason", Some(reason.to_string())));
+        params.push(("reason", Some(fit(reason, width::ERROR).to_string())));
         self.run(
             &self.ledger.insert_skipped(),
             &params,
