@@ -18,6 +18,7 @@
 //! | [`migrate`] | versioned, idempotent schema migrations embedded from `migrations/` |
 //! | [`pipeline`] | a pass over a job: one file's steps in order with the load-once checks, batches, streamed loads of large files, post-load checks, the staging/transfer/load slots |
 //! | [`daemon`] | one poll loop per job, signals and graceful shutdown, the `/healthz` `/readyz` `/metrics` listener, systemd notify |
+//! | [`bind`] | placeholders in SQL text (`$n`, `:name`), found outside literals, quoted names and comments; errors, never panics |
 //! | [`check`] | `ferry check`: connects to every component and reports one line each |
 //! | [`fetch`] | `ferry fetch`: one download from a source, timed and hashed |
 //! | [`ops`] | the operations commands (`jobs`, `pause`/`resume`, `files`, `errors`, `retry`, `reset`) over the ledger, printed as tables or JSON |
@@ -27,6 +28,7 @@
 //! | [`error`] | the crate-level [`Error`] whose [`ErrorKind`] tells a caller to retry, fail the file, or stop |
 //! | `testkit` (feature `testkit`) | in-process S3, FTP and SFTP servers for tests and the dev stack |
 
+pub mod bind;
 pub mod check;
 pub mod cli;
 pub mod config;

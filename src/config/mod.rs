@@ -1179,6 +1179,27 @@ fn validate_job(
                 format!("{t} is not a placeholder; use {{target}} or {{schema}}"),
             );
         }
+        const WRITES: &[&str] = &[
+            "insert", "update", "delete", "merge", "truncate", "drop", "alter", "create", "grant",
+            "revoke", "copy", "unload", "call", "vacuum", "analyze", "lock",
+        ];
+        if let Some(w) = crate::bind::first_keyword(sql, WRITES) {
+            p.push(
+                format!("{cpath}.sql"),
+                format!(
+                    "uses {}: a check only reads (it runs in a read-only transaction)",
+                    w.to_ascii_uppercase()
+                ),
+            );
+        }
+        if let Some(d) = crate::bind::positional_used(sql).first() {
+            p.push(
+                format!("{cpath}.sql"),
+                format!(
+                    "uses {d}; name the parameters :load_id, :job or :rows (a literal $ belongs in quotes)"
+                ),
+            );
+        }
         checks.push(Check {
             name: c.name.clone(),
             sql: sql.to_string(),

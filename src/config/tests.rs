@@ -174,7 +174,7 @@ fn secrets_do_not_show_in_debug_output() {
 fn checks_must_be_named_selects_with_known_placeholders() {
     let text = MINIMAL.replace(
         "key = [\"id\"]\n",
-        "key = [\"id\"]\nchecks = [\n  { name = \"ok\", sql = \"SELECT id FROM {target} WHERE ferry_load_id = :load_id;\" },\n  { name = \"bad name\", sql = \"SELECT 1\" },\n  { name = \"ok\", sql = \"DELETE FROM {target}\" },\n  { name = \"x\", sql = \"SELECT 1; DROP TABLE t\" },\n  { name = \"y\", sql = \"SELECT * FROM {tabel}\" },\n]\n",
+        "key = [\"id\"]\nchecks = [\n  { name = \"ok\", sql = \"SELECT id FROM {target} WHERE ferry_load_id = :load_id;\" },\n  { name = \"bad name\", sql = \"SELECT 1\" },\n  { name = \"ok\", sql = \"DELETE FROM {target}\" },\n  { name = \"x\", sql = \"SELECT 1; DROP TABLE t\" },\n  { name = \"y\", sql = \"SELECT * FROM {tabel}\" },\n  { name = \"z\", sql = \"SELECT 1 FROM {target} WHERE a = $1\" },\n  { name = \"w\", sql = \"SELECT 1 FROM {target} WHERE note LIKE '$%' AND a$b = 1 AND c = 'delete'\" },\n  { name = \"v\", sql = \"WITH d AS (DELETE FROM {target} RETURNING 1) SELECT 1 FROM d\" },\n]\n",
     );
     let e = err(&text);
     for want in [
@@ -183,10 +183,12 @@ fn checks_must_be_named_selects_with_known_placeholders() {
         "jobs[0].checks[2].sql: must be one SELECT",
         "jobs[0].checks[3].sql: must be one statement",
         "jobs[0].checks[4].sql: {tabel} is not a placeholder",
+        "jobs[0].checks[5].sql: uses $1; name the parameters :load_id",
+        "jobs[0].checks[7].sql: uses DELETE: a check only reads",
     ] {
         assert!(e.contains(want), "{want} missing from {e}");
     }
-    assert!(!e.contains("checks[0]"), "{e}");
+    assert!(!e.contains("checks[0]") && !e.contains("checks[6]"), "{e}");
     let fine = MINIMAL.replace(
         "key = [\"id\"]\n",
         "key = [\"id\"]\nchecks = [{ name = \"ok\", sql = \"WITH x AS (SELECT 1) SELECT * FROM x;\" }]\n",

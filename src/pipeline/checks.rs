@@ -6,6 +6,7 @@
 //! operator, who decides.
 
 use super::Runtime;
+use crate::bind;
 use crate::config::{Check, Ident, Job};
 use crate::ledger::LedgerSql;
 use crate::ledger::ops::Report;
@@ -18,48 +19,43 @@ const PARAMS: [&str; 3] = ["load_id", "job", "rows"];
 /// A check as one query that counts its rows: `{target}` and `{schema}`
 /// filled in with quoted identifiers, each parameter used bound as text
 /// (`$n` on PostgreSQL, `:name` on Redshift). Returns the SQL and the
-/// names of the parameters it binds, in order.
+/// names of the parameters it binds, in order; a check that writes its
+/// own `$n` placeholders is refused (config validation calls this too).
 pub fn render(
     check: &Check,
     schema: &Ident,
     target: &Ident,
     dialect: Dialect,
-) -> (String, Vec<&'static str>) {
-    let mut sql = check
+) -> Result<(String, Vec<&'static str>), String> {
+    let sql = check
         .sql
         .replace(
             "{target}",
             &format!("{}.{}", schema.quoted(), target.quoted()),
         )
         .replace("{schema}", &schema.quoted());
-    let mut used = Vec::new();
-    for name in PARAMS {
-        let placeholder = format!(":{name}");
-        let mut out = String::with_capacity(sql.len());
-        let mut rest = sql.as_str();
-        let mut found = false;
-        while let Some(at) = rest.find(&placeholder) {
-            let after = rest[at + placeholder.len()..].chars().next();
-            let before = rest[..at].chars().last();
-            let whole = before != Some(':')
-                && !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-            out.push_str(&rest[..at]);
-            if whole {
-                if !found {
-                    used.push(name);
-                    found = true;
-                }
-                out.push_str(&format!("CAST(${} AS VARCHAR(64))", used.len()));
-            } else {
-                out.push_str(&placeholder);
-            }
-            rest = &rest[at + placeholder.len()..];
-        }
-        out.push_str(rest);
-        sql = out;
+    if let Some(p) = bind::positional_used(&sql).first() {
+        return Err(format!(
+            "uses {p}; a check names its parameters :load_id, :job and :rows (a literal $ belongs in quotes)"
+        ));
     }
+    let mut used: Vec<&'static str> = Vec::new();
+    let sql = bind::rewrite_named(&sql, |name| {
+        let name = PARAMS.into_iter().find(|p| *p == name)?;
+        let n = match used.iter().position(|u| *u == name) {
+            Some(i) => i + 1,
+            None => {
+                used.push(name);
+                used.len()
+            }
+        };
+        Some(format!("CAST(${n} AS VARCHAR(64))"))
+    });
     let counted = format!("SELECT CAST(COUNT(*) AS VARCHAR(20)) FROM ({sql}) ferry_check");
-    (dialect.adapt(&counted, &used), used)
+    let sql = dialect
+        .try_adapt(&counted, &used)
+        .map_err(|e| e.to_string())?;
+    Ok((sql, used))
 }
 
 /// Runs the job's checks once per load among `outcomes` (a batch shares
@@ -86,7 +82,14 @@ pub async fn after_load(rt: &Runtime, job: &Job, outcomes: &[LoadOutcome]) {
 
 async fn run_one(rt: &Runtime, job: &Job, check: &Check, load_id: &str, rows: u64) {
     let settings = &rt.config.warehouse;
-    let (sql, used) = render(check, settings.schema(), &job.target, settings.dialect());
+    let (sql, used) = match render(check, settings.schema(), &job.target, settings.dialect()) {
+        Ok(r) => r,
+        // Refused by `ferry check --offline` and at start-up already.
+        Err(why) => {
+            tracing::error!(job = %job.name, check = %check.name, why, "check cannot run");
+            return;
+        }
+    };
     let params = used
         .iter()
         .map(|name| {
@@ -158,7 +161,7 @@ mod tests {
         let c = check(
             "SELECT 1 WHERE (SELECT count(*) FROM {target} WHERE ferry_load_id = :load_id) <> CAST(:rows AS BIGINT) AND x::rows_y IS NULL AND :load_id IS NOT NULL",
         );
-        let (pg, used) = render(&c, &s, &t, Dialect::Postgres);
+        let (pg, used) = render(&c, &s, &t, Dialect::Postgres).unwrap();
         assert_eq!(used, ["load_id", "rows"]);
         assert!(
             pg.contains("FROM \"wh\".\"events\" WHERE ferry_load_id = CAST($1 AS VARCHAR(64))"),
@@ -173,10 +176,32 @@ mod tests {
             pg.starts_with("SELECT CAST(COUNT(*) AS VARCHAR(20)) FROM (SELECT 1"),
             "{pg}"
         );
-        let (rs, _) = render(&c, &s, &t, Dialect::Redshift);
+        let (rs, _) = render(&c, &s, &t, Dialect::Redshift).unwrap();
         assert!(
             rs.contains("CAST(:load_id AS VARCHAR(64))") && !rs.contains('$'),
             "{rs}"
         );
+    }
+
+    /// Regression: a check with `LIKE '$%'` panicked the daemon after
+    /// every commit on Redshift; `$` in literals and names now works, and
+    /// a `$n` of the check's own is refused with a reason.
+    #[test]
+    fn dollars_in_a_check_work_or_are_refused() {
+        let (s, t) = (
+            Ident::parse("wh$1").unwrap(),
+            Ident::parse("events").unwrap(),
+        );
+        let c = check("SELECT 1 FROM {target} WHERE note LIKE '$%' AND ferry_load_id = :load_id");
+        for d in [Dialect::Postgres, Dialect::Redshift] {
+            let (sql, used) = render(&c, &s, &t, d).unwrap();
+            assert_eq!(used, ["load_id"]);
+            assert!(
+                sql.contains("\"wh$1\".\"events\" WHERE note LIKE '$%'"),
+                "{sql}"
+            );
+        }
+        let e = render(&check("SELECT 1 WHERE x = $1"), &s, &t, Dialect::Redshift).unwrap_err();
+        assert!(e.contains("uses $1"), "{e}");
     }
 }

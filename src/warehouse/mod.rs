@@ -39,42 +39,35 @@ impl Dialect {
     /// Adapts a statement written with PostgreSQL's `$n` parameters: on
     /// Redshift (the Data API) `$n` becomes `:names[n-1]`, `now()` the
     /// transaction's time (`SYSDATE`) and `clock_timestamp()` the
-    /// statement's (`GETDATE()`). PostgreSQL gets the text unchanged.
-    pub fn adapt(self, sql: &str, names: &[&str]) -> String {
+    /// statement's (`GETDATE()`) — in code only, never inside literals,
+    /// quoted names or comments ([`crate::bind`]). PostgreSQL gets the text
+    /// unchanged.
+    pub fn try_adapt(self, sql: &str, names: &[&str]) -> Result<String, crate::bind::BindError> {
         if self == Dialect::Postgres {
-            return sql.to_string();
+            // Checked all the same, so a bad statement fails alike on both.
+            crate::bind::rewrite_positional(sql, names.len(), |_, _| {})?;
+            return Ok(sql.to_string());
         }
-        let sql = sql
-            .replace("clock_timestamp()", "GETDATE()")
-            .replace("now()", "SYSDATE");
-        let mut out = String::with_capacity(sql.len());
-        let mut chars = sql.char_indices().peekable();
-        while let Some((i, c)) = chars.next() {
-            if c != '$' {
-                out.push(c);
-                continue;
-            }
-            let mut end = i + 1;
-            while let Some(&(j, d)) = chars.peek() {
-                if !d.is_ascii_digit() {
-                    break;
-                }
-                end = j + 1;
-                chars.next();
-            }
-            match sql[i + 1..end].parse::<usize>() {
-                Ok(n) if n >= 1 && n <= names.len() => {
-                    out.push(':');
-                    out.push_str(names[n - 1]);
-                }
-                _ => panic!(
-                    "statement uses {} but only {} names were given: {sql}",
-                    &sql[i..end],
-                    names.len()
-                ),
+        let sql = crate::bind::replace_in_code(sql, "clock_timestamp()", "GETDATE()");
+        let sql = crate::bind::replace_in_code(&sql, "now()", "SYSDATE");
+        crate::bind::rewrite_positional(&sql, names.len(), |n, out| {
+            out.push(':');
+            out.push_str(names[n - 1]);
+        })
+    }
+
+    /// [`try_adapt`](Self::try_adapt) for ferry's own statements, whose
+    /// parameters are fixed: a mismatch (a bug) is logged and the text is
+    /// sent as it is, for the warehouse to refuse with its own error —
+    /// never a panic.
+    pub fn adapt(self, sql: &str, names: &[&str]) -> String {
+        match self.try_adapt(sql, names) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, sql, "a statement does not match its parameters");
+                sql.to_string()
             }
         }
-        out
     }
 
     /// The transaction's start time.

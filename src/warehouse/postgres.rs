@@ -1086,12 +1086,24 @@ impl Warehouse for PostgresWarehouse {
     }
 
     async fn read_ledger(&self, report: &Report) -> Result<LedgerRows> {
-        let guard = self.client().await?;
+        let mut guard = self.client().await?;
         let values = text_params(&report.params);
-        let rows = guard
+        // Reports and post-load checks only read: a READ ONLY transaction
+        // refuses a check such as `WITH d AS (DELETE …) SELECT …`, or a
+        // function that writes.
+        let tx = guard
+            .build_transaction()
+            .read_only(true)
+            .start()
+            .await
+            .map_err(pg_error("cannot begin a read-only transaction"))?;
+        let rows = tx
             .query(&report.sql, &values)
             .await
             .map_err(pg_error("cannot read the ledger"))?;
+        tx.commit()
+            .await
+            .map_err(pg_error("cannot end the read-only transaction"))?;
         rows.iter()
             .map(|r| {
                 (0..r.len())

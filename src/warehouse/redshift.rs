@@ -65,15 +65,86 @@ struct Failed {
     message: String,
 }
 
-/// Whether a database message is a conflict that a rerun resolves:
-/// Redshift's serializable isolation violation (1023), or PostgreSQL's
-/// serialization failure and deadlock behind the local endpoint.
-fn conflict(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("1023")
-        || m.contains("serializable isolation violation")
-        || m.contains("could not serialize access")
-        || m.contains("deadlock detected")
+/// Redshift messages (lower-cased fragments) that mean "try again", as
+/// PostgreSQL's transient SQLSTATEs do on the local backend
+/// ([`is_transient_state`](super::postgres)): the Data API gives no code,
+/// only the text. Each with why.
+const RETRYABLE: &[(&str, &str)] = &[
+    (
+        "1023",
+        "serializable isolation violation (concurrent writers)",
+    ),
+    (
+        "serializable isolation violation",
+        "the same, without its number",
+    ),
+    (
+        "could not serialize access",
+        "PostgreSQL's 40001 behind the local endpoint",
+    ),
+    (
+        "deadlock detected",
+        "40P01: one of two waiting transactions is chosen",
+    ),
+    (
+        "wlm",
+        "a WLM rule or timeout cancelled the query: the queue was busy",
+    ),
+    (
+        "cancelled on user's request",
+        "a WLM timeout or an operator cancel",
+    ),
+    (
+        "canceling statement due to",
+        "statement or lock timeout, a cancel",
+    ),
+    (
+        "cancelled:",
+        "the statement was ABORTED by a cancel (ferry's own on its deadline or the service's)",
+    ),
+    (
+        "terminating connection",
+        "the session was ended (maintenance, a reboot)",
+    ),
+    ("server closed the connection", "the leader node restarted"),
+    ("connection reset", "the connection was lost"),
+    (
+        "could not connect",
+        "the cluster is not accepting connections yet",
+    ),
+    (
+        "the database system is",
+        "starting up or shutting down (57P03)",
+    ),
+    ("restart", "a cluster restart or maintenance window"),
+    ("maintenance", "the cluster is in its maintenance window"),
+    ("resiz", "the cluster is being resized"),
+    ("out of memory", "resources: a later run gets its memory"),
+    (
+        "disk full",
+        "resources: space is freed by vacuum or other loads",
+    ),
+    ("lock timeout", "a lock not granted in time"),
+];
+
+/// Whether a failed statement's message is one of [`RETRYABLE`]: a rerun
+/// of the whole batch (one transaction) can succeed.
+/// Quoted parts (values, names) are left out first, so a bad value that
+/// happens to read "restart" stays a data error.
+fn retryable(message: &str) -> bool {
+    let mut m = String::with_capacity(message.len());
+    let mut quote = None;
+    for c in message.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' && !m.ends_with(|p: char| p.is_alphanumeric()) => {
+                quote = Some(c)
+            }
+            None => m.push(c.to_ascii_lowercase()),
+        }
+    }
+    RETRYABLE.iter().any(|(needle, _)| m.contains(needle))
 }
 
 /// Replaces `:name` placeholders whose value is NULL or empty with the
@@ -108,34 +179,7 @@ fn inline_constants(sql: &str, params: &[Param<'_>]) -> (String, Vec<SqlParamete
 
 /// Replaces `:name` (not `::type`, not a longer name, not inside quotes).
 fn replace_placeholder(sql: &str, name: &str, with: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let bytes = sql.as_bytes();
-    let needle = format!(":{name}");
-    let mut quote: Option<u8> = None;
-    let mut i = 0;
-    while i < bytes.len() {
-        let c = bytes[i];
-        if let Some(q) = quote {
-            if c == q {
-                quote = None;
-            }
-        } else if c == b'\'' || c == b'"' {
-            quote = Some(c);
-        } else if sql[i..].starts_with(&needle)
-            && (i == 0 || bytes[i - 1] != b':')
-            && !bytes
-                .get(i + needle.len())
-                .is_some_and(|n| n.is_ascii_alphanumeric() || *n == b'_')
-        {
-            out.push_str(with);
-            i += needle.len();
-            continue;
-        }
-        let ch = sql[i..].chars().next().expect("in bounds");
-        out.push(ch);
-        i += ch.len_utf8();
-    }
-    out
+    crate::bind::rewrite_named(sql, |n| (n == name).then(|| with.to_string()))
 }
 
 /// A COPY literal (S3 URL, IAM role) may hold no quote or backslash.
@@ -552,9 +596,10 @@ impl RedshiftDataWarehouse {
         }
     }
 
-    /// Turns a failed statement into an error: conflicts are transient.
+    /// Turns a failed statement into an error: [`RETRYABLE`] messages (a
+    /// conflict, a WLM abort, a cancel, a restart) are transient.
     fn failure(what: &str, f: &Failed) -> Error {
-        let kind = if conflict(&f.message) {
+        let kind = if retryable(&f.message) {
             ErrorKind::Transient
         } else {
             ErrorKind::Permanent
@@ -833,13 +878,13 @@ impl RedshiftDataWarehouse {
                 .and_then(|i| stmts.get(i))
                 .map(|(_, w)| *w)
                 .unwrap_or("load");
-            if f.sub == Some(check_at) && !conflict(&f.message) {
+            if f.sub == Some(check_at) && !retryable(&f.message) {
                 return Err(Error::permanent(format!(
                     "the staged rows under {} do not match the row counts normalize wrote for them (the load's row-count check failed); nothing was loaded",
                     self.stager.url(&folder)
                 )));
             }
-            if f.sub.is_some() && f.sub == copy_at && !conflict(&f.message) {
+            if f.sub.is_some() && f.sub == copy_at && !retryable(&f.message) {
                 let refs: Vec<&StagedFile> = batch.iter().collect();
                 let details = self
                     .copy_errors(&refs, started - chrono::Duration::minutes(1))
@@ -1227,15 +1272,67 @@ mod tests {
         assert_eq!(names, vec!["e10", "e1"]);
     }
 
+    /// One table: each failure text the Data API can return, and whether
+    /// a rerun is the answer.
     #[test]
-    fn conflicts_are_recognized_on_both_engines() {
-        assert!(conflict(
-            "ERROR: 1023 DETAIL: Serializable isolation violation on table - 123"
-        ));
-        assert!(conflict(
-            "ERROR: could not serialize access due to concurrent update"
-        ));
-        assert!(!conflict("ERROR: relation \"x\" does not exist"));
+    fn redshift_failures_that_mean_try_again_retry_and_data_errors_do_not() {
+        let cases = [
+            (
+                "ERROR: 1023 DETAIL: Serializable isolation violation on table - 123",
+                true,
+            ),
+            (
+                "ERROR: could not serialize access due to concurrent update",
+                true,
+            ),
+            ("ERROR: deadlock detected", true),
+            (
+                "ERROR: Query (500312) cancelled by WLM abort action of Query Monitoring Rule \"long\".",
+                true,
+            ),
+            ("ERROR: Query (83) cancelled on user's request", true),
+            ("cancelled: Query (83) was cancelled", true),
+            ("ERROR: canceling statement due to statement timeout", true),
+            (
+                "FATAL: terminating connection due to administrator command",
+                true,
+            ),
+            ("server closed the connection unexpectedly", true),
+            (
+                "ERROR: The cluster is being restarted for maintenance",
+                true,
+            ),
+            ("ERROR: Disk Full", true),
+            ("ERROR: out of memory", true),
+            ("ERROR: relation \"x\" does not exist", false),
+            ("ERROR: permission denied for relation task_events", false),
+            (
+                "ERROR: Load into table 't' failed.  Check 'sys_load_error_detail' system table for details.",
+                false,
+            ),
+            (
+                "ERROR: column \"note\" of relation \"t\" does not exist",
+                false,
+            ),
+            ("ERROR: invalid input syntax for type bigint: \"x\"", false),
+            ("ERROR: syntax error at or near \"$\"", false),
+            (
+                "ERROR: invalid input syntax for type bigint: \"restart in maintenance\"",
+                false,
+            ),
+        ];
+        for (message, want) in cases {
+            assert_eq!(retryable(message), want, "{message}");
+            let kind = RedshiftDataWarehouse::failure(
+                "loading",
+                &Failed {
+                    sub: None,
+                    message: message.into(),
+                },
+            )
+            .kind();
+            assert_eq!(kind == ErrorKind::Transient, want, "{message}");
+        }
     }
 
     #[test]

@@ -613,6 +613,7 @@ async fn post_load_checks_are_kept_in_the_ledger_and_never_undo_the_load(backend
   { name = "count_matches", sql = "SELECT 1 WHERE (SELECT count(*) FROM {target} WHERE ferry_load_id = :load_id) <> CAST(:rows AS BIGINT)" },
   { name = "short_events", sql = "SELECT event_id FROM {target} WHERE ferry_load_id = :load_id AND duration_ms >= 4" },
   { name = "broken", sql = "SELECT nope FROM {schema}.no_such_table" },
+  { name = "dollar_literal", sql = "SELECT event_id FROM {target} WHERE event_id LIKE '$%' AND ferry_load_id = :load_id" },
 ]"#;
     let rt = env.runtime(&task_events_job(checks)).await;
     let report = run_pass(&rt, None).await.unwrap();
@@ -641,13 +642,14 @@ async fn post_load_checks_are_kept_in_the_ledger_and_never_undo_the_load(backend
         [
             ("broken".to_string(), false, 0),
             ("count_matches".to_string(), true, 0),
+            ("dollar_literal".to_string(), true, 0),
             ("no_null_task".to_string(), true, 0),
             ("short_events".to_string(), false, 2),
         ]
     );
     let broken: String = rows[0].get(3);
     assert!(broken.starts_with("could not run:"), "{broken}");
-    let short: String = rows[3].get(3);
+    let short: String = rows[4].get(3);
     assert!(short.starts_with("returned 2 row(s)"), "{short}");
     env.finish().await;
 }

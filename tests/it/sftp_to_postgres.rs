@@ -784,3 +784,41 @@ async fn on_failure_move_takes_a_failed_file_out_of_the_drop_folder() {
     );
     db.drop_schema().await;
 }
+
+/// Post-load checks run in a READ ONLY transaction: one that would write
+/// through a function (here `setval`) cannot run, is recorded as failed,
+/// and changes nothing.
+#[tokio::test]
+async fn a_check_that_writes_cannot_run_and_changes_nothing() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    stack.put_sftp("/outbox/tasks_1.csv", FILE_1);
+    db.client
+        .batch_execute(&format!("CREATE SEQUENCE {}", db.t("s")))
+        .await
+        .unwrap();
+    let checks =
+        r#"checks = [{ name = "writes", sql = "SELECT 1 WHERE setval('{schema}.s', 42) > 0" }]"#;
+    let rt = migrated_runtime(&stack.config_toml(&db, &task_events_job(checks))).await;
+    let report = pass(&rt).await;
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    let row = db
+        .client
+        .query_one(
+            &format!("SELECT passed, detail FROM {}", db.t("ferry_checks")),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!row.get::<_, bool>(0));
+    let detail: String = row.get(1);
+    assert!(detail.contains("read-only transaction"), "{detail}");
+    let last: bool = db
+        .client
+        .query_one(&format!("SELECT is_called FROM {}", db.t("s")), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!last, "the sequence was never set");
+    db.drop_schema().await;
+}
