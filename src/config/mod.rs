@@ -235,6 +235,7 @@ struct S3Keys<'a> {
     secret_env: &'a Option<String>,
     secret_file: &'a Option<String>,
     checksums: &'a str,
+    io_timeout: &'a str,
 }
 
 fn s3_endpoint(path: &str, k: S3Keys<'_>, p: &mut Problems) -> Option<S3Endpoint> {
@@ -246,7 +247,9 @@ fn s3_endpoint(path: &str, k: S3Keys<'_>, p: &mut Problems) -> Option<S3Endpoint
         secret_env,
         secret_file,
         checksums,
+        io_timeout,
     } = k;
+    let io_timeout = p.take(&format!("{path}.io_timeout"), timeout(io_timeout))?;
     let secret = p.take_pathed(secret::resolve(
         &format!("{path}.secret_access_key"),
         secret_env.as_deref(),
@@ -296,7 +299,17 @@ fn s3_endpoint(path: &str, k: S3Keys<'_>, p: &mut Problems) -> Option<S3Endpoint
         path_style,
         credentials,
         checksums,
+        io_timeout,
     })
+}
+
+/// A network deadline: a duration of at least a second.
+fn timeout(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d < Duration::from_secs(1) {
+        return Err(format!("{text:?}: at least 1s"));
+    }
+    Ok(d)
 }
 
 fn validate_staging(s: &RawStaging, p: &mut Problems) -> Option<StagingSettings> {
@@ -328,6 +341,7 @@ fn validate_staging(s: &RawStaging, p: &mut Problems) -> Option<StagingSettings>
             secret_env: &s.secret_access_key_env,
             secret_file: &s.secret_access_key_file,
             checksums: &s.checksums,
+            io_timeout: &s.io_timeout,
         },
         p,
     );
@@ -374,6 +388,11 @@ fn validate_warehouse(w: &RawWarehouse, p: &mut Problems) -> Option<WarehouseSet
                 "warehouse.connect_timeout",
                 parse_duration(&pg.connect_timeout),
             );
+            let statement_timeout = p.take(
+                "warehouse.statement_timeout",
+                timeout(&pg.statement_timeout),
+            );
+            let lock_timeout = p.take("warehouse.lock_timeout", timeout(&pg.lock_timeout));
             Some(WarehouseSettings::Postgres(PostgresSettings {
                 host: pg.host.clone(),
                 port: pg.port,
@@ -382,6 +401,8 @@ fn validate_warehouse(w: &RawWarehouse, p: &mut Problems) -> Option<WarehouseSet
                 password: password?,
                 schema: schema?,
                 connect_timeout: connect_timeout?,
+                statement_timeout: statement_timeout?,
+                lock_timeout: lock_timeout?,
             }))
         }
         RawWarehouse::RedshiftData(r) => {
@@ -458,6 +479,7 @@ fn validate_warehouse(w: &RawWarehouse, p: &mut Problems) -> Option<WarehouseSet
                     secret_env: &r.secret_access_key_env,
                     secret_file: &r.secret_access_key_file,
                     checksums: "auto",
+                    io_timeout: &r.io_timeout,
                 },
                 p,
             );
@@ -472,6 +494,7 @@ fn validate_warehouse(w: &RawWarehouse, p: &mut Problems) -> Option<WarehouseSet
                 iam_role: r.iam_role.clone(),
                 endpoint: r.endpoint.clone(),
                 schema: schema?,
+                io_timeout: keys.as_ref().map(|k| k.io_timeout)?,
                 credentials: keys?.credentials,
                 statement_timeout: statement_timeout?,
             }))
@@ -569,6 +592,7 @@ fn validate_source(name: &str, s: &RawSource, p: &mut Problems) -> Option<Source
                     &format!("{path}.connect_timeout"),
                     parse_duration(&r.connect_timeout),
                 )?,
+                io_timeout: p.take(&format!("{path}.io_timeout"), timeout(&r.io_timeout))?,
                 reads_in_flight: r.reads_in_flight.clamp(1, 256),
             })
         }
@@ -611,6 +635,7 @@ fn validate_source(name: &str, s: &RawSource, p: &mut Problems) -> Option<Source
                     &format!("{path}.connect_timeout"),
                     parse_duration(&r.connect_timeout),
                 )?,
+                io_timeout: p.take(&format!("{path}.io_timeout"), timeout(&r.io_timeout))?,
             })
         }
         RawSource::S3(r) => SourceKind::S3 {
@@ -625,6 +650,7 @@ fn validate_source(name: &str, s: &RawSource, p: &mut Problems) -> Option<Source
                     secret_env: &r.secret_access_key_env,
                     secret_file: &r.secret_access_key_file,
                     checksums: "auto",
+                    io_timeout: &r.io_timeout,
                 },
                 p,
             )?,

@@ -81,6 +81,9 @@ pub struct S3Endpoint {
     pub credentials: Option<(String, Secret)>,
     /// Checksum behaviour.
     pub checksums: Checksums,
+    /// The longest one request attempt may take (an upload of a part
+    /// included), and the longest a download may pause.
+    pub io_timeout: Duration,
 }
 
 /// `[staging]`
@@ -142,6 +145,11 @@ pub struct PostgresSettings {
     pub schema: Ident,
     /// Connect timeout.
     pub connect_timeout: Duration,
+    /// Server-side `statement_timeout`, and ferry's own deadline for one
+    /// load or ledger call.
+    pub statement_timeout: Duration,
+    /// Server-side `lock_timeout`.
+    pub lock_timeout: Duration,
 }
 
 /// Which Redshift the Data API talks to.
@@ -189,6 +197,8 @@ pub struct RedshiftDataSettings {
     pub credentials: Option<(String, Secret)>,
     /// Longest wait for one statement or batch.
     pub statement_timeout: Duration,
+    /// The longest one Data API call attempt may take.
+    pub io_timeout: Duration,
 }
 
 /// How to check an SFTP server's host key.
@@ -231,6 +241,8 @@ pub struct SftpSettings {
     pub host_key: HostKeyPolicy,
     /// Connect and handshake timeout.
     pub connect_timeout: Duration,
+    /// The longest wait for one SFTP reply or the next bytes of a download.
+    pub io_timeout: Duration,
     /// Outstanding read requests per download.
     pub reads_in_flight: usize,
 }
@@ -250,6 +262,8 @@ pub struct FtpSettings {
     pub tls: Option<FtpTls>,
     /// Connect and login timeout.
     pub connect_timeout: Duration,
+    /// The longest wait for one reply or the next bytes of a download.
+    pub io_timeout: Duration,
     /// How data connections are made.
     pub data_mode: FtpDataMode,
 }

@@ -120,6 +120,16 @@ pub struct RawStaging {
     /// this size (at least 5MiB, S3's minimum), e.g. `"16MiB"`.
     #[serde(default = "default_multipart_part_size")]
     pub multipart_part_size: String,
+    /// The longest one S3 request attempt may take, the upload of one
+    /// part included (the SDK then retries it).
+    #[serde(default = "default_staging_io_timeout")]
+    pub io_timeout: String,
+}
+
+/// 120 s: a 16 MiB part at 150 KB/s still fits; a frozen endpoint costs
+/// two minutes per attempt.
+fn default_staging_io_timeout() -> String {
+    "120s".into()
 }
 
 fn default_multipart_part_size() -> String {
@@ -175,6 +185,21 @@ pub struct RawPostgres {
     /// How long to wait for a connection.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: String,
+    /// The longest one statement may run on the server
+    /// (`statement_timeout`), and the longest ferry waits for a whole
+    /// load or ledger call before it drops the connection and retries.
+    #[serde(default = "default_statement_timeout")]
+    pub statement_timeout: String,
+    /// The longest a statement waits for a lock (`lock_timeout`): another
+    /// replica's load holds the ledger lock while it runs.
+    #[serde(default = "default_lock_timeout")]
+    pub lock_timeout: String,
+}
+
+/// 10 min: longer than a normal load holds the ledger lock, so replicas
+/// take turns; a lock held by a stuck session is given up on.
+fn default_lock_timeout() -> String {
+    "10m".into()
 }
 
 fn default_pg_host() -> String {
@@ -231,6 +256,16 @@ pub struct RawRedshiftData {
     /// before it cancels it and retries later.
     #[serde(default = "default_statement_timeout")]
     pub statement_timeout: String,
+    /// The longest one Data API call attempt may take (submitting or
+    /// describing a statement, not the statement's run).
+    #[serde(default = "default_data_api_timeout")]
+    pub io_timeout: String,
+}
+
+/// 30 s: Data API calls answer in milliseconds; a hung one is cut off and
+/// retried by the SDK.
+fn default_data_api_timeout() -> String {
+    "30s".into()
 }
 
 fn default_statement_timeout() -> String {
@@ -291,10 +326,22 @@ pub struct RawSftp {
     /// (servers often cap sessions or transfers per user).
     #[serde(default = "default_max_transfers")]
     pub max_transfers: usize,
+    /// The longest ferry waits for the server: one reply (an FTP command,
+    /// an SFTP request, an S3 request) or the next bytes of a download.
+    /// Past it the connection is dropped and the file retried.
+    #[serde(default = "default_io_timeout")]
+    pub io_timeout: String,
 }
 
 fn default_max_transfers() -> usize {
     8
+}
+
+/// 60 s: far above any healthy reply or pause in a stream (a loaded SFTP
+/// server answers within a second or two), short enough that a frozen
+/// server costs a minute per attempt, not a pass.
+fn default_io_timeout() -> String {
+    "60s".into()
 }
 
 fn default_sftp_port() -> u16 {
@@ -336,6 +383,11 @@ pub struct RawFtp {
     /// (servers often cap sessions or transfers per user).
     #[serde(default = "default_max_transfers")]
     pub max_transfers: usize,
+    /// The longest ferry waits for the server: one reply (an FTP command,
+    /// an SFTP request, an S3 request) or the next bytes of a download.
+    /// Past it the connection is dropped and the file retried.
+    #[serde(default = "default_io_timeout")]
+    pub io_timeout: String,
 }
 
 fn default_data_mode() -> String {
@@ -370,6 +422,11 @@ pub struct RawS3Source {
     /// (servers often cap sessions or transfers per user).
     #[serde(default = "default_max_transfers")]
     pub max_transfers: usize,
+    /// The longest ferry waits for the server: one reply (an FTP command,
+    /// an SFTP request, an S3 request) or the next bytes of a download.
+    /// Past it the connection is dropped and the file retried.
+    #[serde(default = "default_io_timeout")]
+    pub io_timeout: String,
 }
 
 /// `kind = "local"`

@@ -186,6 +186,7 @@ pub(super) async fn fetch_and_normalize(
         size_hint: Some(entry.size),
     };
     let job = job.clone();
+    let (path, size) = (entry.path.clone(), entry.size);
     tokio::task::spawn_blocking(move || -> Result<(NormalizeStats, LocalStaged)> {
         // Parsing here, compression on a second thread: both cores work.
         let local_err =
@@ -223,6 +224,15 @@ pub(super) async fn fetch_and_normalize(
             | normalize::NormalizeError::Limit { .. }
             | normalize::NormalizeError::Format { .. } => Error::permanent(e.to_string()),
         })?;
+        // The version read must be the version listed: a file overwritten
+        // or appended to while it was read is not loaded (half old, half
+        // new); it goes back to settling and is read again once stable.
+        if stats.input_bytes != size {
+            return Err(Error::transient(format!(
+                "{path} changed while it was read: listed with {size} bytes, {} bytes read; nothing of it is loaded, it is read again once it has settled",
+                stats.input_bytes
+            )));
+        }
         let local = out.finish().map_err(local_err)?;
         Ok((stats, local))
     })

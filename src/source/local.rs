@@ -29,6 +29,10 @@ impl LocalSource {
 
 #[async_trait]
 impl Source for LocalSource {
+    fn describe(&self) -> String {
+        format!("local folder {}", self.root.display())
+    }
+
     async fn list(&self, dir: &str, recursive: bool) -> Result<Vec<RemoteEntry>> {
         let mut out = Vec::new();
         let mut pending = vec![(dir.to_string(), String::new())];

@@ -56,6 +56,13 @@ pub trait Source: Send + Sync {
     /// Applies the job's on-success action to `path`; returns where the
     /// file is now (`None` once deleted).
     async fn finalize(&self, path: &str, action: &Finalize) -> Result<Option<String>>;
+    /// The longest a reply or a pause in a download may take
+    /// (`io_timeout`); `None` for local folders.
+    fn io_timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// `kind host:port` for messages.
+    fn describe(&self) -> String;
 }
 
 /// Connects to `settings`.

@@ -2,6 +2,10 @@
 //! reopens the file at the offset it reached (FTP `REST`, an SFTP offset
 //! read, a seek) instead of starting over, a bounded number of times.
 //!
+//! Nothing waits forever: a stream that delivers no byte for the source's
+//! `io_timeout` fails with a timeout (and is resumed like any dropped
+//! connection), and so does a reopen that does not answer in time.
+//!
 //! Whether the bytes add up is checked by the caller, which compares the
 //! byte count with the listed size and hashes the whole stream.
 
@@ -13,6 +17,57 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// A stream that fails with [`std::io::ErrorKind::TimedOut`] when no byte
+/// arrives for `idle` (a frozen server, a cut network that sends no
+/// reset), naming the file.
+pub struct IdleTimeout {
+    inner: ByteStream,
+    idle: Duration,
+    deadline: Pin<Box<Sleep>>,
+    what: String,
+}
+
+impl IdleTimeout {
+    /// Wraps `inner`, a download described by `what` (server and path).
+    pub fn new(inner: ByteStream, idle: Duration, what: String) -> Self {
+        IdleTimeout {
+            inner,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+            what,
+        }
+    }
+}
+
+impl AsyncRead for IdleTimeout {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                let next = Instant::now() + this.idle;
+                this.deadline.as_mut().reset(next);
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                ready!(this.deadline.as_mut().poll(cx));
+                Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no bytes for {}s while downloading {} (io_timeout)",
+                        this.idle.as_secs(),
+                        this.what
+                    ),
+                )))
+            }
+        }
+    }
+}
 
 /// Reopen attempts per download.
 pub const MAX_RESUMES: u32 = 5;
@@ -34,7 +89,7 @@ pub struct Resuming {
 impl Resuming {
     /// Opens `path` on `src` from its first byte.
     pub async fn open(src: Arc<dyn Source>, path: &str) -> Result<Resuming> {
-        let first = src.open(path, 0).await?;
+        let first = open_within(src.clone(), path.to_string(), 0).await?;
         Ok(Resuming {
             src,
             path: path.to_string(),
@@ -55,8 +110,24 @@ impl Resuming {
         let (src, path, offset) = (self.src.clone(), self.path.clone(), self.offset);
         self.state = State::Reopening(Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(200) * 2u32.pow(attempt)).await;
-            src.open(&path, offset).await
+            open_within(src, path, offset).await
         }));
+    }
+}
+
+/// Opens `path` at `offset`, within the source's `io_timeout`, as a
+/// stream that fails when it stalls for as long.
+async fn open_within(src: Arc<dyn Source>, path: String, offset: u64) -> Result<ByteStream> {
+    let Some(idle) = src.io_timeout() else {
+        return src.open(&path, offset).await;
+    };
+    let what = format!("{} from {}", path, src.describe());
+    match tokio::time::timeout(idle, src.open(&path, offset)).await {
+        Ok(stream) => Ok(Box::new(IdleTimeout::new(stream?, idle, what))),
+        Err(_) => Err(crate::Error::transient(format!(
+            "no answer within {}s opening {what} at byte {offset} (io_timeout)",
+            idle.as_secs()
+        ))),
     }
 }
 

@@ -18,6 +18,7 @@ pub struct S3Source {
     name: String,
     bucket: String,
     client: Client,
+    io_timeout: std::time::Duration,
 }
 
 /// The key prefix for a job path: no leading `/`, a trailing `/` unless
@@ -43,6 +44,7 @@ impl S3Source {
             name: name.to_string(),
             bucket: bucket.to_string(),
             client,
+            io_timeout: ep.io_timeout,
         };
         src.client
             .head_bucket()
@@ -80,6 +82,14 @@ impl S3Source {
 
 #[async_trait]
 impl Source for S3Source {
+    fn io_timeout(&self) -> Option<std::time::Duration> {
+        Some(self.io_timeout)
+    }
+
+    fn describe(&self) -> String {
+        format!("source {} (s3 bucket {})", self.name, self.bucket)
+    }
+
     async fn list(&self, dir: &str, recursive: bool) -> Result<Vec<RemoteEntry>> {
         let prefix = prefix(dir);
         let mut req = self

@@ -148,7 +148,20 @@ impl SftpSource {
         Ok(c)
     }
 
+    /// A new SSH connection with its SFTP session, within the connect
+    /// timeout plus `io_timeout` for authentication and the subsystem.
     async fn open_session(name: &str, s: &SftpSettings) -> Result<SftpConn> {
+        let limit = s.connect_timeout + s.io_timeout;
+        match tokio::time::timeout(limit, Self::start_session(name, s)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::transient(format!(
+                "source {name}: sftp {}:{} did not finish logging in and starting SFTP within {limit:?}",
+                s.host, s.port
+            ))),
+        }
+    }
+
+    async fn start_session(name: &str, s: &SftpSettings) -> Result<SftpConn> {
         let addr = format!("{}:{}", s.host, s.port);
         let refusal = Arc::new(Mutex::new(None));
         let handler = HostKeyCheck {
@@ -235,7 +248,7 @@ impl SftpSource {
             })?;
         let cfg = russh_sftp::client::Config {
             max_concurrent_reads: s.reads_in_flight,
-            request_timeout_secs: 30,
+            request_timeout_secs: s.io_timeout.as_secs().max(1),
             ..Default::default()
         };
         let sftp = SftpSession::new_with_config(channel.into_stream(), cfg)
@@ -266,6 +279,14 @@ impl SftpSource {
 
 #[async_trait]
 impl Source for SftpSource {
+    fn io_timeout(&self) -> Option<std::time::Duration> {
+        Some(self.settings.io_timeout)
+    }
+
+    fn describe(&self) -> String {
+        format!("source {} (sftp {})", self.name, self.addr)
+    }
+
     async fn list(&self, dir: &str, recursive: bool) -> Result<Vec<RemoteEntry>> {
         let mut out = Vec::new();
         let mut pending = vec![(dir.to_string(), String::new())];

@@ -24,13 +24,22 @@ use std::path::Path;
 
 /// The shared AWS configuration for `region`: static `credentials` if
 /// given, else the default chain (environment, instance profile, ECS task
-/// role).
+/// role). Every request attempt has a deadline: 10 s to connect and
+/// `io_timeout` in all (a part upload included; a download's body is
+/// streamed after it, and its pauses are bounded by the source's idle
+/// timeout); the SDK's standard retry takes it from there.
 pub async fn aws_config(
     region: &str,
     credentials: Option<&(String, crate::config::Secret)>,
+    io_timeout: std::time::Duration,
 ) -> aws_config::SdkConfig {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(10).min(io_timeout))
+        .operation_attempt_timeout(io_timeout)
+        .build();
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(region.to_string()));
+        .region(aws_config::Region::new(region.to_string()))
+        .timeout_config(timeouts);
     if let Some((id, secret)) = credentials {
         loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
             id.clone(),
@@ -45,7 +54,7 @@ pub async fn aws_config(
 
 /// Builds an S3 client for `ep`.
 pub async fn s3_client(ep: &S3Endpoint) -> Client {
-    let sdk = aws_config(&ep.region, ep.credentials.as_ref()).await;
+    let sdk = aws_config(&ep.region, ep.credentials.as_ref(), ep.io_timeout).await;
     let mut b = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(ep.path_style);
     if let Some(url) = &ep.endpoint {
         b = b.endpoint_url(url.clone());

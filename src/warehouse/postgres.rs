@@ -27,6 +27,9 @@ use tokio_postgres::{Client, GenericClient, NoTls, Transaction};
 pub struct PostgresWarehouse {
     settings: PostgresSettings,
     client: Mutex<Client>,
+    /// A call ran past its deadline: the connection may be wedged, so the
+    /// next call reconnects.
+    abandoned: std::sync::atomic::AtomicBool,
     ledger: LedgerSql,
     stager: Stager,
 }
@@ -270,6 +273,21 @@ async fn open(s: &PostgresSettings) -> Result<Client> {
         .user(&s.user)
         .dbname(&s.database)
         .connect_timeout(s.connect_timeout)
+        // The server cuts a statement or lock wait off by itself; the
+        // client notices a server or network that went silent: keepalive
+        // probes after 30 s of silence, and unacknowledged data gives up
+        // after the connect timeout (a frozen host whose kernel still
+        // answers is caught by ferry's own deadline, `with_deadline`).
+        .options(format!(
+            "-c statement_timeout={} -c lock_timeout={}",
+            s.statement_timeout.as_millis(),
+            s.lock_timeout.as_millis()
+        ))
+        .keepalives(true)
+        .keepalives_idle(std::time::Duration::from_secs(30))
+        .keepalives_interval(std::time::Duration::from_secs(10))
+        .keepalives_retries(3)
+        .tcp_user_timeout(s.connect_timeout.max(std::time::Duration::from_secs(30)))
         .application_name("ferry");
     if let Some(pw) = &s.password {
         cfg.password(pw.expose());
@@ -297,6 +315,7 @@ impl PostgresWarehouse {
         Ok(PostgresWarehouse {
             settings: settings.clone(),
             client: Mutex::new(client),
+            abandoned: std::sync::atomic::AtomicBool::new(false),
             ledger: LedgerSql::new(&settings.schema),
             stager,
         })
@@ -305,7 +324,10 @@ impl PostgresWarehouse {
     /// The client, reconnected first if the connection was lost.
     async fn client(&self) -> Result<MutexGuard<'_, Client>> {
         let mut guard = self.client.lock().await;
-        if guard.is_closed() {
+        let abandoned = self
+            .abandoned
+            .swap(false, std::sync::atomic::Ordering::SeqCst);
+        if abandoned || guard.is_closed() {
             tracing::info!(warehouse = %describe(&self.settings), "reconnecting");
             *guard = open(&self.settings).await?;
         }
@@ -314,6 +336,32 @@ impl PostgresWarehouse {
 
     fn schema(&self) -> &Ident {
         &self.settings.schema
+    }
+
+    /// Runs `work` within `statement_timeout` plus half a minute: the
+    /// server's own timeout ends a slow statement, this ends a wait on a
+    /// server (or network) that stopped answering, which no server-side
+    /// setting can. The connection is then abandoned (the next call opens
+    /// a new one; the old transaction rolls back on the server) and the
+    /// error is transient.
+    async fn with_deadline<T>(
+        &self,
+        what: &str,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let limit = self.settings.statement_timeout + std::time::Duration::from_secs(30);
+        match tokio::time::timeout(limit, work).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.abandoned
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                tracing::warn!(warehouse = %describe(&self.settings), what, timeout_s = limit.as_secs(), "no answer from PostgreSQL in time; dropping the connection");
+                Err(Error::transient(format!(
+                    "{what}: no answer from postgres {} within {limit:?} (warehouse.statement_timeout + 30s); the connection was dropped and the work is retried",
+                    describe(&self.settings)
+                )))
+            }
+        }
     }
 
     /// A transaction holding the ledger lock.
@@ -969,104 +1017,119 @@ impl Warehouse for PostgresWarehouse {
     }
 
     async fn ping(&self) -> Result<()> {
-        // A connection busy with a load is alive: do not wait behind it.
-        let Ok(client) = self.client.try_lock() else {
-            return Ok(());
-        };
-        if client.is_closed() {
-            drop(client);
-            let _reconnected = self.client().await?;
-            return Ok(());
-        }
-        client
-            .simple_query("SELECT 1")
-            .await
-            .map_err(pg_error(format!(
-                "{} does not answer",
-                describe(&self.settings)
-            )))?;
-        Ok(())
+        self.with_deadline("answering a ping", async {
+            // A connection busy with a load is alive: do not wait behind it.
+            let Ok(client) = self.client.try_lock() else {
+                return Ok(());
+            };
+            if client.is_closed() {
+                drop(client);
+                let _reconnected = self.client().await?;
+                return Ok(());
+            }
+            client
+                .simple_query("SELECT 1")
+                .await
+                .map_err(pg_error(format!(
+                    "{} does not answer",
+                    describe(&self.settings)
+                )))?;
+            Ok(())
+        })
+        .await
     }
 
     async fn sync_jobs(&self, jobs: &[Arc<Job>]) -> Result<()> {
-        let mut guard = self.client().await?;
-        let tx = guard
-            .transaction()
-            .await
-            .map_err(pg_error("cannot begin"))?;
-        let (update, insert) = self.ledger.sync_job();
-        for j in jobs {
-            let source = j.source.name.as_str();
-            let target = j.target.as_str();
-            tx.execute(
-                &update,
-                &[&j.name, &source, &j.path, &j.pattern_text, &target],
-            )
-            .await
-            .map_err(pg_error("cannot update ferry_jobs"))?;
-            tx.execute(
-                &insert,
-                &[
-                    &j.name,
-                    &source,
-                    &j.path,
-                    &j.pattern_text,
-                    &target,
-                    &j.enabled,
-                ],
-            )
-            .await
-            .map_err(pg_error("cannot insert into ferry_jobs"))?;
-        }
-        tx.commit()
-            .await
-            .map_err(pg_error("cannot commit ferry_jobs"))?;
-        Ok(())
+        self.with_deadline("recording the jobs", async {
+            let mut guard = self.client().await?;
+            let tx = guard
+                .transaction()
+                .await
+                .map_err(pg_error("cannot begin"))?;
+            let (update, insert) = self.ledger.sync_job();
+            for j in jobs {
+                let source = j.source.name.as_str();
+                let target = j.target.as_str();
+                tx.execute(
+                    &update,
+                    &[&j.name, &source, &j.path, &j.pattern_text, &target],
+                )
+                .await
+                .map_err(pg_error("cannot update ferry_jobs"))?;
+                tx.execute(
+                    &insert,
+                    &[
+                        &j.name,
+                        &source,
+                        &j.path,
+                        &j.pattern_text,
+                        &target,
+                        &j.enabled,
+                    ],
+                )
+                .await
+                .map_err(pg_error("cannot insert into ferry_jobs"))?;
+            }
+            tx.commit()
+                .await
+                .map_err(pg_error("cannot commit ferry_jobs"))?;
+            Ok(())
+        })
+        .await
     }
 
     async fn job_enabled(&self, job: &str) -> Result<bool> {
-        let guard = self.client().await?;
-        let row = guard
-            .query_opt(&self.ledger.job_auto(), &[&job])
-            .await
-            .map_err(pg_error("cannot read ferry_jobs"))?;
-        Ok(row.is_none_or(|r| r.get(0)))
+        self.with_deadline("reading the job's pause flag", async {
+            let guard = self.client().await?;
+            let row = guard
+                .query_opt(&self.ledger.job_auto(), &[&job])
+                .await
+                .map_err(pg_error("cannot read ferry_jobs"))?;
+            Ok(row.is_none_or(|r| r.get(0)))
+        })
+        .await
     }
 
     async fn lookup_many(&self, versions: &[FileVersion]) -> Result<Vec<Option<FileState>>> {
-        let Some(first) = versions.first() else {
-            return Ok(Vec::new());
-        };
-        let guard = self.client().await?;
-        let paths: Vec<&str> = versions.iter().map(|v| v.path.as_str()).collect();
-        let rows = guard
-            .query(
-                &self.ledger.paths_states(paths.len()),
-                &[&first.job, &paths],
-            )
-            .await
-            .map_err(pg_error("cannot read the ledger"))?;
-        Ok(super::states_of(
-            rows.iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
-                .collect(),
-            versions,
-        ))
+        self.with_deadline("reading the ledger", async {
+            let Some(first) = versions.first() else {
+                return Ok(Vec::new());
+            };
+            let guard = self.client().await?;
+            let paths: Vec<&str> = versions.iter().map(|v| v.path.as_str()).collect();
+            let rows = guard
+                .query(
+                    &self.ledger.paths_states(paths.len()),
+                    &[&first.job, &paths],
+                )
+                .await
+                .map_err(pg_error("cannot read the ledger"))?;
+            Ok(super::states_of(
+                rows.iter()
+                    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+                    .collect(),
+                versions,
+            ))
+        })
+        .await
     }
 
     async fn record_skipped(&self, v: &FileVersion, reason: &str) -> Result<()> {
-        self.version_statement(
-            &self.ledger.insert_skipped(),
-            v,
-            &fit(reason, width::ERROR),
-            "cannot record the skipped file",
-        )
+        self.with_deadline("recording a skipped file", async {
+            self.version_statement(
+                &self.ledger.insert_skipped(),
+                v,
+                &fit(reason, width::ERROR),
+                "cannot record the skipped file",
+            )
+            .await
+        })
         .await
     }
 
     async fn load(&self, job: &Job, batch: &[StagedFile]) -> Result<Vec<LoadOutcome>> {
         retry(RetryPolicy::default(), "load", || {
-            self.load_once(job, batch)
+            self.with_deadline("a load", self.load_once(job, batch))
         })
         .await
     }
@@ -1082,112 +1145,127 @@ impl Warehouse for PostgresWarehouse {
         parts: tokio::sync::mpsc::Receiver<String>,
         file: tokio::sync::oneshot::Receiver<Result<StagedFile>>,
     ) -> Result<LoadOutcome> {
-        self.load_streaming_once(job, version, parts, file).await
+        self.with_deadline("a streamed load", async {
+            self.load_streaming_once(job, version, parts, file).await
+        })
+        .await
     }
 
     async fn read_ledger(&self, report: &Report) -> Result<LedgerRows> {
-        let mut guard = self.client().await?;
-        let values = text_params(&report.params);
-        // Reports and post-load checks only read: a READ ONLY transaction
-        // refuses a check such as `WITH d AS (DELETE …) SELECT …`, or a
-        // function that writes.
-        let tx = guard
-            .build_transaction()
-            .read_only(true)
-            .start()
-            .await
-            .map_err(pg_error("cannot begin a read-only transaction"))?;
-        let rows = tx
-            .query(&report.sql, &values)
-            .await
-            .map_err(pg_error("cannot read the ledger"))?;
-        tx.commit()
-            .await
-            .map_err(pg_error("cannot end the read-only transaction"))?;
-        rows.iter()
-            .map(|r| {
-                (0..r.len())
-                    .map(|i| {
-                        r.try_get::<_, Option<String>>(i).map_err(|e| {
-                            Error::permanent(format!(
-                                "column {} of a ledger report is not text",
-                                i + 1
-                            ))
-                            .with_source(e)
+        self.with_deadline("reading the ledger", async {
+            let mut guard = self.client().await?;
+            let values = text_params(&report.params);
+            // Reports and post-load checks only read: a READ ONLY transaction
+            // refuses a check such as `WITH d AS (DELETE …) SELECT …`, or a
+            // function that writes.
+            let tx = guard
+                .build_transaction()
+                .read_only(true)
+                .start()
+                .await
+                .map_err(pg_error("cannot begin a read-only transaction"))?;
+            let rows = tx
+                .query(&report.sql, &values)
+                .await
+                .map_err(pg_error("cannot read the ledger"))?;
+            tx.commit()
+                .await
+                .map_err(pg_error("cannot end the read-only transaction"))?;
+            rows.iter()
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| {
+                            r.try_get::<_, Option<String>>(i).map_err(|e| {
+                                Error::permanent(format!(
+                                    "column {} of a ledger report is not text",
+                                    i + 1
+                                ))
+                                .with_source(e)
+                            })
                         })
-                    })
-                    .collect()
-            })
-            .collect()
+                        .collect()
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn write_ledger(&self, change: &Change) -> Result<Vec<u64>> {
-        let mut guard = self.client().await?;
-        let tx = self.locked(&mut guard).await?;
-        let values = text_params(&change.params);
-        let mut changed = Vec::with_capacity(change.sqls.len());
-        for sql in &change.sqls {
-            changed.push(
-                tx.execute(sql, &values)
-                    .await
-                    .map_err(pg_error("cannot change the ledger"))?,
-            );
-        }
-        tx.commit()
-            .await
-            .map_err(pg_error("cannot commit the ledger change"))?;
-        Ok(changed)
+        self.with_deadline("changing the ledger", async {
+            let mut guard = self.client().await?;
+            let tx = self.locked(&mut guard).await?;
+            let values = text_params(&change.params);
+            let mut changed = Vec::with_capacity(change.sqls.len());
+            for sql in &change.sqls {
+                changed.push(
+                    tx.execute(sql, &values)
+                        .await
+                        .map_err(pg_error("cannot change the ledger"))?,
+                );
+            }
+            tx.commit()
+                .await
+                .map_err(pg_error("cannot commit the ledger change"))?;
+            Ok(changed)
+        })
+        .await
     }
 
     async fn record_failed(&self, f: &FailedFile<'_>) -> Result<()> {
-        let v = f.version;
-        let mut guard = self.client().await?;
-        let tx = self.locked(&mut guard).await?;
-        let size = v.size as i64;
-        let states = tx
-            .query(&self.ledger.lookup(), &[&v.job, &v.path, &size, &v.mtime])
+        self.with_deadline("recording a failed file", async {
+            let v = f.version;
+            let mut guard = self.client().await?;
+            let tx = self.locked(&mut guard).await?;
+            let size = v.size as i64;
+            let states = tx
+                .query(&self.ledger.lookup(), &[&v.job, &v.path, &size, &v.mtime])
+                .await
+                .map_err(pg_error("cannot read the ledger"))?;
+            if states.iter().any(|r| r.get::<_, String>(0) == "loaded") {
+                return Ok(()); // loaded meanwhile (another replica): keep that
+            }
+            tx.execute(
+                &self.ledger.clear_unloaded(),
+                &[&v.job, &v.path, &size, &v.mtime],
+            )
             .await
-            .map_err(pg_error("cannot read the ledger"))?;
-        if states.iter().any(|r| r.get::<_, String>(0) == "loaded") {
-            return Ok(()); // loaded meanwhile (another replica): keep that
-        }
-        tx.execute(
-            &self.ledger.clear_unloaded(),
-            &[&v.job, &v.path, &size, &v.mtime],
-        )
-        .await
-        .map_err(pg_error("cannot update the ledger"))?;
-        let rejected = f.rejected as i64;
-        let reason = fit(f.reason, width::ERROR);
-        tx.execute(
-            &self.ledger.insert_failed(),
-            &[
-                &v.job,
-                &v.path,
-                &size,
-                &v.mtime,
-                &f.sha256,
-                &rejected,
-                &reason,
-                &f.rejects_key,
-            ],
-        )
-        .await
-        .map_err(pg_error("cannot record the failure"))?;
-        self.insert_errors(&tx, v, None, f.errors).await?;
-        tx.commit()
+            .map_err(pg_error("cannot update the ledger"))?;
+            let rejected = f.rejected as i64;
+            let reason = fit(f.reason, width::ERROR);
+            tx.execute(
+                &self.ledger.insert_failed(),
+                &[
+                    &v.job,
+                    &v.path,
+                    &size,
+                    &v.mtime,
+                    &f.sha256,
+                    &rejected,
+                    &reason,
+                    &f.rejects_key,
+                ],
+            )
             .await
-            .map_err(pg_error("cannot commit the failure"))?;
-        Ok(())
+            .map_err(pg_error("cannot record the failure"))?;
+            self.insert_errors(&tx, v, None, f.errors).await?;
+            tx.commit()
+                .await
+                .map_err(pg_error("cannot commit the failure"))?;
+            Ok(())
+        })
+        .await
     }
 
     async fn mark_finalized(&self, v: &FileVersion, final_path: Option<&str>) -> Result<()> {
-        self.version_statement(
-            &self.ledger.mark_finalized(),
-            v,
-            &final_path,
-            "cannot mark the file finalized",
-        )
+        self.with_deadline("recording a finalize", async {
+            self.version_statement(
+                &self.ledger.mark_finalized(),
+                v,
+                &final_path,
+                "cannot mark the file finalized",
+            )
+            .await
+        })
         .await
     }
 }

@@ -431,7 +431,12 @@ impl RedshiftDataWarehouse {
     /// Builds the Data API client (no call is made until the first
     /// statement).
     pub async fn connect(settings: &RedshiftDataSettings, stager: Stager) -> Result<Self> {
-        let sdk = crate::stage::aws_config(&settings.region, settings.credentials.as_ref()).await;
+        let sdk = crate::stage::aws_config(
+            &settings.region,
+            settings.credentials.as_ref(),
+            settings.io_timeout,
+        )
+        .await;
         let mut b = aws_sdk_redshiftdata::config::Builder::from(&sdk);
         if let Some(url) = &settings.endpoint {
             b = b.endpoint_url(url.clone());

@@ -361,6 +361,7 @@ pub fn ftp_settings(
         password: Some(ferry::config::Secret::new(password)),
         tls,
         connect_timeout: std::time::Duration::from_secs(10),
+        io_timeout: std::time::Duration::from_secs(60),
         data_mode: ferry::config::FtpDataMode::Epsv,
     }
 }

@@ -432,6 +432,7 @@ fn sftp_settings(port: u16, known_hosts: &Path) -> SftpSettings {
         },
         host_key: HostKeyPolicy::KnownHosts(known_hosts.display().to_string()),
         connect_timeout: Duration::from_secs(10),
+        io_timeout: Duration::from_secs(60),
         reads_in_flight: 64,
     }
 }

@@ -18,6 +18,7 @@ fn sftp_settings(stack: &Stack, auth: SftpAuth, host_key: HostKeyPolicy) -> Sftp
         auth,
         host_key,
         connect_timeout: Duration::from_secs(10),
+        io_timeout: Duration::from_secs(60),
         reads_in_flight: 16,
     }
 }

@@ -341,7 +341,24 @@ impl FtpSource {
                 }
             }
             let conn = lease.conn().expect("connected above");
-            match op(conn).await {
+            // Every command's reply within io_timeout; a silent server's
+            // connection is dropped (a download's reads have their own
+            // idle deadline).
+            let answered = match tokio::time::timeout(self.settings.io_timeout, op(conn)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    lease.discard();
+                    tracing::warn!(source = %self.name, server = %self.addr_text(), timeout_s = self.settings.io_timeout.as_secs(), "no reply from the FTP server in time; connection dropped");
+                    return Err(FtpError::ConnectionError(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "no reply within {}s (io_timeout)",
+                            self.settings.io_timeout.as_secs()
+                        ),
+                    )));
+                }
+            };
+            match answered {
                 Err(FtpError::ConnectionError(e)) if attempt == 0 => {
                     tracing::info!(source = %self.name, error = %e, "FTP connection lost; reconnecting");
                     lease.discard();
@@ -430,6 +447,19 @@ impl FtpSource {
 
 #[async_trait]
 impl Source for FtpSource {
+    fn io_timeout(&self) -> Option<std::time::Duration> {
+        Some(self.settings.io_timeout)
+    }
+
+    fn describe(&self) -> String {
+        let kind = if self.settings.tls.is_some() {
+            "ftps"
+        } else {
+            "ftp"
+        };
+        format!("source {} ({kind} {})", self.name, self.addr_text())
+    }
+
     async fn list(&self, dir: &str, recursive: bool) -> Result<Vec<RemoteEntry>> {
         use futures::StreamExt;
         let mut out = Vec::new();
