@@ -26,6 +26,47 @@ pub struct SftpSource {
 struct SftpConn {
     sftp: SftpSession,
     ssh: russh::client::Handle<HostKeyCheck>,
+    /// A download on it failed or was abandoned mid-file: the connection
+    /// may be wedged (a frozen server keeps TCP open), so the next call
+    /// opens a new one instead of waiting on this one again.
+    suspect: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// A download on one connection: an error, or a drop before the end,
+/// marks the connection suspect.
+struct Watched {
+    inner: ByteStream,
+    suspect: Arc<std::sync::atomic::AtomicBool>,
+    done: bool,
+}
+
+impl tokio::io::AsyncRead for Watched {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        match &r {
+            std::task::Poll::Ready(Ok(())) if buf.filled().len() == before => this.done = true,
+            std::task::Poll::Ready(Err(_)) => this
+                .suspect
+                .store(true, std::sync::atomic::Ordering::SeqCst),
+            _ => {}
+        }
+        r
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if !self.done {
+            self.suspect
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
 
 /// The russh client handler: checks the host key and remembers why it
@@ -139,10 +180,11 @@ impl SftpSource {
         let mut guard = self.conn.lock().await;
         if let Some(c) = guard.as_ref()
             && !c.ssh.is_closed()
+            && !c.suspect.load(std::sync::atomic::Ordering::SeqCst)
         {
             return Ok(c.clone());
         }
-        tracing::info!(source = %self.name, server = %self.addr, "SFTP connection lost; reconnecting");
+        tracing::info!(source = %self.name, server = %self.addr, "SFTP connection lost or stalled; reconnecting");
         let c = Arc::new(Self::open_session(&self.name, &self.settings).await?);
         *guard = Some(c.clone());
         Ok(c)
@@ -257,7 +299,11 @@ impl SftpSource {
                 ErrorKind::Transient,
                 format!("source {name}: sftp {addr} did not start the SFTP session"),
             ))?;
-        Ok(SftpConn { sftp, ssh })
+        Ok(SftpConn {
+            sftp,
+            ssh,
+            suspect: Arc::default(),
+        })
     }
 
     fn what(&self, verb: &str, path: &str) -> String {
@@ -329,17 +375,29 @@ impl Source for SftpSource {
     async fn open(&self, path: &str, offset: u64) -> Result<ByteStream> {
         use tokio::io::AsyncSeekExt;
         let conn = self.session().await?;
+        let suspect = |e| {
+            conn.suspect
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            e
+        };
         let mut file = conn
             .sftp
             .open(path)
             .await
-            .map_err(sftp_err(ErrorKind::Transient, self.what("open", path)))?;
+            .map_err(sftp_err(ErrorKind::Transient, self.what("open", path)))
+            .map_err(|e| if e.is_transient() { suspect(e) } else { e })?;
         if offset > 0 {
             file.seek(std::io::SeekFrom::Start(offset))
                 .await
-                .map_err(|e| Error::transient(self.what("seek in", path)).with_source(e))?;
+                .map_err(|e| {
+                    suspect(Error::transient(self.what("seek in", path)).with_source(e))
+                })?;
         }
-        Ok(Box::new(file))
+        Ok(Box::new(Watched {
+            inner: Box::new(file),
+            suspect: conn.suspect.clone(),
+            done: false,
+        }))
     }
 
     async fn exists(&self, path: &str) -> Result<bool> {

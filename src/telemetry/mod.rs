@@ -13,12 +13,23 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber: `RUST_LOG` (or `level`) filters, output
 /// on stderr as text or JSON. Without `RUST_LOG`, chatty libraries (the
 /// PostgreSQL driver's NOTICEs, the test FTP server) only log warnings.
+///
+/// Whatever `RUST_LOG` asks, suppaftp and russh log at most `info`: at
+/// `debug`/`trace` they print the commands they send, FTP's `PASS` line
+/// included, and secrets never reach the logs. Colours only on a terminal.
 pub fn init(level: &str, format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
+    use std::io::IsTerminal;
+    let mut filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{level},tokio_postgres=warn,libunftp=warn")));
+    for quiet in ["suppaftp=info", "russh=info", "russh_sftp=info"] {
+        if let Ok(d) = quiet.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -1,5 +1,7 @@
-//! A loopback TCP proxy that cuts its first connection after a number of
-//! bytes from the server: the "network drops mid-download" fault.
+//! A loopback TCP proxy that cuts its first connections after a number of
+//! bytes from the server (the "network drops mid-download" fault), or
+//! freezes them there: no byte more in either direction while the sockets
+//! stay open, as a SIGSTOPped server or a black-holed network looks.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +21,16 @@ pub struct CuttingProxy {
     stop: CancellationToken,
 }
 
+/// What happens to a connection once its byte budget is spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Both halves are closed.
+    Cut,
+    /// Nothing more is forwarded; the connection stays open until the
+    /// proxy stops.
+    Freeze,
+}
+
 impl CuttingProxy {
     /// Forwards to `target`; the first `cut_connections` connections are
     /// closed once they have carried `cut_after` bytes from the server.
@@ -26,6 +38,16 @@ impl CuttingProxy {
         target: SocketAddr,
         cut_after: u64,
         cut_connections: usize,
+    ) -> std::io::Result<CuttingProxy> {
+        Self::start_with(target, cut_after, cut_connections, Fault::Cut).await
+    }
+
+    /// Like [`start`](Self::start), with the `fault` to inject.
+    pub async fn start_with(
+        target: SocketAddr,
+        cut_after: u64,
+        cut_connections: usize,
+        fault: Fault,
     ) -> std::io::Result<CuttingProxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -55,9 +77,26 @@ impl CuttingProxy {
                     let _ = server.set_nodelay(true);
                     let (mut cr, mut cw) = client.into_split();
                     let (mut sr, mut sw) = server.into_split();
+                    let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let frozen_up = frozen.clone();
+                    let held = stopped.clone();
                     let up = async move {
-                        let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match cr.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if frozen_up.load(Ordering::SeqCst) {
+                                held.cancelled().await;
+                                return;
+                            }
+                            if sw.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
                     };
+                    let held = stopped.clone();
                     let sent = Arc::new(AtomicU64::new(0));
                     let down = async move {
                         let mut buf = vec![0u8; 64 * 1024];
@@ -69,6 +108,11 @@ impl CuttingProxy {
                             let total = sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
                             if total > budget {
                                 cut_count.fetch_add(1, Ordering::SeqCst);
+                                if fault == Fault::Freeze {
+                                    // Keep both sockets open and silent.
+                                    frozen.store(true, Ordering::SeqCst);
+                                    held.cancelled().await;
+                                }
                                 return; // dropping both halves cuts the connection
                             }
                             if cw.write_all(&buf[..n]).await.is_err() {

@@ -29,9 +29,9 @@ fn need(bin: &str) {
 }
 
 /// A server process, killed on drop.
-struct Server {
-    child: Child,
-    port: u16,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -73,7 +73,7 @@ fn open_for_all(p: &Path) {
 
 /// How vsftpd speaks TLS.
 #[derive(Clone, Copy, PartialEq)]
-enum Tls {
+pub(crate) enum Tls {
     Off,
     Explicit,
     Implicit,
@@ -85,7 +85,7 @@ fn vsftpd(files: &[(&str, &[u8])], tls: Tls) -> Server {
 }
 
 /// [`vsftpd`] with more lines of configuration.
-fn vsftpd_with(files: &[(&str, &[u8])], tls: Tls, extra: &str) -> Server {
+pub(crate) fn vsftpd_with(files: &[(&str, &[u8])], tls: Tls, extra: &str) -> Server {
     need("/usr/sbin/vsftpd");
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -1,0 +1,218 @@
+//! Fault injection against real servers: a peer frozen mid-transfer
+//! (SIGSTOP of the server's session processes, or a proxy that stops
+//! forwarding) must make ferry log a timeout that names the fault and
+//! retry within the configured deadline, and end with every row exactly
+//! once — never a hang. Every wait here is bounded.
+
+use crate::harness::{Stack, TestDb, task_events_job};
+use crate::real_servers::{Tls, vsftpd_with};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const HEADER: &str =
+    "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n";
+
+fn rows(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "e{i:06},t{},created,open,u1,jira,2026-03-01T10:00:00Z,{i},1,\n",
+                i % 50
+            )
+        })
+        .collect()
+}
+
+/// Every process below `pid`, children first found first.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let children =
+            std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+        for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+            out.push(c);
+            todo.push(c);
+        }
+    }
+    out
+}
+
+fn signal(pids: &[u32], sig: &str) {
+    for p in pids {
+        let _ = Command::new("kill")
+            .args([sig, &p.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Waits for `child` at most `limit`; kills it and fails past that.
+fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("ferry did not finish within {limit:?}: a wait without a deadline");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An FTP download whose vsftpd session is SIGSTOPped mid-transfer: the
+/// read stalls, ferry's io_timeout (2 s here) cuts it, logs it, resumes
+/// on a new connection (a new, running session) and loads every row once.
+/// Before: ferry waited 100+ s with no log line until the server resumed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_ftp_session_mid_download_times_out_resumes_and_loads_once() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let n = 24_000; // ~1.5 MB at 400 KB/s: the transfer takes ~4 s
+    let body = format!("{HEADER}{}", rows(n));
+    let ftp = vsftpd_with(
+        &[("/outbox/big.csv", body.as_bytes())],
+        Tls::Off,
+        "anon_max_rate=400000\n",
+    );
+    let vendor = format!(
+        "\n[sources.vendor]\nkind = \"ftp\"\nhost = \"127.0.0.1\"\nport = {}\nio_timeout = \"2s\"\n",
+        ftp.port
+    );
+    let job = task_events_job("").replace("source = \"partner\"", "source = \"vendor\"");
+    let toml = format!("{}{vendor}", stack.config_toml(&db, &job));
+    let cfg = stack.write_config(&toml);
+    let ferry = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        c.arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .env("RUST_LOG", "warn");
+        c
+    };
+    assert!(ferry(&["migrate"]).output().unwrap().status.success());
+    let log = stack.dir.path().join("ferry.err");
+    let mut child = ferry(&["once"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    // Freeze every session once the download is under way (the listener
+    // stays up, so a new connection gets a new, running session).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let frozen = descendants(ftp.child.id());
+    assert!(!frozen.is_empty(), "vsftpd has a session to freeze");
+    signal(&frozen, "-STOP");
+    let status = tokio::task::spawn_blocking(move || {
+        let s = wait_bounded(&mut child, Duration::from_secs(90));
+        (s, child)
+    })
+    .await
+    .unwrap();
+    signal(&frozen, "-CONT");
+    let (status, mut child) = status;
+    let mut out = String::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let err = std::fs::read_to_string(&log).unwrap();
+    eprintln!("ferry said:\n{err}");
+    assert!(status.success(), "{out}\n{err}");
+    assert!(out.contains("1 loaded"), "{out}\n{err}");
+    assert!(
+        err.contains("io_timeout") && err.contains("big.csv"),
+        "the log names the timeout and the file: {err}"
+    );
+    assert!(err.contains("resuming"), "the download resumed: {err}");
+    assert_eq!(db.count("task_events").await, n as i64);
+    assert_eq!(db.count_where("ferry_files", "state = 'loaded'").await, 1);
+    db.drop_schema().await;
+}
+
+/// An SFTP connection that goes silent mid-download (a proxy stops
+/// forwarding, both sockets stay open: what a frozen server or a
+/// black-holed network looks like): the request times out after
+/// io_timeout, the stalled connection is given up (not waited on again),
+/// and the download resumes on a new one; every row loads once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_sftp_connection_mid_download_is_abandoned_and_the_file_loads_once() {
+    use ferry::testkit::proxy::{CuttingProxy, Fault};
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let n = 30_000;
+    stack.put_sftp("/outbox/big.csv", &format!("{HEADER}{}", rows(n)));
+    let proxy = CuttingProxy::start_with(stack.sftp.addr, 400_000, 1, Fault::Freeze)
+        .await
+        .unwrap();
+    let fingerprint = ferry::source::sftp::fingerprint(
+        ferry::testkit::sftp::test_key("host_ed25519").public_key(),
+    );
+    let known_hosts = format!("known_hosts_file = \"{}\"", stack.known_hosts.display());
+    let toml = stack
+        .config_toml(&db, &task_events_job(""))
+        .replace(
+            &format!("port = {}", stack.sftp.addr.port()),
+            &format!("port = {}\nio_timeout = \"2s\"", proxy.addr.port()),
+        )
+        .replace(
+            &known_hosts,
+            &format!("host_key_fingerprint = \"{fingerprint}\""),
+        );
+    let cfg = stack.write_config(&toml);
+    let ferry = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        c.arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .env("RUST_LOG", "warn,ferry=info");
+        c
+    };
+    assert!(ferry(&["migrate"]).output().unwrap().status.success());
+    let log = stack.dir.path().join("ferry.err");
+    let mut child = ferry(&["once"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    let (status, mut child) = tokio::task::spawn_blocking(move || {
+        let s = wait_bounded(&mut child, Duration::from_secs(90));
+        (s, child)
+    })
+    .await
+    .unwrap();
+    let mut out = String::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let err = std::fs::read_to_string(&log).unwrap();
+    eprintln!("ferry said:\n{err}");
+    assert!(status.success(), "{out}\n{err}");
+    assert!(out.contains("1 loaded"), "{out}\n{err}");
+    assert_eq!(
+        proxy.cuts.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the first connection froze"
+    );
+    assert!(
+        proxy.connections.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "a new connection took over"
+    );
+    assert!(err.contains("big.csv") && err.contains("resuming"), "{err}");
+    assert!(
+        err.contains("reconnecting"),
+        "the stalled connection was given up: {err}"
+    );
+    assert_eq!(db.count("task_events").await, n as i64);
+    assert_eq!(db.count_where("ferry_files", "state = 'loaded'").await, 1);
+    db.drop_schema().await;
+}
