@@ -278,10 +278,13 @@ async fn open(s: &PostgresSettings) -> Result<Client> {
         // probes after 30 s of silence, and unacknowledged data gives up
         // after the connect timeout (a frozen host whose kernel still
         // answers is caught by ferry's own deadline, `with_deadline`).
+        // idle_in_transaction_session_timeout: a ferry that vanished mid-
+        // load (a black-holed network keeps the server's socket open for
+        // hours) does not keep the ledger lock longer than this.
         .options(format!(
-            "-c statement_timeout={} -c lock_timeout={}",
-            s.statement_timeout.as_millis(),
-            s.lock_timeout.as_millis()
+            "-c statement_timeout={t} -c lock_timeout={} -c idle_in_transaction_session_timeout={t}",
+            s.lock_timeout.as_millis(),
+            t = s.statement_timeout.as_millis(),
         ))
         .keepalives(true)
         .keepalives_idle(std::time::Duration::from_secs(30))
@@ -338,7 +341,8 @@ impl PostgresWarehouse {
         &self.settings.schema
     }
 
-    /// Runs `work` within `statement_timeout` plus half a minute: the
+    /// Runs `work` within `statement_timeout` plus as much again (at most
+    /// half a minute more): the
     /// server's own timeout ends a slow statement, this ends a wait on a
     /// server (or network) that stopped answering, which no server-side
     /// setting can. The connection is then abandoned (the next call opens
@@ -349,7 +353,8 @@ impl PostgresWarehouse {
         what: &str,
         work: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        let limit = self.settings.statement_timeout + std::time::Duration::from_secs(30);
+        let t = self.settings.statement_timeout;
+        let limit = t + t.min(std::time::Duration::from_secs(30));
         match tokio::time::timeout(limit, work).await {
             Ok(r) => r,
             Err(_) => {
@@ -357,7 +362,7 @@ impl PostgresWarehouse {
                     .store(true, std::sync::atomic::Ordering::SeqCst);
                 tracing::warn!(warehouse = %describe(&self.settings), what, timeout_s = limit.as_secs(), "no answer from PostgreSQL in time; dropping the connection");
                 Err(Error::transient(format!(
-                    "{what}: no answer from postgres {} within {limit:?} (warehouse.statement_timeout + 30s); the connection was dropped and the work is retried",
+                    "{what}: no answer from {} within {limit:?} (from warehouse.statement_timeout); the connection was dropped and the work is retried",
                     describe(&self.settings)
                 )))
             }
@@ -955,65 +960,71 @@ impl OpenLoad<'_> {
 #[async_trait]
 impl Warehouse for PostgresWarehouse {
     async fn migrate(&self) -> Result<Vec<String>> {
-        let mut guard = self.client().await?;
-        let schema = self.schema().quoted();
-        guard
-            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        self.with_deadline("migrating the ledger", async {
+            let mut guard = self.client().await?;
+            let schema = self.schema().quoted();
+            guard
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .await
+                .map_err(pg_error(format!("cannot create schema {schema}")))?;
+            let tx = guard
+                .transaction()
+                .await
+                .map_err(pg_error("cannot begin migration"))?;
+            let versions = format!("{schema}.\"{VERSIONS_TABLE}\"");
+            tx.batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {versions} (version INTEGER NOT NULL, name VARCHAR(256) NOT NULL, applied_at TIMESTAMPTZ NOT NULL); \
+                 LOCK TABLE {versions}; SET LOCAL search_path TO {schema}"
+            ))
             .await
-            .map_err(pg_error(format!("cannot create schema {schema}")))?;
-        let tx = guard
-            .transaction()
-            .await
-            .map_err(pg_error("cannot begin migration"))?;
-        let versions = format!("{schema}.\"{VERSIONS_TABLE}\"");
-        tx.batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {versions} (version INTEGER NOT NULL, name VARCHAR(256) NOT NULL, applied_at TIMESTAMPTZ NOT NULL); \
-             LOCK TABLE {versions}; SET LOCAL search_path TO {schema}"
-        ))
-        .await
-        .map_err(pg_error("cannot prepare migrations"))?;
-        let applied: Vec<i32> = tx
-            .query(&format!("SELECT version FROM {versions}"), &[])
-            .await
-            .map_err(pg_error("cannot read applied migrations"))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let mut done = Vec::new();
-        for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
-            for stmt in render(m, Dialect::Postgres) {
-                tx.batch_execute(&stmt)
-                    .await
-                    .map_err(pg_error(format!("migration {} failed", m.name)))?;
+            .map_err(pg_error("cannot prepare migrations"))?;
+            let applied: Vec<i32> = tx
+                .query(&format!("SELECT version FROM {versions}"), &[])
+                .await
+                .map_err(pg_error("cannot read applied migrations"))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let mut done = Vec::new();
+            for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+                for stmt in render(m, Dialect::Postgres) {
+                    tx.batch_execute(&stmt)
+                        .await
+                        .map_err(pg_error(format!("migration {} failed", m.name)))?;
+                }
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {versions} (version, name, applied_at) VALUES ($1, $2, now())"
+                    ),
+                    &[&m.version, &m.name],
+                )
+                .await
+                .map_err(pg_error("cannot record migration"))?;
+                done.push(m.name.to_string());
             }
-            tx.execute(
-                &format!(
-                    "INSERT INTO {versions} (version, name, applied_at) VALUES ($1, $2, now())"
-                ),
-                &[&m.version, &m.name],
-            )
-            .await
-            .map_err(pg_error("cannot record migration"))?;
-            done.push(m.name.to_string());
-        }
-        tx.commit()
-            .await
-            .map_err(pg_error("cannot commit migrations"))?;
-        Ok(done)
+            tx.commit()
+                .await
+                .map_err(pg_error("cannot commit migrations"))?;
+            Ok(done)
+        })
+        .await
     }
 
     async fn check(&self) -> Result<String> {
-        let guard = self.client().await?;
-        let versions = format!("{}.\"{VERSIONS_TABLE}\"", self.schema().quoted());
-        let applied: i64 = match guard
-            .query_one(&format!("SELECT count(*) FROM {versions}"), &[])
-            .await
-        {
-            Ok(row) => row.get(0),
-            Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => 0,
-            Err(e) => return Err(pg_error("cannot read applied migrations")(e)),
-        };
-        super::migrations_summary(&describe(&self.settings), self.schema(), applied)
+        self.with_deadline("checking the warehouse", async {
+            let guard = self.client().await?;
+            let versions = format!("{}.\"{VERSIONS_TABLE}\"", self.schema().quoted());
+            let applied: i64 = match guard
+                .query_one(&format!("SELECT count(*) FROM {versions}"), &[])
+                .await
+            {
+                Ok(row) => row.get(0),
+                Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => 0,
+                Err(e) => return Err(pg_error("cannot read applied migrations")(e)),
+            };
+            super::migrations_summary(&describe(&self.settings), self.schema(), applied)
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -216,3 +216,93 @@ async fn a_silent_sftp_connection_mid_download_is_abandoned_and_the_file_loads_o
     assert_eq!(db.count_where("ferry_files", "state = 'loaded'").await, 1);
     db.drop_schema().await;
 }
+
+/// The PostgreSQL connection goes silent in the middle of a pass (a proxy
+/// stops forwarding; the server is fine): ferry's deadline
+/// (statement_timeout, 2 s here, plus as much again) gives up on the
+/// connection, logs it, reconnects and the file loads exactly once —
+/// within this pass or, if the silence hit a step that is not retried
+/// inside the pass, the next one. The server ends the abandoned session's
+/// transaction (idle_in_transaction_session_timeout), so its locks go.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_postgres_connection_is_abandoned_and_the_file_loads_once() {
+    use ferry::testkit::proxy::{CuttingProxy, Fault};
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let n = 5_000;
+    stack.put_sftp("/outbox/a.csv", &format!("{HEADER}{}", rows(n)));
+    let pg: std::net::SocketAddr = format!("{}:{}", db.host, db.port)
+        .parse()
+        .unwrap_or_else(|_| "127.0.0.1:5432".parse().unwrap());
+    let direct = stack.config_toml(&db, &task_events_job(""));
+    let cfg_direct = stack.write_config(&direct);
+    let migrate = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("--config")
+        .arg(&cfg_direct)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(migrate.status.success(), "{migrate:?}");
+    let proxy = CuttingProxy::start_with(pg, 1_200, 1, Fault::Freeze)
+        .await
+        .unwrap();
+    let toml = direct.replace(
+        &format!("port = {}\n", db.port),
+        &format!(
+            "port = {}\nstatement_timeout = \"2s\"\nlock_timeout = \"2s\"\n",
+            proxy.addr.port()
+        ),
+    );
+    let cfg = stack.dir.path().join("ferry-proxied.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let mut logs = String::new();
+    let mut loaded = false;
+    for run in 0..3 {
+        let log = stack.dir.path().join(format!("ferry-{run}.err"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("once")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .unwrap();
+        let (_status, mut child) = tokio::task::spawn_blocking(move || {
+            let s = wait_bounded(&mut child, Duration::from_secs(90));
+            (s, child)
+        })
+        .await
+        .unwrap();
+        let mut out = String::new();
+        use std::io::Read;
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        logs.push_str(&std::fs::read_to_string(&log).unwrap());
+        logs.push_str(&out);
+        if out.contains("1 loaded") || out.contains("0 loaded, 1 skipped") {
+            loaded = true;
+            break;
+        }
+    }
+    eprintln!("ferry said:\n{logs}");
+    assert!(loaded, "{logs}");
+    let conns = proxy.connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        conns >= 2,
+        "ferry went through the proxy and reconnected: {conns}"
+    );
+    assert_eq!(
+        proxy.cuts.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the connection froze"
+    );
+    assert!(logs.contains("no answer from postgres 127.0.0.1"), "{logs}");
+    assert_eq!(db.count("task_events").await, n as i64);
+    assert_eq!(db.count_where("ferry_files", "state = 'loaded'").await, 1);
+    db.drop_schema().await;
+}
