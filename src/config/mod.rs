@@ -216,7 +216,9 @@ fn validate_daemon(d: &RawDaemon, p: &mut Problems) -> Option<DaemonSettings> {
             None
         }
     };
+    let stuck_after = p.take("daemon.stuck_after", timeout(&d.stuck_after));
     Some(DaemonSettings {
+        stuck_after: stuck_after?,
         poll_interval: poll_interval?,
         concurrency: d.concurrency.max(1),
         max_concurrent_loads: d.max_concurrent_loads.max(1),

@@ -46,6 +46,8 @@ pub struct DaemonSettings {
     pub http_listen: Option<SocketAddr>,
     /// Log format.
     pub log_format: LogFormat,
+    /// A pass without progress for this long is stuck (`/healthz`, watchdog).
+    pub stuck_after: Duration,
 }
 
 /// Server-side encryption of staged objects.

@@ -50,6 +50,18 @@ pub struct RawDaemon {
     /// `text` for people, `json` for CloudWatch and other collectors.
     #[serde(default = "default_log_format")]
     pub log_format: String,
+    /// A job's pass that finishes no file for this long is stuck:
+    /// `/healthz` answers 503 naming it and the systemd watchdog stops, so
+    /// systemd (or ECS) restarts ferry.
+    #[serde(default = "default_stuck_after")]
+    pub stuck_after: String,
+}
+
+/// 1 h: every network wait has its own, far shorter deadline, so a pass
+/// this quiet is wedged in a way nothing else caught; a large file that
+/// takes longer than this to fetch needs a larger value.
+fn default_stuck_after() -> String {
+    "1h".into()
 }
 
 impl Default for RawDaemon {
@@ -61,6 +73,7 @@ impl Default for RawDaemon {
             grace_period: default_grace_period(),
             http_listen: default_http_listen(),
             log_format: default_log_format(),
+            stuck_after: default_stuck_after(),
         }
     }
 }

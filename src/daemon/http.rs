@@ -1,14 +1,17 @@
 //! The daemon's HTTP listener:
 //! - `GET /healthz`: `200 ok` while the poll loop is alive (it beat within
-//!   three poll intervals plus an hour for a long load), `503` otherwise;
+//!   three poll intervals plus an hour for a long load) and no job's pass
+//!   is stuck (no file finished for `daemon.stuck_after`), `503` naming
+//!   what is wrong otherwise;
 //! - `GET /readyz`: `200 ready` when the staging bucket and the warehouse
-//!   answer (each within 5 s; the answer is kept for 5 s), `503` naming
-//!   what does not;
+//!   answer (each within 5 s; the answer is kept for 5 s, and concurrent
+//!   requests share one probe), `503` naming what does not;
 //! - `GET /metrics`: every metric in Prometheus' text format.
 //!
-//! Requests are served one connection at a time per accept loop turn but
-//! concurrently with each other, inside the daemon's own task (no spawned
-//! task outlives it).
+//! Requests are served concurrently inside the daemon's own task (no
+//! spawned task outlives it), at most [`MAX_CONNECTIONS`] at once (more
+//! are closed at once); reading the request and writing the answer each
+//! have a deadline, so a slow or stalled client cannot pile up.
 
 use crate::pipeline::Runtime;
 use futures::StreamExt;
@@ -42,19 +45,38 @@ impl Heartbeat {
 /// How long one readiness probe may take, and how long its answer holds.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Connections served at once; more are closed as they arrive.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// How long a client may take to send its request or read the answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The last readiness answer, so frequent probes do not hammer S3 and the
 /// warehouse.
 #[derive(Debug, Default)]
 struct Readiness {
     last: Mutex<Option<(Instant, Result<(), String>)>>,
+    /// Held while a probe runs: requests that come meanwhile wait for its
+    /// answer instead of each starting its own (a Data API statement on
+    /// Redshift).
+    probing: tokio::sync::Mutex<()>,
 }
 
 impl Readiness {
+    fn fresh(&self) -> Option<Result<(), String>> {
+        match &*self.last.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((at, answer)) if at.elapsed() < PROBE_TIMEOUT => Some(answer.clone()),
+            _ => None,
+        }
+    }
+
     async fn check(&self, rt: &Runtime) -> Result<(), String> {
-        if let Some((at, answer)) = &*self.last.lock().expect("readiness lock")
-            && at.elapsed() < PROBE_TIMEOUT
-        {
-            return answer.clone();
+        if let Some(answer) = self.fresh() {
+            return answer;
+        }
+        let _probing = self.probing.lock().await;
+        if let Some(answer) = self.fresh() {
+            return answer; // another request's probe just answered
         }
         let s3 = tokio::time::timeout(PROBE_TIMEOUT, rt.stager.check());
         let wh = tokio::time::timeout(PROBE_TIMEOUT, rt.warehouse.ping());
@@ -75,7 +97,8 @@ impl Readiness {
         } else {
             Err(problems.join("; "))
         };
-        *self.last.lock().expect("readiness lock") = Some((Instant::now(), answer.clone()));
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((Instant::now(), answer.clone()));
         answer
     }
 }
@@ -94,6 +117,11 @@ pub async fn serve(
         tokio::select! {
             accepted = listener.accept() => {
                 if let Ok((socket, _)) = accepted {
+                    if open.len() >= MAX_CONNECTIONS {
+                        tracing::debug!("HTTP listener busy ({MAX_CONNECTIONS} connections); closing a new one");
+                        drop(socket);
+                        continue;
+                    }
                     open.push(answer(socket, rt, heartbeat, stale_after, &readiness));
                 }
             }
@@ -111,7 +139,7 @@ async fn answer(
     readiness: &Readiness,
 ) {
     let mut buf = [0u8; 1024];
-    let n = match tokio::time::timeout(PROBE_TIMEOUT, socket.read(&mut buf)).await {
+    let n = match tokio::time::timeout(CLIENT_TIMEOUT, socket.read(&mut buf)).await {
         Ok(Ok(n)) => n,
         _ => return,
     };
@@ -119,14 +147,10 @@ async fn answer(
     let path = request.split_whitespace().nth(1).unwrap_or("/");
     let text = "text/plain; charset=utf-8";
     let (status, content_type, body) = match path {
-        "/healthz" if heartbeat.age_secs() <= stale_after.as_secs() as i64 => {
-            ("200 OK", text, "ok\n".to_string())
-        }
-        "/healthz" => (
-            "503 Service Unavailable",
-            text,
-            format!("poll loop silent for {}s\n", heartbeat.age_secs()),
-        ),
+        "/healthz" => match health(rt, heartbeat, stale_after) {
+            Ok(()) => ("200 OK", text, "ok\n".to_string()),
+            Err(why) => ("503 Service Unavailable", text, format!("{why}\n")),
+        },
         "/readyz" => match readiness.check(rt).await {
             Ok(()) => ("200 OK", text, "ready\n".to_string()),
             Err(why) => (
@@ -150,7 +174,28 @@ async fn answer(
         "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
-    let _ = socket.write_all(response.as_bytes()).await;
+    let _ = tokio::time::timeout(CLIENT_TIMEOUT, socket.write_all(response.as_bytes())).await;
+}
+
+/// Whether the daemon is alive: the poll loop beats and no job's pass is
+/// stuck; otherwise what is wrong, naming the jobs.
+pub fn health(rt: &Runtime, heartbeat: &Heartbeat, stale_after: Duration) -> Result<(), String> {
+    if heartbeat.age_secs() > stale_after.as_secs() as i64 {
+        return Err(format!("poll loop silent for {}s", heartbeat.age_secs()));
+    }
+    let stuck = crate::telemetry::liveness::stalled(rt.config.daemon.stuck_after);
+    if stuck.is_empty() {
+        return Ok(());
+    }
+    let jobs: Vec<String> = stuck
+        .iter()
+        .map(|(job, quiet)| format!("job {job}: no file finished for {}s", quiet.as_secs()))
+        .collect();
+    Err(format!(
+        "stuck: {} (daemon.stuck_after = {}s)",
+        jobs.join("; "),
+        rt.config.daemon.stuck_after.as_secs()
+    ))
 }
 
 /// Binds the listener, naming the address on failure.

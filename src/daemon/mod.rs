@@ -54,10 +54,20 @@ pub async fn run(rt: &Runtime, shutdown: CancellationToken) -> Result<()> {
         let Some(every) = systemd::watchdog_interval().filter(|_| systemd.enabled()) else {
             return;
         };
+        let mut healthy = true;
         loop {
-            // Only a live poll loop keeps systemd from restarting ferry.
-            if heartbeat.age_secs() <= stale.as_secs() as i64 {
-                systemd.notify("WATCHDOG=1");
+            // Only a live poll loop with no stuck job keeps systemd from
+            // restarting ferry.
+            match http::health(rt, &heartbeat, stale) {
+                Ok(()) => {
+                    systemd.notify("WATCHDOG=1");
+                    healthy = true;
+                }
+                Err(why) if healthy => {
+                    tracing::error!(why, "not alive: the systemd watchdog is no longer fed");
+                    healthy = false;
+                }
+                Err(_) => {}
             }
             tokio::select! {
                 () = tokio::time::sleep(every) => {}

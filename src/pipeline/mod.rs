@@ -247,7 +247,10 @@ async fn job_pass(
         tracing::debug!(job = %job.name, "job is paused; not polled");
         return Ok(());
     }
-    if let Err(e) = run_job(rt, job, drain, report).await {
+    telemetry::liveness::pass_started(&job.name);
+    let result = run_job(rt, job, drain, report).await;
+    telemetry::liveness::pass_ended(&job.name);
+    if let Err(e) = result {
         tracing::error!(job = %job.name, error = %e.chain(), "job pass failed");
         report.job_errors.push((job.name.clone(), e.chain()));
     }

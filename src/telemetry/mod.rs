@@ -4,6 +4,7 @@
 //! formatting log lines itself, so that fields stay consistent; each event
 //! also updates the [`metrics`] served on `/metrics`.
 
+pub mod liveness;
 pub mod metrics;
 
 use crate::config::LogFormat;
@@ -39,6 +40,7 @@ pub fn init(level: &str, format: LogFormat) {
 
 /// A file was loaded and committed.
 pub fn file_loaded(job: &str, path: &str, rows: u64, rejected: u64, bytes: u64, took: Duration) {
+    liveness::progressed(job);
     let l = [("job", job)];
     metrics::add("ferry_files_loaded_total", &l, 1.0);
     metrics::add("ferry_rows_loaded_total", &l, rows as f64);
@@ -78,6 +80,7 @@ pub fn batch_loaded(job: &str, files: usize, took: Duration) {
 
 /// A file failed as a whole.
 pub fn file_failed(job: &str, path: &str, error: &str) {
+    liveness::progressed(job);
     metrics::add("ferry_files_failed_total", &[("job", job)], 1.0);
     tracing::error!(job, path, error, "file failed");
 }
@@ -217,6 +220,7 @@ impl<'j> Progress<'j> {
     /// One more file staged (or failed); says whether a line was logged.
     pub fn one_done(&mut self) -> bool {
         self.done += 1;
+        liveness::progressed(self.job);
         if self.total < 100 || self.last.elapsed() < Self::EVERY || self.done == self.total {
             return false;
         }

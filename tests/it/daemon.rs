@@ -367,3 +367,106 @@ async fn readyz_says_what_is_unreachable() {
     let _ = tokio::time::timeout(Duration::from_secs(70), daemon).await;
     db.drop_schema().await;
 }
+
+/// A job whose pass stalls (its SFTP connection goes silent mid-download
+/// and the io_timeout is long) makes `/healthz` answer 503 naming the
+/// job once `daemon.stuck_after` passes without a file finished — one
+/// heartbeat for all jobs kept it green before.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stuck_job_turns_healthz_red_naming_it() {
+    use ferry::testkit::proxy::{CuttingProxy, Fault};
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let body: String = (0..30_000)
+        .map(|i| format!("e{i},t1,created,open,u1,jira,2026-03-01T10:00:00Z,{i},1,\n"))
+        .collect();
+    stack.put_sftp(
+        "/outbox/big.csv",
+        &format!("event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n{body}"),
+    );
+    let proxy = CuttingProxy::start_with(stack.sftp.addr, 300_000, 1, Fault::Freeze)
+        .await
+        .unwrap();
+    let fingerprint = ferry::source::sftp::fingerprint(
+        ferry::testkit::sftp::test_key("host_ed25519").public_key(),
+    );
+    let port = ferry::testkit::free_port().unwrap();
+    let toml = stack
+        .config_toml(&db, &task_events_job(""))
+        .replace(
+            &format!("port = {}", stack.sftp.addr.port()),
+            &format!("port = {}\nio_timeout = \"60s\"", proxy.addr.port()),
+        )
+        .replace(
+            &format!("known_hosts_file = \"{}\"", stack.known_hosts.display()),
+            &format!("host_key_fingerprint = \"{fingerprint}\""),
+        )
+        .replace(
+            "poll_interval = \"1s\"",
+            &format!(
+                "poll_interval = \"1h\"\nstuck_after = \"1s\"\ngrace_period = \"1s\"\nhttp_listen = \"127.0.0.1:{port}\""
+            ),
+        );
+    let rt = migrated_runtime(&toml).await;
+    let (stop, daemon) = start_daemon(rt);
+    let addr = format!("127.0.0.1:{port}");
+    wait_listening(&addr).await;
+    let mut health = String::new();
+    for _ in 0..100 {
+        health = get(&addr, "/healthz").await;
+        if health.starts_with("HTTP/1.1 503") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(health.starts_with("HTTP/1.1 503"), "{health}");
+    assert!(
+        health.contains("stuck: job task-events: no file finished for")
+            && health.contains("daemon.stuck_after = 1s"),
+        "{health}"
+    );
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(30), daemon).await;
+    db.drop_schema().await;
+}
+
+/// The listener serves at most a fixed number of connections at once: the
+/// ones past it are closed at once, and clients that never send a request
+/// are cut off after a few seconds, so the health check keeps answering.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_http_clients_cannot_exhaust_the_listener() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let port = ferry::testkit::free_port().unwrap();
+    let toml = stack.config_toml(&db, &task_events_job("")).replace(
+        "poll_interval = \"1s\"",
+        &format!("poll_interval = \"1h\"\nhttp_listen = \"127.0.0.1:{port}\""),
+    );
+    let rt = migrated_runtime(&toml).await;
+    let (stop, daemon) = start_daemon(rt);
+    let addr = format!("127.0.0.1:{port}");
+    wait_listening(&addr).await;
+    let max = ferry::daemon::http::MAX_CONNECTIONS;
+    let mut idle = Vec::new();
+    for _ in 0..max + 5 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    // One past the cap is closed by the daemon straight away.
+    let mut extra = idle.pop().unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(3), extra.read(&mut buf))
+        .await
+        .expect("closed, not left hanging")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without an answer");
+    // The idle ones are cut off after the client timeout; then it answers.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let health = tokio::time::timeout(Duration::from_secs(5), get(&addr, "/healthz"))
+        .await
+        .expect("an answer");
+    assert!(health.starts_with("HTTP/1.1 200 OK"), "{health}");
+    drop(idle);
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(30), daemon).await;
+    db.drop_schema().await;
+}
