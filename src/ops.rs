@@ -92,7 +92,17 @@ fn cell(value: Option<&str>) -> String {
     let Some(v) = value else {
         return "-".to_string();
     };
-    let flat = v.replace('\r', "\\r").replace('\n', "\\n");
+    // One cell, one line: line breaks shown as \n, other control
+    // characters (an ANSI escape in a file name) as \u{..}.
+    let flat: String = v
+        .chars()
+        .map(|c| match c {
+            '\r' => "\\r".to_string(),
+            '\n' => "\\n".to_string(),
+            c if c.is_control() => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect();
     if flat.chars().count() <= CELL_MAX {
         return flat;
     }
@@ -249,5 +259,15 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&t.json()).unwrap();
         assert_eq!(json[0]["error"], serde_json::Value::Null);
         assert_eq!(json[1]["error"].as_str().unwrap().len(), 120);
+    }
+
+    /// Regression: a file name with an ANSI escape went raw into the
+    /// `ferry files` table.
+    #[test]
+    fn control_characters_in_cells_are_shown_escaped() {
+        assert_eq!(
+            cell(Some("/in/\u{1b}[2Ja\r\n.csv")),
+            "/in/\\u{1b}[2Ja\\r\\n.csv"
+        );
     }
 }

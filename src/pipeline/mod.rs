@@ -46,7 +46,9 @@ pub struct Runtime {
     /// One connection per source, kept across passes (an SSH handshake
     /// costs the server half a second; sources reconnect by themselves
     /// when the connection drops).
-    sources: tokio::sync::Mutex<HashMap<String, Arc<dyn Source>>>,
+    /// Connected on first use; each source on its own, so one that is
+    /// unreachable (and retrying) never holds up the others.
+    sources: HashMap<String, tokio::sync::OnceCell<Arc<dyn Source>>>,
     /// Per job: staged files waiting for their batch to load.
     pending: tokio::sync::Mutex<HashMap<String, Pending>>,
     /// Files staged at once across all jobs (`daemon.concurrency`).
@@ -77,7 +79,11 @@ impl Runtime {
             stager,
             warehouse,
             stability: std::sync::Mutex::new(HashMap::new()),
-            sources: tokio::sync::Mutex::new(HashMap::new()),
+            sources: config
+                .sources
+                .keys()
+                .map(|name| (name.clone(), tokio::sync::OnceCell::new()))
+                .collect(),
             pending: tokio::sync::Mutex::new(HashMap::new()),
             staging_slots: tokio::sync::Semaphore::new(config.daemon.concurrency),
             transfer_slots: config
@@ -121,16 +127,19 @@ impl Runtime {
         &self,
         settings: &Arc<crate::config::SourceSettings>,
     ) -> Result<Arc<dyn Source>> {
-        let mut pool = self.sources.lock().await;
-        if let Some(s) = pool.get(&settings.name) {
-            return Ok(s.clone());
-        }
-        let s = retry(RetryPolicy::default(), "connect", || {
-            source::connect(settings)
+        let Some(cell) = self.sources.get(&settings.name) else {
+            return Err(Error::config(format!(
+                "source {} is not configured",
+                settings.name
+            )));
+        };
+        cell.get_or_try_init(|| {
+            retry(RetryPolicy::default(), "connect", || {
+                source::connect(settings)
+            })
         })
-        .await?;
-        pool.insert(settings.name.clone(), s.clone());
-        Ok(s)
+        .await
+        .cloned()
     }
 }
 
@@ -623,7 +632,8 @@ async fn failed_to_stage(
     Ok(())
 }
 
-/// Records a file that failed for good; returns whether it was recorded.
+/// Records a file that failed for good; returns whether it was recorded
+/// as failed (not when another replica loaded it meanwhile).
 /// A failure to record never stops the job's other files: if the error
 /// rows cannot be written, the file is recorded without them (its reason
 /// says so); if even that fails, it is logged and the file is tried again
@@ -631,7 +641,7 @@ async fn failed_to_stage(
 pub(crate) async fn record_failure(rt: &Runtime, failed: &FailedFile<'_>) -> bool {
     let path = &failed.version.path;
     let first = match rt.warehouse.record_failed(failed).await {
-        Ok(()) => return true,
+        Ok(()) => return !loaded_meanwhile(rt, failed.version).await,
         Err(e) => e,
     };
     tracing::error!(job = %failed.version.job, path = %path, error = %first.chain(), "cannot record the failed file with its error rows; recording it without them");
@@ -647,10 +657,30 @@ pub(crate) async fn record_failure(rt: &Runtime, failed: &FailedFile<'_>) -> boo
         ..*failed
     };
     match rt.warehouse.record_failed(&bare).await {
-        Ok(()) => true,
+        Ok(()) => !loaded_meanwhile(rt, failed.version).await,
         Err(e) => {
             tracing::error!(job = %failed.version.job, path = %path, error = %e.chain(), "cannot record the failed file; it will be tried again next pass");
             false
+        }
+    }
+}
+
+/// Whether another replica loaded `version` while this one failed it (the
+/// ledger then keeps it loaded and records no failure): its file must not
+/// be moved by `on_failure`. A ledger that cannot be read counts as yes,
+/// so the file stays where it is.
+async fn loaded_meanwhile(rt: &Runtime, version: &FileVersion) -> bool {
+    match rt.warehouse.lookup_many(std::slice::from_ref(version)).await {
+        Ok(states) => {
+            let loaded = matches!(states.first(), Some(Some(FileState::Loaded { .. })));
+            if loaded {
+                tracing::info!(job = %version.job, path = %version.path, "loaded meanwhile by another replica; its failure here is not recorded and the file is left alone");
+            }
+            loaded
+        }
+        Err(e) => {
+            tracing::warn!(job = %version.job, path = %version.path, error = %e.chain(), "cannot read the ledger after recording a failure; the file is left where it is");
+            true
         }
     }
 }

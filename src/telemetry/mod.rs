@@ -27,15 +27,61 @@ pub fn init(level: &str, format: LogFormat) {
             filter = filter.add_directive(d);
         }
     }
+    let terminal = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(move || Escaping {
+            raw: terminal,
+            out: std::io::stderr(),
+        })
+        .with_ansi(terminal)
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// stderr for log lines. Off a terminal, control characters inside a line
+/// (a file name with a newline or an ANSI escape) are written as `\xNN`,
+/// so one event stays one line and cannot forge another or repaint a
+/// terminal that later shows the log; each line's own end stays.
+struct Escaping {
+    raw: bool,
+    out: std::io::Stderr,
+}
+
+impl std::io::Write for Escaping {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.raw {
+            return self.out.write(buf);
+        }
+        self.out.write_all(&escape_controls(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// `buf` with every control byte but tab and a final newline as `\xNN`.
+pub fn escape_controls(buf: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let last = buf.len().saturating_sub(1);
+    let bad =
+        |(i, &b): (usize, &u8)| (b < 0x20 && b != b'\t' && !(b == b'\n' && i == last)) || b == 0x7f;
+    if !buf.iter().enumerate().any(bad) {
+        return std::borrow::Cow::Borrowed(buf);
+    }
+    let mut out = Vec::with_capacity(buf.len() + 16);
+    for (i, b) in buf.iter().enumerate() {
+        if bad((i, b)) {
+            out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+        } else {
+            out.push(*b);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A file was loaded and committed.
@@ -255,5 +301,20 @@ mod tests {
         let mut short = Progress::new("j", 99);
         (short.started, short.last) = (ago, ago);
         assert!(!short.one_done(), "a short pass stays quiet");
+    }
+
+    /// Regression: a file name with a newline or an ANSI escape went raw
+    /// into text logs (a forged second line, a repainted terminal).
+    #[test]
+    fn control_characters_inside_a_log_line_are_escaped() {
+        let line = b"WARN file failed path=/in/a\nERROR forged \x1b[2Jb.csv\n";
+        assert_eq!(
+            &*escape_controls(line),
+            &b"WARN file failed path=/in/a\\x0aERROR forged \\x1b[2Jb.csv\n"[..]
+        );
+        assert!(matches!(
+            escape_controls(b"plain\tline\n"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }
