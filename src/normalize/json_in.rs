@@ -186,12 +186,32 @@ pub fn decode_ndjson<R: Read, W: Output>(
                     break;
                 }
                 if line_buf.len() as u64 > max_record && !line_buf.ends_with(b"\n") {
-                    return Err(NormalizeError::Limit {
-                        path: ctx.path.clone(),
-                        what: format!(
-                            "line {line_no} is longer than max_record_bytes ({max_record} bytes)"
-                        ),
-                    });
+                    // One record too large is rejected, not the file: the
+                    // rest of its line is skipped in bounded steps, never
+                    // held, and the next line is read as usual.
+                    let mut skipped = line_buf.len() as u64;
+                    let head =
+                        String::from_utf8_lossy(&line_buf[..line_buf.len().min(256)]).into_owned();
+                    loop {
+                        line_buf.clear();
+                        let n = (&mut reader)
+                            .take(64 * 1024)
+                            .read_until(b'\n', &mut line_buf)
+                            .map_err(|source| NormalizeError::Read {
+                                path: ctx.path.clone(),
+                                source,
+                            })?;
+                        skipped += n as u64;
+                        if n == 0 || line_buf.ends_with(b"\n") {
+                            break;
+                        }
+                    }
+                    let reason = format!(
+                        "the record is {skipped} bytes, longer than max_record_bytes ({max_record} bytes); raise limits.max_record_bytes to load it"
+                    );
+                    feed.reject(RowError::unmapped(line_no, 1225, reason, &head))
+                        .map_err(|Stopped| handoff::stopped(path))?;
+                    continue;
                 }
                 let mut start = 0;
                 if line_no == 1 && line_buf.starts_with(b"\xef\xbb\xbf") {

@@ -670,7 +670,11 @@ pub(crate) async fn record_failure(rt: &Runtime, failed: &FailedFile<'_>) -> boo
 /// be moved by `on_failure`. A ledger that cannot be read counts as yes,
 /// so the file stays where it is.
 async fn loaded_meanwhile(rt: &Runtime, version: &FileVersion) -> bool {
-    match rt.warehouse.lookup_many(std::slice::from_ref(version)).await {
+    match rt
+        .warehouse
+        .lookup_many(std::slice::from_ref(version))
+        .await
+    {
         Ok(states) => {
             let loaded = matches!(states.first(), Some(Some(FileState::Loaded { .. })));
             if loaded {

@@ -194,3 +194,154 @@ async fn a_truncated_gzip_fails_for_good_with_a_reason() {
     assert_eq!(again.skipped, 1, "{again:?}");
     db.drop_schema().await;
 }
+
+/// A job from `task_events_job` reading `folder` as `format` (a TOML
+/// value), files matching `pattern`.
+fn job_for(name: &str, folder: &str, pattern: &str, format: &str) -> String {
+    task_events_job(&format!(
+        "format = {format}\nlimits = {{ max_record_bytes = \"64KiB\", max_compression_ratio = 50 }}"
+    ))
+    .replace("name = \"task-events\"", &format!("name = \"{name}\""))
+    .replace("path = \"/outbox\"", &format!("path = \"{folder}\""))
+    .replace("pattern = \"*.csv\"", &format!("pattern = \"{pattern}\""))
+}
+
+/// The bad-input corpus through one pass of three jobs: every file gets a
+/// clear, recorded outcome (loaded with its good rows and its rejects, or
+/// failed for good with a reason), no job fails, and the next pass
+/// fetches nothing again.
+#[tokio::test]
+async fn every_bad_input_gets_a_recorded_outcome_and_the_good_rows_load() {
+    use std::io::Write;
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let good = good_rows(0, 3);
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("/csv/empty.csv", Vec::new()),
+        ("/csv/header_only.csv", HEADER.as_bytes().to_vec()),
+        (
+            "/csv/ragged.csv",
+            format!("{HEADER}{}r1,t1,created\n", good_rows(10, 2)).into_bytes(),
+        ),
+        (
+            "/csv/bad_types.csv",
+            format!(
+                "{HEADER}{}b1,t1,created,open,u1,jira,yesterday,12x,one,\n",
+                good_rows(20, 2)
+            )
+            .into_bytes(),
+        ),
+        ("/csv/body_not_utf8.csv", {
+            let mut b = format!("{HEADER}{}", good_rows(30, 2)).into_bytes();
+            b.extend_from_slice(b"u1,t1,cr\xe9ated,open,u1,jira,2026-03-01T10:00:00Z,1,1,\n");
+            b
+        }),
+        ("/csv/bomb.csv", {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(HEADER.as_bytes()).unwrap();
+            let row = good_rows(0, 1);
+            for _ in 0..100_000 {
+                gz.write_all(row.as_bytes()).unwrap();
+            }
+            gz.finish().unwrap()
+        }),
+        ("/csv/good.csv", format!("{HEADER}{good}").into_bytes()),
+        (
+            "/nd/huge_record.ndjson",
+            format!(
+                "{}\n{{\"event_id\":\"{}\"}}\n{}\n",
+                r#"{"event_id":"n1","task_id":"t1","event_type":"created","occurred_at":"2026-03-01T10:00:00Z"}"#,
+                "x".repeat(200_000),
+                r#"{"event_id":"n2","task_id":"t1","event_type":"created","occurred_at":"2026-03-01T10:00:00Z"}"#
+            )
+            .into_bytes(),
+        ),
+        (
+            "/xml/entity_bomb.xml",
+            b"<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;\">]><events><e><event_id>&b;</event_id></e></events>".to_vec(),
+        ),
+        (
+            "/xml/deep.xml",
+            format!("<events><e>{}x{}</e></events>", "<d>".repeat(100), "</d>".repeat(100))
+                .into_bytes(),
+        ),
+    ];
+    for (path, bytes) in &files {
+        put_bytes(&stack, path, bytes);
+    }
+    let jobs = format!(
+        "{}{}{}",
+        job_for("csv", "/csv", "*.csv", "{ kind = \"csv\" }"),
+        job_for("nd", "/nd", "*.ndjson", "{ kind = \"ndjson\" }"),
+        job_for(
+            "xml",
+            "/xml",
+            "*.xml",
+            "{ kind = \"xml\", record_path = \"/events/e\" }"
+        ),
+    );
+    let rt = migrated_runtime(&stack.config_toml(&db, &jobs)).await;
+    let report = pass(&rt).await;
+    assert!(report.job_errors.is_empty(), "no job fails: {report:?}");
+    let loaded: std::collections::HashMap<&str, (u64, u64)> = report
+        .loaded
+        .iter()
+        .map(|f| (ferry::source::file_name(&f.path), (f.rows, f.rejected)))
+        .collect();
+    let failed: std::collections::HashMap<&str, &str> = report
+        .failed
+        .iter()
+        .map(|(_, p, e)| (ferry::source::file_name(p), e.as_str()))
+        .collect();
+    assert_eq!(loaded.get("empty.csv"), Some(&(0, 0)), "{report:?}");
+    assert_eq!(loaded.get("header_only.csv"), Some(&(0, 0)));
+    assert_eq!(loaded.get("ragged.csv"), Some(&(2, 1)));
+    assert_eq!(loaded.get("bad_types.csv"), Some(&(2, 1)));
+    assert_eq!(loaded.get("body_not_utf8.csv"), Some(&(2, 1)));
+    assert_eq!(loaded.get("good.csv"), Some(&(3, 0)));
+    assert_eq!(
+        loaded.get("huge_record.ndjson"),
+        Some(&(2, 1)),
+        "{report:?}"
+    );
+    assert!(
+        failed["bomb.csv"].contains("max_compression_ratio"),
+        "{failed:?}"
+    );
+    assert!(failed["entity_bomb.xml"].contains("DTD"), "{failed:?}");
+    assert!(failed["deep.xml"].contains("max_xml_depth"), "{failed:?}");
+    assert_eq!(report.failed.len(), 3, "{report:?}");
+    assert_eq!(db.count("task_events").await, 2 + 2 + 2 + 3 + 2);
+    // Every rejected record is kept with its line and a reason.
+    assert_eq!(db.count("ferry_load_errors").await, 4);
+    let reasons: Vec<String> = db
+        .client
+        .query(
+            &format!(
+                "SELECT reason FROM {} ORDER BY path",
+                db.t("ferry_load_errors")
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("not valid UTF-8")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("max_record_bytes")),
+        "{reasons:?}"
+    );
+    let again = pass(&rt).await;
+    assert!(!again.has_failures(), "{again:?}");
+    assert_eq!(
+        again.skipped,
+        files.len(),
+        "nothing is fetched again: {again:?}"
+    );
+    db.drop_schema().await;
+}
