@@ -176,7 +176,7 @@ pub(super) async fn fetch_and_normalize(
     entry: &RemoteEntry,
     stream_to: Option<tokio::sync::mpsc::Sender<Blob>>,
 ) -> Result<(NormalizeStats, LocalStaged)> {
-    let stream = Resuming::open(src.clone(), &entry.path).await?;
+    let stream = Resuming::open_version(src.clone(), entry).await?;
     let reader = tokio_util::io::SyncIoBridge::new(stream);
     let ctx = FileContext {
         path: entry.path.clone(),
@@ -187,7 +187,7 @@ pub(super) async fn fetch_and_normalize(
     };
     let job = job.clone();
     let (path, size) = (entry.path.clone(), entry.size);
-    tokio::task::spawn_blocking(move || -> Result<(NormalizeStats, LocalStaged)> {
+    let normalized = tokio::task::spawn_blocking(move || -> Result<(NormalizeStats, LocalStaged)> {
         // Parsing here, compression on a second thread: both cores work.
         let local_err =
             |e: std::io::Error| Error::transient("cannot write local staging files").with_source(e);
@@ -239,5 +239,10 @@ pub(super) async fn fetch_and_normalize(
     .await
     .map_err(|e| {
         Error::new(ErrorKind::Permanent, "normalize stopped unexpectedly").with_source(e)
-    })?
+    })??;
+    // Still the version listed, now that every byte is read: a file
+    // rewritten in place with the same size is caught here, before its
+    // rows can commit.
+    crate::source::unchanged(&**src, entry).await?;
+    Ok(normalized)
 }

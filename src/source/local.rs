@@ -29,6 +29,21 @@ impl LocalSource {
 
 #[async_trait]
 impl Source for LocalSource {
+    async fn stat(&self, path: &str) -> Result<Option<(u64, Option<i64>)>> {
+        match tokio::fs::metadata(self.full(path)).await {
+            Ok(meta) => {
+                let mtime = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs() as i64);
+                Ok(Some((meta.len(), mtime)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(crate::Error::transient(format!("cannot stat {path}")).with_source(e)),
+        }
+    }
+
     fn describe(&self) -> String {
         format!("local folder {}", self.root.display())
     }

@@ -56,6 +56,11 @@ pub trait Source: Send + Sync {
     /// Applies the job's on-success action to `path`; returns where the
     /// file is now (`None` once deleted).
     async fn finalize(&self, path: &str, action: &Finalize) -> Result<Option<String>>;
+    /// The size and modification time of the file at `path` now (`None`
+    /// if it is gone; a time the server cannot tell is `None`): ferry
+    /// checks that the version it read is still the one listed, before a
+    /// resumed read and before the load.
+    async fn stat(&self, path: &str) -> Result<Option<(u64, Option<i64>)>>;
     /// The longest a reply or a pause in a download may take
     /// (`io_timeout`); `None` for local folders.
     fn io_timeout(&self) -> Option<std::time::Duration> {
@@ -78,6 +83,35 @@ pub async fn connect(settings: &Arc<SourceSettings>) -> Result<Arc<dyn Source>> 
         SourceKind::S3 { bucket, s3 } => Ok(Arc::new(
             s3::S3Source::connect(&settings.name, bucket, s3).await?,
         )),
+    }
+}
+
+/// What changed in the file since `entry` was listed, if anything: its
+/// size, or its modification time where the server tells it, or it is
+/// gone.
+pub async fn change(src: &dyn Source, entry: &RemoteEntry) -> Result<Option<String>> {
+    Ok(match src.stat(&entry.path).await? {
+        None => Some("gone".into()),
+        Some((size, _)) if size != entry.size => Some(format!("{size} bytes")),
+        Some((_, Some(mtime))) if mtime != entry.mtime => Some(format!("mtime {mtime}")),
+        Some(_) => None,
+    })
+}
+
+/// The error for a file that changed while it was read: transient, so the
+/// file goes back to settling and is read whole again.
+pub fn changed_error(entry: &RemoteEntry, now: &str) -> crate::Error {
+    crate::Error::transient(format!(
+        "{} changed while it was read (listed: {} bytes, mtime {}; now: {now}); nothing of it is loaded, it is read again once it has settled",
+        entry.path, entry.size, entry.mtime
+    ))
+}
+
+/// `Ok` if `entry` is still the version listed ([`change`]).
+pub async fn unchanged(src: &dyn Source, entry: &RemoteEntry) -> Result<()> {
+    match change(src, entry).await? {
+        Some(now) => Err(changed_error(entry, &now)),
+        None => Ok(()),
     }
 }
 

@@ -9,7 +9,7 @@
 //! Whether the bytes add up is checked by the caller, which compares the
 //! byte count with the listed size and hashes the whole stream.
 
-use super::{ByteStream, Source};
+use super::{ByteStream, RemoteEntry, Source};
 use crate::error::Result;
 use futures::future::BoxFuture;
 use std::pin::Pin;
@@ -84,6 +84,9 @@ pub struct Resuming {
     offset: u64,
     resumes_left: u32,
     state: State,
+    /// The version listed: checked again before every resume, so a file
+    /// rewritten meanwhile is never continued from the new bytes.
+    version: Option<RemoteEntry>,
 }
 
 impl Resuming {
@@ -96,7 +99,16 @@ impl Resuming {
             offset: 0,
             resumes_left: MAX_RESUMES,
             state: State::Reading(first),
+            version: None,
         })
+    }
+
+    /// Opens the listed `entry`; every resume first checks that the file
+    /// is still that version (size and mtime).
+    pub async fn open_version(src: Arc<dyn Source>, entry: &RemoteEntry) -> Result<Resuming> {
+        let mut r = Resuming::open(src, &entry.path).await?;
+        r.version = Some(entry.clone());
+        Ok(r)
     }
 
     /// Bytes delivered so far.
@@ -108,8 +120,18 @@ impl Resuming {
         let attempt = MAX_RESUMES - self.resumes_left;
         self.resumes_left -= 1;
         let (src, path, offset) = (self.src.clone(), self.path.clone(), self.offset);
+        let version = self.version.clone();
         self.state = State::Reopening(Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(200) * 2u32.pow(attempt)).await;
+            if let Some(v) = &version {
+                // A changed file is not resumed at all (permanent for this
+                // read; the file as a whole is read again once settled).
+                if let Ok(Some(now)) = super::change(&*src, v).await {
+                    return Err(crate::Error::permanent(
+                        super::changed_error(v, &now).chain(),
+                    ));
+                }
+            }
             open_within(src, path, offset).await
         }));
     }

@@ -82,6 +82,24 @@ impl S3Source {
 
 #[async_trait]
 impl Source for S3Source {
+    async fn stat(&self, path: &str) -> Result<Option<(u64, Option<i64>)>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key(path))
+            .send()
+            .await
+        {
+            Ok(h) => Ok(Some((
+                h.content_length().unwrap_or(0).max(0) as u64,
+                h.last_modified().map(|t| t.secs()),
+            ))),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(sdk_error(self.what("check", path))(e)),
+        }
+    }
+
     fn io_timeout(&self) -> Option<std::time::Duration> {
         Some(self.io_timeout)
     }

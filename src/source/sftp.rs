@@ -325,6 +325,18 @@ impl SftpSource {
 
 #[async_trait]
 impl Source for SftpSource {
+    async fn stat(&self, path: &str) -> Result<Option<(u64, Option<i64>)>> {
+        match self.session().await?.sftp.metadata(path).await {
+            Ok(meta) => Ok(Some((meta.size.unwrap_or(0), meta.mtime.map(i64::from)))),
+            Err(russh_sftp::client::error::Error::Status(s))
+                if s.status_code == russh_sftp::protocol::StatusCode::NoSuchFile =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(sftp_err(ErrorKind::Transient, self.what("stat", path))(e)),
+        }
+    }
+
     fn io_timeout(&self) -> Option<std::time::Duration> {
         Some(self.settings.io_timeout)
     }

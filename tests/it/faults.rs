@@ -306,3 +306,84 @@ async fn a_silent_postgres_connection_is_abandoned_and_the_file_loads_once() {
     assert_eq!(db.count_where("ferry_files", "state = 'loaded'").await, 1);
     db.drop_schema().await;
 }
+
+/// Regression: a resumed read reopened at its offset without checking the
+/// file again, so a file overwritten while it was read could commit half
+/// old, half new. Here the SFTP connection is cut mid-download and the
+/// file rewritten (new size and mtime) before the resume: the resume sees
+/// the change, nothing of either version commits in that pass, and the
+/// next pass loads the new version whole — no old row, no mixed file.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_overwritten_during_its_download_never_commits_mixed() {
+    use ferry::testkit::proxy::CuttingProxy;
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let old: String = (0..30_000)
+        .map(|i| format!("old{i},t1,created,open,u1,jira,2026-03-01T10:00:00Z,{i},1,\n"))
+        .collect();
+    let new: String = (0..20_000)
+        .map(|i| format!("new{i},t1,created,open,u1,jira,2026-03-01T10:00:00Z,{i},1,\n"))
+        .collect();
+    let path = stack.put_sftp("/outbox/f.csv", &format!("{HEADER}{old}"));
+    let proxy = CuttingProxy::start(stack.sftp.addr, 400_000, 1)
+        .await
+        .unwrap();
+    let fingerprint = ferry::source::sftp::fingerprint(
+        ferry::testkit::sftp::test_key("host_ed25519").public_key(),
+    );
+    let toml = stack
+        .config_toml(&db, &task_events_job(""))
+        .replace(
+            &format!("port = {}", stack.sftp.addr.port()),
+            &format!("port = {}", proxy.addr.port()),
+        )
+        .replace(
+            &format!("known_hosts_file = \"{}\"", stack.known_hosts.display()),
+            &format!("host_key_fingerprint = \"{fingerprint}\""),
+        );
+    let rt = crate::harness::migrated_runtime(&toml).await;
+    // Rewrite the file the moment the connection is cut, before the
+    // resume (which waits 200 ms first).
+    let cuts = proxy.cuts.clone();
+    let writer = std::thread::spawn(move || {
+        let started = Instant::now();
+        while cuts.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(started.elapsed() < Duration::from_secs(30), "no cut");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::fs::write(&path, format!("{HEADER}{new}")).unwrap();
+        // Another mtime (in the past, so the new version is settled).
+        let other = std::time::SystemTime::now() - Duration::from_secs(120);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(other)
+            .unwrap();
+    });
+    let first = ferry::pipeline::run_pass(&rt, None).await.unwrap();
+    writer.join().unwrap();
+    assert!(
+        first.loaded.is_empty(),
+        "nothing commits while the file changes: {first:?}"
+    );
+    assert_eq!(first.failed.len(), 1, "{first:?}");
+    assert!(
+        first.failed[0].2.contains("changed while it was read"),
+        "{first:?}"
+    );
+    assert_eq!(db.count("task_events").await, 0);
+    assert_eq!(
+        db.count("ferry_files").await,
+        0,
+        "a change is not a failure to record"
+    );
+    let second = ferry::pipeline::run_pass(&rt, None).await.unwrap();
+    assert_eq!(second.loaded.len(), 1, "{second:?}");
+    assert_eq!(db.count("task_events").await, 20_000);
+    assert_eq!(
+        db.count_where("task_events", "event_id LIKE 'old%'").await,
+        0
+    );
+    db.drop_schema().await;
+}

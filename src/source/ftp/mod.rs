@@ -447,6 +447,27 @@ impl FtpSource {
 
 #[async_trait]
 impl Source for FtpSource {
+    async fn stat(&self, path: &str) -> Result<Option<(u64, Option<i64>)>> {
+        let p = path.to_string();
+        let size = match self
+            .with_conn(|c| {
+                let p = p.clone();
+                Box::pin(async move { on_conn!(c, s => s.size(&p).await) })
+            })
+            .await
+        {
+            Ok(n) => n as u64,
+            Err(e) if is_missing(&e) => return Ok(None),
+            Err(e) => return Err(ftp_err(self.what("check", path))(e)),
+        };
+        let mtime = match self.mdtm(path).await? {
+            Mdtm::At(t) => Some(t),
+            Mdtm::Unsupported => None,
+            Mdtm::Gone => return Ok(None),
+        };
+        Ok(Some((size, mtime)))
+    }
+
     fn io_timeout(&self) -> Option<std::time::Duration> {
         Some(self.settings.io_timeout)
     }
