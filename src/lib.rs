@@ -24,6 +24,7 @@
 //! | [`ops`] | the operations commands (`jobs`, `pause`/`resume`, `files`, `errors`, `retry`, `reset`) over the ledger, printed as tables or JSON |
 //! | [`cli`] | the command line, resolved into calls of the modules above |
 //! | [`telemetry`] | logging set-up, the named events the business code emits, and the metrics they update |
+//! | [`tls`] | the certificate authorities FTPS and PostgreSQL's `verify-full` trust |
 //! | [`retry`] | retry with exponential backoff and jitter, driven by [`ErrorKind`] |
 //! | [`error`] | the crate-level [`Error`] whose [`ErrorKind`] tells a caller to retry, fail the file, or stop |
 //! | `testkit` (feature `testkit`) | in-process S3, FTP and SFTP servers for tests and the dev stack |
@@ -44,6 +45,7 @@ pub mod retry;
 pub mod source;
 pub mod stage;
 pub mod telemetry;
+pub mod tls;
 pub mod warehouse;
 
 #[cfg(feature = "testkit")]

@@ -395,6 +395,25 @@ fn validate_warehouse(w: &RawWarehouse, p: &mut Problems) -> Option<WarehouseSet
                 timeout(&pg.statement_timeout),
             );
             let lock_timeout = p.take("warehouse.lock_timeout", timeout(&pg.lock_timeout));
+            let sslmode = match pg.sslmode.as_str() {
+                "disable" => Some(PgSslMode::Disable),
+                "prefer" => Some(PgSslMode::Prefer),
+                "require" => Some(PgSslMode::Require),
+                "verify-full" => Some(PgSslMode::VerifyFull),
+                other => {
+                    p.push(
+                        "warehouse.sslmode",
+                        format!("{other:?}: expected disable, prefer, require or verify-full"),
+                    );
+                    None
+                }
+            };
+            if pg.ca_file.is_some() && sslmode != Some(PgSslMode::VerifyFull) {
+                p.push(
+                    "warehouse.ca_file",
+                    "is only used with sslmode = \"verify-full\"",
+                );
+            }
             Some(WarehouseSettings::Postgres(PostgresSettings {
                 host: pg.host.clone(),
                 port: pg.port,
@@ -405,6 +424,8 @@ fn validate_warehouse(w: &RawWarehouse, p: &mut Problems) -> Option<WarehouseSet
                 connect_timeout: connect_timeout?,
                 statement_timeout: statement_timeout?,
                 lock_timeout: lock_timeout?,
+                sslmode: sslmode?,
+                ca_file: pg.ca_file.clone(),
             }))
         }
         RawWarehouse::RedshiftData(r) => {

@@ -152,6 +152,23 @@ pub struct PostgresSettings {
     pub statement_timeout: Duration,
     /// Server-side `lock_timeout`.
     pub lock_timeout: Duration,
+    /// TLS.
+    pub sslmode: PgSslMode,
+    /// Extra CA certificates for `verify-full`.
+    pub ca_file: Option<String>,
+}
+
+/// libpq's `sslmode`, as ferry supports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgSslMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS if the server offers it, certificate not checked.
+    Prefer,
+    /// TLS, certificate not checked.
+    Require,
+    /// TLS, certificate and host name checked.
+    VerifyFull,
 }
 
 /// Which Redshift the Data API talks to.

@@ -207,6 +207,19 @@ pub struct RawPostgres {
     /// replica's load holds the ledger lock while it runs.
     #[serde(default = "default_lock_timeout")]
     pub lock_timeout: String,
+    /// TLS, as libpq's `sslmode`: `disable`, `prefer`, `require`
+    /// (encrypted, certificate not checked) or `verify-full` (certificate
+    /// checked against the system roots plus `ca_file`, and the host name).
+    #[serde(default = "default_sslmode")]
+    pub sslmode: String,
+    /// PEM file with CA certificates to trust for `verify-full`.
+    pub ca_file: Option<String>,
+}
+
+/// `disable`: the local stand-in runs next to ferry; over a network set
+/// `require` or `verify-full`.
+fn default_sslmode() -> String {
+    "disable".into()
 }
 
 /// 10 min: longer than a normal load holds the ledger lock, so replicas

@@ -7,6 +7,7 @@
 //! local stand-in, `COPY … FROM STDIN` streamed from S3) and [`redshift`]
 //! (the Redshift Data API: one `BatchExecuteStatement` per load).
 
+mod pg_tls;
 pub mod postgres;
 pub mod redshift;
 pub mod sql;

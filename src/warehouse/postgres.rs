@@ -6,7 +6,7 @@
 
 use super::sql::{LoadSql, target_tables};
 use super::{Dialect, FailedFile, LedgerRows, LoadOutcome, StagedFile, Warehouse};
-use crate::config::{Ident, Job, PostgresSettings};
+use crate::config::{Ident, Job, PgSslMode, PostgresSettings};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ledger::ops::{Change, Report};
 use crate::ledger::{FileState, FileVersion, LedgerSql, fit, width};
@@ -295,20 +295,38 @@ async fn open(s: &PostgresSettings) -> Result<Client> {
     if let Some(pw) = &s.password {
         cfg.password(pw.expose());
     }
-    let (client, connection) = cfg.connect(NoTls).await.map_err(|e| {
+    let failed = |e: tokio_postgres::Error| {
+        let hint = if s.sslmode == PgSslMode::Disable {
+            "is PostgreSQL running? start it with `pg_ctlcluster 15 main start`"
+        } else {
+            "is PostgreSQL running, with TLS on? for verify-full, is its certificate signed by a CA in the system roots or warehouse.ca_file, for this host name?"
+        };
         Error::transient(format!(
-            "cannot connect to {} as {} (is PostgreSQL running? start it with `pg_ctlcluster 15 main start`)",
+            "cannot connect to {} as {} ({hint})",
             describe(s),
             s.user
         ))
         .with_source(e)
-    })?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "postgres connection ended");
+    };
+    let ended = |e: tokio_postgres::Error| tracing::warn!(error = %e, "postgres connection ended");
+    match s.sslmode {
+        PgSslMode::Disable => {
+            let (client, connection) = cfg.connect(NoTls).await.map_err(failed)?;
+            tokio::spawn(async move { connection.await.unwrap_or_else(ended) });
+            Ok(client)
         }
-    });
-    Ok(client)
+        mode => {
+            cfg.ssl_mode(if mode == PgSslMode::Prefer {
+                tokio_postgres::config::SslMode::Prefer
+            } else {
+                tokio_postgres::config::SslMode::Require
+            });
+            let tls = super::pg_tls::RustlsConnect::new(mode, s.ca_file.as_deref())?;
+            let (client, connection) = cfg.connect(tls).await.map_err(failed)?;
+            tokio::spawn(async move { connection.await.unwrap_or_else(ended) });
+            Ok(client)
+        }
+    }
 }
 
 impl PostgresWarehouse {

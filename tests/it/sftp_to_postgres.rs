@@ -822,3 +822,51 @@ async fn a_check_that_writes_cannot_run_and_changes_nothing() {
     assert!(!last, "the sequence was never set");
     db.drop_schema().await;
 }
+
+/// `sslmode`: `require` loads over TLS (the server shows the session as
+/// encrypted); `verify-full` refuses a certificate that is not signed by
+/// a trusted CA for the host (the local server's self-signed one), with a
+/// message that says what to check.
+#[tokio::test]
+async fn postgres_over_tls_require_encrypts_and_verify_full_checks_the_certificate() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let ssl_on: String = db.client.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+    assert_eq!(
+        ssl_on, "on",
+        "the test PostgreSQL must have ssl = on (Debian's default, with its snakeoil certificate)"
+    );
+    stack.put_sftp("/outbox/tasks_1.csv", FILE_1);
+    let base = stack.config_toml(&db, &task_events_job(""));
+    let schema_line = format!("schema = \"{}\"\n", db.schema);
+    let require = base.replace(
+        &schema_line,
+        &format!("{schema_line}sslmode = \"require\"\n"),
+    );
+    let rt = migrated_runtime(&require).await;
+    let report = pass(&rt).await;
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    let encrypted: i64 = db
+        .client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = 'ferry' AND s.ssl",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted >= 1, "ferry's session is encrypted");
+    drop(rt);
+    let verify = base.replace(
+        &schema_line,
+        &format!("{schema_line}sslmode = \"verify-full\"\n"),
+    );
+    let config = ferry::config::from_toml_str(&verify).unwrap();
+    let err = match ferry::pipeline::Runtime::start(config).await {
+        Ok(_) => panic!("a self-signed certificate for another host name is refused"),
+        Err(e) => e.chain(),
+    };
+    assert!(err.contains("verify-full"), "{err}");
+    db.drop_schema().await;
+}

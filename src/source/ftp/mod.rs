@@ -110,25 +110,7 @@ fn is_missing(e: &FtpError) -> bool {
 
 /// The rustls client configuration: system roots plus `ca_file`.
 fn tls_config(ca_file: Option<&str>) -> Result<Arc<rustls::ClientConfig>> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    if let Some(file) = ca_file {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(file)
-            .and_then(|it| it.collect::<std::result::Result<_, _>>())
-            .map_err(|e| Error::config(format!("cannot read CA certificates from {file}: {e}")))?;
-        if certs.is_empty() {
-            return Err(Error::config(format!("{file} holds no PEM certificates")));
-        }
-        for c in certs {
-            roots
-                .add(c)
-                .map_err(|e| Error::config(format!("bad CA certificate in {file}: {e}")))?;
-        }
-    }
+    let roots = crate::tls::trusted_roots(ca_file)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
