@@ -307,24 +307,90 @@ async fn a_silent_postgres_connection_is_abandoned_and_the_file_loads_once() {
     db.drop_schema().await;
 }
 
+/// Rows of the version a file had before (`old…`) and after (`new…`) it
+/// was overwritten.
+fn versions() -> (String, String) {
+    let rows = |tag: &str, n: usize| -> String {
+        (0..n)
+            .map(|i| format!("{tag}{i},t1,created,open,u1,jira,2026-03-01T10:00:00Z,{i},1,\n"))
+            .collect()
+    };
+    (
+        format!("{HEADER}{}", rows("old", 30_000)),
+        format!("{HEADER}{}", rows("new", 20_000)),
+    )
+}
+
+/// Rewrites `path` with `new` (another size, an mtime two minutes back, so
+/// it is settled) as soon as `cuts` shows the download was cut.
+fn overwrite_on_cut(
+    cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    path: std::path::PathBuf,
+    new: String,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        while cuts.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(started.elapsed() < Duration::from_secs(30), "no cut");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::fs::write(&path, new).unwrap();
+        let other = std::time::SystemTime::now() - Duration::from_secs(120);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(other)
+            .unwrap();
+    })
+}
+
+/// Two passes over a file that is overwritten during the first one's
+/// download: nothing commits in the first, the new version loads whole in
+/// the second, and no old row ever lands.
+async fn changed_mid_download_commits_nothing_mixed(
+    db: &TestDb,
+    rt: &ferry::pipeline::Runtime,
+    writer: std::thread::JoinHandle<()>,
+) {
+    let first = ferry::pipeline::run_pass(rt, None).await.unwrap();
+    writer.join().unwrap();
+    assert!(
+        first.loaded.is_empty(),
+        "nothing commits while the file changes: {first:?}"
+    );
+    assert_eq!(first.failed.len(), 1, "{first:?}");
+    assert!(
+        first.failed[0].2.contains("changed while it was read"),
+        "{first:?}"
+    );
+    assert_eq!(db.count("task_events").await, 0);
+    assert_eq!(
+        db.count("ferry_files").await,
+        0,
+        "a change is not a failure to record"
+    );
+    let second = ferry::pipeline::run_pass(rt, None).await.unwrap();
+    assert_eq!(second.loaded.len(), 1, "{second:?}");
+    assert_eq!(db.count("task_events").await, 20_000);
+    assert_eq!(
+        db.count_where("task_events", "event_id LIKE 'old%'").await,
+        0
+    );
+}
+
 /// Regression: a resumed read reopened at its offset without checking the
 /// file again, so a file overwritten while it was read could commit half
 /// old, half new. Here the SFTP connection is cut mid-download and the
-/// file rewritten (new size and mtime) before the resume: the resume sees
-/// the change, nothing of either version commits in that pass, and the
-/// next pass loads the new version whole — no old row, no mixed file.
+/// file rewritten (new size and mtime) before the resume (which waits
+/// 200 ms first): the resume sees the change.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_overwritten_during_its_download_never_commits_mixed() {
     use ferry::testkit::proxy::CuttingProxy;
     let stack = Stack::start().await;
     let db = TestDb::new().await;
-    let old: String = (0..30_000)
-        .map(|i| format!("old{i},t1,created,open,u1,jira,2026-03-01T10:00:00Z,{i},1,\n"))
-        .collect();
-    let new: String = (0..20_000)
-        .map(|i| format!("new{i},t1,created,open,u1,jira,2026-03-01T10:00:00Z,{i},1,\n"))
-        .collect();
-    let path = stack.put_sftp("/outbox/f.csv", &format!("{HEADER}{old}"));
+    let (old, new) = versions();
+    let path = stack.put_sftp("/outbox/f.csv", &old);
     let proxy = CuttingProxy::start(stack.sftp.addr, 400_000, 1)
         .await
         .unwrap();
@@ -342,48 +408,40 @@ async fn a_file_overwritten_during_its_download_never_commits_mixed() {
             &format!("host_key_fingerprint = \"{fingerprint}\""),
         );
     let rt = crate::harness::migrated_runtime(&toml).await;
-    // Rewrite the file the moment the connection is cut, before the
-    // resume (which waits 200 ms first).
-    let cuts = proxy.cuts.clone();
-    let writer = std::thread::spawn(move || {
-        let started = Instant::now();
-        while cuts.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-            assert!(started.elapsed() < Duration::from_secs(30), "no cut");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        std::fs::write(&path, format!("{HEADER}{new}")).unwrap();
-        // Another mtime (in the past, so the new version is settled).
-        let other = std::time::SystemTime::now() - Duration::from_secs(120);
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(other)
-            .unwrap();
-    });
-    let first = ferry::pipeline::run_pass(&rt, None).await.unwrap();
-    writer.join().unwrap();
-    assert!(
-        first.loaded.is_empty(),
-        "nothing commits while the file changes: {first:?}"
+    let writer = overwrite_on_cut(proxy.cuts.clone(), path, new);
+    changed_mid_download_commits_nothing_mixed(&db, &rt, writer).await;
+    db.drop_schema().await;
+}
+
+/// The same on an S3 source: the GetObject stream is cut, the object
+/// replaced before the resume; the resume's HeadObject sees the change.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_object_replaced_during_its_download_never_commits_mixed() {
+    use ferry::testkit::proxy::CuttingProxy;
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let (old, new) = versions();
+    let landing = stack.s3.root.join(crate::harness::BUCKET).join("landing");
+    std::fs::create_dir_all(&landing).unwrap();
+    let path = landing.join("f.csv");
+    std::fs::write(&path, old).unwrap();
+    let s3 = stack.s3.endpoint();
+    let target: std::net::SocketAddr = s3.trim_start_matches("http://").parse().unwrap();
+    let proxy = CuttingProxy::start(target, 400_000, 1).await.unwrap();
+    let toml = format!(
+        "{}[sources.landing]\nkind = \"s3\"\nbucket = \"{}\"\nendpoint = \"http://{}\"\npath_style = true\naccess_key_id = \"{}\"\nsecret_access_key_file = \"{}\"\n{}{}",
+        stack.base_toml(),
+        crate::harness::BUCKET,
+        proxy.addr,
+        ferry::testkit::s3::ACCESS_KEY,
+        stack.secret_file.display(),
+        db.warehouse_toml(),
+        task_events_job("")
+            .replace("source = \"partner\"", "source = \"landing\"")
+            .replace("path = \"/outbox\"", "path = \"landing\"")
     );
-    assert_eq!(first.failed.len(), 1, "{first:?}");
-    assert!(
-        first.failed[0].2.contains("changed while it was read"),
-        "{first:?}"
-    );
-    assert_eq!(db.count("task_events").await, 0);
-    assert_eq!(
-        db.count("ferry_files").await,
-        0,
-        "a change is not a failure to record"
-    );
-    let second = ferry::pipeline::run_pass(&rt, None).await.unwrap();
-    assert_eq!(second.loaded.len(), 1, "{second:?}");
-    assert_eq!(db.count("task_events").await, 20_000);
-    assert_eq!(
-        db.count_where("task_events", "event_id LIKE 'old%'").await,
-        0
-    );
+    let rt = crate::harness::migrated_runtime(&toml).await;
+    let writer = overwrite_on_cut(proxy.cuts.clone(), path, new);
+    changed_mid_download_commits_nothing_mixed(&db, &rt, writer).await;
     db.drop_schema().await;
 }
