@@ -35,6 +35,9 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    /// Transient, but a retry right away cannot help (the file is still
+    /// changing): only a later pass tries again.
+    later: bool,
 }
 
 /// Result with the crate-level [`Error`].
@@ -47,6 +50,7 @@ impl Error {
             kind,
             message: message.into(),
             source: None,
+            later: false,
         }
     }
 
@@ -69,6 +73,17 @@ impl Error {
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Box::new(source));
         self
+    }
+
+    /// Marks a transient error as worth retrying on a later pass only.
+    pub fn later(mut self) -> Self {
+        self.later = true;
+        self
+    }
+
+    /// Whether only a later pass should retry (see [`Error::later`]).
+    pub fn only_later(&self) -> bool {
+        self.later
     }
 
     /// What a caller should do about this error.

@@ -1,6 +1,7 @@
 //! Retry as data: exponential backoff with full jitter, driven by the
 //! error's kind. Only [`ErrorKind::Transient`](crate::ErrorKind) errors are
-//! retried; the last error is returned as it is.
+//! retried (not those marked [`later`](crate::Error::later)); the last
+//! error is returned as it is.
 
 use crate::error::Result;
 use std::future::Future;
@@ -89,7 +90,7 @@ where
     loop {
         match op().await {
             Ok(v) => return Ok(v),
-            Err(e) if e.is_transient() && attempt < policy.attempts => {
+            Err(e) if e.is_transient() && !e.only_later() && attempt < policy.attempts => {
                 let delay = policy.delay(attempt);
                 tracing::warn!(what, attempt, error = %e.chain(), delay_ms = delay.as_millis() as u64, "transient failure; retrying");
                 tokio::time::sleep(delay).await;
@@ -132,6 +133,21 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(err.to_string(), "bad data");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    /// A file that changed while it was read is not read again and again
+    /// in the same pass: only a later pass, once it settled.
+    #[tokio::test(start_paused = true)]
+    async fn errors_for_a_later_pass_are_not_retried_now() {
+        let calls = AtomicU32::new(0);
+        let err = retry(RetryPolicy::default(), "test", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(Error::transient("changed while it was read").later())
+        })
+        .await
+        .unwrap_err();
+        assert!(err.is_transient() && err.only_later());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 

@@ -231,7 +231,8 @@ pub(super) async fn fetch_and_normalize(
             return Err(Error::transient(format!(
                 "{path} changed while it was read: listed with {size} bytes, {} bytes read; nothing of it is loaded, it is read again once it has settled",
                 stats.input_bytes
-            )));
+            ))
+            .later());
         }
         let local = out.finish().map_err(local_err)?;
         Ok((stats, local))

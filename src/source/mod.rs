@@ -105,6 +105,7 @@ pub fn changed_error(entry: &RemoteEntry, now: &str) -> crate::Error {
         "{} changed while it was read (listed: {} bytes, mtime {}; now: {now}); nothing of it is loaded, it is read again once it has settled",
         entry.path, entry.size, entry.mtime
     ))
+    .later()
 }
 
 /// `Ok` if `entry` is still the version listed ([`change`]).
