@@ -445,3 +445,87 @@ async fn an_s3_object_replaced_during_its_download_never_commits_mixed() {
     changed_mid_download_commits_nothing_mixed(&db, &rt, writer).await;
     db.drop_schema().await;
 }
+
+/// The same on FTP with a real vsftpd: its session is frozen mid-download
+/// and the file rewritten meanwhile; after io_timeout the resume (on a new
+/// session) sees the change, the pass commits nothing, and the next run
+/// loads the new version whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ftp_file_rewritten_while_its_session_is_frozen_never_commits_mixed() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let (old, new) = versions();
+    let ftp = vsftpd_with(
+        &[("/outbox/f.csv", old.as_bytes())],
+        Tls::Off,
+        "anon_max_rate=400000\n",
+    );
+    let vendor = format!(
+        "\n[sources.vendor]\nkind = \"ftp\"\nhost = \"127.0.0.1\"\nport = {}\nio_timeout = \"2s\"\n",
+        ftp.port
+    );
+    let job = task_events_job("").replace("source = \"partner\"", "source = \"vendor\"");
+    let cfg = stack.write_config(&format!("{}{vendor}", stack.config_toml(&db, &job)));
+    let ferry = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        c.arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .env("RUST_LOG", "warn");
+        c
+    };
+    assert!(ferry(&["migrate"]).output().unwrap().status.success());
+    let run = |log: std::path::PathBuf| {
+        let mut child = ferry(&["once"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
+            .spawn()
+            .unwrap();
+        tokio::task::spawn_blocking(move || {
+            let status = wait_bounded(&mut child, Duration::from_secs(90));
+            let mut out = String::new();
+            use std::io::Read;
+            child
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            (status, out)
+        })
+    };
+    let first = run(stack.dir.path().join("first.err"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let frozen = descendants(ftp.child.id());
+    signal(&frozen, "-STOP");
+    let path = ftp.root().join("outbox/f.csv");
+    std::fs::write(&path, &new).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(120))
+        .unwrap();
+    let (status, out) = first.await.unwrap();
+    signal(&frozen, "-CONT");
+    let err = std::fs::read_to_string(stack.dir.path().join("first.err")).unwrap();
+    assert!(
+        !status.success(),
+        "the changed file is reported: {out}\n{err}"
+    );
+    assert!(out.contains("changed while it was read"), "{out}\n{err}");
+    assert_eq!(
+        db.count("task_events").await,
+        0,
+        "nothing of either version"
+    );
+    let (status, out) = run(stack.dir.path().join("second.err")).await.unwrap();
+    assert!(status.success(), "{out}");
+    assert!(out.contains("1 loaded"), "{out}");
+    assert_eq!(db.count("task_events").await, 20_000);
+    assert_eq!(
+        db.count_where("task_events", "event_id LIKE 'old%'").await,
+        0
+    );
+    db.drop_schema().await;
+}

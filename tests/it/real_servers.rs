@@ -35,6 +35,13 @@ pub(crate) struct Server {
     _dir: tempfile::TempDir,
 }
 
+impl Server {
+    /// vsftpd's anonymous root (what [`vsftpd_with`] serves).
+    pub(crate) fn root(&self) -> PathBuf {
+        self._dir.path().join("root")
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
