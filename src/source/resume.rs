@@ -26,6 +26,10 @@ pub struct IdleTimeout {
     inner: ByteStream,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
+    /// A read is pending: the deadline runs. It starts when a read starts,
+    /// so a reader that paused (backpressure from staging) is not blamed
+    /// on the server.
+    waiting: bool,
     what: String,
 }
 
@@ -36,6 +40,7 @@ impl IdleTimeout {
             inner,
             idle,
             deadline: Box::pin(tokio::time::sleep(idle)),
+            waiting: false,
             what,
         }
     }
@@ -48,10 +53,14 @@ impl AsyncRead for IdleTimeout {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if !this.waiting {
+            let next = Instant::now() + this.idle;
+            this.deadline.as_mut().reset(next);
+            this.waiting = true;
+        }
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
-                let next = Instant::now() + this.idle;
-                this.deadline.as_mut().reset(next);
+                this.waiting = false;
                 Poll::Ready(r)
             }
             Poll::Pending => {
@@ -190,5 +199,44 @@ impl AsyncRead for Resuming {
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream that never delivers times out after `idle`; one whose
+    /// reader pauses longer than `idle` between reads does not.
+    #[tokio::test(start_paused = true)]
+    async fn only_a_pending_read_counts_against_the_idle_deadline() {
+        use tokio::io::AsyncReadExt;
+        let (mut tx, rx) = tokio::io::duplex(64);
+        let mut s = IdleTimeout::new(Box::new(rx), Duration::from_secs(5), "f from s".into());
+        tokio::io::AsyncWriteExt::write_all(&mut tx, b"a")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1];
+        s.read_exact(&mut buf).await.unwrap();
+        // The reader pauses for longer than the deadline, then waits 1 s
+        // for the next byte: not a timeout.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::io::AsyncWriteExt::write_all(&mut tx, b"b")
+                .await
+                .unwrap();
+            tx
+        });
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"b");
+        let _tx = late.await.unwrap();
+        let e = s.read_exact(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(
+            e.to_string()
+                .contains("no bytes for 5s while downloading f from s"),
+            "{e}"
+        );
     }
 }
