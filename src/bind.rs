@@ -147,6 +147,22 @@ fn memchr_from(b: &[u8], from: usize, c: u8) -> Option<usize> {
     memchr::memchr(c, &b[from..]).map(|n| from + n)
 }
 
+/// `sql` with each code piece written by `on_code` (which appends to the
+/// output) and every verbatim piece kept as it is.
+fn map_code<E>(
+    sql: &str,
+    mut on_code: impl FnMut(&str, &mut String) -> Result<(), E>,
+) -> Result<String, E> {
+    let mut out = String::with_capacity(sql.len());
+    for piece in pieces(sql) {
+        match piece {
+            Piece::Verbatim(v) => out.push_str(v),
+            Piece::Code(c) => on_code(c, &mut out)?,
+        }
+    }
+    Ok(out)
+}
+
 /// Rewrites every `$n` in code with `with(n)` (1-based); `$` that is not
 /// a parameter (in a name, a literal, a comment) stays as it is.
 pub fn rewrite_positional(
@@ -154,15 +170,7 @@ pub fn rewrite_positional(
     count: usize,
     mut with: impl FnMut(usize, &mut String),
 ) -> Result<String, BindError> {
-    let mut out = String::with_capacity(sql.len());
-    for piece in pieces(sql) {
-        let code = match piece {
-            Piece::Verbatim(v) => {
-                out.push_str(v);
-                continue;
-            }
-            Piece::Code(c) => c,
-        };
+    map_code(sql, |code, out| {
         let b = code.as_bytes();
         let mut from = 0;
         let mut i = 0;
@@ -186,27 +194,19 @@ pub fn rewrite_positional(
                 });
             }
             out.push_str(&code[from..i]);
-            with(n, &mut out);
+            with(n, out);
             from = j;
             i = j;
         }
         out.push_str(&code[from..]);
-    }
-    Ok(out)
+        Ok(())
+    })
 }
 
 /// Rewrites every `:name` in code (not `::name`, a cast, nor a longer
 /// name) for which `with` returns a replacement.
 pub fn rewrite_named(sql: &str, mut with: impl FnMut(&str) -> Option<String>) -> String {
-    let mut out = String::with_capacity(sql.len());
-    for piece in pieces(sql) {
-        let code = match piece {
-            Piece::Verbatim(v) => {
-                out.push_str(v);
-                continue;
-            }
-            Piece::Code(c) => c,
-        };
+    let rewritten = map_code(sql, |code, out| {
         let b = code.as_bytes();
         let (mut from, mut i) = (0, 0);
         while i < b.len() {
@@ -230,8 +230,12 @@ pub fn rewrite_named(sql: &str, mut with: impl FnMut(&str) -> Option<String>) ->
             i = j;
         }
         out.push_str(&code[from..]);
+        Ok::<(), std::convert::Infallible>(())
+    });
+    match rewritten {
+        Ok(s) => s,
+        Err(never) => match never {},
     }
-    out
 }
 
 /// Replaces `from` with `to` in code only (function names such as

@@ -2,7 +2,7 @@
 //! `/readyz` and `/metrics` answer, a shutdown request stops it cleanly,
 //! and under systemd it says READY, STATUS and STOPPING.
 
-use crate::harness::{Stack, TestDb, migrated_runtime, task_events_job};
+use crate::harness::{Stack, TestDb, migrated_runtime, sftp_via, task_events_job};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -387,19 +387,12 @@ async fn a_stuck_job_turns_healthz_red_naming_it() {
     let proxy = CuttingProxy::start_with(stack.sftp.addr, 300_000, 1, Fault::Freeze)
         .await
         .unwrap();
-    let fingerprint = ferry::source::sftp::fingerprint(
-        ferry::testkit::sftp::test_key("host_ed25519").public_key(),
-    );
     let port = ferry::testkit::free_port().unwrap();
-    let toml = stack
-        .config_toml(&db, &task_events_job(""))
+    let via = proxy.addr.port();
+    let toml = sftp_via(&stack, &stack.config_toml(&db, &task_events_job("")), via)
         .replace(
-            &format!("port = {}", stack.sftp.addr.port()),
-            &format!("port = {}\nio_timeout = \"60s\"", proxy.addr.port()),
-        )
-        .replace(
-            &format!("known_hosts_file = \"{}\"", stack.known_hosts.display()),
-            &format!("host_key_fingerprint = \"{fingerprint}\""),
+            &format!("port = {via}"),
+            &format!("port = {via}\nio_timeout = \"60s\""),
         )
         .replace(
             "poll_interval = \"1s\"",

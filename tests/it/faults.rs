@@ -4,7 +4,7 @@
 //! retry within the configured deadline, and end with every row exactly
 //! once — never a hang. Every wait here is bounded.
 
-use crate::harness::{Stack, TestDb, task_events_job};
+use crate::harness::{Stack, TestDb, sftp_via, task_events_job};
 use crate::real_servers::{Tls, vsftpd_with};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,6 +62,78 @@ fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> std::proces
     }
 }
 
+/// What one run of ferry printed.
+struct Ran {
+    status: std::process::ExitStatus,
+    out: String,
+    err: String,
+}
+
+/// Starts `ferry --config cfg ARGS` with `RUST_LOG=rust_log`, its stderr
+/// kept in `log`; the handle resolves once it exited (at most 90 s).
+fn start_ferry(
+    cfg: &std::path::Path,
+    args: &[&str],
+    rust_log: &str,
+    log: std::path::PathBuf,
+) -> tokio::task::JoinHandle<Ran> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .env("RUST_LOG", rust_log)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let status = wait_bounded(&mut child, Duration::from_secs(90));
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let err = std::fs::read_to_string(&log).unwrap();
+        Ran { status, out, err }
+    })
+}
+
+/// `ferry migrate` on `cfg`.
+fn migrate(cfg: &std::path::Path) {
+    let o = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("--config")
+        .arg(cfg)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+}
+
+/// The task-event job reading vsftpd on `port` as source `vendor`, with a
+/// 2 s io_timeout; written as the stack's config.
+fn ftp_config(stack: &Stack, db: &TestDb, port: u16) -> std::path::PathBuf {
+    let vendor = format!(
+        "\n[sources.vendor]\nkind = \"ftp\"\nhost = \"127.0.0.1\"\nport = {port}\nio_timeout = \"2s\"\n"
+    );
+    let job = task_events_job("").replace("source = \"partner\"", "source = \"vendor\"");
+    stack.write_config(&format!("{}{vendor}", stack.config_toml(db, &job)))
+}
+
+/// Rewrites `path` with `body`: another size, and an mtime two minutes
+/// back, so the new version is settled.
+fn rewrite(path: &std::path::Path, body: &str) {
+    std::fs::write(path, body).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(120))
+        .unwrap();
+}
+
 /// An FTP download whose vsftpd session is SIGSTOPped mid-transfer: the
 /// read stalls, ferry's io_timeout (2 s here) cuts it, logs it, resumes
 /// on a new connection (a new, running session) and loads every row once.
@@ -77,51 +149,17 @@ async fn a_frozen_ftp_session_mid_download_times_out_resumes_and_loads_once() {
         Tls::Off,
         "anon_max_rate=400000\n",
     );
-    let vendor = format!(
-        "\n[sources.vendor]\nkind = \"ftp\"\nhost = \"127.0.0.1\"\nport = {}\nio_timeout = \"2s\"\n",
-        ftp.port
-    );
-    let job = task_events_job("").replace("source = \"partner\"", "source = \"vendor\"");
-    let toml = format!("{}{vendor}", stack.config_toml(&db, &job));
-    let cfg = stack.write_config(&toml);
-    let ferry = |args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
-        c.arg("--config")
-            .arg(&cfg)
-            .args(args)
-            .env("RUST_LOG", "warn");
-        c
-    };
-    assert!(ferry(&["migrate"]).output().unwrap().status.success());
-    let log = stack.dir.path().join("ferry.err");
-    let mut child = ferry(&["once"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .spawn()
-        .unwrap();
+    let cfg = ftp_config(&stack, &db, ftp.port);
+    migrate(&cfg);
+    let run = start_ferry(&cfg, &["once"], "warn", stack.dir.path().join("ferry.err"));
     // Freeze every session once the download is under way (the listener
     // stays up, so a new connection gets a new, running session).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let frozen = descendants(ftp.child.id());
     assert!(!frozen.is_empty(), "vsftpd has a session to freeze");
     signal(&frozen, "-STOP");
-    let status = tokio::task::spawn_blocking(move || {
-        let s = wait_bounded(&mut child, Duration::from_secs(90));
-        (s, child)
-    })
-    .await
-    .unwrap();
+    let Ran { status, out, err } = run.await.unwrap();
     signal(&frozen, "-CONT");
-    let (status, mut child) = status;
-    let mut out = String::new();
-    use std::io::Read;
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let err = std::fs::read_to_string(&log).unwrap();
     eprintln!("ferry said:\n{err}");
     assert!(status.success(), "{out}\n{err}");
     assert!(out.contains("1 loaded"), "{out}\n{err}");
@@ -150,51 +188,21 @@ async fn a_silent_sftp_connection_mid_download_is_abandoned_and_the_file_loads_o
     let proxy = CuttingProxy::start_with(stack.sftp.addr, 400_000, 1, Fault::Freeze)
         .await
         .unwrap();
-    let fingerprint = ferry::source::sftp::fingerprint(
-        ferry::testkit::sftp::test_key("host_ed25519").public_key(),
+    let toml = sftp_via(
+        &stack,
+        &stack.config_toml(&db, &task_events_job("")),
+        proxy.addr.port(),
+    )
+    .replace(
+        &format!("port = {}", proxy.addr.port()),
+        &format!("port = {}\nio_timeout = \"2s\"", proxy.addr.port()),
     );
-    let known_hosts = format!("known_hosts_file = \"{}\"", stack.known_hosts.display());
-    let toml = stack
-        .config_toml(&db, &task_events_job(""))
-        .replace(
-            &format!("port = {}", stack.sftp.addr.port()),
-            &format!("port = {}\nio_timeout = \"2s\"", proxy.addr.port()),
-        )
-        .replace(
-            &known_hosts,
-            &format!("host_key_fingerprint = \"{fingerprint}\""),
-        );
     let cfg = stack.write_config(&toml);
-    let ferry = |args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
-        c.arg("--config")
-            .arg(&cfg)
-            .args(args)
-            .env("RUST_LOG", "warn,ferry=info");
-        c
-    };
-    assert!(ferry(&["migrate"]).output().unwrap().status.success());
+    migrate(&cfg);
     let log = stack.dir.path().join("ferry.err");
-    let mut child = ferry(&["once"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .spawn()
+    let Ran { status, out, err } = start_ferry(&cfg, &["once"], "warn,ferry=info", log)
+        .await
         .unwrap();
-    let (status, mut child) = tokio::task::spawn_blocking(move || {
-        let s = wait_bounded(&mut child, Duration::from_secs(90));
-        (s, child)
-    })
-    .await
-    .unwrap();
-    let mut out = String::new();
-    use std::io::Read;
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let err = std::fs::read_to_string(&log).unwrap();
     eprintln!("ferry said:\n{err}");
     assert!(status.success(), "{out}\n{err}");
     assert!(out.contains("1 loaded"), "{out}\n{err}");
@@ -235,14 +243,7 @@ async fn a_silent_postgres_connection_is_abandoned_and_the_file_loads_once() {
         .parse()
         .unwrap_or_else(|_| "127.0.0.1:5432".parse().unwrap());
     let direct = stack.config_toml(&db, &task_events_job(""));
-    let cfg_direct = stack.write_config(&direct);
-    let migrate = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .arg("--config")
-        .arg(&cfg_direct)
-        .arg("migrate")
-        .output()
-        .unwrap();
-    assert!(migrate.status.success(), "{migrate:?}");
+    migrate(&stack.write_config(&direct));
     let proxy = CuttingProxy::start_with(pg, 1_200, 1, Fault::Freeze)
         .await
         .unwrap();
@@ -259,30 +260,8 @@ async fn a_silent_postgres_connection_is_abandoned_and_the_file_loads_once() {
     let mut loaded = false;
     for run in 0..3 {
         let log = stack.dir.path().join(format!("ferry-{run}.err"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .arg("--config")
-            .arg(&cfg)
-            .arg("once")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .unwrap();
-        let (_status, mut child) = tokio::task::spawn_blocking(move || {
-            let s = wait_bounded(&mut child, Duration::from_secs(90));
-            (s, child)
-        })
-        .await
-        .unwrap();
-        let mut out = String::new();
-        use std::io::Read;
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        logs.push_str(&std::fs::read_to_string(&log).unwrap());
+        let Ran { out, err, .. } = start_ferry(&cfg, &["once"], "warn", log).await.unwrap();
+        logs.push_str(&err);
         logs.push_str(&out);
         if out.contains("1 loaded") || out.contains("0 loaded, 1 skipped") {
             loaded = true;
@@ -334,14 +313,7 @@ fn overwrite_on_cut(
             assert!(started.elapsed() < Duration::from_secs(30), "no cut");
             std::thread::sleep(Duration::from_millis(2));
         }
-        std::fs::write(&path, new).unwrap();
-        let other = std::time::SystemTime::now() - Duration::from_secs(120);
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(other)
-            .unwrap();
+        rewrite(&path, &new);
     })
 }
 
@@ -394,19 +366,11 @@ async fn a_file_overwritten_during_its_download_never_commits_mixed() {
     let proxy = CuttingProxy::start(stack.sftp.addr, 400_000, 1)
         .await
         .unwrap();
-    let fingerprint = ferry::source::sftp::fingerprint(
-        ferry::testkit::sftp::test_key("host_ed25519").public_key(),
+    let toml = sftp_via(
+        &stack,
+        &stack.config_toml(&db, &task_events_job("")),
+        proxy.addr.port(),
     );
-    let toml = stack
-        .config_toml(&db, &task_events_job(""))
-        .replace(
-            &format!("port = {}", stack.sftp.addr.port()),
-            &format!("port = {}", proxy.addr.port()),
-        )
-        .replace(
-            &format!("known_hosts_file = \"{}\"", stack.known_hosts.display()),
-            &format!("host_key_fingerprint = \"{fingerprint}\""),
-        );
     let rt = crate::harness::migrated_runtime(&toml).await;
     let writer = overwrite_on_cut(proxy.cuts.clone(), path, new);
     changed_mid_download_commits_nothing_mixed(&db, &rt, writer).await;
@@ -460,55 +424,15 @@ async fn an_ftp_file_rewritten_while_its_session_is_frozen_never_commits_mixed()
         Tls::Off,
         "anon_max_rate=400000\n",
     );
-    let vendor = format!(
-        "\n[sources.vendor]\nkind = \"ftp\"\nhost = \"127.0.0.1\"\nport = {}\nio_timeout = \"2s\"\n",
-        ftp.port
-    );
-    let job = task_events_job("").replace("source = \"partner\"", "source = \"vendor\"");
-    let cfg = stack.write_config(&format!("{}{vendor}", stack.config_toml(&db, &job)));
-    let ferry = |args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
-        c.arg("--config")
-            .arg(&cfg)
-            .args(args)
-            .env("RUST_LOG", "warn");
-        c
-    };
-    assert!(ferry(&["migrate"]).output().unwrap().status.success());
-    let run = |log: std::path::PathBuf| {
-        let mut child = ferry(&["once"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
-            .spawn()
-            .unwrap();
-        tokio::task::spawn_blocking(move || {
-            let status = wait_bounded(&mut child, Duration::from_secs(90));
-            let mut out = String::new();
-            use std::io::Read;
-            child
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_string(&mut out)
-                .unwrap();
-            (status, out)
-        })
-    };
-    let first = run(stack.dir.path().join("first.err"));
+    let cfg = ftp_config(&stack, &db, ftp.port);
+    migrate(&cfg);
+    let first = start_ferry(&cfg, &["once"], "warn", stack.dir.path().join("first.err"));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let frozen = descendants(ftp.child.id());
     signal(&frozen, "-STOP");
-    let path = ftp.root().join("outbox/f.csv");
-    std::fs::write(&path, &new).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_modified(std::time::SystemTime::now() - Duration::from_secs(120))
-        .unwrap();
-    let (status, out) = first.await.unwrap();
+    rewrite(&ftp.root().join("outbox/f.csv"), &new);
+    let Ran { status, out, err } = first.await.unwrap();
     signal(&frozen, "-CONT");
-    let err = std::fs::read_to_string(stack.dir.path().join("first.err")).unwrap();
     assert!(
         !status.success(),
         "the changed file is reported: {out}\n{err}"
@@ -519,7 +443,10 @@ async fn an_ftp_file_rewritten_while_its_session_is_frozen_never_commits_mixed()
         0,
         "nothing of either version"
     );
-    let (status, out) = run(stack.dir.path().join("second.err")).await.unwrap();
+    let Ran { status, out, .. } =
+        start_ferry(&cfg, &["once"], "warn", stack.dir.path().join("second.err"))
+            .await
+            .unwrap();
     assert!(status.success(), "{out}");
     assert!(out.contains("1 loaded"), "{out}");
     assert_eq!(db.count("task_events").await, 20_000);

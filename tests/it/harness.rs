@@ -277,6 +277,23 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
     }
 }
 
+/// `toml` (from [`Stack::config_toml`]) with the SFTP source reached on
+/// `port` (a proxy in front of the stack's server): the host key pinned by
+/// fingerprint, since known_hosts entries are per port.
+pub fn sftp_via(stack: &Stack, toml: &str, port: u16) -> String {
+    let fingerprint = ferry::source::sftp::fingerprint(
+        ferry::testkit::sftp::test_key("host_ed25519").public_key(),
+    );
+    toml.replace(
+        &format!("port = {}", stack.sftp.addr.port()),
+        &format!("port = {port}"),
+    )
+    .replace(
+        &format!("known_hosts_file = \"{}\"", stack.known_hosts.display()),
+        &format!("host_key_fingerprint = \"{fingerprint}\""),
+    )
+}
+
 /// The task-event job used by most tests.
 pub fn task_events_job(extra: &str) -> String {
     format!(
