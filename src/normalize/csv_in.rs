@@ -1,12 +1,14 @@
 //! The CSV decoder: header or configured names, any one-byte delimiter and
 //! quote, a UTF-8 BOM, CRLF or LF, quoted fields with embedded newlines.
 //! Records end at LF only, so positions count physical lines in CRLF files
-//! too. Ragged records become error rows.
+//! too. Ragged records, records that are not UTF-8 and records larger
+//! than `max_record_bytes` become error rows; the rest of the file loads.
 
+use super::csv_records::{Next, RecordReader};
 use super::handoff::{self, Feed, Stopped};
 use super::output::Output;
 use super::sink::{Fields, Key, RowSink};
-use super::{FileContext, NormalizeError, RecordGuard, RowError};
+use super::{FileContext, NormalizeError, RowError};
 use crate::config::{CsvFormat, Job};
 use std::borrow::Cow;
 use std::io::{self, Read};
@@ -50,33 +52,35 @@ impl Fields for CsvRecord {
     }
 }
 
-/// A CSV reader's error as a file failure: I/O stays a read error (the
-/// caller tells the source's failures from the bytes'), anything else says
-/// where the bytes are wrong and what to set.
-fn read_err(path: &str, e: csv::Error) -> NormalizeError {
-    let reason = match e.kind() {
-        csv::ErrorKind::Utf8 { pos, err } => format!(
-            "line {}, field {}, byte {} of the field: the header is not valid UTF-8; if the file is Latin-1 or Windows-1252, set format.encoding",
-            pos.as_ref().map_or(1, |p| p.line()),
-            err.field() + 1,
-            err.valid_up_to() + 1
-        ),
-        csv::ErrorKind::Io(_) => {
-            let source = match e.into_kind() {
-                csv::ErrorKind::Io(source) => source,
-                other => io::Error::other(format!("{other:?}")),
-            };
-            return NormalizeError::Read {
-                path: path.to_string(),
-                source,
-            };
-        }
-        _ => format!("not readable as CSV: {e}"),
-    };
+/// A read error as a file failure: I/O stays a read error (the caller
+/// tells the source's failures from the bytes').
+fn read_err(path: &str, source: io::Error) -> NormalizeError {
+    NormalizeError::Read {
+        path: path.to_string(),
+        source,
+    }
+}
+
+/// The file failure for a header that is not UTF-8 or too large.
+fn bad_header(path: &str, reason: String) -> NormalizeError {
     NormalizeError::Format {
         path: path.to_string(),
         reason,
     }
+}
+
+/// Checks that `bytes` is UTF-8; on failure, the field and byte that are
+/// not, and the record back for reuse.
+fn to_strings(bytes: csv::ByteRecord) -> Result<csv::StringRecord, (String, csv::ByteRecord)> {
+    csv::StringRecord::from_byte_record(bytes).map_err(|e| {
+        let u = e.utf8_error();
+        let at = format!(
+            "field {}, byte {} of the field",
+            u.field() + 1,
+            u.valid_up_to() + 1
+        );
+        (at, e.into_byte_record())
+    })
 }
 
 /// Decodes `input` as CSV into `out`.
@@ -85,42 +89,45 @@ pub fn decode<R: Read, W: Output>(
     fmt: &CsvFormat,
     ctx: &FileContext,
     input: R,
-    guard: &RecordGuard,
     out: W,
 ) -> Result<super::NormalizeStats, NormalizeError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(fmt.delimiter)
-        .quote(fmt.quote)
-        .escape(fmt.escape)
-        .double_quote(fmt.escape.is_none())
-        .has_headers(false)
-        .flexible(true)
-        .terminator(csv::Terminator::Any(b'\n'))
-        // As large as the buffered reader below, so that its reads go
-        // straight into this buffer instead of being copied twice.
-        .buffer_capacity(256 * 1024)
-        .from_reader(input);
-    let mut record = csv::StringRecord::new();
+    let max_record = job.limits.max_record_bytes;
+    let mut reader = RecordReader::new(fmt, input, max_record);
+    let path = ctx.path.as_str();
     let header: Vec<String> = if fmt.header {
-        match reader.read_record(&mut record) {
-            Ok(true) => (0..record.len())
-                .map(|i| {
-                    let h = field(&record, i);
-                    let h = if i == 0 {
-                        h.trim_start_matches('\u{feff}')
-                    } else {
-                        h
-                    };
-                    h.trim().to_string()
-                })
-                .collect(),
-            Ok(false) => Vec::new(), // empty file: zero rows
-            Err(e) => return Err(read_err(&ctx.path, e)),
+        let mut bytes = csv::ByteRecord::new();
+        match reader.next(&mut bytes).map_err(|e| read_err(path, e))? {
+            Next::Record { .. } => {
+                let record = to_strings(bytes).map_err(|(at, _)| {
+                    bad_header(path, format!(
+                        "line 1, {at}: the header is not valid UTF-8; if the file is Latin-1 or Windows-1252, set format.encoding"
+                    ))
+                })?;
+                (0..record.len())
+                    .map(|i| {
+                        let h = field(&record, i);
+                        let h = if i == 0 {
+                            h.trim_start_matches('\u{feff}')
+                        } else {
+                            h
+                        };
+                        h.trim().to_string()
+                    })
+                    .collect()
+            }
+            Next::TooLarge { bytes, .. } => {
+                return Err(bad_header(
+                    path,
+                    format!(
+                        "line 1: the header is {bytes} bytes, longer than max_record_bytes ({max_record} bytes); is format.delimiter or format.quote right?"
+                    ),
+                ));
+            }
+            Next::End => Vec::new(), // empty file: zero rows
         }
     } else {
         fmt.field_names.clone()
     };
-    guard.record_ended(reader.position().byte());
     let empty_file = fmt.header && header.is_empty();
     let sink = RowSink::new(job, ctx, out, |name, col| {
         match header.iter().position(|h| h == name) {
@@ -136,36 +143,56 @@ pub fn decode<R: Read, W: Output>(
             }),
         }
     })?;
-    let path = ctx.path.as_str();
     handoff::run(
         sink,
         path,
         ctx.one_thread(),
         |feed: &mut Feed<'_, CsvRecord>| {
+            let mut spare = csv::ByteRecord::new();
             loop {
-                let mut record = feed.spare().map(|r| r.record).unwrap_or_default();
-                match reader.read_record(&mut record) {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(e) => {
-                        if let csv::ErrorKind::Utf8 { pos, err } = e.kind() {
-                            // One bad record, not a bad file: reject it, go on.
-                            let line = pos.as_ref().map_or(0, |p| p.line());
-                            let reason = format!(
-                                "field {} is not valid UTF-8; if the file is Latin-1 or Windows-1252, set format.encoding",
-                                err.field() + 1
-                            );
-                            guard.record_ended(reader.position().byte());
-                            feed.reject(RowError::unmapped(line, 1220, reason, ""))
-                                .map_err(|Stopped| handoff::stopped(path))?;
-                            continue;
-                        }
-                        return Err(read_err(path, e));
+                let mut bytes = feed
+                    .spare()
+                    .map(|r| r.record.into_byte_record())
+                    .unwrap_or_else(|| std::mem::take(&mut spare));
+                let line = match reader.next(&mut bytes).map_err(|e| read_err(path, e))? {
+                    Next::Record { line } => line,
+                    Next::End => break,
+                    Next::TooLarge {
+                        line,
+                        bytes: size,
+                        head,
+                    } => {
+                        // One record too large is rejected, not the file:
+                        // its bytes were parsed and dropped, never held.
+                        let reason = format!(
+                            "the record is {size} bytes, longer than max_record_bytes ({max_record} bytes); raise limits.max_record_bytes to load it"
+                        );
+                        spare = bytes;
+                        feed.reject(RowError::unmapped(
+                            line,
+                            1225,
+                            reason,
+                            &String::from_utf8_lossy(&head),
+                        ))
+                        .map_err(|Stopped| handoff::stopped(path))?;
+                        continue;
                     }
-                }
-                guard.record_ended(reader.position().byte());
-                let line = record.position().map_or(0, |p| p.line());
+                };
+                let record = match to_strings(bytes) {
+                    Ok(r) => r,
+                    Err((at, back)) => {
+                        // One bad record, not a bad file: reject it, go on.
+                        spare = back;
+                        let reason = format!(
+                            "{at} is not valid UTF-8; if the file is Latin-1 or Windows-1252, set format.encoding"
+                        );
+                        feed.reject(RowError::unmapped(line, 1220, reason, ""))
+                            .map_err(|Stopped| handoff::stopped(path))?;
+                        continue;
+                    }
+                };
                 if record.len() == 1 && field(&record, 0).is_empty() {
+                    spare = record.into_byte_record();
                     continue; // blank line
                 }
                 if !header.is_empty() && record.len() != header.len() {
@@ -180,6 +207,7 @@ pub fn decode<R: Read, W: Output>(
                         header.len()
                     );
                     let raw = raw_record(&record, fmt.delimiter);
+                    spare = record.into_byte_record();
                     feed.reject(RowError::unmapped(line, code, reason, &raw))
                         .map_err(|Stopped| handoff::stopped(path))?;
                     continue;

@@ -17,6 +17,7 @@
 mod coerce;
 mod csv_in;
 mod csv_out;
+mod csv_records;
 mod encoding;
 pub mod gzip;
 mod handoff;
@@ -512,23 +513,11 @@ fn decode<W: Output>(
     output: W,
 ) -> Result<NormalizeStats, NormalizeError> {
     match &job.format {
-        // The guard counts the bytes the CSV reader sees (after
-        // transcoding), since its record positions are in those bytes.
+        // The CSV reader bounds its records itself (and skips one too
+        // large), so it needs no guard.
         Format::Csv(fmt) => match fmt.encoding {
-            TextEncoding::Utf8 => {
-                let guarded = Guarded {
-                    inner: input,
-                    guard,
-                };
-                csv_in::decode(job, fmt, ctx, guarded, guard, output)
-            }
-            other => {
-                let guarded = Guarded {
-                    inner: encoding::ToUtf8::new(input, other),
-                    guard,
-                };
-                csv_in::decode(job, fmt, ctx, guarded, guard, output)
-            }
+            TextEncoding::Utf8 => csv_in::decode(job, fmt, ctx, input, output),
+            other => csv_in::decode(job, fmt, ctx, encoding::ToUtf8::new(input, other), output),
         },
         Format::Ndjson => {
             json_in::decode_ndjson(job, ctx, input, job.limits.max_record_bytes, output)

@@ -275,17 +275,33 @@ fn a_gzip_bomb_fails_the_file_with_a_clear_reason() {
     assert!(e.contains("max_decompressed_bytes (1024 bytes)"), "{e}");
 }
 
+/// `stats` has `rows` rows and one reject, on `line` with `code`, whose
+/// reason says `says` and whose raw line is bounded.
+fn assert_one_reject(stats: &NormalizeStats, rows: u64, (line, code): (u64, i32), says: &str) {
+    assert_eq!((stats.rows, stats.rejected), (rows, 1));
+    let e = &stats.errors[0];
+    assert_eq!((e.line, e.code), (line, code));
+    assert!(e.reason.contains(says), "{}", e.reason);
+    assert!(e.raw_line.len() <= 256);
+}
+
+/// Regression: a CSV record larger than `max_record_bytes` failed the
+/// whole file; now it is rejected (parsed and dropped, never held) and the
+/// records around it load, as in NDJSON.
 #[test]
-fn a_record_larger_than_the_limit_fails_instead_of_eating_memory() {
+fn a_record_larger_than_the_limit_is_rejected_and_the_rest_loads() {
     let j = job_with(
         "limits = { max_record_bytes = \"64KiB\" }",
         r#"{ name = "a", type = "varchar(10)" }"#,
     );
-    let huge = format!("a\n\"{}\"\n", "x".repeat(3 << 20));
-    let e = run(&j, &huge).unwrap_err().to_string();
-    assert!(
-        e.contains("larger than max_record_bytes (65536 bytes)"),
-        "{e}"
+    let huge = format!("a\nok1\n\"{}\n\"\nok2\n", "x".repeat(3 << 20));
+    let (out, stats) = run(&j, &huge).unwrap();
+    assert_eq!(out, "ok1,/in/f.csv,2\nok2,/in/f.csv,5\n");
+    assert_one_reject(
+        &stats,
+        2,
+        (3, 1225),
+        "3145732 bytes, longer than max_record_bytes (65536 bytes)",
     );
     let nd = job_with(
         "format = { kind = \"ndjson\" }\nlimits = { max_record_bytes = \"1KiB\" }",
@@ -298,16 +314,12 @@ fn a_record_larger_than_the_limit_fails_instead_of_eating_memory() {
     );
     let (out, stats) = run(&nd, &input).unwrap();
     assert_eq!(out, "ok1,/in/f.csv,1\nok2,/in/f.csv,3\n");
-    assert_eq!((stats.rows, stats.rejected), (2, 1));
-    assert_eq!((stats.errors[0].line, stats.errors[0].code), (2, 1225));
-    assert!(
-        stats.errors[0]
-            .reason
-            .contains("300009 bytes, longer than max_record_bytes (1024 bytes)"),
-        "{}",
-        stats.errors[0].reason
+    assert_one_reject(
+        &stats,
+        2,
+        (2, 1225),
+        "300009 bytes, longer than max_record_bytes (1024 bytes)",
     );
-    assert!(stats.errors[0].raw_line.len() <= 256);
 }
 
 #[test]
@@ -394,6 +406,38 @@ fn xml_refuses_dtds_deep_nesting_and_broken_documents() {
     assert!(e.contains("unknown entity &nope;"), "{e}");
     let (out, stats) = run(&j, "").unwrap();
     assert_eq!((out.as_str(), stats.rows), ("", 0));
+}
+
+/// An XML record of many parts larger than `max_record_bytes` is
+/// rejected and the records after it load; one text larger than the limit
+/// (plus read-ahead) fails the file, since it cannot be skipped unheld.
+#[test]
+fn an_xml_record_larger_than_the_limit_is_rejected_and_the_rest_loads() {
+    let j = job_with(
+        "format = { kind = \"xml\", record_path = \"/r/e\" }\nlimits = { max_record_bytes = \"1KiB\" }",
+        r#"{ name = "a", type = "varchar(10)" }"#,
+    );
+    let big = format!(
+        "<r><e><a>ok1</a></e><e><a>no</a>{}</e><e><a>ok2</a></e></r>",
+        "<x>filler</x>".repeat(100_000)
+    );
+    let (out, stats) = run(&j, &big).unwrap();
+    assert_eq!(out, "ok1,/in/f.csv,1\nok2,/in/f.csv,3\n");
+    assert_one_reject(
+        &stats,
+        2,
+        (2, 1225),
+        "longer than max_record_bytes (1024 bytes)",
+    );
+    let one_text = format!(
+        "<r><e><a>ok1</a></e><e><a>{}</a></e></r>",
+        "y".repeat(3 << 20)
+    );
+    let e = run(&j, &one_text).unwrap_err().to_string();
+    assert!(
+        e.contains("larger than max_record_bytes (1024 bytes)"),
+        "{e}"
+    );
 }
 
 #[test]

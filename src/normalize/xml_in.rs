@@ -6,7 +6,10 @@
 //! (`status`), a nested one (`task/id`), an attribute of the record
 //! (`@id`) or of a child (`task/@id`). DTDs are refused, so no entity can
 //! expand; only the five predefined entities and character references are
-//! read. Nesting deeper than `max_xml_depth` fails the file. An error row's
+//! read. Nesting deeper than `max_xml_depth` fails the file. A record
+//! larger than `max_record_bytes` is rejected (nothing of it is kept past
+//! the limit) and the next one read; a single text or tag that large fails
+//! the file, since it cannot be skipped without holding it. An error row's
 //! line is the record's ordinal; its reason gives the byte offset.
 
 use super::handoff::{self, Feed, Stopped};
@@ -120,6 +123,9 @@ pub fn decode<R: BufRead, W: Output>(
         record: None,
         text: String::new(),
         key: String::new(),
+        record_start: 0,
+        too_large: false,
+        max_record: job.limits.max_record_bytes,
     };
     handoff::run(
         sink,
@@ -143,6 +149,12 @@ struct State<'p> {
     text: String,
     /// Scratch for a field key.
     key: String,
+    /// Where the current record started (byte offset).
+    record_start: u64,
+    /// The current record passed `max_record` bytes: nothing more of it is
+    /// kept, and it is rejected at its end tag.
+    too_large: bool,
+    max_record: u64,
 }
 
 impl State<'_> {
@@ -185,6 +197,9 @@ impl State<'_> {
                     reader.error_position()
                 ))
             })?;
+            if self.record.is_some() {
+                self.watch_size(reader.buffer_position(), guard);
+            }
             match event {
                 Event::DocType(_) => {
                     return Err(format_err(
@@ -214,8 +229,11 @@ impl State<'_> {
                         let mut fields = feed.spare().unwrap_or_default();
                         fields.len = 0;
                         self.record = Some((self.depth, fields));
+                        self.record_start = pos;
                     }
-                    if let Some(record_depth) = self.record.as_ref().map(|r| r.0) {
+                    if let Some(record_depth) = self.record.as_ref().map(|r| r.0)
+                        && !self.too_large
+                    {
                         self.relative_key(record_depth);
                         let prefix_len = self.key.len();
                         for a in e.attributes().filter_map(|a| a.ok()) {
@@ -247,22 +265,22 @@ impl State<'_> {
                         self.text.clear();
                     }
                     if empty {
-                        self.end_element(count, guard, feed)?;
+                        self.end_element(count, reader.buffer_position(), guard, feed)?;
                     }
                 }
-                Event::Text(t) if self.record.is_some() => {
+                Event::Text(t) if self.record.is_some() && !self.too_large => {
                     self.text.push_str(
                         &t.xml10_content()
                             .map_err(|e| format_err(format!("bad text near byte {pos}: {e}")))?,
                     );
                 }
-                Event::CData(t) if self.record.is_some() => {
+                Event::CData(t) if self.record.is_some() && !self.too_large => {
                     self.text.push_str(
                         &t.decode()
                             .map_err(|e| format_err(format!("bad CDATA near byte {pos}: {e}")))?,
                     );
                 }
-                Event::GeneralRef(r) if self.record.is_some() => {
+                Event::GeneralRef(r) if self.record.is_some() && !self.too_large => {
                     if let Some(c) = r.resolve_char_ref().ok().flatten() {
                         self.text.push(c);
                     } else {
@@ -277,7 +295,7 @@ impl State<'_> {
                         }
                     }
                 }
-                Event::End(_) => self.end_element(count, guard, feed)?,
+                Event::End(_) => self.end_element(count, reader.buffer_position(), guard, feed)?,
                 Event::Eof => break,
                 _ => {}
             }
@@ -291,9 +309,27 @@ impl State<'_> {
         Ok(())
     }
 
+    /// Past `max_record` bytes into a record, stops keeping any of it (so
+    /// a record of many parts holds no memory) and tells the guard that
+    /// the bytes are accounted for. One part (a text, an attribute) larger
+    /// than the limit still trips the guard, which fails the file.
+    fn watch_size(&mut self, at: u64, guard: &RecordGuard) {
+        if !self.too_large && at.saturating_sub(self.record_start) > self.max_record {
+            self.too_large = true;
+            if let Some((_, fields)) = self.record.as_mut() {
+                fields.len = 0;
+            }
+            self.text = String::new();
+        }
+        if self.too_large {
+            guard.record_ended_here();
+        }
+    }
+
     fn end_element(
         &mut self,
         count: u64,
+        at: u64,
         guard: &RecordGuard,
         feed: &mut Feed<'_, XmlFields>,
     ) -> Result<(), NormalizeError> {
@@ -308,6 +344,17 @@ impl State<'_> {
                     fields.set_if_absent(&self.key, &self.text);
                 }
                 self.text.clear();
+            } else if self.depth == record_depth && self.too_large {
+                self.record = None;
+                self.too_large = false;
+                let reason = format!(
+                    "the record is {} bytes, longer than max_record_bytes ({} bytes); raise limits.max_record_bytes to load it",
+                    at.saturating_sub(self.record_start),
+                    self.max_record
+                );
+                feed.reject(super::RowError::unmapped(count, 1225, reason, ""))
+                    .map_err(|Stopped| handoff::stopped(""))?;
+                guard.record_ended_here();
             } else if self.depth == record_depth {
                 let (_, fields) = self.record.take().expect("inside a record");
                 let size = fields.live().iter().map(|(k, v)| k.len() + v.len()).sum();

@@ -177,6 +177,7 @@ pub(super) async fn fetch_and_normalize(
     stream_to: Option<tokio::sync::mpsc::Sender<Blob>>,
 ) -> Result<(NormalizeStats, LocalStaged)> {
     let stream = Resuming::open_version(src.clone(), entry).await?;
+    let changed = stream.changed();
     let reader = tokio_util::io::SyncIoBridge::new(stream);
     let ctx = FileContext {
         path: entry.path.clone(),
@@ -218,6 +219,12 @@ pub(super) async fn fetch_and_normalize(
             None => normalize::normalize(&job, &ctx, reader, &mut out),
         };
         let stats = result.map_err(|e| match e {
+            // The file changed under a resume: it is still being written.
+            normalize::NormalizeError::Read { .. }
+                if changed.load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                Error::transient(e.to_string()).later()
+            }
             normalize::NormalizeError::Read { .. } => Error::transient(e.to_string()),
             normalize::NormalizeError::Write { .. } => Error::transient(e.to_string()),
             normalize::NormalizeError::MissingField { .. }

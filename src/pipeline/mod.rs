@@ -506,7 +506,7 @@ async fn poll_job(
                     }
                     Work::Load(waiting.take())
                 }
-                Err(f) => Work::Failed(entry, f),
+                Err(f) => Work::Failed(Box::new((entry, f))),
             };
             if work_tx.send(work).await.is_err() {
                 return;
@@ -525,7 +525,8 @@ async fn poll_job(
                         .instrument(span)
                         .await?
                 }
-                Work::Failed(entry, f) => {
+                Work::Failed(failed) => {
+                    let (entry, f) = *failed;
                     failed_to_stage(rt, job, &entry, f, report)
                         .instrument(file_span(job, &entry))
                         .await?
@@ -585,7 +586,7 @@ enum Work {
     /// A batch to load.
     Load(Vec<Staged>),
     /// A file that failed before it was staged.
-    Failed(RemoteEntry, FileFailure),
+    Failed(Box<(RemoteEntry, FileFailure)>),
 }
 
 /// Reports a file that could not be staged; a permanent failure (bad data,

@@ -81,6 +81,7 @@ impl Source for LocalSource {
                         relative,
                         size: meta.len(),
                         mtime,
+                        etag: None,
                     });
                 }
             }

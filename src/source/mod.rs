@@ -32,6 +32,10 @@ pub struct RemoteEntry {
     pub size: u64,
     /// Modification time, Unix seconds (UTC).
     pub mtime: i64,
+    /// The server's entity tag where it has one (S3): reads of this
+    /// version are made conditional on it, so bytes of a replaced object
+    /// are never mixed into it.
+    pub etag: Option<String>,
 }
 
 /// A byte stream of one remote file.
@@ -51,6 +55,18 @@ pub trait Source: Send + Sync {
     async fn list(&self, dir: &str, recursive: bool) -> Result<Vec<RemoteEntry>>;
     /// Opens `path` for reading from byte `offset`.
     async fn open(&self, path: &str, offset: u64) -> Result<ByteStream>;
+    /// Opens the listed version `entry` from byte `offset`, with the
+    /// entity tag of what it opened where the server tells one. A source
+    /// that can make the read conditional on the version (S3 `If-Match` on
+    /// `entry.etag`) fails with [`changed_error`] when the file was
+    /// replaced.
+    async fn open_entry(
+        &self,
+        entry: &RemoteEntry,
+        offset: u64,
+    ) -> Result<(ByteStream, Option<String>)> {
+        Ok((self.open(&entry.path, offset).await?, None))
+    }
     /// Whether a file or folder exists at `path`.
     async fn exists(&self, path: &str) -> Result<bool>;
     /// Applies the job's on-success action to `path`; returns where the

@@ -14,6 +14,7 @@ use crate::error::Result;
 use futures::future::BoxFuture;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, ReadBuf};
@@ -96,28 +97,51 @@ pub struct Resuming {
     /// The version listed: checked again before every resume, so a file
     /// rewritten meanwhile is never continued from the new bytes.
     version: Option<RemoteEntry>,
+    /// Set when a resume found the file changed (see [`Resuming::changed`]).
+    changed: Arc<AtomicBool>,
 }
 
 impl Resuming {
     /// Opens `path` on `src` from its first byte.
     pub async fn open(src: Arc<dyn Source>, path: &str) -> Result<Resuming> {
-        let first = open_within(src.clone(), path.to_string(), 0).await?;
+        Self::start(src, path, None).await
+    }
+
+    /// Opens the listed `entry`; every resume first checks that the file
+    /// is still that version (size and mtime), and every read is made
+    /// conditional on it where the source can ([`Source::open_entry`]).
+    pub async fn open_version(src: Arc<dyn Source>, entry: &RemoteEntry) -> Result<Resuming> {
+        Self::start(src, &entry.path, Some(entry.clone())).await
+    }
+
+    async fn start(
+        src: Arc<dyn Source>,
+        path: &str,
+        version: Option<RemoteEntry>,
+    ) -> Result<Resuming> {
+        let (first, etag) = open_within(src.clone(), path.to_string(), version.clone(), 0).await?;
+        // Resumes are conditional on the entity tag of what was opened
+        // first, where the listing did not give one.
+        let version = version.map(|mut v| {
+            v.etag = v.etag.or(etag);
+            v
+        });
         Ok(Resuming {
             src,
             path: path.to_string(),
             offset: 0,
             resumes_left: MAX_RESUMES,
             state: State::Reading(first),
-            version: None,
+            version,
+            changed: Arc::default(),
         })
     }
 
-    /// Opens the listed `entry`; every resume first checks that the file
-    /// is still that version (size and mtime).
-    pub async fn open_version(src: Arc<dyn Source>, entry: &RemoteEntry) -> Result<Resuming> {
-        let mut r = Resuming::open(src, &entry.path).await?;
-        r.version = Some(entry.clone());
-        Ok(r)
+    /// Becomes true when a resume found the file changed since it was
+    /// listed: the read then fails, and the caller leaves the file for a
+    /// later pass instead of retrying it now (it is still being written).
+    pub fn changed(&self) -> Arc<AtomicBool> {
+        self.changed.clone()
     }
 
     /// Bytes delivered so far.
@@ -133,28 +157,42 @@ impl Resuming {
         self.state = State::Reopening(Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(200) * 2u32.pow(attempt)).await;
             if let Some(v) = &version {
-                // A changed file is not resumed at all (permanent for this
-                // read; the file as a whole is read again once settled).
+                // A changed file is not resumed at all; the file as a
+                // whole is read again once it has settled.
                 if let Ok(Some(now)) = super::change(&*src, v).await {
-                    return Err(crate::Error::permanent(
-                        super::changed_error(v, &now).chain(),
-                    ));
+                    return Err(super::changed_error(v, &now));
                 }
             }
-            open_within(src, path, offset).await
+            Ok(open_within(src, path, version, offset).await?.0)
         }));
     }
 }
 
-/// Opens `path` at `offset`, within the source's `io_timeout`, as a
-/// stream that fails when it stalls for as long.
-async fn open_within(src: Arc<dyn Source>, path: String, offset: u64) -> Result<ByteStream> {
+/// Opens `path` (the listed `version` of it, if known) at `offset`, within
+/// the source's `io_timeout`, as a stream that fails when it stalls for as
+/// long; with the entity tag of what it opened, if the server tells one.
+async fn open_within(
+    src: Arc<dyn Source>,
+    path: String,
+    version: Option<RemoteEntry>,
+    offset: u64,
+) -> Result<(ByteStream, Option<String>)> {
+    let open = async {
+        match &version {
+            Some(v) => src.open_entry(v, offset).await,
+            None => Ok((src.open(&path, offset).await?, None)),
+        }
+    };
     let Some(idle) = src.io_timeout() else {
-        return src.open(&path, offset).await;
+        return open.await;
     };
     let what = format!("{} from {}", path, src.describe());
-    match tokio::time::timeout(idle, src.open(&path, offset)).await {
-        Ok(stream) => Ok(Box::new(IdleTimeout::new(stream?, idle, what))),
+    match tokio::time::timeout(idle, open).await {
+        Ok(opened) => {
+            let (stream, etag) = opened?;
+            let stream: ByteStream = Box::new(IdleTimeout::new(stream, idle, what));
+            Ok((stream, etag))
+        }
         Err(_) => Err(crate::Error::transient(format!(
             "no answer within {}s opening {what} at byte {offset} (io_timeout)",
             idle.as_secs()
@@ -187,8 +225,13 @@ impl AsyncRead for Resuming {
                 }
                 State::Reopening(f) => match ready!(f.as_mut().poll(cx)) {
                     Ok(s) => this.state = State::Reading(s),
-                    Err(e) if e.is_transient() && this.resumes_left > 0 => this.reopen(),
+                    Err(e) if e.is_transient() && !e.only_later() && this.resumes_left > 0 => {
+                        this.reopen()
+                    }
                     Err(e) => {
+                        if e.only_later() {
+                            this.changed.store(true, Ordering::Relaxed);
+                        }
                         return Poll::Ready(Err(std::io::Error::other(format!(
                             "cannot resume {} at byte {}: {}",
                             this.path,

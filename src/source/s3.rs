@@ -64,6 +64,39 @@ impl S3Source {
         )
     }
 
+    /// GetObject from `offset`, with the ETag of what it opened; with the
+    /// `version` read, only while the object still has that version's ETag
+    /// (`If-Match`): S3 answers 412 once it was replaced, and the read fails
+    /// as "changed" instead of mixing bytes.
+    async fn get(
+        &self,
+        path: &str,
+        offset: u64,
+        version: Option<&RemoteEntry>,
+    ) -> Result<(ByteStream, Option<String>)> {
+        let mut req = self.client.get_object().bucket(&self.bucket).key(key(path));
+        if offset > 0 {
+            req = req.range(format!("bytes={offset}-"));
+        }
+        if let Some(etag) = version.and_then(|v| v.etag.as_deref()) {
+            req = req.if_match(etag);
+        }
+        match req.send().await {
+            Ok(obj) => {
+                let etag = obj.e_tag().map(str::to_string);
+                Ok((Box::new(obj.body.into_async_read()), etag))
+            }
+            Err(e) if precondition_failed(&e) => {
+                let v = version.expect("only a conditional read can fail its precondition");
+                Err(super::changed_error(
+                    v,
+                    &format!("ETag no longer {}", v.etag.as_deref().unwrap_or("")),
+                ))
+            }
+            Err(e) => Err(sdk_error(self.what("download", path))(e)),
+        }
+    }
+
     async fn key_exists(&self, key: &str) -> Result<bool> {
         match self
             .client
@@ -133,6 +166,7 @@ impl Source for S3Source {
                     relative: relative.to_string(),
                     size: obj.size().unwrap_or(0).max(0) as u64,
                     mtime: obj.last_modified().map_or(0, |t| t.secs()),
+                    etag: obj.e_tag().map(str::to_string),
                 });
             }
         }
@@ -141,15 +175,15 @@ impl Source for S3Source {
     }
 
     async fn open(&self, path: &str, offset: u64) -> Result<ByteStream> {
-        let mut req = self.client.get_object().bucket(&self.bucket).key(key(path));
-        if offset > 0 {
-            req = req.range(format!("bytes={offset}-"));
-        }
-        let obj = req
-            .send()
-            .await
-            .map_err(sdk_error(self.what("download", path)))?;
-        Ok(Box::new(obj.body.into_async_read()))
+        Ok(self.get(path, offset, None).await?.0)
+    }
+
+    async fn open_entry(
+        &self,
+        entry: &RemoteEntry,
+        offset: u64,
+    ) -> Result<(ByteStream, Option<String>)> {
+        self.get(&entry.path, offset, Some(entry)).await
     }
 
     async fn exists(&self, path: &str) -> Result<bool> {
@@ -213,6 +247,16 @@ impl Source for S3Source {
             }
         }
     }
+}
+
+/// S3's answer to a conditional request whose condition no longer holds.
+fn precondition_failed<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> bool
+where
+    R: std::fmt::Debug,
+    aws_sdk_s3::error::SdkError<E, R>: aws_sdk_s3::error::ProvideErrorMetadata,
+{
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    e.code() == Some("PreconditionFailed")
 }
 
 /// Percent-encodes a key for `x-amz-copy-source`, keeping `/`.

@@ -161,6 +161,7 @@ mod tests {
             relative: super::super::file_name(path).into(),
             size: 10,
             mtime,
+            etag: None,
         }
     }
 

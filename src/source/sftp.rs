@@ -376,6 +376,7 @@ impl Source for SftpSource {
                         relative,
                         size: meta.size.unwrap_or(0),
                         mtime: meta.mtime.map_or(0, i64::from),
+                        etag: None,
                     });
                 }
             }

@@ -3,8 +3,8 @@
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::SimpleAuth;
 use s3s::dto::{
-    CompleteMultipartUploadInput, CreateMultipartUploadInput, PutObjectInput, ServerSideEncryption,
-    UploadPartInput,
+    CompleteMultipartUploadInput, CreateMultipartUploadInput, ETagCondition, GetObjectInput,
+    HeadObjectInput, PutObjectInput, ServerSideEncryption, UploadPartInput,
 };
 use s3s::service::S3ServiceBuilder;
 use s3s::{S3Request, S3Result, s3_error};
@@ -32,8 +32,10 @@ pub struct S3Probe {
     pub multipart_completed: AtomicI32,
 }
 
-/// Checks credentials like the default, and applies the probe.
-struct ProbeAccess(Arc<S3Probe>);
+/// Checks credentials like the default, applies the probe, and answers
+/// a `GetObject` with `If-Match` the way S3 does (s3s-fs ignores it): 412
+/// `PreconditionFailed` once the object's ETag is another.
+struct ProbeAccess(Arc<S3Probe>, s3s_fs::FileSystem);
 
 #[async_trait::async_trait]
 impl S3Access for ProbeAccess {
@@ -42,6 +44,36 @@ impl S3Access for ProbeAccess {
             Some(_) => Ok(()),
             None => Err(s3_error!(AccessDenied, "Signature is required")),
         }
+    }
+
+    async fn get_object(&self, req: &mut S3Request<GetObjectInput>) -> S3Result<()> {
+        let Some(ETagCondition::ETag(wanted)) = req.input.if_match.clone() else {
+            return Ok(());
+        };
+        let head = S3Request {
+            input: HeadObjectInput::builder()
+                .bucket(req.input.bucket.clone())
+                .key(req.input.key.clone())
+                .build()
+                .map_err(|e| s3_error!(InvalidRequest, "{e}"))?,
+            method: hyper::Method::HEAD,
+            uri: req.uri.clone(),
+            headers: Default::default(),
+            extensions: Default::default(),
+            credentials: req.credentials.clone(),
+            region: req.region.clone(),
+            service: req.service.clone(),
+            trailing_headers: None,
+        };
+        let now = s3s::S3::head_object(&self.1, head).await?.output.e_tag;
+        let same = now.as_ref().is_some_and(|t| t.value() == wanted.value());
+        if !same {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            ));
+        }
+        Ok(())
     }
 
     async fn put_object(&self, req: &mut S3Request<PutObjectInput>) -> S3Result<()> {
@@ -115,11 +147,13 @@ impl S3Server {
         std::fs::create_dir_all(root)?;
         let fs =
             s3s_fs::FileSystem::new(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+        let heads =
+            s3s_fs::FileSystem::new(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
         let probe = Arc::new(S3Probe::default());
         let service = {
             let mut b = S3ServiceBuilder::new(fs);
             b.set_auth(SimpleAuth::from_single(access_key, secret_key));
-            b.set_access(ProbeAccess(probe.clone()));
+            b.set_access(ProbeAccess(probe.clone(), heads));
             b.build()
         };
         let listener = TcpListener::bind(bind).await?;

@@ -247,6 +247,16 @@ async fn every_bad_input_gets_a_recorded_outcome_and_the_good_rows_load() {
         }),
         ("/csv/good.csv", format!("{HEADER}{good}").into_bytes()),
         (
+            "/csv/huge_record.csv",
+            format!(
+                "{HEADER}{}h1,t1,created,\"{}\nmore\",u1,jira,2026-03-01T10:00:00Z,1,1,\n{}",
+                good_rows(40, 1),
+                "x".repeat(200_000),
+                good_rows(41, 1)
+            )
+            .into_bytes(),
+        ),
+        (
             "/nd/huge_record.ndjson",
             format!(
                 "{}\n{{\"event_id\":\"{}\"}}\n{}\n",
@@ -299,6 +309,7 @@ async fn every_bad_input_gets_a_recorded_outcome_and_the_good_rows_load() {
     assert_eq!(loaded.get("bad_types.csv"), Some(&(2, 1)));
     assert_eq!(loaded.get("body_not_utf8.csv"), Some(&(2, 1)));
     assert_eq!(loaded.get("good.csv"), Some(&(3, 0)));
+    assert_eq!(loaded.get("huge_record.csv"), Some(&(2, 1)), "{report:?}");
     assert_eq!(
         loaded.get("huge_record.ndjson"),
         Some(&(2, 1)),
@@ -311,9 +322,9 @@ async fn every_bad_input_gets_a_recorded_outcome_and_the_good_rows_load() {
     assert!(failed["entity_bomb.xml"].contains("DTD"), "{failed:?}");
     assert!(failed["deep.xml"].contains("max_xml_depth"), "{failed:?}");
     assert_eq!(report.failed.len(), 3, "{report:?}");
-    assert_eq!(db.count("task_events").await, 2 + 2 + 2 + 3 + 2);
+    assert_eq!(db.count("task_events").await, 2 + 2 + 2 + 3 + 2 + 2);
     // Every rejected record is kept with its line and a reason.
-    assert_eq!(db.count("ferry_load_errors").await, 4);
+    assert_eq!(db.count("ferry_load_errors").await, 5);
     let reasons: Vec<String> = db
         .client
         .query(

@@ -125,12 +125,21 @@ fn ftp_config(stack: &Stack, db: &TestDb, port: u16) -> std::path::PathBuf {
 /// Rewrites `path` with `body`: another size, and an mtime two minutes
 /// back, so the new version is settled.
 fn rewrite(path: &std::path::Path, body: &str) {
+    rewrite_at(
+        path,
+        body,
+        std::time::SystemTime::now() - Duration::from_secs(120),
+    );
+}
+
+/// Writes `body` to `path` with the modification time `mtime`.
+fn rewrite_at(path: &std::path::Path, body: &str, mtime: std::time::SystemTime) {
     std::fs::write(path, body).unwrap();
     std::fs::File::options()
         .write(true)
         .open(path)
         .unwrap()
-        .set_modified(std::time::SystemTime::now() - Duration::from_secs(120))
+        .set_modified(mtime)
         .unwrap();
 }
 
@@ -307,13 +316,29 @@ fn overwrite_on_cut(
     path: std::path::PathBuf,
     new: String,
 ) -> std::thread::JoinHandle<()> {
+    overwrite_on_cut_at(
+        cuts,
+        path,
+        new,
+        std::time::SystemTime::now() - Duration::from_secs(120),
+    )
+}
+
+/// Like [`overwrite_on_cut`], giving the new version the modification
+/// time `mtime`.
+fn overwrite_on_cut_at(
+    cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    path: std::path::PathBuf,
+    new: String,
+    mtime: std::time::SystemTime,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let started = Instant::now();
         while cuts.load(std::sync::atomic::Ordering::SeqCst) == 0 {
             assert!(started.elapsed() < Duration::from_secs(30), "no cut");
             std::thread::sleep(Duration::from_millis(2));
         }
-        rewrite(&path, &new);
+        rewrite_at(&path, &new, mtime);
     })
 }
 
@@ -324,6 +349,7 @@ async fn changed_mid_download_commits_nothing_mixed(
     db: &TestDb,
     rt: &ferry::pipeline::Runtime,
     writer: std::thread::JoinHandle<()>,
+    new_rows: i64,
 ) {
     let first = ferry::pipeline::run_pass(rt, None).await.unwrap();
     writer.join().unwrap();
@@ -344,7 +370,7 @@ async fn changed_mid_download_commits_nothing_mixed(
     );
     let second = ferry::pipeline::run_pass(rt, None).await.unwrap();
     assert_eq!(second.loaded.len(), 1, "{second:?}");
-    assert_eq!(db.count("task_events").await, 20_000);
+    assert_eq!(db.count("task_events").await, new_rows);
     assert_eq!(
         db.count_where("task_events", "event_id LIKE 'old%'").await,
         0
@@ -373,8 +399,33 @@ async fn a_file_overwritten_during_its_download_never_commits_mixed() {
     );
     let rt = crate::harness::migrated_runtime(&toml).await;
     let writer = overwrite_on_cut(proxy.cuts.clone(), path, new);
-    changed_mid_download_commits_nothing_mixed(&db, &rt, writer).await;
+    changed_mid_download_commits_nothing_mixed(&db, &rt, writer, 20_000).await;
     db.drop_schema().await;
+}
+
+/// The task-event job on S3 bucket `landing/` reached through `via`
+/// (a proxy in front of the stack's S3 server).
+fn s3_config(stack: &Stack, db: &TestDb, via: std::net::SocketAddr) -> String {
+    format!(
+        "{}[sources.landing]\nkind = \"s3\"\nbucket = \"{}\"\nendpoint = \"http://{}\"\npath_style = true\naccess_key_id = \"{}\"\nsecret_access_key_file = \"{}\"\nio_timeout = \"2s\"\n{}{}",
+        stack.base_toml(),
+        crate::harness::BUCKET,
+        via,
+        ferry::testkit::s3::ACCESS_KEY,
+        stack.secret_file.display(),
+        db.warehouse_toml(),
+        task_events_job("")
+            .replace("source = \"partner\"", "source = \"landing\"")
+            .replace("path = \"/outbox\"", "path = \"landing\"")
+    )
+}
+
+/// The stack's S3 server address, and the object `landing/f.csv` on it
+/// (written straight into the server's folder).
+fn s3_object(stack: &Stack) -> (std::net::SocketAddr, std::path::PathBuf) {
+    let landing = stack.s3.root.join(crate::harness::BUCKET).join("landing");
+    std::fs::create_dir_all(&landing).unwrap();
+    (stack.s3.addr, landing.join("f.csv"))
 }
 
 /// The same on an S3 source: the GetObject stream is cut, the object
@@ -385,28 +436,42 @@ async fn an_s3_object_replaced_during_its_download_never_commits_mixed() {
     let stack = Stack::start().await;
     let db = TestDb::new().await;
     let (old, new) = versions();
-    let landing = stack.s3.root.join(crate::harness::BUCKET).join("landing");
-    std::fs::create_dir_all(&landing).unwrap();
-    let path = landing.join("f.csv");
+    let (target, path) = s3_object(&stack);
     std::fs::write(&path, old).unwrap();
-    let s3 = stack.s3.endpoint();
-    let target: std::net::SocketAddr = s3.trim_start_matches("http://").parse().unwrap();
     let proxy = CuttingProxy::start(target, 400_000, 1).await.unwrap();
-    let toml = format!(
-        "{}[sources.landing]\nkind = \"s3\"\nbucket = \"{}\"\nendpoint = \"http://{}\"\npath_style = true\naccess_key_id = \"{}\"\nsecret_access_key_file = \"{}\"\n{}{}",
-        stack.base_toml(),
-        crate::harness::BUCKET,
-        proxy.addr,
-        ferry::testkit::s3::ACCESS_KEY,
-        stack.secret_file.display(),
-        db.warehouse_toml(),
-        task_events_job("")
-            .replace("source = \"partner\"", "source = \"landing\"")
-            .replace("path = \"/outbox\"", "path = \"landing\"")
-    );
-    let rt = crate::harness::migrated_runtime(&toml).await;
+    let rt = crate::harness::migrated_runtime(&s3_config(&stack, &db, proxy.addr)).await;
     let writer = overwrite_on_cut(proxy.cuts.clone(), path, new);
-    changed_mid_download_commits_nothing_mixed(&db, &rt, writer).await;
+    changed_mid_download_commits_nothing_mixed(&db, &rt, writer, 20_000).await;
+    db.drop_schema().await;
+}
+
+/// Regression: S3 resumed a cut download with a ranged GET and no
+/// `If-Match`, so an object replaced by one of the same size within the
+/// same second (size and mtime unchanged) was continued from the new
+/// bytes and committed mixed. Every GET of a listed version now carries
+/// its ETag; the resume gets 412 and nothing commits.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_object_replaced_with_the_same_size_and_mtime_is_caught_by_its_etag() {
+    use ferry::testkit::proxy::CuttingProxy;
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let rows = |tag: &str| -> String {
+        (0..30_000)
+            .map(|i| format!("{tag}{i},t1,created,open,u1,jira,2026-03-01T10:00:00Z,{i},1,\n"))
+            .collect()
+    };
+    let (old, new) = (
+        format!("{HEADER}{}", rows("old")),
+        format!("{HEADER}{}", rows("new")),
+    );
+    assert_eq!(old.len(), new.len());
+    let (target, path) = s3_object(&stack);
+    let mtime = std::time::SystemTime::now() - Duration::from_secs(120);
+    rewrite_at(&path, &old, mtime);
+    let proxy = CuttingProxy::start(target, 400_000, 1).await.unwrap();
+    let rt = crate::harness::migrated_runtime(&s3_config(&stack, &db, proxy.addr)).await;
+    let writer = overwrite_on_cut_at(proxy.cuts.clone(), path, new, mtime);
+    changed_mid_download_commits_nothing_mixed(&db, &rt, writer, 30_000).await;
     db.drop_schema().await;
 }
 
@@ -454,5 +519,66 @@ async fn an_ftp_file_rewritten_while_its_session_is_frozen_never_commits_mixed()
         db.count_where("task_events", "event_id LIKE 'old%'").await,
         0
     );
+    db.drop_schema().await;
+}
+
+/// How far this process has read the open file `path` (`None` while it
+/// is not open): the position of its descriptor, from `/proc/self/fdinfo`.
+fn read_position(path: &std::path::Path) -> Option<u64> {
+    for fd in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        if std::fs::read_link(fd.path()).ok().as_deref() != Some(path) {
+            continue;
+        }
+        let info =
+            std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.file_name().to_str()?))
+                .ok()?;
+        let pos = info.lines().find_map(|l| l.strip_prefix("pos:"))?;
+        return pos.trim().parse().ok();
+    }
+    None
+}
+
+/// The same on a local folder: the file is rewritten (another size) once
+/// ferry has read part of it and before it read the rest; the byte count
+/// and the check after the last byte see it, and nothing commits.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_file_rewritten_during_its_read_never_commits_mixed() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let rows = |tag: &str, n: usize| -> String {
+        (0..n)
+            .map(|i| format!("{tag}{i},t1,created,open,u1,jira,2026-03-01T10:00:00Z,{i},1,\n"))
+            .collect()
+    };
+    let (old, new) = (
+        format!("{HEADER}{}", rows("old", 300_000)),
+        format!("{HEADER}{}", rows("new", 20_000)),
+    );
+    let root = stack.dir.path().join("drop");
+    std::fs::create_dir_all(root.join("outbox")).unwrap();
+    let path = root.join("outbox/f.csv");
+    rewrite(&path, &old);
+    let path = path.canonicalize().unwrap();
+    let toml = format!(
+        "{}[sources.drop]\nkind = \"local\"\nroot = \"{}\"\n{}{}",
+        stack.base_toml(),
+        root.display(),
+        db.warehouse_toml(),
+        task_events_job("").replace("source = \"partner\"", "source = \"drop\"")
+    );
+    let rt = crate::harness::migrated_runtime(&toml).await;
+    let size = old.len() as u64;
+    let writer = std::thread::spawn(move || {
+        let started = Instant::now();
+        loop {
+            assert!(started.elapsed() < Duration::from_secs(60), "never read");
+            if read_position(&path).is_some_and(|p| p > 0 && p < size) {
+                rewrite(&path, &new);
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    });
+    changed_mid_download_commits_nothing_mixed(&db, &rt, writer, 20_000).await;
     db.drop_schema().await;
 }

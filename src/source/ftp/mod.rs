@@ -500,6 +500,7 @@ impl Source for FtpSource {
                             relative,
                             size: l.size,
                             mtime,
+                            etag: None,
                         });
                     }
                     _ => {}
