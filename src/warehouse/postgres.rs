@@ -308,7 +308,11 @@ async fn open(s: &PostgresSettings) -> Result<Client> {
         ))
         .with_source(e)
     };
-    let ended = |e: tokio_postgres::Error| tracing::warn!(error = %e, "postgres connection ended");
+    let server = describe(s);
+    let ended = move |e: tokio_postgres::Error| {
+        let e = Error::transient(e.to_string()).with_source(e);
+        tracing::warn!(server = %server, error = %e.chain(), "postgres connection ended");
+    };
     match s.sslmode {
         PgSslMode::Disable => {
             let (client, connection) = cfg.connect(NoTls).await.map_err(failed)?;

@@ -1,8 +1,11 @@
 //! Fault injection against real servers: a peer frozen mid-transfer
 //! (SIGSTOP of the server's session processes, or a proxy that stops
-//! forwarding) must make ferry log a timeout that names the fault and
-//! retry within the configured deadline, and end with every row exactly
-//! once — never a hang. Every wait here is bounded.
+//! forwarding), a connection cut (a session killed, a proxy that closes,
+//! `pg_terminate_backend`) and a server restarted must make ferry log
+//! what happened, retry within the configured deadline, and end with
+//! every row exactly once — never a hang. A file rewritten while it is
+//! read never commits mixed, on every source kind. Every wait here is
+//! bounded.
 
 use crate::harness::{Stack, TestDb, sftp_via, task_events_job};
 use crate::real_servers::{Tls, vsftpd_with};
@@ -21,6 +24,14 @@ fn rows(n: usize) -> String {
             )
         })
         .collect()
+}
+
+/// The file of `n` rows loaded exactly once: every row, one loaded
+/// version in the ledger; then the schema goes.
+async fn loaded_once(db: TestDb, n: usize) {
+    assert_eq!(db.count("task_events").await, n as i64);
+    assert_eq!(db.count_where("ferry_files", "state = 'loaded'").await, 1);
+    db.drop_schema().await;
 }
 
 /// Every process below `pid`, children first found first.
@@ -177,9 +188,27 @@ async fn a_frozen_ftp_session_mid_download_times_out_resumes_and_loads_once() {
         "the log names the timeout and the file: {err}"
     );
     assert!(err.contains("resuming"), "the download resumed: {err}");
-    assert_eq!(db.count("task_events").await, n as i64);
-    assert_eq!(db.count_where("ferry_files", "state = 'loaded'").await, 1);
-    db.drop_schema().await;
+    loaded_once(db, n).await;
+}
+
+/// The stack's config with `job`, its SFTP source reached through a proxy
+/// whose first connection goes silent after 400 KB, with `io_timeout`.
+async fn freezing_sftp(
+    stack: &Stack,
+    db: &TestDb,
+    job: &str,
+    io_timeout: &str,
+) -> (ferry::testkit::proxy::CuttingProxy, String) {
+    use ferry::testkit::proxy::{CuttingProxy, Fault};
+    let proxy = CuttingProxy::start_with(stack.sftp.addr, 400_000, 1, Fault::Freeze)
+        .await
+        .unwrap();
+    let port = proxy.addr.port();
+    let toml = sftp_via(stack, &stack.config_toml(db, job), port).replace(
+        &format!("port = {port}"),
+        &format!("port = {port}\nio_timeout = \"{io_timeout}\""),
+    );
+    (proxy, toml)
 }
 
 /// An SFTP connection that goes silent mid-download (a proxy stops
@@ -189,23 +218,11 @@ async fn a_frozen_ftp_session_mid_download_times_out_resumes_and_loads_once() {
 /// and the download resumes on a new one; every row loads once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_silent_sftp_connection_mid_download_is_abandoned_and_the_file_loads_once() {
-    use ferry::testkit::proxy::{CuttingProxy, Fault};
     let stack = Stack::start().await;
     let db = TestDb::new().await;
     let n = 30_000;
     stack.put_sftp("/outbox/big.csv", &format!("{HEADER}{}", rows(n)));
-    let proxy = CuttingProxy::start_with(stack.sftp.addr, 400_000, 1, Fault::Freeze)
-        .await
-        .unwrap();
-    let toml = sftp_via(
-        &stack,
-        &stack.config_toml(&db, &task_events_job("")),
-        proxy.addr.port(),
-    )
-    .replace(
-        &format!("port = {}", proxy.addr.port()),
-        &format!("port = {}\nio_timeout = \"2s\"", proxy.addr.port()),
-    );
+    let (proxy, toml) = freezing_sftp(&stack, &db, &task_events_job(""), "2s").await;
     let cfg = stack.write_config(&toml);
     migrate(&cfg);
     let log = stack.dir.path().join("ferry.err");
@@ -229,9 +246,7 @@ async fn a_silent_sftp_connection_mid_download_is_abandoned_and_the_file_loads_o
         err.contains("reconnecting"),
         "the stalled connection was given up: {err}"
     );
-    assert_eq!(db.count("task_events").await, n as i64);
-    assert_eq!(db.count_where("ferry_files", "state = 'loaded'").await, 1);
-    db.drop_schema().await;
+    loaded_once(db, n).await;
 }
 
 /// The PostgreSQL connection goes silent in the middle of a pass (a proxy
@@ -290,9 +305,7 @@ async fn a_silent_postgres_connection_is_abandoned_and_the_file_loads_once() {
         "the connection froze"
     );
     assert!(logs.contains("no answer from postgres 127.0.0.1"), "{logs}");
-    assert_eq!(db.count("task_events").await, n as i64);
-    assert_eq!(db.count_where("ferry_files", "state = 'loaded'").await, 1);
-    db.drop_schema().await;
+    loaded_once(db, n).await;
 }
 
 /// Rows of the version a file had before (`old…`) and after (`new…`) it
@@ -580,5 +593,237 @@ async fn a_local_file_rewritten_during_its_read_never_commits_mixed() {
         }
     });
     changed_mid_download_commits_nothing_mixed(&db, &rt, writer, 20_000).await;
+    db.drop_schema().await;
+}
+
+/// vsftpd's sessions (`restart`: and its listener) are killed mid-download;
+/// with `restart`, vsftpd starts again on its port a second later. The
+/// download's connection is cut, the reconnects are refused until the
+/// server is back, then the download resumes at its offset and every row
+/// loads once.
+async fn ftp_killed_mid_download_loads_once(restart: bool) {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let n = 24_000; // ~1.5 MB at 400 KB/s: the transfer takes ~4 s
+    let body = format!("{HEADER}{}", rows(n));
+    let mut ftp = vsftpd_with(
+        &[("/outbox/big.csv", body.as_bytes())],
+        Tls::Off,
+        "anon_max_rate=400000\n",
+    );
+    let cfg = ftp_config(&stack, &db, ftp.port);
+    migrate(&cfg);
+    let run = start_ferry(&cfg, &["once"], "warn", stack.dir.path().join("ferry.err"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut doomed = descendants(ftp.child.id());
+    assert!(!doomed.is_empty(), "vsftpd has a session to kill");
+    if restart {
+        doomed.push(ftp.child.id());
+    }
+    signal(&doomed, "-KILL");
+    if restart {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        ftp.start_vsftpd_again();
+    }
+    let Ran { status, out, err } = run.await.unwrap();
+    eprintln!("ferry said:\n{err}");
+    assert!(status.success(), "{out}\n{err}");
+    assert!(out.contains("1 loaded"), "{out}\n{err}");
+    assert!(
+        err.contains("big.csv") && err.contains("resuming"),
+        "the log names the file and the resume: {err}"
+    );
+    loaded_once(db, n).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ftp_session_killed_mid_download_resumes_and_loads_once() {
+    ftp_killed_mid_download_loads_once(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ftp_server_killed_and_restarted_mid_download_resumes_and_loads_once() {
+    ftp_killed_mid_download_loads_once(true).await;
+}
+
+/// An S3 connection that goes silent mid-GetObject (a proxy stops
+/// forwarding): io_timeout (2 s here) cuts the read, the log says so, the
+/// download resumes with a ranged, conditional GET on a new connection and
+/// every row loads once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_s3_connection_mid_download_times_out_resumes_and_loads_once() {
+    use ferry::testkit::proxy::{CuttingProxy, Fault};
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let n = 30_000;
+    let (target, path) = s3_object(&stack);
+    std::fs::write(&path, format!("{HEADER}{}", rows(n))).unwrap();
+    let proxy = CuttingProxy::start_with(target, 400_000, 1, Fault::Freeze)
+        .await
+        .unwrap();
+    let cfg = stack.write_config(&s3_config(&stack, &db, proxy.addr));
+    migrate(&cfg);
+    let Ran { status, out, err } =
+        start_ferry(&cfg, &["once"], "warn", stack.dir.path().join("ferry.err"))
+            .await
+            .unwrap();
+    eprintln!("ferry said:\n{err}");
+    assert!(status.success(), "{out}\n{err}");
+    assert!(out.contains("1 loaded"), "{out}\n{err}");
+    assert_eq!(proxy.cuts.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(
+        err.contains("io_timeout") && err.contains("f.csv") && err.contains("resuming"),
+        "the log names the timeout, the file and the resume: {err}"
+    );
+    loaded_once(db, n).await;
+}
+
+/// The local TCP ports of `pid`'s sockets (from `/proc`), to find its
+/// sessions in `pg_stat_activity.client_port`.
+fn tcp_ports_of(pid: u32) -> Vec<i32> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().into_owned();
+                    Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ["tcp", "tcp6"]
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(format!("/proc/{pid}/net/{t}")).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    let port = f.get(1)?.rsplit(':').next()?;
+                    inodes
+                        .iter()
+                        .any(|i| Some(&i.as_str()) == f.get(9))
+                        .then(|| i32::from_str_radix(port, 16).ok())?
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// PostgreSQL ends ferry's session in the middle of its COPY
+/// (`pg_terminate_backend`: what a server restart or a failover does to a
+/// client, 57P01): the load's transaction rolls back, the log names the
+/// error, ferry reconnects, and the file loads exactly once — in this run
+/// or the next.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_ending_the_session_mid_copy_loses_and_doubles_nothing() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let n = 150_000;
+    stack.put_sftp("/outbox/a.csv", &format!("{HEADER}{}", rows(n)));
+    let cfg = stack.write_config(&stack.config_toml(&db, &task_events_job("")));
+    migrate(&cfg);
+    let log = stack.dir.path().join("ferry-0.err");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("once")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut ended = 0;
+    while ended == 0 && started.elapsed() < Duration::from_secs(60) {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        let ports = tcp_ports_of(child.id());
+        ended = db
+            .client
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE client_port = ANY($1) AND state = 'active' AND query ILIKE 'COPY%'",
+                &[&ports],
+            )
+            .await
+            .unwrap()
+            .len();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(ended, 1, "ferry's COPY was seen and its session ended");
+    wait_bounded(&mut child, Duration::from_secs(90));
+    let mut logs = std::fs::read_to_string(&log).unwrap();
+    if db.count_where("ferry_files", "state = 'loaded'").await == 0 {
+        let again = start_ferry(
+            &cfg,
+            &["once"],
+            "warn",
+            stack.dir.path().join("ferry-1.err"),
+        )
+        .await
+        .unwrap();
+        logs.push_str(&again.err);
+        assert!(again.status.success(), "{logs}");
+    }
+    eprintln!("ferry said:\n{logs}");
+    // The server's FATAL 57P01 may or may not be read before the socket
+    // closes under a COPY in flight; the lost connection always is.
+    assert!(
+        logs.contains("postgres connection ended server=postgres"),
+        "the log names the server and the lost session: {logs}"
+    );
+    loaded_once(db, n).await;
+}
+
+/// Two replicas on one ledger with different `max_errors` (a rolling
+/// config change): B's download of a file freezes; meanwhile A loads it
+/// (one bad row is within A's limit). When B's read resumes, B fails the
+/// file for good (over its limit of 0) — and must neither record that
+/// failure over A's load nor apply `on_failure` (move the file away).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_that_fails_a_file_another_loaded_meanwhile_leaves_it_alone() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let n = 30_000;
+    let bad = "x1,t1,created,open,u1,jira,not-a-time,1,1,\n";
+    stack.put_sftp("/outbox/f.csv", &format!("{HEADER}{}{bad}", rows(n)));
+    let job_b = task_events_job("on_failure = { action = \"move\", to = \"/failed\" }")
+        .replace("max_errors = 10", "max_errors = 0");
+    let (proxy, toml_b) = freezing_sftp(&stack, &db, &job_b, "5s").await;
+    let rt_b = std::sync::Arc::new(crate::harness::migrated_runtime(&toml_b).await);
+    let rt_a =
+        crate::harness::migrated_runtime(&stack.config_toml(&db, &task_events_job(""))).await;
+    let b = {
+        let rt_b = rt_b.clone();
+        tokio::spawn(async move { ferry::pipeline::run_pass(&rt_b, None).await.unwrap() })
+    };
+    let started = Instant::now();
+    while proxy.cuts.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "B's download never froze"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let a = ferry::pipeline::run_pass(&rt_a, None).await.unwrap();
+    assert_eq!((a.loaded.len(), a.loaded[0].rejected), (1, 1), "{a:?}");
+    let b = tokio::time::timeout(Duration::from_secs(60), b)
+        .await
+        .expect("B's pass ends after its io_timeout")
+        .unwrap();
+    assert!(b.loaded.is_empty(), "{b:?}");
+    assert_eq!(b.failed.len(), 1, "B reports its own failure: {b:?}");
+    assert!(
+        stack.sftp.root.join("outbox/f.csv").exists(),
+        "the file A loaded stays where it was"
+    );
+    assert!(!stack.sftp.root.join("failed/f.csv").exists());
+    assert_eq!(db.count_where("ferry_files", "state = 'loaded'").await, 1);
+    assert_eq!(db.count_where("ferry_files", "state = 'failed'").await, 0);
+    assert_eq!(db.count("task_events").await, n as i64);
     db.drop_schema().await;
 }

@@ -40,6 +40,14 @@ impl Server {
     pub(crate) fn root(&self) -> PathBuf {
         self._dir.path().join("root")
     }
+
+    /// Starts a [`vsftpd_with`] server again on its port, after it was
+    /// killed: what a restarted server looks like to a client.
+    pub(crate) fn start_vsftpd_again(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_vsftpd(self._dir.path(), self.port);
+    }
 }
 
 impl Drop for Server {
@@ -128,21 +136,26 @@ pub(crate) fn vsftpd_with(files: &[(&str, &[u8])], tls: Tls, extra: &str) -> Ser
     conf.push_str(extra);
     let conf_path = dir.path().join("vsftpd.conf");
     std::fs::write(&conf_path, conf).unwrap();
-    let log = dir.path().join("vsftpd.err");
+    Server {
+        child: spawn_vsftpd(dir.path(), port),
+        port,
+        _dir: dir,
+    }
+}
+
+/// Starts vsftpd on the `vsftpd.conf` in `dir`, listening on `port`.
+fn spawn_vsftpd(dir: &Path, port: u16) -> Child {
+    let log = dir.join("vsftpd.err");
     // vsftpd reports start-up errors on fd 0.
     let mut child = Command::new("/usr/sbin/vsftpd")
-        .arg(&conf_path)
+        .arg(dir.join("vsftpd.conf"))
         .stdin(Stdio::from(std::fs::File::create(&log).unwrap()))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     wait_for_port(port, &mut child, "vsftpd", &log);
-    Server {
-        child,
-        port,
-        _dir: dir,
-    }
+    child
 }
 
 /// pure-ftpd with one virtual user `ferry` (password `pw`) at `home`.
