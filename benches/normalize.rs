@@ -5,8 +5,10 @@
 //! `bench/normalize.sh`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ferry::config::{ColumnType, Job};
-use ferry::normalize::{FileContext, coerce, normalize, write_record};
+use ferry::config::Job;
+use ferry::schema::ColumnType;
+use ferry::normalize::{FileContext, normalize, write_record};
+use ferry::schema::coerce;
 use std::hint::black_box;
 use std::io::Write;
 

@@ -242,7 +242,7 @@ pub async fn execute(cli: Cli) -> Result<i32> {
         })?;
         let (is_json, cols) = crate::normalize::infer::infer(f, *rows)
             .map_err(|e| Error::permanent(format!("cannot sample {}: {e}", file.display())))?;
-        let table = crate::config::Ident::parse(table).map_err(Error::config)?;
+        let table = crate::sql::Ident::parse(table).map_err(Error::config)?;
         print!(
             "{}",
             crate::normalize::infer::render(table.as_str(), is_json, &cols)

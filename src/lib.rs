@@ -12,24 +12,26 @@
 //! | [`config`] | the TOML file and `FERRY__…` overrides, parsed into serde structs that reject unknown keys, then validated into domain types; [`config::Secret`] |
 //! | [`source`] | listing, settling, streaming and finalizing remote files (`sftp`, `ftp`/`ftps`, `s3`, `local`) behind the [`source::Source`] trait |
 //! | [`normalize`] | decoding CSV, NDJSON, JSON and XML (gzip or not), mapping and type-checking columns, writing gzip CSV parts (in memory while small), error rows |
-//! | [`stage`] | the S3 client, deterministic staging keys and uploads of staged objects |
+//! | [`stage`] | deterministic staging keys and uploads of staged objects |
 //! | [`warehouse`] | the load transaction (whole or streamed), SQL rendering with quoted identifiers, the `postgres` and `redshift-data` backends |
 //! | [`ledger`] | the ledger tables' SQL: file versions and their states, loads, load errors, checks, and the operations reports |
 //! | [`migrate`] | versioned, idempotent schema migrations embedded from `migrations/` |
 //! | [`pipeline`] | a pass over a job: one file's steps in order with the load-once checks, batches, streamed loads of large files, post-load checks, the staging/transfer/load slots |
 //! | [`daemon`] | one poll loop per job, signals and graceful shutdown, the `/healthz` `/readyz` `/metrics` listener, systemd notify |
-//! | [`bind`] | placeholders in SQL text (`$n`, `:name`), found outside literals, quoted names and comments; errors, never panics |
 //! | [`check`] | `ferry check`: connects to every component and reports one line each |
 //! | [`fetch`] | `ferry fetch`: one download from a source, timed and hashed |
 //! | [`ops`] | the operations commands (`jobs`, `pause`/`resume`, `files`, `errors`, `retry`, `reset`) over the ledger, printed as tables or JSON |
 //! | [`cli`] | the command line, resolved into calls of the modules above |
 //! | [`telemetry`] | logging set-up, the named events the business code emits, and the metrics they update |
+//! | [`sql`] | validated identifiers ([`sql::Ident`]), the two dialects' differences ([`sql::Dialect`]), and [`sql::bind`]: placeholders in SQL text (`$n`, `:name`) found outside literals, quoted names and comments; errors, never panics |
+//! | [`schema`] | a job's column schema (types, value sources, time zones) and the coercion of every value to its column type |
+//! | [`aws`] | the AWS SDK configuration (deadlines on every attempt), the S3 client, SDK errors as [`ErrorKind`]s |
 //! | [`tls`] | the certificate authorities FTPS and PostgreSQL's `verify-full` trust |
 //! | [`retry`] | retry with exponential backoff and jitter, driven by [`ErrorKind`] |
 //! | [`error`] | the crate-level [`Error`] whose [`ErrorKind`] tells a caller to retry, fail the file, or stop |
 //! | `testkit` (feature `testkit`) | in-process S3, FTP and SFTP servers for tests and the dev stack |
 
-pub mod bind;
+pub mod aws;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -42,7 +44,9 @@ pub mod normalize;
 pub mod ops;
 pub mod pipeline;
 pub mod retry;
+pub mod schema;
 pub mod source;
+pub mod sql;
 pub mod stage;
 pub mod telemetry;
 pub mod tls;

@@ -7,7 +7,7 @@
 //! its dialect and drops it for the other. Applied versions are
 //! recorded in `ferry_schema_migrations`, so `ferry migrate` is idempotent.
 
-use crate::warehouse::Dialect;
+use crate::sql::Dialect;
 
 /// One migration.
 #[derive(Debug, Clone, Copy)]

@@ -13,6 +13,8 @@ pub use model::*;
 pub use secret::{Secret, resolve as resolve_secret};
 
 use crate::error::{Error, Result};
+use crate::schema::{Column, ColumnSource, ColumnType, Zone};
+use crate::sql::Ident;
 use raw::*;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -940,12 +942,12 @@ fn validate_job(
             }
         };
         if let (Some(ty), Some(ColumnSource::Constant(c))) = (column_type, &source)
-            && let Err(e) = crate::normalize::coerce(c, ty)
+            && let Err(e) = crate::schema::coerce(c, ty)
         {
             p.push(format!("{cpath}.constant"), e.reason);
         }
         if let (Some(ty), Some(d)) = (column_type, &rc.default)
-            && let Err(e) = crate::normalize::coerce(d, ty)
+            && let Err(e) = crate::schema::coerce(d, ty)
         {
             p.push(format!("{cpath}.default"), e.reason);
         }
@@ -1232,7 +1234,7 @@ fn validate_job(
             "insert", "update", "delete", "merge", "truncate", "drop", "alter", "create", "grant",
             "revoke", "copy", "unload", "call", "vacuum", "analyze", "lock",
         ];
-        if let Some(w) = crate::bind::first_keyword(sql, WRITES) {
+        if let Some(w) = crate::sql::bind::first_keyword(sql, WRITES) {
             p.push(
                 format!("{cpath}.sql"),
                 format!(
@@ -1241,7 +1243,7 @@ fn validate_job(
                 ),
             );
         }
-        if let Some(d) = crate::bind::positional_used(sql).first() {
+        if let Some(d) = crate::sql::bind::positional_used(sql).first() {
             p.push(
                 format!("{cpath}.sql"),
                 format!(

@@ -11,8 +11,8 @@
 
 pub mod ops;
 
-use crate::config::Ident;
-use crate::warehouse::Dialect;
+use crate::sql::Dialect;
+use crate::sql::Ident;
 
 /// The sizes of the ledger's text columns, in bytes, as `migrations/`
 /// declares them. Redshift counts `VARCHAR(n)` in bytes and PostgreSQL in

@@ -255,8 +255,8 @@ fn names(params: &[(&'static str, String)]) -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Ident;
-    use crate::warehouse::Dialect;
+    use crate::sql::Dialect;
+    use crate::sql::Ident;
 
     #[test]
     fn filters_become_parameters_never_text() {

@@ -4,8 +4,8 @@
 //! value fits: boolean, int, bigint, decimal, timestamptz, date, json, then
 //! varchar sized to the longest value rounded up.
 
-use super::coerce;
-use crate::config::ColumnType;
+use crate::schema::ColumnType;
+use crate::schema::coerce;
 use std::io::{BufRead, BufReader, Read};
 
 /// One inferred column.
@@ -187,7 +187,7 @@ pub fn render(table: &str, is_json: bool, cols: &[Inferred]) -> String {
             format!(
                 "    \"{}\" {}{}",
                 c.column,
-                crate::warehouse::sql::sql_type(c.column_type),
+                c.column_type.sql(),
                 if c.nullable { "" } else { " NOT NULL" }
             )
         })

@@ -145,7 +145,7 @@ impl handoff::Record for JsonRecord {
 }
 
 /// JSON fields are looked up by name, or by pointer when they start with `/`.
-fn key_of(name: &str, _: &crate::config::Column) -> Result<Key, NormalizeError> {
+fn key_of(name: &str, _: &crate::schema::Column) -> Result<Key, NormalizeError> {
     Ok(if name.starts_with('/') {
         Key::Pointer(name.to_string())
     } else {

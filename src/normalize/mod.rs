@@ -14,7 +14,6 @@
 //! `\N` is written quoted), so NULL and empty stay distinct on both
 //! warehouses (`NULL AS '\N'`).
 
-mod coerce;
 mod csv_in;
 mod csv_out;
 mod csv_records;
@@ -27,7 +26,6 @@ pub mod output;
 pub mod sink;
 mod xml_in;
 
-pub use coerce::{CoerceError, coerce, coerce_column};
 pub use csv_out::{NULL_MARKER, write_record, write_row};
 pub use output::{Blob, LocalStaged, Output, RawCopy, StagedParts, Tee};
 

@@ -4,10 +4,11 @@
 
 use super::output::Output;
 use super::{
-    FileContext, MAX_KEPT_ERRORS, NormalizeError, NormalizeStats, RAW_CAP, RowError, cap,
-    coerce_column, write_row,
+    FileContext, MAX_KEPT_ERRORS, NormalizeError, NormalizeStats, RAW_CAP, RowError, cap, write_row,
 };
-use crate::config::{ColumnSource, ColumnType, Job};
+use crate::config::Job;
+use crate::schema::coerce_column;
+use crate::schema::{ColumnSource, ColumnType};
 use std::borrow::Cow;
 use std::io;
 
@@ -85,7 +86,7 @@ impl<'j, W: Output> RowSink<'j, W> {
         job: &'j Job,
         ctx: &'j FileContext,
         out: W,
-        mut key_of: impl FnMut(&str, &crate::config::Column) -> Result<Key, NormalizeError>,
+        mut key_of: impl FnMut(&str, &crate::schema::Column) -> Result<Key, NormalizeError>,
     ) -> Result<Self, NormalizeError> {
         let mut plan = Vec::with_capacity(job.columns.len());
         for col in &job.columns {

@@ -6,12 +6,12 @@
 //! operator, who decides.
 
 use super::Runtime;
-use crate::bind;
-use crate::config::{Check, Ident, Job};
+use crate::config::{Check, Job};
 use crate::ledger::LedgerSql;
 use crate::ledger::ops::Report;
+use crate::sql::{Dialect, Ident, bind};
 use crate::telemetry;
-use crate::warehouse::{Dialect, LoadOutcome};
+use crate::warehouse::LoadOutcome;
 
 /// The parameters a check may use, in this order.
 const PARAMS: [&str; 3] = ["load_id", "job", "rows"];

@@ -7,9 +7,9 @@
 //! existing key.
 
 use super::{ByteStream, RemoteEntry, Source, free_name};
+use crate::aws::{s3_client, sdk_error};
 use crate::config::{Finalize, S3Endpoint};
 use crate::error::Result;
-use crate::stage::{s3_client, sdk_error};
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 

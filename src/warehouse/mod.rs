@@ -12,73 +12,13 @@ pub mod postgres;
 pub mod redshift;
 pub mod sql;
 
-use crate::config::{Config, Ident, Job, WarehouseSettings};
+use crate::config::{Config, Job, WarehouseSettings};
 use crate::error::{Error, Result};
 use crate::ledger::{FileState, FileVersion};
 use crate::normalize::RowError;
+use crate::sql::Ident;
 use crate::stage::Stager;
 use async_trait::async_trait;
-
-/// SQL dialect differences that matter to ferry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    /// PostgreSQL: `$n` parameters, `now()`.
-    Postgres,
-    /// Redshift: `:name` parameters (Data API), `SYSDATE`.
-    Redshift,
-}
-
-impl Dialect {
-    /// A parameter placeholder.
-    pub fn param(self, n: usize, name: &str) -> String {
-        match self {
-            Dialect::Postgres => format!("${n}"),
-            Dialect::Redshift => format!(":{name}"),
-        }
-    }
-
-    /// Adapts a statement written with PostgreSQL's `$n` parameters: on
-    /// Redshift (the Data API) `$n` becomes `:names[n-1]`, `now()` the
-    /// transaction's time (`SYSDATE`) and `clock_timestamp()` the
-    /// statement's (`GETDATE()`) — in code only, never inside literals,
-    /// quoted names or comments ([`crate::bind`]). PostgreSQL gets the text
-    /// unchanged.
-    pub fn try_adapt(self, sql: &str, names: &[&str]) -> Result<String, crate::bind::BindError> {
-        if self == Dialect::Postgres {
-            // Checked all the same, so a bad statement fails alike on both.
-            crate::bind::rewrite_positional(sql, names.len(), |_, _| {})?;
-            return Ok(sql.to_string());
-        }
-        let sql = crate::bind::replace_in_code(sql, "clock_timestamp()", "GETDATE()");
-        let sql = crate::bind::replace_in_code(&sql, "now()", "SYSDATE");
-        crate::bind::rewrite_positional(&sql, names.len(), |n, out| {
-            out.push(':');
-            out.push_str(names[n - 1]);
-        })
-    }
-
-    /// [`try_adapt`](Self::try_adapt) for ferry's own statements, whose
-    /// parameters are fixed: a mismatch (a bug) is logged and the text is
-    /// sent as it is, for the warehouse to refuse with its own error —
-    /// never a panic.
-    pub fn adapt(self, sql: &str, names: &[&str]) -> String {
-        match self.try_adapt(sql, names) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, sql, "a statement does not match its parameters");
-                sql.to_string()
-            }
-        }
-    }
-
-    /// The transaction's start time.
-    pub fn transaction_time(self) -> &'static str {
-        match self {
-            Dialect::Postgres => "now()",
-            Dialect::Redshift => "SYSDATE",
-        }
-    }
-}
 
 /// Checks the target's columns (`have`, as the catalog lists them) against
 /// the job and returns which of [`sql::TARGET_META`] it has.

@@ -5,15 +5,18 @@
 //! thread and fed to `COPY … FROM STDIN`, a chunk at a time.
 
 use super::sql::{LoadSql, target_tables};
-use super::{Dialect, FailedFile, LedgerRows, LoadOutcome, StagedFile, Warehouse};
-use crate::config::{Ident, Job, PgSslMode, PostgresSettings};
+use super::{FailedFile, LedgerRows, LoadOutcome, StagedFile, Warehouse};
+use crate::aws::sdk_error;
+use crate::config::{Job, PgSslMode, PostgresSettings};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ledger::ops::{Change, Report};
 use crate::ledger::{FileState, FileVersion, LedgerSql, fit, width};
 use crate::migrate::{MIGRATIONS, VERSIONS_TABLE, render};
 use crate::normalize::RowError;
 use crate::retry::{RetryPolicy, retry};
-use crate::stage::{Stager, sdk_error};
+use crate::sql::Dialect;
+use crate::sql::Ident;
+use crate::stage::Stager;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::SinkExt;

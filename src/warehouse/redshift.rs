@@ -22,8 +22,9 @@
 //! names the file, line and column.
 
 use super::sql::LoadSql;
-use super::{Dialect, FailedFile, LedgerRows, LoadOutcome, StagedFile, Warehouse};
-use crate::config::{Ident, Job, RedshiftDataSettings, RedshiftTarget};
+use super::{FailedFile, LedgerRows, LoadOutcome, StagedFile, Warehouse};
+use crate::aws::sdk_error;
+use crate::config::{Job, RedshiftDataSettings, RedshiftTarget};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ledger::ops::{Change, Report};
 use crate::ledger::{FileState, FileVersion, LedgerSql, fit, width};
@@ -31,7 +32,9 @@ use crate::migrate::{MIGRATIONS, VERSIONS_TABLE, render};
 use crate::normalize::RowError;
 use crate::normalize::write_record;
 use crate::retry::{RetryPolicy, retry};
-use crate::stage::{Stager, sdk_error};
+use crate::sql::Dialect;
+use crate::sql::Ident;
+use crate::stage::Stager;
 use async_trait::async_trait;
 use aws_sdk_redshiftdata::Client;
 use aws_sdk_redshiftdata::operation::describe_statement::DescribeStatementOutput;
@@ -179,7 +182,7 @@ fn inline_constants(sql: &str, params: &[Param<'_>]) -> (String, Vec<SqlParamete
 
 /// Replaces `:name` (not `::type`, not a longer name, not inside quotes).
 fn replace_placeholder(sql: &str, name: &str, with: &str) -> String {
-    crate::bind::rewrite_named(sql, |n| (n == name).then(|| with.to_string()))
+    crate::sql::bind::rewrite_named(sql, |n| (n == name).then(|| with.to_string()))
 }
 
 /// A COPY literal (S3 URL, IAM role) may hold no quote or backslash.
@@ -431,7 +434,7 @@ impl RedshiftDataWarehouse {
     /// Builds the Data API client (no call is made until the first
     /// statement).
     pub async fn connect(settings: &RedshiftDataSettings, stager: Stager) -> Result<Self> {
-        let sdk = crate::stage::aws_config(
+        let sdk = crate::aws::aws_config(
             &settings.region,
             settings.credentials.as_ref(),
             settings.io_timeout,

@@ -4,8 +4,9 @@
 //! `INSERT … SELECT` instead of `MERGE` guards or `ON CONFLICT`, window
 //! functions for "latest row wins". No value is ever spliced into the text.
 
-use super::Dialect;
-use crate::config::{ColumnType, Dimension, Ident, Job, LoadMode, Scd2};
+use crate::config::{Dimension, Job, LoadMode, Scd2};
+use crate::sql::Dialect;
+use crate::sql::Ident;
 
 /// Extra columns every staged row carries after the job's columns.
 pub const STAGE_EXTRA: [&str; 2] = ["ferry_file", "ferry_line"];
@@ -17,21 +18,6 @@ pub const TARGET_META: [&str; 4] = [
     "ferry_load_id",
     "ferry_loaded_at",
 ];
-
-/// SQL type of a column type.
-pub fn sql_type(t: ColumnType) -> String {
-    match t {
-        ColumnType::Varchar(n) => format!("VARCHAR({n})"),
-        ColumnType::Int => "INTEGER".into(),
-        ColumnType::Bigint => "BIGINT".into(),
-        ColumnType::Decimal(p, s) => format!("DECIMAL({p},{s})"),
-        ColumnType::Boolean => "BOOLEAN".into(),
-        ColumnType::Date => "DATE".into(),
-        ColumnType::Timestamp => "TIMESTAMP".into(),
-        ColumnType::Timestamptz => "TIMESTAMPTZ".into(),
-        ColumnType::Json => "VARCHAR(65535)".into(),
-    }
-}
 
 /// The tables a load of `job` writes besides the ledger (the target and
 /// its dimensions), qualified and quoted, in name order: the order both
@@ -75,7 +61,7 @@ impl LoadSql<'_> {
             .job
             .columns
             .iter()
-            .map(|c| format!("{} {}", c.name.quoted(), sql_type(c.column_type)))
+            .map(|c| format!("{} {}", c.name.quoted(), c.column_type.sql()))
             .collect();
         cols.push("\"ferry_file\" VARCHAR(1024)".into());
         cols.push("\"ferry_line\" BIGINT".into());

@@ -6,9 +6,9 @@
 //! against a list of PostgreSQL-only constructs.
 
 use crate::harness::{Stack, task_events_job};
-use ferry::config::Ident;
 use ferry::migrate::{MIGRATIONS, render};
-use ferry::warehouse::Dialect;
+use ferry::sql::Dialect;
+use ferry::sql::Ident;
 use ferry::warehouse::sql::{LoadSql, TARGET_META};
 use sqlparser::dialect::RedshiftSqlDialect;
 use sqlparser::parser::Parser;

@@ -4,7 +4,7 @@
 //! timestamps as `YYYY-MM-DD HH:MM:SS.ffffff` (UTC, with `+00` for
 //! `timestamptz`), booleans as `true`/`false`, numbers without grouping.
 
-use crate::config::{Column, ColumnType, Zone};
+use super::{Column, ColumnType, Zone};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use std::borrow::Cow;
 
@@ -370,8 +370,8 @@ mod tests {
     #[test]
     fn named_zones_follow_daylight_saving_like_postgresql() {
         let col = |zone: &str| Column {
-            name: crate::config::Ident::parse("t").unwrap(),
-            source: crate::config::ColumnSource::Field("t".into()),
+            name: crate::sql::Ident::parse("t").unwrap(),
+            source: crate::schema::ColumnSource::Field("t".into()),
             column_type: ColumnType::Timestamptz,
             required: false,
             default: None,
