@@ -6,8 +6,8 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ferry::config::Job;
-use ferry::schema::ColumnType;
 use ferry::normalize::{FileContext, normalize, write_record};
+use ferry::schema::ColumnType;
 use ferry::schema::coerce;
 use std::hint::black_box;
 use std::io::Write;

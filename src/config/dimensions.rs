@@ -1,0 +1,90 @@
+//! A job's `mode` and `dimensions`: how the fact table is written and
+//! which dimension tables (plain or SCD2) are kept from its rows.
+
+use super::*;
+
+/// One dimension table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDimension {
+    /// Dimension table name.
+    pub table: String,
+    /// Key column of the dimension (also the name of the fact column).
+    pub key: String,
+    /// Attribute columns and the fact column each comes from.
+    #[serde(default)]
+    pub columns: Vec<RawDimensionColumn>,
+    /// `scd1` (update attributes in place, the default) or `scd2` (close
+    /// the current row and add a new one when an attribute changes).
+    #[serde(default = "default_history")]
+    pub history: String,
+    /// SCD2: the column holding when a row version became current.
+    #[serde(default = "default_valid_from")]
+    pub valid_from: String,
+    /// SCD2: the column holding when it stopped being current (NULL while
+    /// current).
+    #[serde(default = "default_valid_to")]
+    pub valid_to: String,
+    /// SCD2: the boolean column marking the current row of a key.
+    #[serde(default = "default_is_current")]
+    pub is_current: String,
+}
+
+pub(super) fn default_history() -> String {
+    "scd1".into()
+}
+
+pub(super) fn default_valid_from() -> String {
+    "valid_from".into()
+}
+
+pub(super) fn default_valid_to() -> String {
+    "valid_to".into()
+}
+
+pub(super) fn default_is_current() -> String {
+    "is_current".into()
+}
+
+/// One dimension attribute.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDimensionColumn {
+    /// Column in the dimension table.
+    pub name: String,
+    /// Column of the fact rows it is taken from (defaults to `name`).
+    pub from: Option<String>,
+}
+
+/// How the fact table is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadMode {
+    /// Insert every row.
+    Append,
+    /// Replace rows with the same key (delete + insert).
+    Merge,
+}
+
+/// A dimension maintained from the loaded rows.
+#[derive(Debug, Clone)]
+pub struct Dimension {
+    /// Table.
+    pub table: Ident,
+    /// Key column (same name in the fact rows).
+    pub key: Ident,
+    /// `(dimension column, fact column)` pairs.
+    pub columns: Vec<(Ident, Ident)>,
+    /// SCD2 history columns, or `None` for SCD1 (update in place).
+    pub scd2: Option<Scd2>,
+}
+
+/// The columns of an SCD2 dimension that track row versions.
+#[derive(Debug, Clone)]
+pub struct Scd2 {
+    /// When the row version became current.
+    pub valid_from: Ident,
+    /// When it stopped being current (NULL while current).
+    pub valid_to: Ident,
+    /// Whether it is the current version of its key.
+    pub is_current: Ident,
+}

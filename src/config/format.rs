@@ -1,0 +1,144 @@
+//! A job's `format`: CSV (dialect, header, encoding), NDJSON, JSON
+//! documents and XML.
+
+use super::*;
+
+/// `format = { kind = "csv", … }`
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum RawFormat {
+    /// Delimited text.
+    Csv(RawCsv),
+    /// One JSON object per line.
+    Ndjson(RawNdjson),
+    /// A JSON document: an array of objects, at the top or under a path.
+    Json(RawJson),
+    /// XML: the elements at a path are the records.
+    Xml(RawXml),
+}
+
+/// XML options.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawXml {
+    /// Element path of the records from the root, by local name, e.g.
+    /// `/export/events/event`.
+    pub record_path: String,
+}
+
+/// NDJSON options (none yet).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNdjson {}
+
+/// JSON document options.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJson {
+    /// Object members leading to the records array, e.g. `events` or
+    /// `/data/events`; unset: the document itself is the array (or one
+    /// record object).
+    pub records_path: Option<String>,
+}
+
+impl Default for RawFormat {
+    fn default() -> Self {
+        RawFormat::Csv(RawCsv::default())
+    }
+}
+
+/// CSV options.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCsv {
+    /// Field delimiter, one ASCII character.
+    #[serde(default = "default_delimiter")]
+    pub delimiter: String,
+    /// Quote character, one ASCII character.
+    #[serde(default = "default_quote")]
+    pub quote: String,
+    /// The first record names the fields.
+    #[serde(default = "default_true")]
+    pub header: bool,
+    /// Field names when `header = false`.
+    #[serde(default)]
+    pub field_names: Vec<String>,
+    /// Escape character inside quoted fields (e.g. `\\`); unset: a quote
+    /// is escaped by doubling it, as RFC 4180 says.
+    pub escape: Option<String>,
+    /// `utf-8`, `latin-1` (ISO-8859-1) or `windows-1252`.
+    #[serde(default = "default_encoding")]
+    pub encoding: String,
+}
+
+pub(super) fn default_encoding() -> String {
+    "utf-8".into()
+}
+
+impl Default for RawCsv {
+    fn default() -> Self {
+        RawCsv {
+            delimiter: default_delimiter(),
+            quote: default_quote(),
+            header: true,
+            field_names: Vec::new(),
+            escape: None,
+            encoding: default_encoding(),
+        }
+    }
+}
+
+pub(super) fn default_delimiter() -> String {
+    ",".into()
+}
+
+pub(super) fn default_quote() -> String {
+    "\"".into()
+}
+
+/// A text encoding of CSV input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextEncoding {
+    /// UTF-8 (a BOM is skipped).
+    Utf8,
+    /// ISO-8859-1.
+    Latin1,
+    /// Windows-1252.
+    Windows1252,
+}
+
+/// CSV options.
+#[derive(Debug, Clone)]
+pub struct CsvFormat {
+    /// Delimiter byte.
+    pub delimiter: u8,
+    /// Quote byte.
+    pub quote: u8,
+    /// The first record is a header.
+    pub header: bool,
+    /// Names when there is no header.
+    pub field_names: Vec<String>,
+    /// Escape byte inside quotes (None: doubled quotes).
+    pub escape: Option<u8>,
+    /// Text encoding.
+    pub encoding: TextEncoding,
+}
+
+/// Input format.
+#[derive(Debug, Clone)]
+pub enum Format {
+    /// CSV.
+    Csv(CsvFormat),
+    /// Newline-delimited JSON.
+    Ndjson,
+    /// A JSON document; records at this member path (empty: the top).
+    Json {
+        /// Member names from the top down to the records array.
+        records_path: Vec<String>,
+    },
+    /// XML; records are the elements at this path of local names.
+    Xml {
+        /// Element names from the root to the record element.
+        record_path: Vec<String>,
+    },
+}
