@@ -1,7 +1,9 @@
-//! A loopback TCP proxy that cuts its first connections after a number of
-//! bytes from the server (the "network drops mid-download" fault), or
-//! freezes them there: no byte more in either direction while the sockets
-//! stay open, as a SIGSTOPped server or a black-holed network looks.
+//! A loopback TCP proxy that cuts connections once they have carried a
+//! number of bytes from the server (the "network drops mid-download"
+//! fault), or freezes them there: no byte more in either direction while
+//! the sockets stay open, as a SIGSTOPped server or a black-holed network
+//! looks. Whichever connection passes the mark first is hit (a client may
+//! send a download over any of its pooled connections), up to a count.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,8 +34,8 @@ pub enum Fault {
 }
 
 impl CuttingProxy {
-    /// Forwards to `target`; the first `cut_connections` connections are
-    /// closed once they have carried `cut_after` bytes from the server.
+    /// Forwards to `target`; a connection is closed once it has carried
+    /// `cut_after` bytes from the server, until `cut_connections` have been.
     pub async fn start(
         target: SocketAddr,
         cut_after: u64,
@@ -61,12 +63,7 @@ impl CuttingProxy {
                     r = listener.accept() => match r { Ok((c, _)) => c, Err(_) => continue },
                     () = stopped.cancelled() => break,
                 };
-                let n = conns.fetch_add(1, Ordering::SeqCst);
-                let budget = if n < cut_connections {
-                    cut_after
-                } else {
-                    u64::MAX
-                };
+                conns.fetch_add(1, Ordering::SeqCst);
                 let cut_count = cut_count.clone();
                 let stopped = stopped.clone();
                 tokio::spawn(async move {
@@ -106,8 +103,13 @@ impl CuttingProxy {
                                 Ok(n) => n,
                             };
                             let total = sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
-                            if total > budget {
-                                cut_count.fetch_add(1, Ordering::SeqCst);
+                            let hit = total > cut_after
+                                && cut_count
+                                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
+                                        (c < cut_connections).then_some(c + 1)
+                                    })
+                                    .is_ok();
+                            if hit {
                                 if fault == Fault::Freeze {
                                     // Keep both sockets open and silent.
                                     frozen.store(true, Ordering::SeqCst);
