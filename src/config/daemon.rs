@@ -101,17 +101,11 @@ pub(super) fn validate_daemon(d: &RawDaemon, p: &mut Problems) -> Option<DaemonS
                 .map_err(|_| format!("{:?} is not an address like 127.0.0.1:9187", d.http_listen)),
         )
     };
-    let log_format = match d.log_format.as_str() {
-        "text" => Some(LogFormat::Text),
-        "json" => Some(LogFormat::Json),
-        other => {
-            p.push(
-                "daemon.log_format",
-                format!("{other:?}: expected text or json"),
-            );
-            None
-        }
-    };
+    let log_format = p.choose(
+        "daemon.log_format",
+        &d.log_format,
+        &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+    );
     let stuck_after = p.take("daemon.stuck_after", timeout(&d.stuck_after));
     Some(DaemonSettings {
         stuck_after: stuck_after?,

@@ -2,6 +2,8 @@
 //! which dimension tables (plain or SCD2) are kept from its rows.
 
 use super::*;
+use crate::sql::Ident;
+use std::collections::HashSet;
 
 /// One dimension table.
 #[derive(Debug, Deserialize)]
@@ -87,4 +89,88 @@ pub struct Scd2 {
     pub valid_to: Ident,
     /// Whether it is the current version of its key.
     pub is_current: Ident,
+}
+
+/// Validates a job's `dimensions` against its `columns` (`path` is the
+/// job's key path).
+pub(super) fn validate_dimensions(
+    path: &str,
+    raw: &[RawDimension],
+    columns: &HashSet<&str>,
+    p: &mut Problems,
+) -> Vec<Dimension> {
+    raw.iter()
+        .enumerate()
+        .filter_map(|(i, d)| validate_dimension(&format!("{path}.dimensions[{i}]"), d, columns, p))
+        .collect()
+}
+
+/// One dimension at `dpath`: its table, a key and attribute columns taken
+/// from the job's `columns`, and for `scd2` the version columns.
+fn validate_dimension(
+    dpath: &str,
+    d: &RawDimension,
+    column_names: &HashSet<&str>,
+    p: &mut Problems,
+) -> Option<Dimension> {
+    let table = p.take(&format!("{dpath}.table"), Ident::parse(&d.table));
+    let dkey = p.take(&format!("{dpath}.key"), Ident::parse(&d.key));
+    if let Some(k) = &dkey
+        && !column_names.contains(k.as_str())
+    {
+        p.push(
+            format!("{dpath}.key"),
+            format!("{k} is not one of the job's columns"),
+        );
+    }
+    let mut cols = Vec::new();
+    for (ci, c) in d.columns.iter().enumerate() {
+        let name = p.take(
+            &format!("{dpath}.columns[{ci}].name"),
+            Ident::parse(&c.name),
+        );
+        let from = p.take(
+            &format!("{dpath}.columns[{ci}].from"),
+            Ident::parse(c.from.as_deref().unwrap_or(&c.name)),
+        );
+        if let Some(f) = &from
+            && !column_names.contains(f.as_str())
+        {
+            p.push(
+                format!("{dpath}.columns[{ci}].from"),
+                format!("{f} is not one of the job's columns"),
+            );
+        }
+        if let (Some(n), Some(f)) = (name, from) {
+            cols.push((n, f));
+        }
+    }
+    let scd2 = match p.choose(
+        &format!("{dpath}.history"),
+        &d.history,
+        &[("scd1", false), ("scd2", true)],
+    )? {
+        false => None,
+        true => {
+            if cols.is_empty() {
+                p.push(
+                    format!("{dpath}.columns"),
+                    "an scd2 dimension needs attribute columns whose changes it records",
+                );
+            }
+            let mut id =
+                |field: &str, v: &str| p.take(&format!("{dpath}.{field}"), Ident::parse(v));
+            Some(Scd2 {
+                valid_from: id("valid_from", &d.valid_from)?,
+                valid_to: id("valid_to", &d.valid_to)?,
+                is_current: id("is_current", &d.is_current)?,
+            })
+        }
+    };
+    Some(Dimension {
+        table: table?,
+        key: dkey?,
+        columns: cols,
+        scd2,
+    })
 }

@@ -96,6 +96,94 @@ pub(super) fn default_quote() -> String {
     "\"".into()
 }
 
+/// Validates a job's `format` (`path` is the job's key path).
+pub(super) fn validate_format(path: &str, raw: &RawFormat, p: &mut Problems) -> Option<Format> {
+    match raw {
+        RawFormat::Csv(c) => {
+            let byte = |key: &str, s: &str, p: &mut Problems| -> Option<u8> {
+                match s.as_bytes() {
+                    [b] if b.is_ascii() => Some(*b),
+                    _ => {
+                        p.push(
+                            format!("{path}.format.{key}"),
+                            format!("{s:?} must be one ASCII character"),
+                        );
+                        None
+                    }
+                }
+            };
+            let delimiter = byte("delimiter", &c.delimiter, p);
+            let quote = byte("quote", &c.quote, p);
+            let escape = match &c.escape {
+                Some(e) => byte("escape", e, p).map(Some),
+                None => Some(None),
+            };
+            if !c.header && c.field_names.is_empty() {
+                p.push(
+                    format!("{path}.format.field_names"),
+                    "a file without a header needs field_names",
+                );
+            }
+            let encoding = p.choose(
+                &format!("{path}.format.encoding"),
+                canonical_encoding(&c.encoding),
+                &[
+                    ("utf-8", TextEncoding::Utf8),
+                    ("latin-1", TextEncoding::Latin1),
+                    ("windows-1252", TextEncoding::Windows1252),
+                ],
+            );
+            Some(Format::Csv(CsvFormat {
+                delimiter: delimiter?,
+                quote: quote?,
+                header: c.header,
+                field_names: c.field_names.clone(),
+                escape: escape?,
+                encoding: encoding?,
+            }))
+        }
+        RawFormat::Ndjson(_) => Some(Format::Ndjson),
+        RawFormat::Xml(x) => {
+            let parts: Vec<String> = x
+                .record_path
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
+            if parts.is_empty() {
+                p.push(
+                    format!("{path}.format.record_path"),
+                    "name the record elements from the root, e.g. /export/events/event",
+                );
+                None
+            } else {
+                Some(Format::Xml { record_path: parts })
+            }
+        }
+        RawFormat::Json(r) => Some(Format::Json {
+            records_path: r
+                .records_path
+                .as_deref()
+                .unwrap_or("")
+                .split(['/', '.'])
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+        }),
+    }
+}
+
+/// The name `encoding` is listed under, for the other spellings accepted
+/// (`utf8`, `latin1`, `iso-8859-1`, `cp1252`, any case, `_` for `-`).
+fn canonical_encoding(encoding: &str) -> &str {
+    match encoding.to_ascii_lowercase().replace('_', "-").as_str() {
+        "utf-8" | "utf8" => "utf-8",
+        "latin-1" | "latin1" | "iso-8859-1" => "latin-1",
+        "windows-1252" | "cp1252" => "windows-1252",
+        _ => encoding,
+    }
+}
+
 /// A text encoding of CSV input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TextEncoding {

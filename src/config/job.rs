@@ -309,6 +309,8 @@ pub(super) fn default_action() -> String {
     "keep".into()
 }
 
+/// Validates one `[[jobs]]` entry at `path` (`jobs[3]`) against the
+/// sources (`raw_sources` as written, `sources` those that validated).
 pub(super) fn validate_job(
     path: &str,
     j: &RawJob,
@@ -322,113 +324,91 @@ pub(super) fn validate_job(
         Some(text) => p.take(&format!("{path}.poll_interval"), parse_duration(text)),
         None => Some(default_poll),
     };
-    let source = match sources.get(&j.source) {
-        Some(s) => Some(s.clone()),
-        None if raw_sources.contains_key(&j.source) => None, // already reported
-        None => {
-            let known: Vec<&str> = raw_sources.keys().map(String::as_str).collect();
-            p.push(
-                format!("{path}.source"),
-                format!(
-                    "no source named {:?} (defined: {})",
-                    j.source,
-                    known.join(", ")
-                ),
-            );
-            None
-        }
-    };
+    let source = source_of(path, &j.source, raw_sources, sources, p);
     let pattern = glob(&format!("{path}.pattern"), &j.pattern, p).map(|g| g.compile_matcher());
     let exclude = glob_set(&format!("{path}.exclude"), &j.exclude, p);
     let target = p.take(&format!("{path}.target"), Ident::parse(&j.target));
-    let mode = match j.mode.as_str() {
-        "merge" => Some(LoadMode::Merge),
-        "append" => Some(LoadMode::Append),
-        other => {
-            p.push(
-                format!("{path}.mode"),
-                format!("{other:?}: expected merge or append"),
-            );
-            None
-        }
-    };
-    let format = match &j.format {
-        RawFormat::Csv(c) => {
-            let byte = |key: &str, s: &str, p: &mut Problems| -> Option<u8> {
-                match s.as_bytes() {
-                    [b] if b.is_ascii() => Some(*b),
-                    _ => {
-                        p.push(
-                            format!("{path}.format.{key}"),
-                            format!("{s:?} must be one ASCII character"),
-                        );
-                        None
-                    }
-                }
-            };
-            let delimiter = byte("delimiter", &c.delimiter, p);
-            let quote = byte("quote", &c.quote, p);
-            let escape = match &c.escape {
-                Some(e) => byte("escape", e, p).map(Some),
-                None => Some(None),
-            };
-            if !c.header && c.field_names.is_empty() {
-                p.push(
-                    format!("{path}.format.field_names"),
-                    "a file without a header needs field_names",
-                );
-            }
-            let encoding = match c.encoding.to_ascii_lowercase().replace('_', "-").as_str() {
-                "utf-8" | "utf8" => Some(TextEncoding::Utf8),
-                "latin-1" | "latin1" | "iso-8859-1" => Some(TextEncoding::Latin1),
-                "windows-1252" | "cp1252" => Some(TextEncoding::Windows1252),
-                other => {
-                    p.push(
-                        format!("{path}.format.encoding"),
-                        format!("{other:?}: expected utf-8, latin-1 or windows-1252"),
-                    );
-                    None
-                }
-            };
-            Some(Format::Csv(CsvFormat {
-                delimiter: delimiter?,
-                quote: quote?,
-                header: c.header,
-                field_names: c.field_names.clone(),
-                escape: escape?,
-                encoding: encoding?,
-            }))
-        }
-        RawFormat::Ndjson(_) => Some(Format::Ndjson),
-        RawFormat::Xml(x) => {
-            let parts: Vec<String> = x
-                .record_path
-                .split('/')
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect();
-            if parts.is_empty() {
-                p.push(
-                    format!("{path}.format.record_path"),
-                    "name the record elements from the root, e.g. /export/events/event",
-                );
-                None
-            } else {
-                Some(Format::Xml { record_path: parts })
-            }
-        }
-        RawFormat::Json(r) => Some(Format::Json {
-            records_path: r
-                .records_path
-                .as_deref()
-                .unwrap_or("")
-                .split(['/', '.'])
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect(),
-        }),
-    };
-    let max_errors = match &j.max_errors {
+    let mode = p.choose(
+        &format!("{path}.mode"),
+        &j.mode,
+        &[("merge", LoadMode::Merge), ("append", LoadMode::Append)],
+    );
+    let format = validate_format(path, &j.format, p);
+    let max_errors = validate_max_errors(path, &j.max_errors, p);
+    let (gzip_level, part_size) = validate_output(path, j, p);
+    let batch = validate_batch(path, &j.batch, p);
+    let limits = validate_limits(path, &j.limits, p);
+    let columns = validate_columns(path, &j.columns, p);
+    let column_names: HashSet<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+    let (key, order_by) = validate_key(path, j, &column_names, mode, p);
+    let dimensions = validate_dimensions(path, &j.dimensions, &column_names, p);
+    let settle = validate_settle(path, &j.settle, p);
+    let on_success = validate_finalize(&format!("{path}.on_success"), &j.on_success, true, p);
+    let on_failure = validate_finalize(&format!("{path}.on_failure"), &j.on_failure, false, p);
+    let on_change = p.choose(
+        &format!("{path}.on_change"),
+        &j.on_change,
+        &[("reload", OnChange::Reload), ("ignore", OnChange::Ignore)],
+    );
+    let checks = validate_checks(path, &j.checks, p);
+    Some(Job {
+        name: j.name.clone(),
+        source: source?,
+        path: j.path.clone(),
+        lookback_days: j.lookback_days,
+        pattern: pattern?,
+        pattern_text: j.pattern.clone(),
+        exclude: exclude?,
+        recursive: j.recursive,
+        enabled: j.enabled,
+        poll_interval: poll_interval?,
+        format: format?,
+        target: target?,
+        mode: mode?,
+        key,
+        order_by,
+        columns,
+        dimensions,
+        settle: settle?,
+        on_success: on_success?,
+        on_failure: on_failure?,
+        on_change: on_change?,
+        max_errors: max_errors?,
+        limits: limits?,
+        gzip_level,
+        part_size: part_size?,
+        archive_raw: j.archive_raw,
+        concurrency: j.concurrency,
+        batch: batch?,
+        checks,
+    })
+}
+
+/// The source named `name`, or a problem listing the defined ones (none
+/// when the source is defined but did not validate: that is reported).
+fn source_of(
+    path: &str,
+    name: &str,
+    raw_sources: &BTreeMap<String, RawSource>,
+    sources: &BTreeMap<String, Arc<SourceSettings>>,
+    p: &mut Problems,
+) -> Option<Arc<SourceSettings>> {
+    if let Some(s) = sources.get(name) {
+        return Some(s.clone());
+    }
+    if !raw_sources.contains_key(name) {
+        let known: Vec<&str> = raw_sources.keys().map(String::as_str).collect();
+        p.push(
+            format!("{path}.source"),
+            format!("no source named {name:?} (defined: {})", known.join(", ")),
+        );
+    }
+    None
+}
+
+/// `max_errors`: a count, or a percentage of the file's records.
+fn validate_max_errors(path: &str, raw: &RawMaxErrors, p: &mut Problems) -> Option<MaxErrors> {
+    match raw {
         RawMaxErrors::Count(n) => Some(MaxErrors::Count(*n)),
         RawMaxErrors::Text(t) => {
             match t.trim().strip_suffix('%').map(|n| n.trim().parse::<f64>()) {
@@ -442,7 +422,12 @@ pub(super) fn validate_job(
                 }
             }
         }
-    };
+    }
+}
+
+/// The staged output: `gzip_level` (1-9), `part_size` (more than 0) and
+/// the job's `concurrency` (1-64).
+fn validate_output(path: &str, j: &RawJob, p: &mut Problems) -> (u32, Option<u64>) {
     if !(1..=9).contains(&j.gzip_level) {
         p.push(
             format!("{path}.gzip_level"),
@@ -456,138 +441,62 @@ pub(super) fn validate_job(
     if !(1..=64).contains(&j.concurrency) {
         p.push(format!("{path}.concurrency"), "must be 1 to 64");
     }
-    if j.batch.max_files == 0 {
+    (j.gzip_level, part_size)
+}
+
+/// `batch`: how many files and bytes load together, and how long the
+/// first one waits for others.
+fn validate_batch(path: &str, b: &RawBatch, p: &mut Problems) -> Option<Batch> {
+    if b.max_files == 0 {
         p.push(format!("{path}.batch.max_files"), "must be at least 1");
     }
-    let batch_bytes = p.take(
-        &format!("{path}.batch.max_bytes"),
-        parse_size(&j.batch.max_bytes),
-    );
-    let batch_wait = p.take(
+    let max_bytes = p.take(&format!("{path}.batch.max_bytes"), parse_size(&b.max_bytes));
+    let max_wait = p.take(
         &format!("{path}.batch.max_wait"),
-        parse_duration(&j.batch.max_wait),
+        parse_duration(&b.max_wait),
     );
-    let limits = {
-        let l = &j.limits;
-        let rec = p.take(
-            &format!("{path}.limits.max_record_bytes"),
-            parse_size(&l.max_record_bytes),
-        );
-        let dec = p.take(
-            &format!("{path}.limits.max_decompressed_bytes"),
-            parse_size(&l.max_decompressed_bytes),
-        );
-        if l.max_compression_ratio < 2 {
-            p.push(
-                format!("{path}.limits.max_compression_ratio"),
-                "must be at least 2",
-            );
-        }
-        match (rec, dec) {
-            (Some(max_record_bytes), Some(max_decompressed_bytes)) => Some(Limits {
-                max_record_bytes,
-                max_decompressed_bytes,
-                max_compression_ratio: l.max_compression_ratio,
-                max_xml_depth: l.max_xml_depth.max(1),
-            }),
-            _ => None,
-        }
-    };
+    Some(Batch {
+        max_files: b.max_files,
+        max_bytes: max_bytes?,
+        max_wait: max_wait?,
+    })
+}
 
-    let mut columns = Vec::new();
-    let mut seen = HashSet::new();
-    for (i, rc) in j.columns.iter().enumerate() {
-        let cpath = format!("{path}.columns[{i}]");
-        let Some(name) = p.take(&format!("{cpath}.name"), Ident::parse(&rc.name)) else {
-            continue;
-        };
-        if !seen.insert(name.clone()) {
-            p.push(
-                format!("{cpath}.name"),
-                format!("column {name} is listed twice"),
-            );
-        }
-        let column_type = p.take(&format!("{cpath}.type"), ColumnType::parse(&rc.column_type));
-        let source = match (&rc.source, &rc.derived, &rc.constant) {
-            (Some(s), None, None) => Some(ColumnSource::Field(s.clone())),
-            (None, None, None) => Some(ColumnSource::Field(rc.name.clone())),
-            (None, Some(d), None) => match d.as_str() {
-                "source_file" => Some(ColumnSource::SourceFile),
-                "source_line" => Some(ColumnSource::SourceLine),
-                "ingest_time" => Some(ColumnSource::IngestTime),
-                other => {
-                    p.push(
-                        format!("{cpath}.derived"),
-                        format!("{other:?}: expected source_file, source_line or ingest_time"),
-                    );
-                    None
-                }
-            },
-            (None, None, Some(c)) => Some(ColumnSource::Constant(c.clone())),
-            _ => {
-                p.push(
-                    format!("{cpath}.source"),
-                    "set only one of source, derived and constant",
-                );
-                None
-            }
-        };
-        if let (Some(ty), Some(ColumnSource::Constant(c))) = (column_type, &source)
-            && let Err(e) = crate::schema::coerce(c, ty)
-        {
-            p.push(format!("{cpath}.constant"), e.reason);
-        }
-        if let (Some(ty), Some(d)) = (column_type, &rc.default)
-            && let Err(e) = crate::schema::coerce(d, ty)
-        {
-            p.push(format!("{cpath}.default"), e.reason);
-        }
-        let zone = match rc.timezone.as_deref() {
-            None => Some(Zone::utc()),
-            Some(tz) => p.take(&format!("{cpath}.timezone"), Zone::parse(tz)),
-        };
-        if !rc.formats.is_empty()
-            && !matches!(
-                column_type,
-                Some(ColumnType::Timestamp | ColumnType::Timestamptz)
-            )
-        {
-            p.push(
-                format!("{cpath}.formats"),
-                "formats apply to timestamp and timestamptz columns",
-            );
-        }
-        let truncate = match rc.on_overflow.as_str() {
-            "reject" => false,
-            "truncate" => true,
-            other => {
-                p.push(
-                    format!("{cpath}.on_overflow"),
-                    format!("{other:?}: expected reject or truncate"),
-                );
-                false
-            }
-        };
-        if let (Some(name), Some(column_type), Some(source), Some(zone)) =
-            (Some(name), column_type, source, zone)
-        {
-            columns.push(Column {
-                name,
-                source,
-                column_type,
-                required: rc.required,
-                default: rc.default.clone(),
-                trim: rc.trim,
-                formats: rc.formats.clone(),
-                zone,
-                truncate,
-            });
-        }
+/// `limits`: the largest record, gzip bombs, XML depth.
+fn validate_limits(path: &str, l: &RawLimits, p: &mut Problems) -> Option<Limits> {
+    let rec = p.take(
+        &format!("{path}.limits.max_record_bytes"),
+        parse_size(&l.max_record_bytes),
+    );
+    let dec = p.take(
+        &format!("{path}.limits.max_decompressed_bytes"),
+        parse_size(&l.max_decompressed_bytes),
+    );
+    if l.max_compression_ratio < 2 {
+        p.push(
+            format!("{path}.limits.max_compression_ratio"),
+            "must be at least 2",
+        );
     }
-    if j.columns.is_empty() {
-        p.push(format!("{path}.columns"), "a job needs at least one column");
+    match (rec, dec) {
+        (Some(max_record_bytes), Some(max_decompressed_bytes)) => Some(Limits {
+            max_record_bytes,
+            max_decompressed_bytes,
+            max_compression_ratio: l.max_compression_ratio,
+            max_xml_depth: l.max_xml_depth.max(1),
+        }),
+        _ => None,
     }
-    let column_names: HashSet<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+}
+
+/// `key` and `order_by`: columns of the job; `merge` needs a key.
+fn validate_key(
+    path: &str,
+    j: &RawJob,
+    column_names: &HashSet<&str>,
+    mode: Option<LoadMode>,
+    p: &mut Problems,
+) -> (Vec<Ident>, Option<Ident>) {
     let mut key = Vec::new();
     for (i, k) in j.key.iter().enumerate() {
         if let Some(id) = p.take(&format!("{path}.key[{i}]"), Ident::parse(k)) {
@@ -616,95 +525,21 @@ pub(super) fn validate_job(
         }
         Some(id)
     });
+    (key, order_by)
+}
 
-    let mut dimensions = Vec::new();
-    for (i, d) in j.dimensions.iter().enumerate() {
-        let dpath = format!("{path}.dimensions[{i}]");
-        let table = p.take(&format!("{dpath}.table"), Ident::parse(&d.table));
-        let dkey = p.take(&format!("{dpath}.key"), Ident::parse(&d.key));
-        if let Some(k) = &dkey
-            && !column_names.contains(k.as_str())
-        {
-            p.push(
-                format!("{dpath}.key"),
-                format!("{k} is not one of the job's columns"),
-            );
-        }
-        let mut cols = Vec::new();
-        for (ci, c) in d.columns.iter().enumerate() {
-            let name = p.take(
-                &format!("{dpath}.columns[{ci}].name"),
-                Ident::parse(&c.name),
-            );
-            let from = p.take(
-                &format!("{dpath}.columns[{ci}].from"),
-                Ident::parse(c.from.as_deref().unwrap_or(&c.name)),
-            );
-            if let Some(f) = &from
-                && !column_names.contains(f.as_str())
-            {
-                p.push(
-                    format!("{dpath}.columns[{ci}].from"),
-                    format!("{f} is not one of the job's columns"),
-                );
-            }
-            if let (Some(n), Some(f)) = (name, from) {
-                cols.push((n, f));
-            }
-        }
-        let scd2 = match d.history.as_str() {
-            "scd1" => Some(None),
-            "scd2" => {
-                let mut id =
-                    |field: &str, v: &str| p.take(&format!("{dpath}.{field}"), Ident::parse(v));
-                let (vf, vt, cur) = (
-                    id("valid_from", &d.valid_from),
-                    id("valid_to", &d.valid_to),
-                    id("is_current", &d.is_current),
-                );
-                if cols.is_empty() {
-                    p.push(
-                        format!("{dpath}.columns"),
-                        "an scd2 dimension needs attribute columns whose changes it records",
-                    );
-                }
-                match (vf, vt, cur) {
-                    (Some(valid_from), Some(valid_to), Some(is_current)) => Some(Some(Scd2 {
-                        valid_from,
-                        valid_to,
-                        is_current,
-                    })),
-                    _ => None,
-                }
-            }
-            other => {
-                p.push(
-                    format!("{dpath}.history"),
-                    format!("{other:?}: expected scd1 or scd2"),
-                );
-                None
-            }
-        };
-        if let (Some(table), Some(key), Some(scd2)) = (table, dkey, scd2) {
-            dimensions.push(Dimension {
-                table,
-                key,
-                columns: cols,
-                scd2,
-            });
-        }
-    }
-
+/// `settle`: when a listed file is complete.
+fn validate_settle(path: &str, settle: &RawSettle, p: &mut Problems) -> Option<Settle> {
     let min_age = p.take(
         &format!("{path}.settle.min_age"),
-        parse_duration(&j.settle.min_age),
+        parse_duration(&settle.min_age),
     );
     let temp_patterns = glob_set(
         &format!("{path}.settle.temp_patterns"),
-        &j.settle.temp_patterns,
+        &settle.temp_patterns,
         p,
     );
-    if let Some(m) = &j.settle.marker_suffix
+    if let Some(m) = &settle.marker_suffix
         && (m.is_empty() || m.contains('/'))
     {
         p.push(
@@ -712,186 +547,148 @@ pub(super) fn validate_job(
             format!("{m:?} must be a non-empty suffix like .done"),
         );
     }
-    let on_success = match (j.on_success.action.as_str(), &j.on_success.to) {
-        ("keep", None) => Some(Finalize::Keep),
-        ("delete", None) => Some(Finalize::Delete),
-        ("move", Some(to)) if !to.trim().is_empty() => Some(Finalize::Move(to.clone())),
-        ("move", _) => {
-            p.push(
-                format!("{path}.on_success.to"),
-                "action = \"move\" needs a folder in `to`",
-            );
-            None
-        }
-        ("keep" | "delete", Some(_)) => {
-            p.push(
-                format!("{path}.on_success.to"),
-                "`to` is only used with action = \"move\"",
-            );
-            None
-        }
-        (other, _) => {
-            p.push(
-                format!("{path}.on_success.action"),
-                format!("{other:?}: expected keep, delete or move"),
-            );
-            None
-        }
-    };
-
-    let on_failure = match (j.on_failure.action.as_str(), &j.on_failure.to) {
-        ("keep", None) => Some(Finalize::Keep),
-        ("move", Some(to)) if !to.trim().is_empty() => Some(Finalize::Move(to.clone())),
-        ("move", _) => {
-            p.push(
-                format!("{path}.on_failure.to"),
-                "action = \"move\" needs a folder in `to`",
-            );
-            None
-        }
-        ("keep", Some(_)) => {
-            p.push(
-                format!("{path}.on_failure.to"),
-                "`to` is only used with action = \"move\"",
-            );
-            None
-        }
-        (other, _) => {
-            p.push(
-                format!("{path}.on_failure.action"),
-                format!("{other:?}: expected keep or move (a failed file is never deleted)"),
-            );
-            None
-        }
-    };
-
-    let on_change = match j.on_change.as_str() {
-        "reload" => Some(OnChange::Reload),
-        "ignore" => Some(OnChange::Ignore),
-        other => {
-            p.push(
-                format!("{path}.on_change"),
-                format!("{other:?}: expected reload or ignore"),
-            );
-            None
-        }
-    };
-
-    let mut checks = Vec::new();
-    for (i, c) in j.checks.iter().enumerate() {
-        let cpath = format!("{path}.checks[{i}]");
-        let named = !c.name.is_empty()
-            && c.name.len() <= 64
-            && c.name
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
-        if !named {
-            p.push(
-                format!("{cpath}.name"),
-                format!("{:?}: use 1-64 letters, digits or _", c.name),
-            );
-        } else if checks.iter().any(|k: &Check| k.name == c.name) {
-            p.push(
-                format!("{cpath}.name"),
-                format!("{:?} is used twice", c.name),
-            );
-        }
-        let sql = c.sql.trim().trim_end_matches(';').trim();
-        if !sql.to_ascii_lowercase().starts_with("select")
-            && !sql.to_ascii_lowercase().starts_with("with")
-        {
-            p.push(
-                format!("{cpath}.sql"),
-                "must be one SELECT (or WITH … SELECT) returning the rows that are wrong",
-            );
-        } else if sql.contains(';') {
-            p.push(
-                format!("{cpath}.sql"),
-                "must be one statement (no `;` inside)",
-            );
-        }
-        let unknown: Vec<&str> = sql
-            .match_indices('{')
-            .filter_map(|(at, _)| sql[at..].find('}').map(|end| &sql[at..at + end + 1]))
-            .filter(|t| *t != "{target}" && *t != "{schema}")
-            .collect();
-        if let Some(t) = unknown.first() {
-            p.push(
-                format!("{cpath}.sql"),
-                format!("{t} is not a placeholder; use {{target}} or {{schema}}"),
-            );
-        }
-        const WRITES: &[&str] = &[
-            "insert", "update", "delete", "merge", "truncate", "drop", "alter", "create", "grant",
-            "revoke", "copy", "unload", "call", "vacuum", "analyze", "lock",
-        ];
-        if let Some(w) = crate::sql::bind::first_keyword(sql, WRITES) {
-            p.push(
-                format!("{cpath}.sql"),
-                format!(
-                    "uses {}: a check only reads (it runs in a read-only transaction)",
-                    w.to_ascii_uppercase()
-                ),
-            );
-        }
-        if let Some(d) = crate::sql::bind::positional_used(sql).first() {
-            p.push(
-                format!("{cpath}.sql"),
-                format!(
-                    "uses {d}; name the parameters :load_id, :job or :rows (a literal $ belongs in quotes)"
-                ),
-            );
-        }
-        checks.push(Check {
-            name: c.name.clone(),
-            sql: sql.to_string(),
-        });
-    }
-
-    Some(Job {
-        name: j.name.clone(),
-        source: source?,
-        path: j.path.clone(),
-        lookback_days: j.lookback_days,
-        pattern: pattern?,
-        pattern_text: j.pattern.clone(),
-        exclude: exclude?,
-        recursive: j.recursive,
-        enabled: j.enabled,
-        poll_interval: poll_interval?,
-        format: format?,
-        target: target?,
-        mode: mode?,
-        key,
-        order_by,
-        columns,
-        dimensions,
-        settle: Settle {
-            min_age: min_age?,
-            marker_suffix: j.settle.marker_suffix.clone(),
-            folder_marker: j.settle.folder_marker.clone(),
-            stable_polls: j.settle.stable_polls,
-            temp_patterns: temp_patterns?,
-            temp_pattern_text: j.settle.temp_patterns.clone(),
-        },
-        on_success: on_success?,
-        on_failure: on_failure?,
-        on_change: on_change?,
-        max_errors: max_errors?,
-        limits: limits?,
-        gzip_level: j.gzip_level,
-        part_size: part_size?,
-        archive_raw: j.archive_raw,
-        concurrency: j.concurrency,
-        batch: Batch {
-            max_files: j.batch.max_files,
-            max_bytes: batch_bytes?,
-            max_wait: batch_wait?,
-        },
-        checks,
+    Some(Settle {
+        min_age: min_age?,
+        marker_suffix: settle.marker_suffix.clone(),
+        folder_marker: settle.folder_marker.clone(),
+        stable_polls: settle.stable_polls,
+        temp_patterns: temp_patterns?,
+        temp_pattern_text: settle.temp_patterns.clone(),
     })
 }
 
+/// `on_success` or `on_failure` at `path`: keep, move (with a folder in
+/// `to`), or — only where `may_delete` — delete; a failed file is never
+/// deleted.
+fn validate_finalize(
+    path: &str,
+    raw: &RawFinalize,
+    may_delete: bool,
+    p: &mut Problems,
+) -> Option<Finalize> {
+    let action = if may_delete {
+        p.choose(
+            &format!("{path}.action"),
+            &raw.action,
+            &[("keep", "keep"), ("delete", "delete"), ("move", "move")],
+        )
+    } else if raw.action == "delete" {
+        p.push(
+            format!("{path}.action"),
+            format!(
+                "{:?}: expected keep or move (a failed file is never deleted)",
+                raw.action
+            ),
+        );
+        None
+    } else {
+        p.choose(
+            &format!("{path}.action"),
+            &raw.action,
+            &[("keep", "keep"), ("move", "move")],
+        )
+    }?;
+    match (action, &raw.to) {
+        ("move", Some(to)) if !to.trim().is_empty() => Some(Finalize::Move(to.clone())),
+        ("move", _) => {
+            p.push(
+                format!("{path}.to"),
+                "action = \"move\" needs a folder in `to`",
+            );
+            None
+        }
+        (_, Some(_)) => {
+            p.push(
+                format!("{path}.to"),
+                "`to` is only used with action = \"move\"",
+            );
+            None
+        }
+        ("delete", None) => Some(Finalize::Delete),
+        _ => Some(Finalize::Keep),
+    }
+}
+
+/// Validates a job's post-load `checks` (`path` is the job's key path).
+fn validate_checks(path: &str, raw: &[RawCheck], p: &mut Problems) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for (i, c) in raw.iter().enumerate() {
+        let check = validate_check(&format!("{path}.checks[{i}]"), c, &checks, p);
+        checks.push(check);
+    }
+    checks
+}
+
+/// One check at `cpath`: a name not used by `checks` before it, and one
+/// read-only SELECT with only `{target}`/`{schema}` and `:name` parameters.
+fn validate_check(cpath: &str, c: &RawCheck, checks: &[Check], p: &mut Problems) -> Check {
+    let named = !c.name.is_empty()
+        && c.name.len() <= 64
+        && c.name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+    if !named {
+        p.push(
+            format!("{cpath}.name"),
+            format!("{:?}: use 1-64 letters, digits or _", c.name),
+        );
+    } else if checks.iter().any(|k| k.name == c.name) {
+        p.push(
+            format!("{cpath}.name"),
+            format!("{:?} is used twice", c.name),
+        );
+    }
+    let sql = c.sql.trim().trim_end_matches(';').trim();
+    if !sql.to_ascii_lowercase().starts_with("select")
+        && !sql.to_ascii_lowercase().starts_with("with")
+    {
+        p.push(
+            format!("{cpath}.sql"),
+            "must be one SELECT (or WITH … SELECT) returning the rows that are wrong",
+        );
+    } else if sql.contains(';') {
+        p.push(
+            format!("{cpath}.sql"),
+            "must be one statement (no `;` inside)",
+        );
+    }
+    let unknown: Vec<&str> = sql
+        .match_indices('{')
+        .filter_map(|(at, _)| sql[at..].find('}').map(|end| &sql[at..at + end + 1]))
+        .filter(|t| *t != "{target}" && *t != "{schema}")
+        .collect();
+    if let Some(t) = unknown.first() {
+        p.push(
+            format!("{cpath}.sql"),
+            format!("{t} is not a placeholder; use {{target}} or {{schema}}"),
+        );
+    }
+    const WRITES: &[&str] = &[
+        "insert", "update", "delete", "merge", "truncate", "drop", "alter", "create", "grant",
+        "revoke", "copy", "unload", "call", "vacuum", "analyze", "lock",
+    ];
+    if let Some(w) = crate::sql::bind::first_keyword(sql, WRITES) {
+        p.push(
+            format!("{cpath}.sql"),
+            format!(
+                "uses {}: a check only reads (it runs in a read-only transaction)",
+                w.to_ascii_uppercase()
+            ),
+        );
+    }
+    if let Some(d) = crate::sql::bind::positional_used(sql).first() {
+        p.push(
+            format!("{cpath}.sql"),
+            format!(
+                "uses {d}; name the parameters :load_id, :job or :rows (a literal $ belongs in quotes)"
+            ),
+        );
+    }
+    Check {
+        name: c.name.clone(),
+        sql: sql.to_string(),
+    }
+}
 /// Safety limits on one input file.
 #[derive(Debug, Clone)]
 pub struct Limits {

@@ -35,7 +35,7 @@ pub use values::*;
 pub use warehouse::*;
 
 use crate::error::{Error, Result};
-use crate::schema::{Column, ColumnSource, ColumnType, Zone};
+use crate::schema::Column;
 use crate::sql::Ident;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
@@ -123,6 +123,23 @@ impl Problems {
                 None
             }
         }
+    }
+
+    /// The value `names` gives `text` (one of a closed set), or a problem
+    /// at `path` listing the choices: one helper, so every closed set
+    /// reads and fails alike.
+    fn choose<T: Clone>(&mut self, path: &str, text: &str, names: &[(&str, T)]) -> Option<T> {
+        if let Some((_, v)) = names.iter().find(|(n, _)| *n == text) {
+            return Some(v.clone());
+        }
+        let shown: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
+        let choices = match shown.split_last() {
+            Some((last, [])) => last.to_string(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        self.push(path, format!("{text:?}: expected {choices}"));
+        None
     }
 
     /// For errors that already start with their key path.

@@ -258,18 +258,15 @@ pub(super) fn validate_source(
                 r.password_env.as_deref(),
                 r.password_file.as_deref(),
             ))?;
-            let data_mode = match r.data_mode.as_str() {
-                "epsv" => FtpDataMode::Epsv,
-                "pasv" => FtpDataMode::Pasv,
-                "active" => FtpDataMode::Active,
-                other => {
-                    p.push(
-                        format!("{path}.data_mode"),
-                        format!("{other:?}: expected epsv, pasv or active"),
-                    );
-                    return None;
-                }
-            };
+            let data_mode = p.choose(
+                &format!("{path}.data_mode"),
+                &r.data_mode,
+                &[
+                    ("epsv", FtpDataMode::Epsv),
+                    ("pasv", FtpDataMode::Pasv),
+                    ("active", FtpDataMode::Active),
+                ],
+            )?;
             SourceKind::Ftp(FtpSettings {
                 data_mode,
                 host: r.host.clone(),

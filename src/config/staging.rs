@@ -127,18 +127,22 @@ pub(super) fn s3_endpoint(path: &str, k: S3Keys<'_>, p: &mut Problems) -> Option
             format!("{ep:?} must start with http:// or https://"),
         );
     }
-    let checksums = match checksums {
-        "auto" if endpoint.is_some() => Checksums::WhenRequired,
-        "auto" | "when_supported" => Checksums::WhenSupported,
-        "when_required" => Checksums::WhenRequired,
-        other => {
-            p.push(
-                format!("{path}.checksums"),
-                format!("{other:?}: expected auto, when_supported or when_required"),
-            );
-            return None;
-        }
+    // `auto`: an endpoint other than AWS's may not know the SDK's newer
+    // checksums, so they are sent only when required there.
+    let auto = if endpoint.is_some() {
+        Checksums::WhenRequired
+    } else {
+        Checksums::WhenSupported
     };
+    let checksums = p.choose(
+        &format!("{path}.checksums"),
+        checksums,
+        &[
+            ("auto", auto),
+            ("when_supported", Checksums::WhenSupported),
+            ("when_required", Checksums::WhenRequired),
+        ],
+    )?;
     Some(S3Endpoint {
         region: region.to_string(),
         endpoint: endpoint.clone(),
@@ -153,18 +157,15 @@ pub(super) fn validate_staging(s: &RawStaging, p: &mut Problems) -> Option<Stagi
     if s.bucket.trim().is_empty() {
         p.push("staging.bucket", "must not be empty");
     }
-    let sse = match s.sse.to_ascii_lowercase().as_str() {
-        "none" => Some(Sse::None),
-        "aes256" => Some(Sse::Aes256),
-        "aws:kms" => Some(Sse::Kms(s.kms_key_id.clone())),
-        other => {
-            p.push(
-                "staging.sse",
-                format!("{other:?}: expected none, aes256 or aws:kms"),
-            );
-            None
-        }
-    };
+    let sse = p.choose(
+        "staging.sse",
+        &s.sse.to_ascii_lowercase(),
+        &[
+            ("none", Sse::None),
+            ("aes256", Sse::Aes256),
+            ("aws:kms", Sse::Kms(s.kms_key_id.clone())),
+        ],
+    );
     if s.kms_key_id.is_some() && !matches!(sse, Some(Sse::Kms(_))) {
         p.push("staging.kms_key_id", "is only used with sse = \"aws:kms\"");
     }

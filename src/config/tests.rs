@@ -1,6 +1,7 @@
 //! Config parsing and validation: every error names its key path.
 
 use super::*;
+use crate::schema::ColumnType;
 
 const MINIMAL: &str = r#"
 [staging]

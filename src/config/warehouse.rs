@@ -154,19 +154,16 @@ pub(super) fn validate_warehouse(w: &RawWarehouse, p: &mut Problems) -> Option<W
                 timeout(&pg.statement_timeout),
             );
             let lock_timeout = p.take("warehouse.lock_timeout", timeout(&pg.lock_timeout));
-            let sslmode = match pg.sslmode.as_str() {
-                "disable" => Some(PgSslMode::Disable),
-                "prefer" => Some(PgSslMode::Prefer),
-                "require" => Some(PgSslMode::Require),
-                "verify-full" => Some(PgSslMode::VerifyFull),
-                other => {
-                    p.push(
-                        "warehouse.sslmode",
-                        format!("{other:?}: expected disable, prefer, require or verify-full"),
-                    );
-                    None
-                }
-            };
+            let sslmode = p.choose(
+                "warehouse.sslmode",
+                &pg.sslmode,
+                &[
+                    ("disable", PgSslMode::Disable),
+                    ("prefer", PgSslMode::Prefer),
+                    ("require", PgSslMode::Require),
+                    ("verify-full", PgSslMode::VerifyFull),
+                ],
+            );
             if pg.ca_file.is_some() && sslmode != Some(PgSslMode::VerifyFull) {
                 p.push(
                     "warehouse.ca_file",
