@@ -169,121 +169,9 @@ pub(super) fn validate_source(
     let path = format!("sources.{name}");
     validate_name(&path, name, p);
     let kind = match s {
-        RawSource::Sftp(r) => {
-            let password = p.take_pathed(secret::resolve(
-                &format!("{path}.password"),
-                r.password_env.as_deref(),
-                r.password_file.as_deref(),
-            ))?;
-            let passphrase = p.take_pathed(secret::resolve(
-                &format!("{path}.private_key_passphrase"),
-                r.private_key_passphrase_env.as_deref(),
-                r.private_key_passphrase_file.as_deref(),
-            ))?;
-            let auth = match (&r.private_key_file, password) {
-                (Some(file), None) => SftpAuth::Key {
-                    file: file.clone(),
-                    passphrase,
-                },
-                (None, Some(pw)) => SftpAuth::Password(pw),
-                (Some(_), Some(_)) => {
-                    p.push(
-                        format!("{path}.private_key_file"),
-                        "set a private key or a password, not both",
-                    );
-                    return None;
-                }
-                (None, None) => {
-                    p.push(
-                        format!("{path}.private_key_file"),
-                        "set private_key_file or password_env/password_file",
-                    );
-                    return None;
-                }
-            };
-            let host_key = match (
-                &r.known_hosts_file,
-                &r.host_key_fingerprint,
-                r.accept_any_host_key,
-            ) {
-                (Some(f), None, false) => HostKeyPolicy::KnownHosts(f.clone()),
-                (None, Some(fp), false) => {
-                    if !fp.starts_with("SHA256:") {
-                        p.push(
-                            format!("{path}.host_key_fingerprint"),
-                            format!(
-                                "{fp:?} must look like SHA256:… (ssh-keygen -lf KEY prints it)"
-                            ),
-                        );
-                    }
-                    HostKeyPolicy::Fingerprint(fp.trim_end_matches('=').to_string())
-                }
-                (None, None, true) => HostKeyPolicy::AcceptAny,
-                (None, None, false) => {
-                    p.push(format!("{path}.known_hosts_file"), "set known_hosts_file or host_key_fingerprint so the server's key can be checked (accept_any_host_key = true turns the check off)");
-                    return None;
-                }
-                _ => {
-                    p.push(format!("{path}.known_hosts_file"), "set only one of known_hosts_file, host_key_fingerprint and accept_any_host_key");
-                    return None;
-                }
-            };
-            if r.reads_in_flight == 0 || r.reads_in_flight > 256 {
-                p.push(format!("{path}.reads_in_flight"), "must be 1 to 256");
-            }
-            SourceKind::Sftp(SftpSettings {
-                host: r.host.clone(),
-                port: r.port,
-                user: r.user.clone(),
-                auth,
-                host_key,
-                connect_timeout: p.take(
-                    &format!("{path}.connect_timeout"),
-                    parse_duration(&r.connect_timeout),
-                )?,
-                io_timeout: p.take(&format!("{path}.io_timeout"), timeout(&r.io_timeout))?,
-                reads_in_flight: r.reads_in_flight.clamp(1, 256),
-            })
-        }
-        RawSource::Ftp(r) | RawSource::Ftps(r) => {
-            let tls = matches!(s, RawSource::Ftps(_));
-            if !tls && (r.implicit_tls || r.ca_file.is_some()) {
-                p.push(
-                    format!("{path}.implicit_tls"),
-                    "TLS options need kind = \"ftps\"",
-                );
-            }
-            let password = p.take_pathed(secret::resolve(
-                &format!("{path}.password"),
-                r.password_env.as_deref(),
-                r.password_file.as_deref(),
-            ))?;
-            let data_mode = p.choose(
-                &format!("{path}.data_mode"),
-                &r.data_mode,
-                &[
-                    ("epsv", FtpDataMode::Epsv),
-                    ("pasv", FtpDataMode::Pasv),
-                    ("active", FtpDataMode::Active),
-                ],
-            )?;
-            SourceKind::Ftp(FtpSettings {
-                data_mode,
-                host: r.host.clone(),
-                port: r.port.unwrap_or(if r.implicit_tls { 990 } else { 21 }),
-                user: r.user.clone(),
-                password,
-                tls: tls.then(|| FtpTls {
-                    implicit: r.implicit_tls,
-                    ca_file: r.ca_file.clone(),
-                }),
-                connect_timeout: p.take(
-                    &format!("{path}.connect_timeout"),
-                    parse_duration(&r.connect_timeout),
-                )?,
-                io_timeout: p.take(&format!("{path}.io_timeout"), timeout(&r.io_timeout))?,
-            })
-        }
+        RawSource::Sftp(r) => SourceKind::Sftp(validate_sftp(&path, r, p)?),
+        RawSource::Ftp(r) => SourceKind::Ftp(validate_ftp(&path, r, false, p)?),
+        RawSource::Ftps(r) => SourceKind::Ftp(validate_ftp(&path, r, true, p)?),
         RawSource::S3(r) => SourceKind::S3 {
             bucket: r.bucket.clone(),
             s3: s3_endpoint(
@@ -318,6 +206,139 @@ pub(super) fn validate_source(
         name: name.to_string(),
         max_transfers: max_transfers.clamp(1, 64),
         kind,
+    })
+}
+
+/// An SFTP source at `path`: how ferry logs in, how it checks the
+/// server's key, its timeouts and pipelining.
+fn validate_sftp(path: &str, r: &RawSftp, p: &mut Problems) -> Option<SftpSettings> {
+    let auth = sftp_auth(path, r, p);
+    let host_key = host_key_policy(path, r, p);
+    let (auth, host_key) = (auth?, host_key?);
+    if r.reads_in_flight == 0 || r.reads_in_flight > 256 {
+        p.push(format!("{path}.reads_in_flight"), "must be 1 to 256");
+    }
+    Some(SftpSettings {
+        host: r.host.clone(),
+        port: r.port,
+        user: r.user.clone(),
+        auth,
+        host_key,
+        connect_timeout: p.take(
+            &format!("{path}.connect_timeout"),
+            parse_duration(&r.connect_timeout),
+        )?,
+        io_timeout: p.take(&format!("{path}.io_timeout"), timeout(&r.io_timeout))?,
+        reads_in_flight: r.reads_in_flight.clamp(1, 256),
+    })
+}
+
+/// A private key (with an optional passphrase) or a password, not both.
+fn sftp_auth(path: &str, r: &RawSftp, p: &mut Problems) -> Option<SftpAuth> {
+    let password = p.take_pathed(secret::resolve(
+        &format!("{path}.password"),
+        r.password_env.as_deref(),
+        r.password_file.as_deref(),
+    ))?;
+    let passphrase = p.take_pathed(secret::resolve(
+        &format!("{path}.private_key_passphrase"),
+        r.private_key_passphrase_env.as_deref(),
+        r.private_key_passphrase_file.as_deref(),
+    ))?;
+    match (&r.private_key_file, password) {
+        (Some(file), None) => Some(SftpAuth::Key {
+            file: file.clone(),
+            passphrase,
+        }),
+        (None, Some(pw)) => Some(SftpAuth::Password(pw)),
+        (Some(_), Some(_)) => {
+            p.push(
+                format!("{path}.private_key_file"),
+                "set a private key or a password, not both",
+            );
+            None
+        }
+        (None, None) => {
+            p.push(
+                format!("{path}.private_key_file"),
+                "set private_key_file or password_env/password_file",
+            );
+            None
+        }
+    }
+}
+
+/// One of known_hosts_file, host_key_fingerprint, accept_any_host_key.
+fn host_key_policy(path: &str, r: &RawSftp, p: &mut Problems) -> Option<HostKeyPolicy> {
+    match (
+        &r.known_hosts_file,
+        &r.host_key_fingerprint,
+        r.accept_any_host_key,
+    ) {
+        (Some(f), None, false) => Some(HostKeyPolicy::KnownHosts(f.clone())),
+        (None, Some(fp), false) => {
+            if !fp.starts_with("SHA256:") {
+                p.push(
+                    format!("{path}.host_key_fingerprint"),
+                    format!("{fp:?} must look like SHA256:… (ssh-keygen -lf KEY prints it)"),
+                );
+            }
+            Some(HostKeyPolicy::Fingerprint(
+                fp.trim_end_matches('=').to_string(),
+            ))
+        }
+        (None, None, true) => Some(HostKeyPolicy::AcceptAny),
+        (None, None, false) => {
+            p.push(format!("{path}.known_hosts_file"), "set known_hosts_file or host_key_fingerprint so the server's key can be checked (accept_any_host_key = true turns the check off)");
+            None
+        }
+        _ => {
+            p.push(
+                format!("{path}.known_hosts_file"),
+                "set only one of known_hosts_file, host_key_fingerprint and accept_any_host_key",
+            );
+            None
+        }
+    }
+}
+
+/// An FTP (`tls`: FTPS) source at `path`.
+fn validate_ftp(path: &str, r: &RawFtp, tls: bool, p: &mut Problems) -> Option<FtpSettings> {
+    if !tls && (r.implicit_tls || r.ca_file.is_some()) {
+        p.push(
+            format!("{path}.implicit_tls"),
+            "TLS options need kind = \"ftps\"",
+        );
+    }
+    let password = p.take_pathed(secret::resolve(
+        &format!("{path}.password"),
+        r.password_env.as_deref(),
+        r.password_file.as_deref(),
+    ))?;
+    let data_mode = p.choose(
+        &format!("{path}.data_mode"),
+        &r.data_mode,
+        &[
+            ("epsv", FtpDataMode::Epsv),
+            ("pasv", FtpDataMode::Pasv),
+            ("active", FtpDataMode::Active),
+        ],
+    )?;
+    Some(FtpSettings {
+        data_mode,
+        host: r.host.clone(),
+        port: r.port.unwrap_or(if r.implicit_tls { 990 } else { 21 }),
+        user: r.user.clone(),
+        password,
+        tls: tls.then(|| FtpTls {
+            implicit: r.implicit_tls,
+            ca_file: r.ca_file.clone(),
+        }),
+        connect_timeout: p.take(
+            &format!("{path}.connect_timeout"),
+            parse_duration(&r.connect_timeout),
+        )?,
+        io_timeout: p.take(&format!("{path}.io_timeout"), timeout(&r.io_timeout))?,
     })
 }
 

@@ -138,145 +138,160 @@ pub(super) fn default_data_api_timeout() -> String {
 
 pub(super) fn validate_warehouse(w: &RawWarehouse, p: &mut Problems) -> Option<WarehouseSettings> {
     match w {
-        RawWarehouse::Postgres(pg) => {
-            let password = p.take_pathed(secret::resolve(
-                "warehouse.password",
-                pg.password_env.as_deref(),
-                pg.password_file.as_deref(),
-            ));
-            let schema = p.take("warehouse.schema", Ident::parse(&pg.schema));
-            let connect_timeout = p.take(
-                "warehouse.connect_timeout",
-                parse_duration(&pg.connect_timeout),
-            );
-            let statement_timeout = p.take(
-                "warehouse.statement_timeout",
-                timeout(&pg.statement_timeout),
-            );
-            let lock_timeout = p.take("warehouse.lock_timeout", timeout(&pg.lock_timeout));
-            let sslmode = p.choose(
-                "warehouse.sslmode",
-                &pg.sslmode,
-                &[
-                    ("disable", PgSslMode::Disable),
-                    ("prefer", PgSslMode::Prefer),
-                    ("require", PgSslMode::Require),
-                    ("verify-full", PgSslMode::VerifyFull),
-                ],
-            );
-            if pg.ca_file.is_some() && sslmode != Some(PgSslMode::VerifyFull) {
-                p.push(
-                    "warehouse.ca_file",
-                    "is only used with sslmode = \"verify-full\"",
-                );
-            }
-            Some(WarehouseSettings::Postgres(PostgresSettings {
-                host: pg.host.clone(),
-                port: pg.port,
-                user: pg.user.clone(),
-                database: pg.database.clone(),
-                password: password?,
-                schema: schema?,
-                connect_timeout: connect_timeout?,
-                statement_timeout: statement_timeout?,
-                lock_timeout: lock_timeout?,
-                sslmode: sslmode?,
-                ca_file: pg.ca_file.clone(),
-            }))
-        }
+        RawWarehouse::Postgres(pg) => validate_postgres(pg, p).map(WarehouseSettings::Postgres),
         RawWarehouse::RedshiftData(r) => {
-            let schema = p.take("warehouse.schema", Ident::parse(&r.schema));
-            let target = match (
-                &r.cluster_identifier,
-                &r.workgroup_name,
-                &r.db_user,
-                &r.secret_arn,
-            ) {
-                (Some(c), None, Some(u), None) => Some(RedshiftTarget::ClusterDbUser {
-                    cluster: c.clone(),
-                    db_user: u.clone(),
-                }),
-                (Some(c), None, None, Some(s)) => Some(RedshiftTarget::ClusterSecret {
-                    cluster: c.clone(),
-                    secret_arn: s.clone(),
-                }),
-                (None, Some(w), None, s) => Some(RedshiftTarget::Workgroup {
-                    workgroup: w.clone(),
-                    secret_arn: s.clone(),
-                }),
-                (Some(_), Some(_), _, _) => {
-                    p.push(
-                        "warehouse.workgroup_name",
-                        "set either cluster_identifier or workgroup_name, not both",
-                    );
-                    None
-                }
-                (None, None, _, _) => {
-                    p.push(
-                        "warehouse.cluster_identifier",
-                        "set cluster_identifier (provisioned) or workgroup_name (serverless)",
-                    );
-                    None
-                }
-                (Some(_), None, None, None) => {
-                    p.push(
-                        "warehouse.db_user",
-                        "a provisioned cluster needs db_user or secret_arn",
-                    );
-                    None
-                }
-                (Some(_), None, Some(_), Some(_)) => {
-                    p.push(
-                        "warehouse.secret_arn",
-                        "set db_user or secret_arn, not both",
-                    );
-                    None
-                }
-                (None, Some(_), Some(_), _) => {
-                    p.push(
-                        "warehouse.db_user",
-                        "serverless workgroups take secret_arn or IAM, not db_user",
-                    );
-                    None
-                }
-            };
-            if !r.iam_role.starts_with("arn:aws") && r.iam_role != "default" {
-                p.push(
-                    "warehouse.iam_role",
-                    format!("{:?} must be an IAM role ARN or \"default\"", r.iam_role),
-                );
-            }
-            // The same key rules as S3's; the Data API endpoint is checked
-            // for its scheme there too.
-            let keys = s3_endpoint(
-                "warehouse",
-                S3Keys {
-                    region: &r.region,
-                    endpoint: &r.endpoint,
-                    path_style: false,
-                    access_key_id: &r.access_key_id,
-                    secret_env: &r.secret_access_key_env,
-                    secret_file: &r.secret_access_key_file,
-                    checksums: "auto",
-                    io_timeout: &r.io_timeout,
-                },
-                p,
+            validate_redshift_data(r, p).map(WarehouseSettings::RedshiftData)
+        }
+    }
+}
+
+/// `kind = "postgres"`: connection, timeouts and TLS.
+fn validate_postgres(pg: &RawPostgres, p: &mut Problems) -> Option<PostgresSettings> {
+    let password = p.take_pathed(secret::resolve(
+        "warehouse.password",
+        pg.password_env.as_deref(),
+        pg.password_file.as_deref(),
+    ));
+    let schema = p.take("warehouse.schema", Ident::parse(&pg.schema));
+    let connect_timeout = p.take(
+        "warehouse.connect_timeout",
+        parse_duration(&pg.connect_timeout),
+    );
+    let statement_timeout = p.take(
+        "warehouse.statement_timeout",
+        timeout(&pg.statement_timeout),
+    );
+    let lock_timeout = p.take("warehouse.lock_timeout", timeout(&pg.lock_timeout));
+    let sslmode = p.choose(
+        "warehouse.sslmode",
+        &pg.sslmode,
+        &[
+            ("disable", PgSslMode::Disable),
+            ("prefer", PgSslMode::Prefer),
+            ("require", PgSslMode::Require),
+            ("verify-full", PgSslMode::VerifyFull),
+        ],
+    );
+    if pg.ca_file.is_some() && sslmode != Some(PgSslMode::VerifyFull) {
+        p.push(
+            "warehouse.ca_file",
+            "is only used with sslmode = \"verify-full\"",
+        );
+    }
+    Some(PostgresSettings {
+        host: pg.host.clone(),
+        port: pg.port,
+        user: pg.user.clone(),
+        database: pg.database.clone(),
+        password: password?,
+        schema: schema?,
+        connect_timeout: connect_timeout?,
+        statement_timeout: statement_timeout?,
+        lock_timeout: lock_timeout?,
+        sslmode: sslmode?,
+        ca_file: pg.ca_file.clone(),
+    })
+}
+
+/// `kind = "redshift-data"`: the cluster or workgroup, the COPY role, AWS
+/// keys and endpoint, timeouts.
+fn validate_redshift_data(r: &RawRedshiftData, p: &mut Problems) -> Option<RedshiftDataSettings> {
+    let schema = p.take("warehouse.schema", Ident::parse(&r.schema));
+    let target = redshift_target(r, p);
+    if !r.iam_role.starts_with("arn:aws") && r.iam_role != "default" {
+        p.push(
+            "warehouse.iam_role",
+            format!("{:?} must be an IAM role ARN or \"default\"", r.iam_role),
+        );
+    }
+    // The same key rules as S3's; the Data API endpoint is checked
+    // for its scheme there too.
+    let keys = s3_endpoint(
+        "warehouse",
+        S3Keys {
+            region: &r.region,
+            endpoint: &r.endpoint,
+            path_style: false,
+            access_key_id: &r.access_key_id,
+            secret_env: &r.secret_access_key_env,
+            secret_file: &r.secret_access_key_file,
+            checksums: "auto",
+            io_timeout: &r.io_timeout,
+        },
+        p,
+    );
+    let statement_timeout = p.take(
+        "warehouse.statement_timeout",
+        parse_duration(&r.statement_timeout),
+    );
+    Some(RedshiftDataSettings {
+        region: r.region.clone(),
+        target: target?,
+        database: r.database.clone(),
+        iam_role: r.iam_role.clone(),
+        endpoint: r.endpoint.clone(),
+        schema: schema?,
+        io_timeout: keys.as_ref().map(|k| k.io_timeout)?,
+        credentials: keys?.credentials,
+        statement_timeout: statement_timeout?,
+    })
+}
+
+/// Which Redshift the Data API talks to, and as whom: a provisioned
+/// cluster with db_user or secret_arn, or a serverless workgroup.
+fn redshift_target(r: &RawRedshiftData, p: &mut Problems) -> Option<RedshiftTarget> {
+    match (
+        &r.cluster_identifier,
+        &r.workgroup_name,
+        &r.db_user,
+        &r.secret_arn,
+    ) {
+        (Some(c), None, Some(u), None) => Some(RedshiftTarget::ClusterDbUser {
+            cluster: c.clone(),
+            db_user: u.clone(),
+        }),
+        (Some(c), None, None, Some(s)) => Some(RedshiftTarget::ClusterSecret {
+            cluster: c.clone(),
+            secret_arn: s.clone(),
+        }),
+        (None, Some(w), None, s) => Some(RedshiftTarget::Workgroup {
+            workgroup: w.clone(),
+            secret_arn: s.clone(),
+        }),
+        (Some(_), Some(_), _, _) => {
+            p.push(
+                "warehouse.workgroup_name",
+                "set either cluster_identifier or workgroup_name, not both",
             );
-            let statement_timeout = p.take(
-                "warehouse.statement_timeout",
-                parse_duration(&r.statement_timeout),
+            None
+        }
+        (None, None, _, _) => {
+            p.push(
+                "warehouse.cluster_identifier",
+                "set cluster_identifier (provisioned) or workgroup_name (serverless)",
             );
-            Some(WarehouseSettings::RedshiftData(RedshiftDataSettings {
-                region: r.region.clone(),
-                target: target?,
-                database: r.database.clone(),
-                iam_role: r.iam_role.clone(),
-                endpoint: r.endpoint.clone(),
-                schema: schema?,
-                io_timeout: keys.as_ref().map(|k| k.io_timeout)?,
-                credentials: keys?.credentials,
-                statement_timeout: statement_timeout?,
-            }))
+            None
+        }
+        (Some(_), None, None, None) => {
+            p.push(
+                "warehouse.db_user",
+                "a provisioned cluster needs db_user or secret_arn",
+            );
+            None
+        }
+        (Some(_), None, Some(_), Some(_)) => {
+            p.push(
+                "warehouse.secret_arn",
+                "set db_user or secret_arn, not both",
+            );
+            None
+        }
+        (None, Some(_), Some(_), _) => {
+            p.push(
+                "warehouse.db_user",
+                "serverless workgroups take secret_arn or IAM, not db_user",
+            );
+            None
         }
     }
 }
