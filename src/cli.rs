@@ -3,14 +3,14 @@
 //! `main` stays thin: it parses [`Cli`], calls [`execute`] and maps the error
 //! to an exit code.
 
-use crate::config::{self, LogFormat};
+use crate::config::{self, Config, LogFormat};
 use crate::error::{Error, Result};
 use crate::ledger::ops::Filter;
 use crate::pipeline::{Runtime, run_pass};
 use crate::stage::Stager;
 use crate::{check, daemon, fetch, ops, telemetry, warehouse};
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 /// ferry loads task-event files from FTP, FTPS, SFTP and S3 into Redshift
@@ -237,17 +237,7 @@ fn confirm_reset(name: &str) -> Result<()> {
 /// Runs the command; returns the process exit code.
 pub async fn execute(cli: Cli) -> Result<i32> {
     if let Command::Infer { file, rows, table } = &cli.command {
-        let f = std::fs::File::open(file).map_err(|e| {
-            Error::permanent(format!("cannot open {}", file.display())).with_source(e)
-        })?;
-        let (is_json, cols) = crate::normalize::infer::infer(f, *rows)
-            .map_err(|e| Error::permanent(format!("cannot sample {}: {e}", file.display())))?;
-        let table = crate::sql::Ident::parse(table).map_err(Error::config)?;
-        print!(
-            "{}",
-            crate::normalize::infer::render(table.as_str(), is_json, &cols)
-        );
-        return Ok(0);
+        return infer(file, *rows, table);
     }
     let cfg = match config::load(&cli.config) {
         Ok(c) => c,
@@ -258,175 +248,16 @@ pub async fn execute(cli: Cli) -> Result<i32> {
     };
     telemetry::init(&cli.log_level, cfg.daemon.log_format);
     match cli.command {
-        Command::Migrate => {
-            let wh = connect_warehouse(&cfg).await?;
-            let applied = wh.migrate().await?;
-            if applied.is_empty() {
-                println!("schema {} is up to date", cfg.warehouse.schema());
-            }
-            for name in applied {
-                println!("applied {name}");
-            }
-            Ok(0)
-        }
-        Command::Check { offline } => {
-            if offline {
-                println!(
-                    "OK    config {}: {} source(s), {} job(s)",
-                    cli.config.display(),
-                    cfg.sources.len(),
-                    cfg.jobs.len()
-                );
-                return Ok(0);
-            }
-            let lines = check::run(&cfg).await;
-            let failed = lines.iter().filter(|l| l.result.is_err()).count();
-            println!(
-                "OK    config {}: {} source(s), {} job(s)",
-                cli.config.display(),
-                cfg.sources.len(),
-                cfg.jobs.len()
-            );
-            for l in &lines {
-                println!("{l}");
-            }
-            Ok(if failed == 0 { 0 } else { 1 })
-        }
+        Command::Infer { .. } => unreachable!("handled before the config is read"),
+        Command::Migrate => migrate(&cfg).await,
+        Command::Check { offline } => check(&cli.config, &cfg, offline).await,
         Command::Fetch {
             source,
             path,
             out,
             no_hash,
-        } => {
-            let Some(settings) = cfg.sources.get(&source) else {
-                let known: Vec<&str> = cfg.sources.keys().map(String::as_str).collect();
-                return Err(Error::config(format!(
-                    "no source named {source:?} (defined: {})",
-                    known.join(", ")
-                )));
-            };
-            let f = fetch::fetch(settings, &path, out.as_deref(), !no_hash).await?;
-            println!(
-                "fetched {} bytes from {} {path} in {:.2} s ({:.1} MB/s), sha256 {}",
-                f.bytes,
-                settings.describe(),
-                f.seconds,
-                f.bytes as f64 / 1e6 / f.seconds.max(1e-9),
-                f.sha256.as_deref().unwrap_or("not computed")
-            );
-            Ok(0)
-        }
-        Command::Normalize { file, job, out } => {
-            let Some(j) = cfg.jobs.iter().find(|j| j.name == job) else {
-                let known: Vec<&str> = cfg.jobs.iter().map(|j| j.name.as_str()).collect();
-                return Err(Error::config(format!(
-                    "no job named {job:?} (defined: {})",
-                    known.join(", ")
-                )));
-            };
-            let out = out.unwrap_or_else(|| {
-                let mut p = file.clone().into_os_string();
-                p.push(".staged.csv.gz");
-                PathBuf::from(p)
-            });
-            let r = crate::normalize::normalize_file(j, &file, &out)?;
-            println!(
-                "{}: {} rows written to {}, {} rejected, {} bytes read in {:.2} s ({:.1} MB/s, {:.0} rows/s)",
-                file.display(),
-                r.stats.rows,
-                out.display(),
-                r.stats.rejected,
-                r.stats.input_bytes,
-                r.seconds,
-                r.stats.input_bytes as f64 / 1e6 / r.seconds.max(1e-9),
-                (r.stats.rows + r.stats.rejected) as f64 / r.seconds.max(1e-9),
-            );
-            if let Some(path) = &r.rejects {
-                println!(
-                    "every rejected record (line, column, code, reason, raw value, raw line): {}",
-                    path.display()
-                );
-            }
-            for e in r.stats.errors.iter().take(20) {
-                println!(
-                    "  line {}{}: [{}] {}",
-                    e.line,
-                    e.column
-                        .as_deref()
-                        .map(|c| format!(" column {c}"))
-                        .unwrap_or_default(),
-                    e.code,
-                    e.reason
-                );
-            }
-            let failed = j
-                .max_errors
-                .exceeded(r.stats.rejected, r.stats.rows + r.stats.rejected);
-            if failed {
-                println!(
-                    "the file would fail: more rejected records than max_errors = {}",
-                    j.max_errors
-                );
-            }
-            Ok(if failed { 1 } else { 0 })
-        }
-        Command::Infer { .. } => unreachable!("handled before the config is read"),
-        Command::Jobs { action, json } => {
-            let wh = connect_warehouse(&cfg).await?;
-            match action {
-                None => print_table(&ops::jobs(&cfg, &*wh).await?, json),
-                Some(JobsAction::Pause { name }) => {
-                    println!("{}", ops::set_paused(&cfg, &*wh, &name, true).await?)
-                }
-                Some(JobsAction::Resume { name }) => {
-                    println!("{}", ops::set_paused(&cfg, &*wh, &name, false).await?)
-                }
-            }
-            Ok(0)
-        }
-        Command::Files {
-            job,
-            state,
-            limit,
-            json,
-        } => {
-            let wh = connect_warehouse(&cfg).await?;
-            let filter = Filter {
-                job,
-                detail: state.map(|s| s.as_str().to_string()),
-                limit,
-            };
-            print_table(&ops::files(&cfg, &*wh, &filter).await?, json);
-            Ok(0)
-        }
-        Command::Errors {
-            job,
-            file,
-            limit,
-            json,
-        } => {
-            let wh = connect_warehouse(&cfg).await?;
-            let filter = Filter {
-                job,
-                detail: file,
-                limit,
-            };
-            print_table(&ops::errors(&cfg, &*wh, &filter).await?, json);
-            Ok(0)
-        }
-        Command::Retry { job, path } => {
-            let wh = connect_warehouse(&cfg).await?;
-            println!("{}", ops::retry(&cfg, &*wh, &job, path.as_deref()).await?);
-            Ok(0)
-        }
-        Command::Reset { name, yes } => {
-            if !yes {
-                confirm_reset(&name)?;
-            }
-            let wh = connect_warehouse(&cfg).await?;
-            println!("{}", ops::reset(&cfg, &*wh, &name).await?);
-            Ok(0)
-        }
+        } => fetch(&cfg, &source, &path, out.as_deref(), !no_hash).await,
+        Command::Normalize { file, job, out } => normalize(&cfg, &file, &job, out),
         Command::Once { job } => {
             let rt = Runtime::start(cfg).await?;
             let report = run_pass(&rt, job.as_deref()).await?;
@@ -446,7 +277,197 @@ pub async fn execute(cli: Cli) -> Result<i32> {
             daemon::run(&rt, token).await?;
             Ok(0)
         }
+        ops_command => operate(&cfg, ops_command).await,
     }
+}
+
+/// `ferry infer`: a typed job skeleton from a sample of `file`.
+fn infer(file: &Path, rows: usize, table: &str) -> Result<i32> {
+    let f = std::fs::File::open(file)
+        .map_err(|e| Error::permanent(format!("cannot open {}", file.display())).with_source(e))?;
+    let (is_json, cols) = crate::normalize::infer::infer(f, rows)
+        .map_err(|e| Error::permanent(format!("cannot sample {}: {e}", file.display())))?;
+    let table = crate::sql::Ident::parse(table).map_err(Error::config)?;
+    print!(
+        "{}",
+        crate::normalize::infer::render(table.as_str(), is_json, &cols)
+    );
+    Ok(0)
+}
+
+/// `ferry migrate`: the ledger (and example) schema, up to date.
+async fn migrate(cfg: &Config) -> Result<i32> {
+    let wh = connect_warehouse(cfg).await?;
+    let applied = wh.migrate().await?;
+    if applied.is_empty() {
+        println!("schema {} is up to date", cfg.warehouse.schema());
+    }
+    for name in applied {
+        println!("applied {name}");
+    }
+    Ok(0)
+}
+
+/// `ferry check`: the config, then (unless `offline`) one line per
+/// component; exit 1 when one of them failed.
+async fn check(path: &Path, cfg: &Config, offline: bool) -> Result<i32> {
+    let lines = if offline {
+        Vec::new()
+    } else {
+        check::run(cfg).await
+    };
+    println!(
+        "OK    config {}: {} source(s), {} job(s)",
+        path.display(),
+        cfg.sources.len(),
+        cfg.jobs.len()
+    );
+    for l in &lines {
+        println!("{l}");
+    }
+    let failed = lines.iter().any(|l| l.result.is_err());
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// The error for a `kind` called `name` that the config does not define.
+fn not_defined<'a>(kind: &str, name: &str, known: impl Iterator<Item = &'a str>) -> Error {
+    let known: Vec<&str> = known.collect();
+    Error::config(format!(
+        "no {kind} named {name:?} (defined: {})",
+        known.join(", ")
+    ))
+}
+
+/// `ferry fetch`: one timed (and hashed) download from a source.
+async fn fetch(
+    cfg: &Config,
+    source: &str,
+    path: &str,
+    out: Option<&Path>,
+    hash: bool,
+) -> Result<i32> {
+    let settings = cfg
+        .sources
+        .get(source)
+        .ok_or_else(|| not_defined("source", source, cfg.sources.keys().map(String::as_str)))?;
+    let f = fetch::fetch(settings, path, out, hash).await?;
+    println!(
+        "fetched {} bytes from {} {path} in {:.2} s ({:.1} MB/s), sha256 {}",
+        f.bytes,
+        settings.describe(),
+        f.seconds,
+        f.bytes as f64 / 1e6 / f.seconds.max(1e-9),
+        f.sha256.as_deref().unwrap_or("not computed")
+    );
+    Ok(0)
+}
+
+/// `ferry normalize`: a local file through a job's normalize step, with
+/// its counts and first rejects; exit 1 when the file would fail.
+fn normalize(cfg: &Config, file: &Path, job: &str, out: Option<PathBuf>) -> Result<i32> {
+    let j = cfg
+        .jobs
+        .iter()
+        .find(|j| j.name == job)
+        .ok_or_else(|| not_defined("job", job, cfg.jobs.iter().map(|j| j.name.as_str())))?;
+    let out = out.unwrap_or_else(|| {
+        let mut p = file.to_path_buf().into_os_string();
+        p.push(".staged.csv.gz");
+        PathBuf::from(p)
+    });
+    let r = crate::normalize::normalize_file(j, file, &out)?;
+    println!(
+        "{}: {} rows written to {}, {} rejected, {} bytes read in {:.2} s ({:.1} MB/s, {:.0} rows/s)",
+        file.display(),
+        r.stats.rows,
+        out.display(),
+        r.stats.rejected,
+        r.stats.input_bytes,
+        r.seconds,
+        r.stats.input_bytes as f64 / 1e6 / r.seconds.max(1e-9),
+        (r.stats.rows + r.stats.rejected) as f64 / r.seconds.max(1e-9),
+    );
+    if let Some(path) = &r.rejects {
+        println!(
+            "every rejected record (line, column, code, reason, raw value, raw line): {}",
+            path.display()
+        );
+    }
+    for e in r.stats.errors.iter().take(20) {
+        println!(
+            "  line {}{}: [{}] {}",
+            e.line,
+            e.column
+                .as_deref()
+                .map(|c| format!(" column {c}"))
+                .unwrap_or_default(),
+            e.code,
+            e.reason
+        );
+    }
+    let failed = j
+        .max_errors
+        .exceeded(r.stats.rejected, r.stats.rows + r.stats.rejected);
+    if failed {
+        println!(
+            "the file would fail: more rejected records than max_errors = {}",
+            j.max_errors
+        );
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// The operations commands over the ledger: `jobs` (and pause/resume),
+/// `files`, `errors`, `retry`, `reset`.
+async fn operate(cfg: &Config, command: Command) -> Result<i32> {
+    if let Command::Reset { name, yes: false } = &command {
+        confirm_reset(name)?;
+    }
+    let wh = connect_warehouse(cfg).await?;
+    let wh = &*wh;
+    match command {
+        Command::Jobs { action, json } => match action {
+            None => print_table(&ops::jobs(cfg, wh).await?, json),
+            Some(JobsAction::Pause { name }) => {
+                println!("{}", ops::set_paused(cfg, wh, &name, true).await?)
+            }
+            Some(JobsAction::Resume { name }) => {
+                println!("{}", ops::set_paused(cfg, wh, &name, false).await?)
+            }
+        },
+        Command::Files {
+            job,
+            state,
+            limit,
+            json,
+        } => {
+            let filter = Filter {
+                job,
+                detail: state.map(|s| s.as_str().to_string()),
+                limit,
+            };
+            print_table(&ops::files(cfg, wh, &filter).await?, json);
+        }
+        Command::Errors {
+            job,
+            file,
+            limit,
+            json,
+        } => {
+            let filter = Filter {
+                job,
+                detail: file,
+                limit,
+            };
+            print_table(&ops::errors(cfg, wh, &filter).await?, json);
+        }
+        Command::Retry { job, path } => {
+            println!("{}", ops::retry(cfg, wh, &job, path.as_deref()).await?)
+        }
+        Command::Reset { name, .. } => println!("{}", ops::reset(cfg, wh, &name).await?),
+        other => unreachable!("not an operations command: {other:?}"),
+    }
+    Ok(0)
 }
 
 /// Prints `err` with its whole chain for an operator.
