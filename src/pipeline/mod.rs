@@ -389,6 +389,9 @@ async fn to_stage(
     Ok(todo)
 }
 
+/// One pass over `job`: discover (list and filter), settle, claim (skip
+/// what the ledger has), stream the large files, stage, batch and load
+/// the rest, then report the backlog.
 async fn poll_job(
     rt: &Runtime,
     job: &Arc<Job>,
@@ -397,48 +400,17 @@ async fn poll_job(
     report: &mut PassReport,
 ) -> Result<()> {
     let clock = Instant::now();
-    let policy = RetryPolicy::default();
     let src = rt.source(&job.source).await?;
-    let entries = list_folders(&*src, job, policy).await?;
-    let listed = entries.len();
-    // Marker files are kept in the listing so settle can see them.
-    let candidates: Vec<RemoteEntry> = entries
-        .into_iter()
-        .filter(|e| {
-            matches(job, e)
-                || job
-                    .settle
-                    .marker_suffix
-                    .as_ref()
-                    .is_some_and(|m| e.relative.ends_with(m.as_str()))
-                || job
-                    .settle
-                    .folder_marker
-                    .as_ref()
-                    .is_some_and(|m| source::file_name(&e.path) == m)
-        })
-        .collect();
+    let listing = discover(&*src, job).await?;
     let now = chrono::Utc::now().timestamp();
-    // The job's files as listed (path, mtime): the backlog gauges below.
-    let listed_files: Vec<(String, i64)> = candidates
-        .iter()
-        .filter(|e| matches(job, e))
-        .map(|e| (e.path.clone(), e.mtime))
-        .collect();
     let (ready, waiting) = {
         let mut all = rt.stability.lock().expect("stability lock");
         let stability = all.entry(job.name.clone()).or_default();
-        stability.observe(&candidates);
-        source::settle::split(candidates, &job.settle, now, stability)
+        stability.observe(&listing.candidates);
+        source::settle::split(listing.candidates, &job.settle, now, stability)
     };
-    for (e, why) in &waiting {
-        if matches(job, e) {
-            report.waiting += 1;
-            telemetry::file_waiting(&job.name, &e.path, &format!("{why:?}"));
-        }
-    }
+    let unsettled = report_waiting(job, &waiting, report);
     let (loaded_before, failed_before) = (report.loaded.len(), report.failed.len());
-    let unsettled = waiting.iter().filter(|(e, _)| matches(job, e)).count();
     let mut skipped = 0;
     let mut done = std::collections::HashSet::new();
     let todo = to_stage(rt, job, &*src, ready, pending, &mut skipped, &mut done).await?;
@@ -453,16 +425,119 @@ async fn poll_job(
             .instrument(file_span(job, entry))
             .await?;
     }
+    stage_and_load(rt, job, &src, todo, drain, pending, report).await?;
+    if !pending.is_empty() {
+        tracing::debug!(job = %job.name, files = pending.len(), "staged files wait for their batch (batch.max_wait)");
+    }
+    let loaded_now: std::collections::HashSet<&str> = report.loaded[loaded_before..]
+        .iter()
+        .map(|f| f.path.as_str())
+        .collect();
+    let oldest = listing
+        .files
+        .iter()
+        .filter(|(p, _)| !done.contains(p) && !loaded_now.contains(p.as_str()))
+        .map(|(_, mtime)| *mtime)
+        .min();
+    let age = oldest.map_or(0, |m| (now - m).max(0) as u64);
+    telemetry::job_backlog(
+        &job.name,
+        listing.files.len(),
+        unsettled,
+        std::time::Duration::from_secs(age),
+    );
+    telemetry::pass_done(
+        &job.name,
+        listing.listed,
+        report.loaded.len() - loaded_before,
+        skipped,
+        report.failed.len() - failed_before,
+        clock.elapsed(),
+    );
+    Ok(())
+}
 
-    // Three stages at once: staging (`concurrency` files at a time) →
-    // batching → loading (one batch at a time), so files keep staging
-    // while a full batch loads; the queues between them are short, so a
-    // slow warehouse slows staging down instead of piling up files.
+/// What a job's listing holds for this pass.
+struct Listing {
+    /// Entries the source listed.
+    listed: usize,
+    /// The job's files and the marker files that gate them (settle needs
+    /// to see both).
+    candidates: Vec<RemoteEntry>,
+    /// The job's files alone (path, mtime): the backlog gauges.
+    files: Vec<(String, i64)>,
+}
+
+/// Lists the job's folders and keeps its files and their markers, each
+/// entry classified once.
+async fn discover(src: &dyn Source, job: &Job) -> Result<Listing> {
+    let entries = list_folders(src, job, RetryPolicy::default()).await?;
+    let listed = entries.len();
+    let is_marker = |e: &RemoteEntry| {
+        job.settle
+            .marker_suffix
+            .as_ref()
+            .is_some_and(|m| e.relative.ends_with(m.as_str()))
+            || job
+                .settle
+                .folder_marker
+                .as_ref()
+                .is_some_and(|m| source::file_name(&e.path) == m)
+    };
+    let mut candidates = Vec::new();
+    let mut files = Vec::new();
+    for e in entries {
+        if matches(job, &e) {
+            files.push((e.path.clone(), e.mtime));
+            candidates.push(e);
+        } else if is_marker(&e) {
+            candidates.push(e);
+        }
+    }
+    Ok(Listing {
+        listed,
+        candidates,
+        files,
+    })
+}
+
+/// Reports the job's files that are not settled yet (not their markers);
+/// returns how many there are.
+fn report_waiting(
+    job: &Job,
+    waiting: &[(RemoteEntry, source::settle::NotReady)],
+    report: &mut PassReport,
+) -> usize {
+    let mut unsettled = 0;
+    for (e, why) in waiting {
+        if matches(job, e) {
+            unsettled += 1;
+            telemetry::file_waiting(&job.name, &e.path, &format!("{why:?}"));
+        }
+    }
+    report.waiting += unsettled;
+    unsettled
+}
+
+/// Stages `todo` and loads it in batches: three stages at once, staging
+/// (`concurrency` files at a time) → batching → loading (one batch at a
+/// time), so files keep staging while a full batch loads; the queues
+/// between them are short, so a slow warehouse slows staging down instead
+/// of piling up files. Staged files that do not fill a batch wait in
+/// `pending` unless `drain` says otherwise.
+async fn stage_and_load(
+    rt: &Runtime,
+    job: &Arc<Job>,
+    src: &Arc<dyn Source>,
+    todo: Vec<RemoteEntry>,
+    drain: Drain,
+    pending: &mut Pending,
+    report: &mut PassReport,
+) -> Result<()> {
     let total = todo.len();
     let (staged_tx, mut staged_rx) = tokio::sync::mpsc::channel(job.concurrency);
     let (work_tx, mut work_rx) = tokio::sync::mpsc::channel::<Work>(1);
     let stage_all = {
-        let src = &src;
         async move {
             let mut staging = futures::stream::iter(todo)
                 .map(|entry| async move {
@@ -521,7 +596,7 @@ async fn poll_job(
             match work {
                 Work::Load(files) => {
                     let span = tracing::info_span!("batch", job = %job.name, files = files.len());
-                    batch::load(rt, job, &*src, files, report)
+                    batch::load(rt, job, &**src, files, report)
                         .instrument(span)
                         .await?
                 }
@@ -537,33 +612,6 @@ async fn poll_job(
     };
     let ((), (), loaded) = futures::join!(stage_all, batch_all, load_all);
     loaded?;
-    if !pending.is_empty() {
-        tracing::debug!(job = %job.name, files = pending.len(), "staged files wait for their batch (batch.max_wait)");
-    }
-    let loaded_now: std::collections::HashSet<&str> = report.loaded[loaded_before..]
-        .iter()
-        .map(|f| f.path.as_str())
-        .collect();
-    let oldest = listed_files
-        .iter()
-        .filter(|(p, _)| !done.contains(p) && !loaded_now.contains(p.as_str()))
-        .map(|(_, mtime)| *mtime)
-        .min();
-    let age = oldest.map_or(0, |m| (now - m).max(0) as u64);
-    telemetry::job_backlog(
-        &job.name,
-        listed_files.len(),
-        unsettled,
-        std::time::Duration::from_secs(age),
-    );
-    telemetry::pass_done(
-        &job.name,
-        listed,
-        report.loaded.len() - loaded_before,
-        skipped,
-        report.failed.len() - failed_before,
-        clock.elapsed(),
-    );
     Ok(())
 }
 
