@@ -27,7 +27,8 @@
 //! | [`schema`] | a job's column schema (types, value sources, time zones) and the coercion of every value to its column type |
 //! | [`aws`] | the AWS SDK configuration (deadlines on every attempt), the S3 client, SDK errors as [`ErrorKind`]s |
 //! | [`tls`] | the certificate authorities FTPS and PostgreSQL's `verify-full` trust |
-//! | [`retry`] | retry with exponential backoff and jitter, driven by [`ErrorKind`] |
+//! | [`retry`] | retry with exponential backoff and jitter, driven by [`ErrorKind`], with one named policy per kind of work (connect, list, fetch, resume, upload, load, poll) |
+//! | [`rng`] | jitter, and a seedable generator for replayable randomized tests |
 //! | [`error`] | the crate-level [`Error`] whose [`ErrorKind`] tells a caller to retry, fail the file, or stop |
 //! | `testkit` (feature `testkit`) | in-process S3, FTP and SFTP servers for tests and the dev stack |
 
@@ -44,6 +45,7 @@ pub mod normalize;
 pub mod ops;
 pub mod pipeline;
 pub mod retry;
+pub mod rng;
 pub mod schema;
 pub mod source;
 pub mod sql;

@@ -7,7 +7,8 @@ use crate::error::Result;
 use std::future::Future;
 use std::time::Duration;
 
-/// How to retry.
+/// How to retry: how many tries and how long to wait between them. Each
+/// kind of work has its named policy, chosen for what usually fails there.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     /// Tries in all, the first included.
@@ -18,66 +19,56 @@ pub struct RetryPolicy {
     pub max: Duration,
 }
 
-impl Default for RetryPolicy {
-    /// 5 tries, 200 ms doubling to at most 10 s: long enough to ride out a
-    /// serialization conflict or a dropped connection, short enough that a
-    /// dead server fails the pass within half a minute.
-    fn default() -> Self {
+impl RetryPolicy {
+    /// Connecting to a source: 5 tries, 200 ms doubling to 10 s (~20 s in
+    /// all): rides out a server restart or a full session table.
+    pub const CONNECT: RetryPolicy = RetryPolicy::new(5, 200, 10_000);
+    /// Listing a folder: as [`CONNECT`](Self::CONNECT); a listing that
+    /// still fails fails the job's pass, never looks empty.
+    pub const LIST: RetryPolicy = RetryPolicy::new(5, 200, 10_000);
+    /// Fetching and normalizing one file: 3 tries, 1 s doubling. A read
+    /// that drops mid-file is resumed inside the try ([`RESUME`](Self::RESUME));
+    /// a file whose resumes ran out, or that changed, is left for a later
+    /// pass instead of being read again here, so one file is opened at
+    /// most a handful of times per pass.
+    pub const FETCH: RetryPolicy = RetryPolicy::new(3, 1_000, 10_000);
+    /// Resuming a dropped download at its offset: 5 resumes, 200 ms
+    /// doubling to 3.2 s (at least ~3 s in all, enough for a restarted
+    /// server to listen again).
+    pub const RESUME: RetryPolicy = RetryPolicy::new(6, 200, 3_200);
+    /// Uploading a staged part or object: 5 tries, 200 ms doubling to
+    /// 10 s; the SDK retries throttling inside each try.
+    pub const UPLOAD: RetryPolicy = RetryPolicy::new(5, 200, 10_000);
+    /// A load transaction: 5 tries, 200 ms doubling to 10 s: long enough
+    /// to ride out a serialization conflict (1023, 40001), a lock timeout
+    /// or a dropped connection, short enough that a dead warehouse fails
+    /// the pass within half a minute.
+    pub const LOAD: RetryPolicy = RetryPolicy::new(5, 200, 10_000);
+    /// Polling a Data API statement: 20 ms doubling to 1 s between
+    /// `DescribeStatement`s (no limit on tries: the statement timeout ends
+    /// the wait).
+    pub const POLL: RetryPolicy = RetryPolicy::new(u32::MAX, 20, 1_000);
+
+    /// A policy of `attempts` tries, `base_ms` doubling to `max_ms`.
+    pub const fn new(attempts: u32, base_ms: u64, max_ms: u64) -> RetryPolicy {
         RetryPolicy {
-            attempts: 5,
-            base: Duration::from_millis(200),
-            max: Duration::from_secs(10),
+            attempts,
+            base: Duration::from_millis(base_ms),
+            max: Duration::from_millis(max_ms),
         }
     }
-}
 
-impl RetryPolicy {
     /// The delay before retry number `n` (1-based): uniform in
-    /// `[0, min(max, base * 2^(n-1))]` ("full jitter").
+    /// `[cap/2, cap]` with `cap = min(max, base * 2^(n-1))` ("equal
+    /// jitter": replicas that failed together spread out, and a wait is
+    /// never much shorter than planned).
     pub fn delay(&self, n: u32) -> Duration {
         let cap = self
             .base
             .saturating_mul(1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX))
             .min(self.max);
-        let r = random_unit();
-        cap.mul_f64(r)
+        cap.mul_f64(0.5 + crate::rng::unit() / 2.0)
     }
-}
-
-/// xorshift64*: small, fast, deterministic pseudo-random numbers for
-/// randomized tests that must be replayable from a printed seed. Not for
-/// anything that needs unpredictability.
-#[derive(Debug, Clone)]
-pub struct XorShift(pub u64);
-
-impl XorShift {
-    /// The next number.
-    pub fn next_u64(&mut self) -> u64 {
-        // A zero state would stay zero.
-        if self.0 == 0 {
-            self.0 = 0x9E37_79B9_7F4A_7C15;
-        }
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number in `0..n` (`n` > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
-
-fn random_unit() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Runs `op` until it succeeds, fails permanently, or the tries run out.
@@ -110,7 +101,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn transient_errors_are_retried_until_success() {
         let calls = AtomicU32::new(0);
-        let got = retry(RetryPolicy::default(), "test", || async {
+        let got = retry(RetryPolicy::LOAD, "test", || async {
             if calls.fetch_add(1, Ordering::SeqCst) < 2 {
                 Err(Error::transient("flaky"))
             } else {
@@ -126,7 +117,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn permanent_errors_are_not_retried() {
         let calls = AtomicU32::new(0);
-        let err = retry(RetryPolicy::default(), "test", || async {
+        let err = retry(RetryPolicy::LOAD, "test", || async {
             calls.fetch_add(1, Ordering::SeqCst);
             Err::<(), _>(Error::permanent("bad data"))
         })
@@ -141,7 +132,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn errors_for_a_later_pass_are_not_retried_now() {
         let calls = AtomicU32::new(0);
-        let err = retry(RetryPolicy::default(), "test", || async {
+        let err = retry(RetryPolicy::LOAD, "test", || async {
             calls.fetch_add(1, Ordering::SeqCst);
             Err::<(), _>(Error::transient("changed while it was read").later())
         })
@@ -154,10 +145,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn gives_up_after_the_last_attempt() {
         let calls = AtomicU32::new(0);
-        let policy = RetryPolicy {
-            attempts: 3,
-            ..Default::default()
-        };
+        let policy = RetryPolicy::FETCH;
+        assert_eq!(policy.attempts, 3);
         assert!(
             retry(policy, "test", || async {
                 calls.fetch_add(1, Ordering::SeqCst);
@@ -171,7 +160,7 @@ mod tests {
 
     #[test]
     fn delays_stay_under_their_cap() {
-        let p = RetryPolicy::default();
+        let p = RetryPolicy::LOAD;
         for n in 1..20 {
             assert!(p.delay(n) <= p.max);
         }

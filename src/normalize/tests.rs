@@ -480,7 +480,7 @@ fn varchar_overflow_rejects_or_truncates_by_bytes() {
     );
 }
 
-use crate::retry::XorShift as Rng;
+use crate::rng::XorShift as Rng;
 
 #[test]
 fn arbitrary_bytes_never_panic_any_decoder() {

@@ -45,7 +45,7 @@ pub async fn stage_file(
     entry: &RemoteEntry,
 ) -> std::result::Result<StagedFile, FileFailure> {
     let transfer = rt.transfer_slot(&job.source.name).await;
-    let (stats, local) = retry(RetryPolicy::default(), "fetch and normalize", || {
+    let (stats, local) = retry(RetryPolicy::FETCH, "fetch and normalize", || {
         fetch_and_normalize(job, src, entry, None)
     })
     .await?;
@@ -98,7 +98,7 @@ pub(super) async fn finish(
     // rejects still leaves its bytes and every rejected record where the
     // operator can read them.
     if let Some(path) = &local.raw {
-        retry(RetryPolicy::default(), "archive raw", || {
+        retry(RetryPolicy::UPLOAD, "archive raw", || {
             rt.stager.upload_raw_copy(path, &keys.raw)
         })
         .await
@@ -106,7 +106,7 @@ pub(super) async fn finish(
     }
     let rejects_key = match &local.rejects {
         Some(path) => {
-            retry(RetryPolicy::default(), "upload rejects", || {
+            retry(RetryPolicy::UPLOAD, "upload rejects", || {
                 rt.stager.upload_staged(path, &keys.rejects)
             })
             .await
@@ -140,7 +140,7 @@ pub(super) async fn finish(
             let mut parts = Vec::with_capacity(local.parts.len());
             for (i, path) in local.parts.iter().enumerate() {
                 let key = keys.part(i);
-                retry(RetryPolicy::default(), "upload", || {
+                retry(RetryPolicy::UPLOAD, "upload", || {
                     rt.stager.upload_staged(path, &key)
                 })
                 .await
@@ -177,7 +177,7 @@ pub(super) async fn fetch_and_normalize(
     stream_to: Option<tokio::sync::mpsc::Sender<Blob>>,
 ) -> Result<(NormalizeStats, LocalStaged)> {
     let stream = Resuming::open_version(src.clone(), entry).await?;
-    let changed = stream.changed();
+    let retry_later = stream.retry_later();
     let reader = tokio_util::io::SyncIoBridge::new(stream);
     let ctx = FileContext {
         path: entry.path.clone(),
@@ -219,9 +219,10 @@ pub(super) async fn fetch_and_normalize(
             None => normalize::normalize(&job, &ctx, reader, &mut out),
         };
         let stats = result.map_err(|e| match e {
-            // The file changed under a resume: it is still being written.
+            // The file changed under a resume (it is still being written),
+            // or every resume was used up: a later pass tries again.
             normalize::NormalizeError::Read { .. }
-                if changed.load(std::sync::atomic::Ordering::Relaxed) =>
+                if retry_later.load(std::sync::atomic::Ordering::Relaxed) =>
             {
                 Error::transient(e.to_string()).later()
             }

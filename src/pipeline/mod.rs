@@ -134,7 +134,7 @@ impl Runtime {
             )));
         };
         cell.get_or_try_init(|| {
-            retry(RetryPolicy::default(), "connect", || {
+            retry(RetryPolicy::CONNECT, "connect", || {
                 source::connect(settings)
             })
         })
@@ -471,7 +471,7 @@ struct Listing {
 /// Lists the job's folders and keeps its files and their markers, each
 /// entry classified once.
 async fn discover(src: &dyn Source, job: &Job) -> Result<Listing> {
-    let entries = list_folders(src, job, RetryPolicy::default()).await?;
+    let entries = list_folders(src, job, RetryPolicy::LIST).await?;
     let listed = entries.len();
     let is_marker = |e: &RemoteEntry| {
         job.settle

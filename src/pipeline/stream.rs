@@ -63,7 +63,7 @@ pub async fn stream_file(
             let mut uploaded = Vec::new();
             while let Some(part) = parts_rx.recv().await {
                 let key = part_keys.part(uploaded.len());
-                retry(RetryPolicy::default(), "upload", || {
+                retry(RetryPolicy::UPLOAD, "upload", || {
                     rt.stager.upload_staged(&part, &key)
                 })
                 .await?;

@@ -11,6 +11,7 @@
 
 use super::{ByteStream, RemoteEntry, Source};
 use crate::error::Result;
+use crate::retry::RetryPolicy;
 use futures::future::BoxFuture;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -79,8 +80,8 @@ impl AsyncRead for IdleTimeout {
     }
 }
 
-/// Reopen attempts per download.
-pub const MAX_RESUMES: u32 = 5;
+/// Reopen attempts per download ([`RetryPolicy::RESUME`]).
+pub const MAX_RESUMES: u32 = RetryPolicy::RESUME.attempts - 1;
 
 enum State {
     Reading(ByteStream),
@@ -97,8 +98,8 @@ pub struct Resuming {
     /// The version listed: checked again before every resume, so a file
     /// rewritten meanwhile is never continued from the new bytes.
     version: Option<RemoteEntry>,
-    /// Set when a resume found the file changed (see [`Resuming::changed`]).
-    changed: Arc<AtomicBool>,
+    /// Set when the read gave up for this pass (see [`Resuming::retry_later`]).
+    give_up: Arc<AtomicBool>,
 }
 
 impl Resuming {
@@ -133,15 +134,17 @@ impl Resuming {
             resumes_left: MAX_RESUMES,
             state: State::Reading(first),
             version,
-            changed: Arc::default(),
+            give_up: Arc::default(),
         })
     }
 
-    /// Becomes true when a resume found the file changed since it was
-    /// listed: the read then fails, and the caller leaves the file for a
-    /// later pass instead of retrying it now (it is still being written).
-    pub fn changed(&self) -> Arc<AtomicBool> {
-        self.changed.clone()
+    /// Becomes true when the read failed in a way that another try in
+    /// this pass would not mend: a resume found the file changed since it
+    /// was listed (it is still being written), or every resume was used
+    /// up. The caller then leaves the file for a later pass instead of
+    /// reading it again now (so one file is not opened again and again).
+    pub fn retry_later(&self) -> Arc<AtomicBool> {
+        self.give_up.clone()
     }
 
     /// Bytes delivered so far.
@@ -155,7 +158,7 @@ impl Resuming {
         let (src, path, offset) = (self.src.clone(), self.path.clone(), self.offset);
         let version = self.version.clone();
         self.state = State::Reopening(Box::pin(async move {
-            tokio::time::sleep(Duration::from_millis(200) * 2u32.pow(attempt)).await;
+            tokio::time::sleep(RetryPolicy::RESUME.delay(attempt + 1)).await;
             if let Some(v) = &version {
                 // A changed file is not resumed at all; the file as a
                 // whole is read again once it has settled.
@@ -220,7 +223,10 @@ impl AsyncRead for Resuming {
                             tracing::warn!(path = %this.path, offset = this.offset, error = %e, "download interrupted; resuming at the offset reached");
                             this.reopen();
                         }
-                        Err(e) => return Poll::Ready(Err(e)),
+                        Err(e) => {
+                            this.give_up.store(true, Ordering::Relaxed);
+                            return Poll::Ready(Err(e));
+                        }
                     }
                 }
                 State::Reopening(f) => match ready!(f.as_mut().poll(cx)) {
@@ -229,8 +235,8 @@ impl AsyncRead for Resuming {
                         this.reopen()
                     }
                     Err(e) => {
-                        if e.only_later() {
-                            this.changed.store(true, Ordering::Relaxed);
+                        if e.only_later() || this.resumes_left == 0 {
+                            this.give_up.store(true, Ordering::Relaxed);
                         }
                         return Poll::Ready(Err(std::io::Error::other(format!(
                             "cannot resume {} at byte {}: {}",

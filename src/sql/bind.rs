@@ -340,7 +340,7 @@ mod tests {
 
     #[test]
     fn pieces_cover_the_text_and_never_panic() {
-        use crate::retry::XorShift;
+        use crate::rng::XorShift;
         let alphabet = [
             '$', '\'', '"', '-', '/', '*', 'E', '1', 'a', ' ', '\\', 'é', ':',
         ];

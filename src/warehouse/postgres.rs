@@ -1164,7 +1164,7 @@ impl Warehouse for PostgresWarehouse {
     }
 
     async fn load(&self, job: &Job, batch: &[StagedFile]) -> Result<Vec<LoadOutcome>> {
-        retry(RetryPolicy::default(), "load", || {
+        retry(RetryPolicy::LOAD, "load", || {
             self.with_deadline("a load", self.load_once(job, batch))
         })
         .await

@@ -40,7 +40,7 @@ use aws_sdk_redshiftdata::Client;
 use aws_sdk_redshiftdata::operation::describe_statement::DescribeStatementOutput;
 use aws_sdk_redshiftdata::types::{Field, SqlParameter, StatusString};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// A Redshift warehouse reached through the Data API.
 pub struct RedshiftDataWarehouse {
@@ -548,7 +548,7 @@ impl RedshiftDataWarehouse {
         }
     }
 
-    /// Polls a statement with backoff (20 ms growing to 1 s) until it
+    /// Polls a statement with backoff ([`RetryPolicy::POLL`]) until it
     /// ends. FAILED and ABORTED come back as [`Failed`]; past the
     /// statement timeout the statement is cancelled and the wait fails
     /// transiently. An unknown status counts as still running.
@@ -558,7 +558,7 @@ impl RedshiftDataWarehouse {
         what: &str,
     ) -> Result<std::result::Result<DescribeStatementOutput, Failed>> {
         let started = Instant::now();
-        let mut pause = Duration::from_millis(20);
+        let mut polls = 0;
         loop {
             let d = self
                 .client
@@ -599,8 +599,8 @@ impl RedshiftDataWarehouse {
                     self.settings.statement_timeout
                 )));
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 3 / 2).min(Duration::from_secs(1));
+            polls += 1;
+            tokio::time::sleep(RetryPolicy::POLL.delay(polls)).await;
         }
     }
 
@@ -1147,10 +1147,7 @@ impl Warehouse for RedshiftDataWarehouse {
     }
 
     async fn load(&self, job: &Job, batch: &[StagedFile]) -> Result<Vec<LoadOutcome>> {
-        retry(RetryPolicy::default(), "load", || {
-            self.load_once(job, batch)
-        })
-        .await
+        retry(RetryPolicy::LOAD, "load", || self.load_once(job, batch)).await
     }
 
     async fn read_ledger(&self, report: &Report) -> Result<LedgerRows> {

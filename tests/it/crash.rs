@@ -6,7 +6,7 @@
 //! and a crash before it is finished on the next pass).
 
 use crate::harness::{Stack, TestDb, task_events_job};
-use ferry::retry::XorShift;
+use ferry::rng::XorShift;
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -827,3 +827,39 @@ async fn a_replica_that_fails_a_file_another_loaded_meanwhile_leaves_it_alone() 
     assert_eq!(db.count("task_events").await, n as i64);
     db.drop_schema().await;
 }
+
+/// Regression: a download whose every resume was cut was read again from
+/// the start by the fetch retry around it (up to 5 x 5 opens of one file
+/// in a pass). Now, once the resumes (RetryPolicy::RESUME) are used up,
+/// the file waits for the next pass: here the first six connections are
+/// cut mid-file, the pass gives up after the sixth (the first read and
+/// five resumes) without a seventh, and the next pass loads the file once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_download_whose_resumes_run_out_waits_for_the_next_pass() {
+    use ferry::testkit::proxy::CuttingProxy;
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let n = 30_000;
+    stack.put_sftp("/outbox/f.csv", &format!("{HEADER}{}", rows(n)));
+    let proxy = CuttingProxy::start(stack.sftp.addr, 200_000, 6)
+        .await
+        .unwrap();
+    let toml = sftp_via(
+        &stack,
+        &stack.config_toml(&db, &task_events_job("")),
+        proxy.addr.port(),
+    );
+    let rt = crate::harness::migrated_runtime(&toml).await;
+    let first = ferry::pipeline::run_pass(&rt, None).await.unwrap();
+    assert!(first.loaded.is_empty(), "{first:?}");
+    assert_eq!(first.failed.len(), 1, "{first:?}");
+    assert_eq!(
+        proxy.cuts.load(std::sync::atomic::Ordering::SeqCst),
+        6,
+        "one read and five resumes, then no read again in this pass"
+    );
+    assert_eq!(db.count("ferry_files").await, 0, "nothing recorded");
+    let second = ferry::pipeline::run_pass(&rt, None).await.unwrap();
+    assert_eq!(second.loaded.len(), 1, "{second:?}");
+    loaded_once(db, n).await;
+}

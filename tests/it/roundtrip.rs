@@ -4,7 +4,7 @@
 
 use crate::harness::TestDb;
 use bytes::Bytes;
-use ferry::retry::XorShift as Rng;
+use ferry::rng::XorShift as Rng;
 use futures::SinkExt;
 
 const PIECES: &[&str] = &[

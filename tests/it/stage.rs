@@ -3,7 +3,7 @@
 //! parts), and server-side encryption is requested as configured.
 
 use crate::harness::Stack;
-use ferry::retry::XorShift;
+use ferry::rng::XorShift;
 use std::sync::atomic::Ordering;
 
 /// A file of `len` pseudo-random bytes.
