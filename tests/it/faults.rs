@@ -390,6 +390,28 @@ async fn changed_mid_download_commits_nothing_mixed(
     );
 }
 
+/// A runtime of the task-event job on the stack's SFTP server through a
+/// proxy that cuts `cuts` connections once they carried `after` bytes.
+async fn cutting_sftp(
+    stack: &Stack,
+    db: &TestDb,
+    after: u64,
+    cuts: usize,
+) -> (
+    ferry::testkit::proxy::CuttingProxy,
+    ferry::pipeline::Runtime,
+) {
+    let proxy = ferry::testkit::proxy::CuttingProxy::start(stack.sftp.addr, after, cuts)
+        .await
+        .unwrap();
+    let toml = sftp_via(
+        stack,
+        &stack.config_toml(db, &task_events_job("")),
+        proxy.addr.port(),
+    );
+    (proxy, crate::harness::migrated_runtime(&toml).await)
+}
+
 /// Regression: a resumed read reopened at its offset without checking the
 /// file again, so a file overwritten while it was read could commit half
 /// old, half new. Here the SFTP connection is cut mid-download and the
@@ -397,20 +419,11 @@ async fn changed_mid_download_commits_nothing_mixed(
 /// 200 ms first): the resume sees the change.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_overwritten_during_its_download_never_commits_mixed() {
-    use ferry::testkit::proxy::CuttingProxy;
     let stack = Stack::start().await;
     let db = TestDb::new().await;
     let (old, new) = versions();
     let path = stack.put_sftp("/outbox/f.csv", &old);
-    let proxy = CuttingProxy::start(stack.sftp.addr, 400_000, 1)
-        .await
-        .unwrap();
-    let toml = sftp_via(
-        &stack,
-        &stack.config_toml(&db, &task_events_job("")),
-        proxy.addr.port(),
-    );
-    let rt = crate::harness::migrated_runtime(&toml).await;
+    let (proxy, rt) = cutting_sftp(&stack, &db, 400_000, 1).await;
     let writer = overwrite_on_cut(proxy.cuts.clone(), path, new);
     changed_mid_download_commits_nothing_mixed(&db, &rt, writer, 20_000).await;
     db.drop_schema().await;
@@ -836,20 +849,11 @@ async fn a_replica_that_fails_a_file_another_loaded_meanwhile_leaves_it_alone() 
 /// five resumes) without a seventh, and the next pass loads the file once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_download_whose_resumes_run_out_waits_for_the_next_pass() {
-    use ferry::testkit::proxy::CuttingProxy;
     let stack = Stack::start().await;
     let db = TestDb::new().await;
     let n = 30_000;
     stack.put_sftp("/outbox/f.csv", &format!("{HEADER}{}", rows(n)));
-    let proxy = CuttingProxy::start(stack.sftp.addr, 200_000, 6)
-        .await
-        .unwrap();
-    let toml = sftp_via(
-        &stack,
-        &stack.config_toml(&db, &task_events_job("")),
-        proxy.addr.port(),
-    );
-    let rt = crate::harness::migrated_runtime(&toml).await;
+    let (proxy, rt) = cutting_sftp(&stack, &db, 200_000, 6).await;
     let first = ferry::pipeline::run_pass(&rt, None).await.unwrap();
     assert!(first.loaded.is_empty(), "{first:?}");
     assert_eq!(first.failed.len(), 1, "{first:?}");
