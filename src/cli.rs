@@ -3,12 +3,13 @@
 //! `main` stays thin: it parses [`Cli`], calls [`execute`] and maps the error
 //! to an exit code.
 
+use crate::commands::{check, fetch, ops};
 use crate::config::{self, Config, LogFormat};
 use crate::error::{Error, Result};
-use crate::ledger::ops::Filter;
+use crate::ledger::reports::Filter;
 use crate::pipeline::{Runtime, run_pass};
 use crate::stage::Stager;
-use crate::{check, daemon, fetch, ops, telemetry, warehouse};
+use crate::{daemon, telemetry, warehouse};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;

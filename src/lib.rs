@@ -14,13 +14,11 @@
 //! | [`normalize`] | decoding CSV, NDJSON, JSON and XML (gzip or not), mapping and type-checking columns, writing gzip CSV parts (in memory while small), error rows |
 //! | [`stage`] | deterministic staging keys and uploads of staged objects |
 //! | [`warehouse`] | the load transaction (whole or streamed), SQL rendering with quoted identifiers, the `postgres` and `redshift-data` backends |
-//! | [`ledger`] | the ledger tables' SQL: file versions and their states, loads, load errors, checks, and the operations reports |
+//! | [`ledger`] | the ledger tables' SQL: file versions and their states, loads, load errors, checks, and ([`ledger::reports`]) the reports and writes behind the operations commands |
 //! | [`migrate`] | versioned, idempotent schema migrations embedded from `migrations/` |
 //! | [`pipeline`] | a pass over a job: one file's steps in order with the load-once checks, batches, streamed loads of large files, post-load checks, the staging/transfer/load slots |
 //! | [`daemon`] | one poll loop per job, signals and graceful shutdown, the `/healthz` `/readyz` `/metrics` listener, systemd notify |
-//! | [`check`] | `ferry check`: connects to every component and reports one line each |
-//! | [`fetch`] | `ferry fetch`: one download from a source, timed and hashed |
-//! | [`ops`] | the operations commands (`jobs`, `pause`/`resume`, `files`, `errors`, `retry`, `reset`) over the ledger, printed as tables or JSON |
+//! | [`commands`] | the commands that are not the pipeline: `ferry check` (one line per component), `ferry fetch` (one timed download), and the operations commands over the ledger (`jobs`, `pause`/`resume`, `files`, `errors`, `retry`, `reset`) |
 //! | [`cli`] | the command line, resolved into calls of the modules above |
 //! | [`telemetry`] | logging set-up, the named events the business code emits, and the metrics they update |
 //! | [`sql`] | validated identifiers ([`sql::Ident`]), the two dialects' differences ([`sql::Dialect`]), and [`sql::bind`]: placeholders in SQL text (`$n`, `:name`) found outside literals, quoted names and comments; errors, never panics |
@@ -33,16 +31,14 @@
 //! | `testkit` (feature `testkit`) | in-process S3, FTP and SFTP servers for tests and the dev stack |
 
 pub mod aws;
-pub mod check;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod error;
-pub mod fetch;
 pub mod ledger;
 pub mod migrate;
 pub mod normalize;
-pub mod ops;
 pub mod pipeline;
 pub mod retry;
 pub mod rng;

@@ -1,4 +1,4 @@
-//! Small pseudo-random numbers: [`unit`] for retry jitter, and
+//! Small pseudo-random numbers: [`unit`](fn@unit) for retry jitter, and
 //! [`XorShift`], deterministic and seedable, for randomized tests that
 //! must be replayable from a printed seed. Neither is for secrets.
 

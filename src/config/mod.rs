@@ -5,7 +5,7 @@
 //! One file per section, each holding its raw structs, their validation
 //! and the domain types they become, in that order: [`daemon`],
 //! [`staging`] (and the S3 endpoint settings S3 sources share),
-//! [`warehouse`], [`source`], and for `[[jobs]]` [`job`], [`format`],
+//! [`warehouse`], [`source`], and for `[[jobs]]` [`job`], [`format`](mod@format),
 //! [`columns`] and [`dimensions`]; [`values`] parses durations, sizes,
 //! names and globs.
 //!

@@ -9,7 +9,7 @@
 //! This module owns the ledger's SQL text; the warehouse backends run it.
 //! Values always travel as parameters (`$n`), never spliced into the text.
 
-pub mod ops;
+pub mod reports;
 
 use crate::sql::Dialect;
 use crate::sql::Ident;

@@ -8,7 +8,7 @@
 use super::Runtime;
 use crate::config::{Check, Job};
 use crate::ledger::LedgerSql;
-use crate::ledger::ops::Report;
+use crate::ledger::reports::Report;
 use crate::sql::{Dialect, Ident, bind};
 use crate::telemetry;
 use crate::warehouse::LoadOutcome;

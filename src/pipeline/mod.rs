@@ -73,7 +73,7 @@ impl Runtime {
     pub async fn start(config: Config) -> Result<Runtime> {
         let stager = Stager::new(&config.staging).await;
         let warehouse: Arc<dyn Warehouse> = Arc::from(warehouse::connect(&config, &stager).await?);
-        warehouse.check().await?;
+        warehouse.verify_ledger().await?;
         warehouse.sync_jobs(&config.jobs).await?;
         Ok(Runtime {
             stager,

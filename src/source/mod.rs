@@ -2,8 +2,9 @@
 //!
 //! A [`Source`] lists a folder, opens a file as a byte stream and finalizes
 //! it (keep, delete, move) after its load has committed. [`settle`] decides
-//! which listed files are complete. One implementation per kind: [`sftp`],
-//! [`local`]; FTP, FTPS and S3 sources come with the sources issue.
+//! which listed files are complete; [`resume`] keeps a download going
+//! across dropped connections. One implementation per kind: [`sftp`],
+//! [`ftp`] (FTP and FTPS), [`s3`], [`local`].
 //!
 //! A listing that fails is an error, never an empty result: no file may look
 //! new or gone because of a network error.

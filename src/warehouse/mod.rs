@@ -256,12 +256,12 @@ pub enum LoadOutcome {
 pub trait Warehouse: Send + Sync {
     /// Applies pending migrations; returns the names applied.
     async fn migrate(&self) -> Result<Vec<String>>;
-    /// Connects and checks the ledger is migrated; returns a summary.
-    async fn check(&self) -> Result<String>;
+    /// Connects and verifies that the ledger is migrated; returns a summary.
+    async fn verify_ledger(&self) -> Result<String>;
     /// Whether the warehouse answers, for `/readyz`: by default a
-    /// [`check`](Self::check).
+    /// [`verify_ledger`](Self::verify_ledger).
     async fn ping(&self) -> Result<()> {
-        self.check().await.map(|_| ())
+        self.verify_ledger().await.map(|_| ())
     }
     /// Keeps `ferry_jobs` in step with the configuration.
     async fn sync_jobs(&self, jobs: &[std::sync::Arc<Job>]) -> Result<()>;
@@ -305,11 +305,11 @@ pub trait Warehouse: Send + Sync {
     }
     /// Runs a read-only ledger report (every column text; parameters are
     /// text values in `$n` order, by name on Redshift) and returns its rows.
-    async fn read_ledger(&self, report: &crate::ledger::ops::Report) -> Result<LedgerRows>;
+    async fn read_ledger(&self, report: &crate::ledger::reports::Report) -> Result<LedgerRows>;
     /// Runs ledger writes in one transaction that first takes the ledger
     /// lock loads take, so they never interleave with a load; returns the
     /// rows each statement changed.
-    async fn write_ledger(&self, change: &crate::ledger::ops::Change) -> Result<Vec<u64>>;
+    async fn write_ledger(&self, change: &crate::ledger::reports::Change) -> Result<Vec<u64>>;
     /// Records a failed version with its reason and error rows.
     async fn record_failed(&self, failed: &FailedFile<'_>) -> Result<()>;
     /// Records a version that will not be loaded, with the reason.

@@ -9,7 +9,7 @@ use super::{FailedFile, LedgerRows, LoadOutcome, StagedFile, Warehouse};
 use crate::aws::sdk_error;
 use crate::config::{Job, PgSslMode, PostgresSettings};
 use crate::error::{Error, ErrorKind, Result};
-use crate::ledger::ops::{Change, Report};
+use crate::ledger::reports::{Change, Report};
 use crate::ledger::{FileState, FileVersion, LedgerSql, fit, width};
 use crate::migrate::{MIGRATIONS, VERSIONS_TABLE, render};
 use crate::normalize::RowError;
@@ -245,7 +245,7 @@ fn is_transient_state(c: &SqlState) -> bool {
         || code.starts_with("53")
 }
 
-/// Maps a database error: the states of [`is_transient_state`] and I/O
+/// Maps a database error: the states of `is_transient_state` and I/O
 /// errors are transient; the rest (missing table, bad type, permission
 /// denied, …) fail the file.
 pub fn pg_error(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
@@ -1035,7 +1035,7 @@ impl Warehouse for PostgresWarehouse {
         .await
     }
 
-    async fn check(&self) -> Result<String> {
+    async fn verify_ledger(&self) -> Result<String> {
         self.with_deadline("checking the warehouse", async {
             let guard = self.client().await?;
             let versions = format!("{}.\"{VERSIONS_TABLE}\"", self.schema().quoted());

@@ -26,7 +26,7 @@ use super::{FailedFile, LedgerRows, LoadOutcome, StagedFile, Warehouse};
 use crate::aws::sdk_error;
 use crate::config::{Job, RedshiftDataSettings, RedshiftTarget};
 use crate::error::{Error, ErrorKind, Result};
-use crate::ledger::ops::{Change, Report};
+use crate::ledger::reports::{Change, Report};
 use crate::ledger::{FileState, FileVersion, LedgerSql, fit, width};
 use crate::migrate::{MIGRATIONS, VERSIONS_TABLE, render};
 use crate::normalize::RowError;
@@ -235,7 +235,7 @@ fn gzip_csv<'a>(rows: impl Iterator<Item = Vec<Option<&'a str>>>) -> Vec<u8> {
 pub const BATCH_COLUMNS: &str = "path VARCHAR(1024), size BIGINT, mtime BIGINT, sha256 VARCHAR(64), staged_key VARCHAR(1024), rows_loaded BIGINT, rows_rejected BIGINT, rejects_key VARCHAR(1024), input_bytes BIGINT";
 
 /// The columns of `ferry_batch_errors`, the batch's kept rejected records.
-pub const ERROR_COLUMNS: &str = "path VARCHAR(1024), size BIGINT, mtime BIGINT, line_number BIGINT, column_name VARCHAR(127), error_code INTEGER, reason VARCHAR(1024), raw_line VARCHAR(1024), raw_field_value VARCHAR(1024)";
+pub const BATCH_ERROR_COLUMNS: &str = "path VARCHAR(1024), size BIGINT, mtime BIGINT, line_number BIGINT, column_name VARCHAR(127), error_code INTEGER, reason VARCHAR(1024), raw_line VARCHAR(1024), raw_field_value VARCHAR(1024)";
 
 /// Cuts a text to at most `max` bytes on a character boundary.
 /// Where a load batch reads from: checked string literals of S3 URLs and
@@ -246,7 +246,7 @@ pub struct BatchInputs {
     pub list: String,
     /// The COPY manifest of the staged parts; `None` when no part has rows.
     pub manifest: Option<String>,
-    /// The kept rejected records (gzip CSV of [`ERROR_COLUMNS`]), if any.
+    /// The kept rejected records (gzip CSV of [`BATCH_ERROR_COLUMNS`]), if any.
     pub errors: Option<String>,
     /// `IAM_ROLE` value.
     pub role: String,
@@ -273,7 +273,7 @@ pub fn errors_sql(schema: &Ident, url: &str, role: &str, only_batch: bool) -> Ve
         ""
     };
     vec![
-        format!("CREATE TEMP TABLE ferry_batch_errors ({ERROR_COLUMNS})"),
+        format!("CREATE TEMP TABLE ferry_batch_errors ({BATCH_ERROR_COLUMNS})"),
         format!(
             "COPY ferry_batch_errors FROM {url} IAM_ROLE {role} GZIP CSV NULL AS '\\N' COMPUPDATE OFF STATUPDATE OFF"
         ),
@@ -1047,7 +1047,7 @@ impl Warehouse for RedshiftDataWarehouse {
         Ok(todo.iter().map(|m| m.name.to_string()).collect())
     }
 
-    async fn check(&self) -> Result<String> {
+    async fn verify_ledger(&self) -> Result<String> {
         let versions = format!("{}.\"{VERSIONS_TABLE}\"", self.schema().quoted());
         let applied = match self
             .query(

@@ -2,8 +2,8 @@
 //! pause/resume, files, errors, retry and reset behave as documented.
 
 use crate::harness::{Backend, Env, task_events_job};
-use ferry::ledger::ops::Filter;
-use ferry::ops;
+use ferry::commands::ops;
+use ferry::ledger::reports::Filter;
 use ferry::pipeline::run_pass;
 
 crate::harness::both_backends!(

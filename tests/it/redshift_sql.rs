@@ -150,7 +150,7 @@ fn ledger_statements_are_redshift_sql_with_named_parameters() {
 #[test]
 fn operations_statements_are_redshift_sql_with_named_parameters() {
     use ferry::ledger::LedgerSql;
-    use ferry::ledger::ops::Filter;
+    use ferry::ledger::reports::Filter;
     let l = LedgerSql::with_dialect(&Ident::parse("analytics").unwrap(), Dialect::Redshift);
     let filter = Filter {
         job: Some("j".into()),

@@ -14,7 +14,7 @@
 //!   vsftpd's `require_ssl_reuse` demands.
 //! - A download ends by reading the server's transfer reply, so a transfer
 //!   the server aborted is an error, never a short file.
-//! - Up to `max_transfers` control connections at once ([`pool`]): one
+//! - Up to `max_transfers` control connections at once (`pool`): one
 //!   per download in flight, so downloads run side by side and listing or
 //!   moving files never waits behind a transfer.
 

@@ -49,7 +49,7 @@ pub const FILE_COLUMNS: &[&str] = &[
 ];
 
 /// Columns of [`LedgerSql::errors_report`].
-pub const ERROR_COLUMNS: &[&str] = &[
+pub const LOAD_ERROR_COLUMNS: &[&str] = &[
     "job",
     "path",
     "line",
@@ -127,7 +127,7 @@ impl LedgerSql {
                 &names(&params),
             ),
             params,
-            columns: ERROR_COLUMNS,
+            columns: LOAD_ERROR_COLUMNS,
         }
     }
 

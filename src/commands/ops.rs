@@ -11,7 +11,7 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::ledger::LedgerSql;
-use crate::ledger::ops::{Filter, JOB_COLUMNS};
+use crate::ledger::reports::{Filter, JOB_COLUMNS};
 use crate::warehouse::{LedgerRows, Warehouse};
 
 /// Rows with named columns.
