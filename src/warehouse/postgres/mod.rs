@@ -4,9 +4,9 @@
 //! read S3: the staged object is streamed from S3, gunzipped on a blocking
 //! thread and fed to `COPY … FROM STDIN`, a chunk at a time.
 //!
-//! By role: [`client`] (sessions, their timeouts and TLS, what an error
-//! means), [`copy`] (feeding COPY from S3, locating COPY errors), [`load`]
-//! (the load transaction, whole or streamed), [`ledger`] (typed ledger
+//! By role: `client` (sessions, their timeouts and TLS, what an error
+//! means), `copy` (feeding COPY from S3, locating COPY errors), `load`
+//! (the load transaction, whole or streamed), `ledger` (typed ledger
 //! writes); this file holds the connection and the [`Warehouse`] methods.
 
 use super::sql::{LoadSql, target_tables};
