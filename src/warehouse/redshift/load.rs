@@ -1,0 +1,526 @@
+//! The load: one `BatchExecuteStatement` per batch (lock, leave out
+//! versions already loaded, COPY from a manifest, merge, ledger rows),
+//! the kept error rows uploaded for COPY, and COPY errors read back from
+//! `sys_load_error_detail`.
+
+use super::*;
+
+/// Most statements one batch may hold.
+pub(super) const MAX_BATCH: usize = 40;
+
+/// One gzip CSV in memory (small: batch lists and error rows).
+pub(super) fn gzip_csv<'a>(rows: impl Iterator<Item = Vec<Option<&'a str>>>) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for row in rows {
+        write_record(&mut gz, row).expect("writing to memory");
+    }
+    gz.finish().expect("writing to memory")
+}
+
+/// The columns of `ferry_batch`, the batch's file list.
+pub const BATCH_COLUMNS: &str = "path VARCHAR(1024), size BIGINT, mtime BIGINT, sha256 VARCHAR(64), staged_key VARCHAR(1024), rows_loaded BIGINT, rows_rejected BIGINT, rejects_key VARCHAR(1024), input_bytes BIGINT";
+
+/// The columns of `ferry_batch_errors`, the batch's kept rejected records.
+pub const BATCH_ERROR_COLUMNS: &str = "path VARCHAR(1024), size BIGINT, mtime BIGINT, line_number BIGINT, column_name VARCHAR(127), error_code INTEGER, reason VARCHAR(1024), raw_line VARCHAR(1024), raw_field_value VARCHAR(1024)";
+
+/// Cuts a text to at most `max` bytes on a character boundary.
+/// Where a load batch reads from: checked string literals of S3 URLs and
+/// the IAM role (or `default`).
+#[derive(Debug, Clone)]
+pub struct BatchInputs {
+    /// The batch's file list (gzip CSV of [`BATCH_COLUMNS`]).
+    pub list: String,
+    /// The COPY manifest of the staged parts; `None` when no part has rows.
+    pub manifest: Option<String>,
+    /// The kept rejected records (gzip CSV of [`BATCH_ERROR_COLUMNS`]), if any.
+    pub errors: Option<String>,
+    /// `IAM_ROLE` value.
+    pub role: String,
+}
+
+/// The statements of one load batch, each with what it does.
+#[derive(Debug, Clone)]
+pub struct LoadBatch {
+    /// Statements and their purpose, in order.
+    pub statements: Vec<(String, &'static str)>,
+    /// Index of the staged parts' COPY, if there is one.
+    pub copy_at: Option<usize>,
+    /// Index of the row-count check.
+    pub check_at: usize,
+}
+
+/// Statements that insert the kept rejected records from `url` into
+/// `ferry_load_errors` (params `:job`, `:load_id`); with `only_batch`, only
+/// those of versions still in `ferry_batch`.
+pub fn errors_sql(schema: &Ident, url: &str, role: &str, only_batch: bool) -> Vec<String> {
+    let join = if only_batch {
+        " JOIN ferry_batch b ON b.path = e.path AND b.size = e.size AND b.mtime = e.mtime"
+    } else {
+        ""
+    };
+    vec![
+        format!("CREATE TEMP TABLE ferry_batch_errors ({BATCH_ERROR_COLUMNS})"),
+        format!(
+            "COPY ferry_batch_errors FROM {url} IAM_ROLE {role} GZIP CSV NULL AS '\\N' COMPUPDATE OFF STATUPDATE OFF"
+        ),
+        format!(
+            "INSERT INTO {}.\"ferry_load_errors\" (job, path, size, mtime, load_id, line_number, column_name, error_code, reason, raw_line, raw_field_value, created_at) \
+             SELECT :job, e.path, e.size, e.mtime, CAST(:load_id AS VARCHAR(64)), e.line_number, e.column_name, e.error_code, e.reason, e.raw_line, e.raw_field_value, SYSDATE \
+             FROM ferry_batch_errors e{join}",
+            schema.quoted()
+        ),
+    ]
+}
+
+/// Renders one load batch for `job` (params `:job`, `:load_id`,
+/// `:started_at`). See the module documentation for the steps.
+pub fn load_batch(
+    schema: &Ident,
+    job: &Job,
+    stage: &Ident,
+    target_meta: Vec<&'static str>,
+    inputs: &BatchInputs,
+) -> LoadBatch {
+    let sql = LoadSql {
+        dialect: Dialect::Redshift,
+        schema,
+        job,
+        stage,
+        target_meta,
+    };
+    let table = |t: &str| format!("{}.\"{t}\"", schema.quoted());
+    let files = table("ferry_files");
+    let role = &inputs.role;
+    // Lock the ledger, then the target and its dimensions, always in this
+    // order, at the start: replicas serialize instead of failing with
+    // 1023, and never deadlock.
+    let mut tables = vec![
+        files.clone(),
+        table("ferry_loads"),
+        table("ferry_load_errors"),
+    ];
+    tables.extend(crate::warehouse::sql::target_tables(schema, job));
+    let mut stmts: Vec<(String, &'static str)> = vec![
+        (
+            format!("LOCK TABLE {}", tables.join(", ")),
+            "lock the ledger and the target tables",
+        ),
+        (
+            format!("CREATE TEMP TABLE ferry_batch ({BATCH_COLUMNS})"),
+            "create the batch list",
+        ),
+        (
+            format!(
+                "COPY ferry_batch FROM {} IAM_ROLE {role} GZIP CSV NULL AS '\\N' COMPUPDATE OFF STATUPDATE OFF",
+                inputs.list
+            ),
+            "COPY the batch list",
+        ),
+        (
+            format!(
+                "DELETE FROM ferry_batch USING {files} f WHERE f.job = :job AND f.path = ferry_batch.path \
+                 AND f.size = ferry_batch.size AND f.mtime = ferry_batch.mtime AND f.state = 'loaded'"
+            ),
+            "leave out versions already loaded",
+        ),
+        (sql.create_stage(), "create the staging table"),
+    ];
+    let mut copy_at = None;
+    if let Some(manifest) = &inputs.manifest {
+        copy_at = Some(stmts.len());
+        stmts.push((
+            sql.copy_stage_from_s3(manifest, role),
+            "COPY the staged parts",
+        ));
+        stmts.push((
+            format!(
+                "DELETE FROM {} WHERE \"ferry_file\" NOT IN (SELECT path FROM ferry_batch)",
+                stage.quoted()
+            ),
+            "drop staged rows of versions already loaded",
+        ));
+    }
+    let check_at = stmts.len();
+    stmts.push((
+        format!(
+            "SELECT 1 / (CASE WHEN (SELECT COUNT(*) FROM {}) = (SELECT COALESCE(SUM(rows_loaded), 0) FROM ferry_batch) THEN 1 ELSE 0 END) AS ferry_row_count_check",
+            stage.quoted()
+        ),
+        "check the staged row count",
+    ));
+    if let Some(stale) = sql.drop_stale() {
+        stmts.push((stale, "drop staged rows older than the target's"));
+    }
+    for d in &job.dimensions {
+        for s in sql.merge_dimension(d) {
+            stmts.push((s, "merge a dimension"));
+        }
+    }
+    if let Some(delete) = sql.delete_replaced() {
+        stmts.push((delete, "replace rows in the target"));
+    }
+    stmts.push((sql.insert_fact(), "insert into the target"));
+    stmts.push((
+        format!(
+            "DELETE FROM {files} USING ferry_batch b WHERE {files}.job = :job AND {files}.path = b.path \
+             AND {files}.size = b.size AND {files}.mtime = b.mtime AND {files}.state <> 'loaded'"
+        ),
+        "clear earlier failures of the batch's versions",
+    ));
+    stmts.push((
+        format!(
+            "INSERT INTO {files} (job, path, size, mtime, sha256, state, staged_key, rows_loaded, rows_rejected, first_seen_at, loaded_at, load_id, rejects_key) \
+             SELECT :job, path, size, mtime, sha256, 'loaded', staged_key, rows_loaded, rows_rejected, SYSDATE, SYSDATE, CAST(:load_id AS VARCHAR(64)), rejects_key FROM ferry_batch"
+        ),
+        "record the files in the ledger",
+    ));
+    if let Some(url) = &inputs.errors {
+        for s in errors_sql(schema, url, role, true) {
+            stmts.push((s, "record the rejected records"));
+        }
+    }
+    stmts.push((
+        format!(
+            "INSERT INTO {} (load_id, job, files, rows_loaded, bytes, started_at, finished_at, duration_ms) \
+             SELECT CAST(:load_id AS VARCHAR(64)), :job, CAST(b.files AS INTEGER), b.rows_loaded, b.bytes, CAST(:started_at AS TIMESTAMPTZ), GETDATE(), 0 \
+             FROM (SELECT COUNT(*) AS files, COALESCE(SUM(rows_loaded), 0) AS rows_loaded, COALESCE(SUM(input_bytes), 0) AS bytes FROM ferry_batch) b WHERE b.files > 0",
+            table("ferry_loads")
+        ),
+        "record the load",
+    ));
+    LoadBatch {
+        statements: stmts,
+        copy_at,
+        check_at,
+    }
+}
+
+impl RedshiftDataWarehouse {
+    /// Which of the target's metadata columns exist; errors if the table
+    /// does not or lacks a job column.
+    pub(super) async fn target_columns(&self, job: &Job) -> Result<Vec<&'static str>> {
+        let rows = self
+            .query(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = :schema AND table_name = :table",
+                &[
+                    ("schema", Some(self.schema().as_str().to_string())),
+                    ("table", Some(job.target.as_str().to_string())),
+                ],
+                "reading the target's columns",
+            )
+            .await?;
+        let have: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r.first().and_then(text))
+            .collect();
+        crate::warehouse::check_target(job, self.schema(), &have)
+    }
+
+    /// Uploads the kept rejected records of `files` as a gzip CSV under
+    /// `folder`; returns its key, or `None` when there are none.
+    pub(super) async fn upload_errors(
+        &self,
+        folder: &str,
+        files: &[(&FileVersion, &[RowError])],
+    ) -> Result<Option<String>> {
+        if files.iter().all(|(_, e)| e.is_empty()) {
+            return Ok(None);
+        }
+        let mut rows: Vec<Vec<Option<String>>> = Vec::new();
+        for (v, errors) in files {
+            for e in errors.iter() {
+                rows.push(vec![
+                    Some(v.path.clone()),
+                    Some(v.size.to_string()),
+                    Some(v.mtime.to_string()),
+                    Some(e.line.to_string()),
+                    e.column
+                        .as_deref()
+                        .map(|c| fit(c, width::COLUMN).to_string()),
+                    Some(e.code.to_string()),
+                    Some(fit(&e.reason, width::REASON).to_string()),
+                    Some(fit(&e.raw_line, width::RAW_LINE).to_string()),
+                    e.raw_value
+                        .as_deref()
+                        .map(|r| fit(r, width::RAW_VALUE).to_string()),
+                ]);
+            }
+        }
+        let body = gzip_csv(
+            rows.iter()
+                .map(|r| r.iter().map(|f| f.as_deref()).collect()),
+        );
+        let key = format!("{folder}errors.csv.gz");
+        self.stager.put_small(&key, body, "text/csv").await?;
+        Ok(Some(key))
+    }
+
+    /// Inserts `errors` of `v` into `ferry_load_errors` (no load id).
+    pub(super) async fn keep_errors(
+        &self,
+        folder: &str,
+        v: &FileVersion,
+        errors: &[RowError],
+    ) -> Result<()> {
+        let Some(key) = self.upload_errors(folder, &[(v, errors)]).await? else {
+            return Ok(());
+        };
+        let sqls = errors_sql(
+            self.schema(),
+            &literal("S3 URL", &self.stager.url(&key))?,
+            &self.iam_role()?,
+            false,
+        );
+        let id = self
+            .submit_batch(&sqls, &[("job", Some(v.job.clone())), ("load_id", None)])
+            .await?;
+        self.wait(&id, "keeping the COPY errors")
+            .await?
+            .map_err(|f| Self::failure("cannot keep the COPY errors", &f))?;
+        Ok(())
+    }
+
+    pub(super) fn iam_role(&self) -> Result<String> {
+        if self.settings.iam_role == "default" {
+            return Ok("default".into());
+        }
+        literal("warehouse.iam_role", &self.settings.iam_role)
+    }
+
+    /// Reads `sys_load_error_detail` for the COPY that failed: rows about
+    /// the batch's parts since `since`. Best effort: a failure to read it
+    /// is logged and yields nothing.
+    pub(super) async fn copy_errors(
+        &self,
+        batch: &[&StagedFile],
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<(usize, RowError)> {
+        let prefix = format!(
+            "{}%",
+            self.stager
+                .url(&self.stager.staged_root(&batch[0].version.job))
+        );
+        let rows = match self
+            .query(
+                "SELECT TRIM(file_name), line_number, TRIM(column_name), TRIM(error_message), TRIM(raw_line), TRIM(raw_field_value) \
+                 FROM sys_load_error_detail WHERE start_time >= :since AND TRIM(file_name) LIKE :prefix ORDER BY start_time, line_number LIMIT 1000",
+                &[
+                    ("since", Some(since.format("%Y-%m-%d %H:%M:%S").to_string())),
+                    ("prefix", Some(prefix)),
+                ],
+                "reading sys_load_error_detail",
+            )
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e.chain(), "cannot read sys_load_error_detail for the failed COPY");
+                return Vec::new();
+            }
+        };
+        rows.iter()
+            .filter_map(|r| {
+                let file = r.first().and_then(text)?;
+                let i = batch
+                    .iter()
+                    .position(|f| f.parts.iter().any(|p| self.stager.url(p) == file))?;
+                Some((
+                    i,
+                    RowError {
+                        line: r.get(1).and_then(long).unwrap_or(0).max(0) as u64,
+                        column: r.get(2).and_then(text).filter(|c| !c.is_empty()),
+                        code: 1200,
+                        reason: r.get(3).and_then(text).unwrap_or_default(),
+                        raw_line: r.get(4).and_then(text).unwrap_or_default(),
+                        raw_value: r.get(5).and_then(text),
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    pub(super) async fn load_once(
+        &self,
+        job: &Job,
+        batch: &[StagedFile],
+    ) -> Result<Vec<LoadOutcome>> {
+        let started = chrono::Utc::now();
+        let clock = Instant::now();
+        let target_meta = self.target_columns(job).await?;
+        let load_id = uuid::Uuid::new_v4().simple().to_string();
+        let folder = self.stager.manifest_folder(&job.name, &load_id, started);
+        let role = self.iam_role()?;
+
+        // The batch's file list, and the COPY manifest of its parts.
+        // The numbers of each file, as text for the CSV.
+        let sizes: Vec<[String; 5]> = batch
+            .iter()
+            .map(|f| {
+                [
+                    f.version.size.to_string(),
+                    f.version.mtime.to_string(),
+                    f.rows.to_string(),
+                    f.rejected.to_string(),
+                    f.input_bytes.to_string(),
+                ]
+            })
+            .collect();
+        let list = gzip_csv(batch.iter().zip(&sizes).map(|(f, n)| {
+            vec![
+                Some(f.version.path.as_str()),
+                Some(n[0].as_str()),
+                Some(n[1].as_str()),
+                Some(f.sha256.as_str()),
+                Some(f.staged_prefix.as_str()),
+                Some(n[2].as_str()),
+                Some(n[3].as_str()),
+                f.rejects_key.as_deref(),
+                Some(n[4].as_str()),
+            ]
+        }));
+        let list_key = format!("{folder}files.csv.gz");
+        self.stager.put_small(&list_key, list, "text/csv").await?;
+        let parts: Vec<String> = batch.iter().flat_map(|f| f.parts.iter().cloned()).collect();
+        let manifest_key = format!("{folder}parts.manifest");
+        if !parts.is_empty() {
+            let entries: Vec<serde_json::Value> = parts
+                .iter()
+                .map(|k| serde_json::json!({"url": self.stager.url(k), "mandatory": true}))
+                .collect();
+            let body = serde_json::to_vec_pretty(&serde_json::json!({ "entries": entries }))
+                .expect("JSON");
+            self.stager
+                .put_small(&manifest_key, body, "application/json")
+                .await?;
+        }
+
+        let errors: Vec<(&FileVersion, &[RowError])> = batch
+            .iter()
+            .map(|f| (&f.version, f.errors.as_slice()))
+            .collect();
+        let errors_key = self.upload_errors(&folder, &errors).await?;
+        let url = |key: &str| literal("S3 URL", &self.stager.url(key));
+        let inputs = BatchInputs {
+            list: url(&list_key)?,
+            manifest: if parts.is_empty() {
+                None
+            } else {
+                Some(url(&manifest_key)?)
+            },
+            errors: errors_key.as_deref().map(url).transpose()?,
+            role,
+        };
+        let stage =
+            Ident::parse(&format!("ferry_stage_{}", &load_id[..12])).expect("a valid identifier");
+        let LoadBatch {
+            statements: stmts,
+            copy_at,
+            check_at,
+        } = load_batch(self.schema(), job, &stage, target_meta, &inputs);
+        let files = self.table("ferry_files");
+        if stmts.len() > MAX_BATCH {
+            return Err(Error::permanent(format!(
+                "job {}: its load needs {} statements but a Data API batch holds at most {MAX_BATCH}; configure fewer dimensions",
+                job.name,
+                stmts.len()
+            )));
+        }
+        let sqls: Vec<String> = stmts.iter().map(|(s, _)| s.clone()).collect();
+        let params = [
+            ("job", Some(job.name.clone())),
+            ("load_id", Some(load_id.clone())),
+            (
+                "started_at",
+                Some(started.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()),
+            ),
+        ];
+        let id = self.submit_batch(&sqls, &params).await?;
+        if let Err(f) = self.wait(&id, "the load batch").await? {
+            let step = f
+                .sub
+                .and_then(|i| stmts.get(i))
+                .map(|(_, w)| *w)
+                .unwrap_or("load");
+            if f.sub == Some(check_at) && !retryable(&f.message) {
+                return Err(Error::permanent(format!(
+                    "the staged rows under {} do not match the row counts normalize wrote for them (the load's row-count check failed); nothing was loaded",
+                    self.stager.url(&folder)
+                )));
+            }
+            if f.sub.is_some() && f.sub == copy_at && !retryable(&f.message) {
+                let refs: Vec<&StagedFile> = batch.iter().collect();
+                let details = self
+                    .copy_errors(&refs, started - chrono::Duration::minutes(1))
+                    .await;
+                let first = details
+                    .first()
+                    .map(|(i, e)| format!("; first: {} {}", batch[*i].version.path, e.describe()));
+                // Loaded alone, the file's COPY errors are kept with it in
+                // ferry_load_errors (in a batch, the file-by-file retry
+                // keeps them).
+                if batch.len() == 1 && !details.is_empty() {
+                    let rows: Vec<RowError> = details.iter().map(|(_, e)| e.clone()).collect();
+                    if let Err(e) = self.keep_errors(&folder, &batch[0].version, &rows).await {
+                        tracing::warn!(error = %e.chain(), "cannot keep the COPY error rows");
+                    }
+                }
+                return Err(Error::permanent(format!(
+                    "COPY of the staged parts (manifest {}) failed: {}{} (rows in sys_load_error_detail)",
+                    self.stager.url(&manifest_key),
+                    f.message,
+                    first.unwrap_or_default()
+                )));
+            }
+            return Err(Self::failure(&format!("cannot {step}"), &f));
+        }
+
+        // Which versions this load wrote (the others were loaded before).
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT path, size, mtime FROM {files} WHERE job = :job AND load_id = :load_id"
+                ),
+                &[
+                    ("job", Some(job.name.clone())),
+                    ("load_id", Some(load_id.clone())),
+                ],
+                "reading the load's ledger rows",
+            )
+            .await?;
+        let written: Vec<(String, i64, i64)> = rows
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    r.first().and_then(text)?,
+                    r.get(1).and_then(long)?,
+                    r.get(2).and_then(long)?,
+                ))
+            })
+            .collect();
+        let duration_ms = clock.elapsed().as_millis() as i64;
+        if !written.is_empty()
+            && let Err(e) = self
+                .run(
+                    &format!(
+                        "UPDATE {} SET duration_ms = :duration_ms WHERE load_id = :load_id",
+                        self.table("ferry_loads")
+                    ),
+                    &[
+                        ("duration_ms", Some(duration_ms.to_string())),
+                        ("load_id", Some(load_id.clone())),
+                    ],
+                    "recording the load's duration",
+                )
+                .await
+        {
+            tracing::warn!(error = %e.chain(), "cannot record the load's duration");
+        }
+        tracing::debug!(job = %job.name, files = written.len(), duration_ms, "load committed");
+        Ok(crate::warehouse::outcomes(batch, &load_id, |f| {
+            let v = &f.version;
+            written
+                .iter()
+                .any(|(p, s, m)| *p == v.path && *s == v.size as i64 && *m == v.mtime)
+        }))
+    }
+}
