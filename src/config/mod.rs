@@ -6,29 +6,36 @@
 //! and the domain types they become, in that order: [`daemon`],
 //! [`staging`] (and the S3 endpoint settings S3 sources share),
 //! [`warehouse`], [`source`], and for `[[jobs]]` [`job`], [`format`](mod@format),
-//! [`columns`] and [`dimensions`]; [`values`] parses durations, sizes,
-//! names and globs.
+//! [`columns`], [`dimensions`], [`settle`] (and on_success/on_failure),
+//! [`limits`] (batch, limits, max_errors) and [`checks`]; [`values`]
+//! parses durations, sizes, names and globs.
 //!
 //! Every error names the key path (`jobs[0].columns[2].type`, `staging.sse`)
 //! and what is wrong with it; one run reports every problem.
 
+pub mod checks;
 pub mod columns;
 pub mod daemon;
 pub mod dimensions;
 pub mod format;
 pub mod job;
+pub mod limits;
 mod secret;
+pub mod settle;
 pub mod source;
 pub mod staging;
 pub mod values;
 pub mod warehouse;
 
+pub use checks::*;
 pub use columns::*;
 pub use daemon::*;
 pub use dimensions::*;
 pub use format::*;
 pub use job::*;
+pub use limits::*;
 pub use secret::{Secret, resolve as resolve_secret};
+pub use settle::*;
 pub use source::*;
 pub use staging::*;
 pub use values::*;
