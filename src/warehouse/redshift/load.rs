@@ -349,8 +349,59 @@ impl RedshiftDataWarehouse {
         let target_meta = self.target_columns(job).await?;
         let load_id = uuid::Uuid::new_v4().simple().to_string();
         let folder = self.stager.manifest_folder(&job.name, &load_id, started);
-        let role = self.iam_role()?;
+        let (inputs, manifest_key) = self.upload_inputs(batch, &folder).await?;
+        let stage =
+            Ident::parse(&format!("ferry_stage_{}", &load_id[..12])).expect("a valid identifier");
+        let planned = load_batch(self.schema(), job, &stage, target_meta, &inputs);
+        if planned.statements.len() > MAX_BATCH {
+            return Err(Error::permanent(format!(
+                "job {}: its load needs {} statements but a Data API batch holds at most {MAX_BATCH}; configure fewer dimensions",
+                job.name,
+                planned.statements.len()
+            )));
+        }
+        let sqls: Vec<String> = planned.statements.iter().map(|(s, _)| s.clone()).collect();
+        let params = [
+            ("job", Some(job.name.clone())),
+            ("load_id", Some(load_id.clone())),
+            (
+                "started_at",
+                Some(started.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()),
+            ),
+        ];
+        let id = self.submit_batch(&sqls, &params).await?;
+        if let Err(f) = self.wait(&id, "the load batch").await? {
+            let at = FailedLoad {
+                batch,
+                folder: &folder,
+                manifest_key: &manifest_key,
+                started,
+            };
+            return Err(self.batch_failure(&planned, &at, &f).await);
+        }
+        let written = self.written_versions(job, &load_id).await?;
+        let duration_ms = clock.elapsed().as_millis() as i64;
+        if !written.is_empty() {
+            self.record_duration(&load_id, duration_ms).await;
+        }
+        tracing::debug!(job = %job.name, files = written.len(), duration_ms, "load committed");
+        Ok(crate::warehouse::outcomes(batch, &load_id, |f| {
+            let v = &f.version;
+            written
+                .iter()
+                .any(|(p, s, m)| *p == v.path && *s == v.size as i64 && *m == v.mtime)
+        }))
+    }
 
+    /// Uploads what the batch's statements read besides the staged parts:
+    /// the file list, the COPY manifest of the parts, the kept error rows;
+    /// returns the statements' inputs and the manifest's key.
+    pub(super) async fn upload_inputs(
+        &self,
+        batch: &[StagedFile],
+        folder: &str,
+    ) -> Result<(BatchInputs, String)> {
+        let role = self.iam_role()?;
         // The batch's file list, and the COPY manifest of its parts.
         // The numbers of each file, as text for the CSV.
         let sizes: Vec<[String; 5]> = batch
@@ -398,7 +449,7 @@ impl RedshiftDataWarehouse {
             .iter()
             .map(|f| (&f.version, f.errors.as_slice()))
             .collect();
-        let errors_key = self.upload_errors(&folder, &errors).await?;
+        let errors_key = self.upload_errors(folder, &errors).await?;
         let url = |key: &str| literal("S3 URL", &self.stager.url(key));
         let inputs = BatchInputs {
             list: url(&list_key)?,
@@ -410,71 +461,73 @@ impl RedshiftDataWarehouse {
             errors: errors_key.as_deref().map(url).transpose()?,
             role,
         };
-        let stage =
-            Ident::parse(&format!("ferry_stage_{}", &load_id[..12])).expect("a valid identifier");
+        Ok((inputs, manifest_key))
+    }
+
+    /// The error for a failed load batch: a failed row-count check or
+    /// COPY (with its rows from `sys_load_error_detail`, kept with a file
+    /// loaded alone) is permanent; any other step fails as its message
+    /// says ([`RETRYABLE`] or not).
+    pub(super) async fn batch_failure(
+        &self,
+        planned: &LoadBatch,
+        at: &FailedLoad<'_>,
+        f: &Failed,
+    ) -> Error {
         let LoadBatch {
             statements: stmts,
             copy_at,
             check_at,
-        } = load_batch(self.schema(), job, &stage, target_meta, &inputs);
-        let files = self.table("ferry_files");
-        if stmts.len() > MAX_BATCH {
-            return Err(Error::permanent(format!(
-                "job {}: its load needs {} statements but a Data API batch holds at most {MAX_BATCH}; configure fewer dimensions",
-                job.name,
-                stmts.len()
-            )));
+        } = planned;
+        let (copy_at, check_at) = (*copy_at, *check_at);
+        let (batch, folder, manifest_key, started) =
+            (at.batch, at.folder, at.manifest_key, at.started);
+        let step = f
+            .sub
+            .and_then(|i| stmts.get(i))
+            .map(|(_, w)| *w)
+            .unwrap_or("load");
+        if f.sub == Some(check_at) && !retryable(&f.message) {
+            return Error::permanent(format!(
+                "the staged rows under {} do not match the row counts normalize wrote for them (the load's row-count check failed); nothing was loaded",
+                self.stager.url(folder)
+            ));
         }
-        let sqls: Vec<String> = stmts.iter().map(|(s, _)| s.clone()).collect();
-        let params = [
-            ("job", Some(job.name.clone())),
-            ("load_id", Some(load_id.clone())),
-            (
-                "started_at",
-                Some(started.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()),
-            ),
-        ];
-        let id = self.submit_batch(&sqls, &params).await?;
-        if let Err(f) = self.wait(&id, "the load batch").await? {
-            let step = f
-                .sub
-                .and_then(|i| stmts.get(i))
-                .map(|(_, w)| *w)
-                .unwrap_or("load");
-            if f.sub == Some(check_at) && !retryable(&f.message) {
-                return Err(Error::permanent(format!(
-                    "the staged rows under {} do not match the row counts normalize wrote for them (the load's row-count check failed); nothing was loaded",
-                    self.stager.url(&folder)
-                )));
-            }
-            if f.sub.is_some() && f.sub == copy_at && !retryable(&f.message) {
-                let refs: Vec<&StagedFile> = batch.iter().collect();
-                let details = self
-                    .copy_errors(&refs, started - chrono::Duration::minutes(1))
-                    .await;
-                let first = details
-                    .first()
-                    .map(|(i, e)| format!("; first: {} {}", batch[*i].version.path, e.describe()));
-                // Loaded alone, the file's COPY errors are kept with it in
-                // ferry_load_errors (in a batch, the file-by-file retry
-                // keeps them).
-                if batch.len() == 1 && !details.is_empty() {
-                    let rows: Vec<RowError> = details.iter().map(|(_, e)| e.clone()).collect();
-                    if let Err(e) = self.keep_errors(&folder, &batch[0].version, &rows).await {
-                        tracing::warn!(error = %e.chain(), "cannot keep the COPY error rows");
-                    }
+        if f.sub.is_some() && f.sub == copy_at && !retryable(&f.message) {
+            let refs: Vec<&StagedFile> = batch.iter().collect();
+            let details = self
+                .copy_errors(&refs, started - chrono::Duration::minutes(1))
+                .await;
+            let first = details
+                .first()
+                .map(|(i, e)| format!("; first: {} {}", batch[*i].version.path, e.describe()));
+            // Loaded alone, the file's COPY errors are kept with it in
+            // ferry_load_errors (in a batch, the file-by-file retry
+            // keeps them).
+            if batch.len() == 1 && !details.is_empty() {
+                let rows: Vec<RowError> = details.iter().map(|(_, e)| e.clone()).collect();
+                if let Err(e) = self.keep_errors(folder, &batch[0].version, &rows).await {
+                    tracing::warn!(error = %e.chain(), "cannot keep the COPY error rows");
                 }
-                return Err(Error::permanent(format!(
-                    "COPY of the staged parts (manifest {}) failed: {}{} (rows in sys_load_error_detail)",
-                    self.stager.url(&manifest_key),
-                    f.message,
-                    first.unwrap_or_default()
-                )));
             }
-            return Err(Self::failure(&format!("cannot {step}"), &f));
+            return Error::permanent(format!(
+                "COPY of the staged parts (manifest {}) failed: {}{} (rows in sys_load_error_detail)",
+                self.stager.url(manifest_key),
+                f.message,
+                first.unwrap_or_default()
+            ));
         }
+        Self::failure(&format!("cannot {step}"), f)
+    }
 
-        // Which versions this load wrote (the others were loaded before).
+    /// The versions the load `load_id` wrote (the others of its batch were
+    /// loaded before).
+    pub(super) async fn written_versions(
+        &self,
+        job: &Job,
+        load_id: &str,
+    ) -> Result<Vec<(String, i64, i64)>> {
+        let files = self.table("ferry_files");
         let rows = self
             .query(
                 &format!(
@@ -482,12 +535,12 @@ impl RedshiftDataWarehouse {
                 ),
                 &[
                     ("job", Some(job.name.clone())),
-                    ("load_id", Some(load_id.clone())),
+                    ("load_id", Some(load_id.to_string())),
                 ],
                 "reading the load's ledger rows",
             )
             .await?;
-        let written: Vec<(String, i64, i64)> = rows
+        Ok(rows
             .iter()
             .filter_map(|r| {
                 Some((
@@ -496,31 +549,35 @@ impl RedshiftDataWarehouse {
                     r.get(2).and_then(long)?,
                 ))
             })
-            .collect();
-        let duration_ms = clock.elapsed().as_millis() as i64;
-        if !written.is_empty()
-            && let Err(e) = self
-                .run(
-                    &format!(
-                        "UPDATE {} SET duration_ms = :duration_ms WHERE load_id = :load_id",
-                        self.table("ferry_loads")
-                    ),
-                    &[
-                        ("duration_ms", Some(duration_ms.to_string())),
-                        ("load_id", Some(load_id.clone())),
-                    ],
-                    "recording the load's duration",
-                )
-                .await
+            .collect())
+    }
+
+    /// Records how long the load took in `ferry_loads` (a failure is only
+    /// logged: the load committed).
+    pub(super) async fn record_duration(&self, load_id: &str, duration_ms: i64) {
+        if let Err(e) = self
+            .run(
+                &format!(
+                    "UPDATE {} SET duration_ms = :duration_ms WHERE load_id = :load_id",
+                    self.table("ferry_loads")
+                ),
+                &[
+                    ("duration_ms", Some(duration_ms.to_string())),
+                    ("load_id", Some(load_id.to_string())),
+                ],
+                "recording the load's duration",
+            )
+            .await
         {
             tracing::warn!(error = %e.chain(), "cannot record the load's duration");
         }
-        tracing::debug!(job = %job.name, files = written.len(), duration_ms, "load committed");
-        Ok(crate::warehouse::outcomes(batch, &load_id, |f| {
-            let v = &f.version;
-            written
-                .iter()
-                .any(|(p, s, m)| *p == v.path && *s == v.size as i64 && *m == v.mtime)
-        }))
     }
+}
+
+/// Where a failed load batch stood: what its error names.
+pub(super) struct FailedLoad<'a> {
+    pub(super) batch: &'a [StagedFile],
+    pub(super) folder: &'a str,
+    pub(super) manifest_key: &'a str,
+    pub(super) started: chrono::DateTime<chrono::Utc>,
 }
