@@ -4,6 +4,13 @@
 //! slots) → post-load checks → finalize. A file larger than one part loads
 //! alone, streamed where the warehouse can (`stream`).
 //!
+//! Each step has its file: `discover` (list, filter, what has not settled),
+//! claim (`to_stage`, here: what the ledger already has), `file` (fetch,
+//! normalize, stage one file), `batch` (load a batch, file by file when it
+//! fails), `stream` (a large file's streamed load), `checks` (post-load
+//! checks), `finish` (failures recorded, on_failure, finalize); `runtime`
+//! holds what a pass runs on.
+//!
 //! The load-once rules live here and in the warehouse transaction:
 //! - a version the ledger has as `loaded` is never fetched again (only its
 //!   finalize is completed if a crash interrupted it);
@@ -12,8 +19,15 @@
 
 mod batch;
 mod checks;
+mod discover;
 mod file;
+mod finish;
+mod runtime;
 mod stream;
+
+use discover::*;
+use finish::*;
+pub use runtime::Runtime;
 
 pub use batch::{Pending, Staged};
 pub use file::{FileFailure, stage_file};
@@ -33,32 +47,6 @@ use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
 
-/// Everything a pass needs, connected once.
-pub struct Runtime {
-    /// The configuration.
-    pub config: Arc<Config>,
-    /// S3 staging.
-    pub stager: Stager,
-    /// The warehouse.
-    pub warehouse: Arc<dyn Warehouse>,
-    /// Per job: sizes and mtimes seen in earlier polls (settle.stable_polls).
-    pub stability: std::sync::Mutex<HashMap<String, Stability>>,
-    /// One connection per source, kept across passes (an SSH handshake
-    /// costs the server half a second; sources reconnect by themselves
-    /// when the connection drops).
-    /// Connected on first use; each source on its own, so one that is
-    /// unreachable (and retrying) never holds up the others.
-    sources: HashMap<String, tokio::sync::OnceCell<Arc<dyn Source>>>,
-    /// Per job: staged files waiting for their batch to load.
-    pending: tokio::sync::Mutex<HashMap<String, Pending>>,
-    /// Files staged at once across all jobs (`daemon.concurrency`).
-    staging_slots: tokio::sync::Semaphore,
-    /// Per source: files fetched from it at once (`max_transfers`).
-    transfer_slots: HashMap<String, tokio::sync::Semaphore>,
-    /// Loads in flight at once (`daemon.max_concurrent_loads`).
-    load_slots: tokio::sync::Semaphore,
-}
-
 /// Which waiting batches a pass loads at its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drain {
@@ -66,81 +54,6 @@ pub enum Drain {
     Due,
     /// All of them (`ferry once`, tests).
     All,
-}
-
-impl Runtime {
-    /// Connects S3 and the warehouse, and records the jobs in `ferry_jobs`.
-    pub async fn start(config: Config) -> Result<Runtime> {
-        let stager = Stager::new(&config.staging).await;
-        let warehouse: Arc<dyn Warehouse> = Arc::from(warehouse::connect(&config, &stager).await?);
-        warehouse.verify_ledger().await?;
-        warehouse.sync_jobs(&config.jobs).await?;
-        Ok(Runtime {
-            stager,
-            warehouse,
-            stability: std::sync::Mutex::new(HashMap::new()),
-            sources: config
-                .sources
-                .keys()
-                .map(|name| (name.clone(), tokio::sync::OnceCell::new()))
-                .collect(),
-            pending: tokio::sync::Mutex::new(HashMap::new()),
-            staging_slots: tokio::sync::Semaphore::new(config.daemon.concurrency),
-            transfer_slots: config
-                .sources
-                .iter()
-                .map(|(name, s)| (name.clone(), tokio::sync::Semaphore::new(s.max_transfers)))
-                .collect(),
-            load_slots: tokio::sync::Semaphore::new(config.daemon.max_concurrent_loads),
-            config: Arc::new(config),
-        })
-    }
-
-    /// A slot among the files staged at once across all jobs; held while
-    /// a file is fetched, normalized and uploaded.
-    pub(crate) async fn staging_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
-        self.staging_slots
-            .acquire()
-            .await
-            .expect("the staging semaphore is never closed")
-    }
-
-    /// A slot among the files fetched from `source` at once (every job's
-    /// source is configured, so it has its slots).
-    pub(crate) async fn transfer_slot(&self, source: &str) -> tokio::sync::SemaphorePermit<'_> {
-        self.transfer_slots
-            .get(source)
-            .expect("a job's source is configured")
-            .acquire()
-            .await
-            .expect("never closed")
-    }
-
-    /// A slot among the loads in flight at once; held for one load
-    /// transaction.
-    pub(crate) async fn load_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
-        self.load_slots.acquire().await.expect("never closed")
-    }
-
-    /// The connected source for `settings`, connecting on first use.
-    pub async fn source(
-        &self,
-        settings: &Arc<crate::config::SourceSettings>,
-    ) -> Result<Arc<dyn Source>> {
-        let Some(cell) = self.sources.get(&settings.name) else {
-            return Err(Error::config(format!(
-                "source {} is not configured",
-                settings.name
-            )));
-        };
-        cell.get_or_try_init(|| {
-            retry(RetryPolicy::CONNECT, "connect", || {
-                source::connect(settings)
-            })
-        })
-        .await
-        .cloned()
-    }
 }
 
 /// One loaded file.
@@ -264,36 +177,6 @@ async fn job_pass(
         report.job_errors.push((job.name.clone(), e.chain()));
     }
     Ok(())
-}
-
-/// Lists the job's folder, or each dated folder of a templated path. A
-/// dated folder that does not exist (yet) lists as empty; every other
-/// failure is an error.
-async fn list_folders(
-    src: &dyn Source,
-    job: &Job,
-    policy: RetryPolicy,
-) -> Result<Vec<RemoteEntry>> {
-    let folders = job.folders(chrono::Utc::now().date_naive());
-    let mut all = Vec::new();
-    for folder in &folders {
-        match retry(policy, "list", || src.list(folder, job.recursive)).await {
-            Ok(mut entries) => all.append(&mut entries),
-            Err(e) if job.path_is_templated() && !src.exists(folder).await.unwrap_or(true) => {
-                tracing::debug!(job = %job.name, folder = %folder, error = %e.chain(), "dated folder does not exist yet");
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(all)
-}
-
-/// Whether a listed file is one of the job's: it matches `pattern`, no
-/// `exclude`, and neither it nor a folder on its way is a dot-file.
-fn matches(job: &Job, e: &RemoteEntry) -> bool {
-    !e.relative.split('/').any(|part| part.starts_with('.'))
-        && job.pattern.is_match(&e.relative)
-        && !job.exclude.is_match(&e.relative)
 }
 
 async fn run_job(
@@ -457,68 +340,6 @@ async fn poll_job(
     Ok(())
 }
 
-/// What a job's listing holds for this pass.
-struct Listing {
-    /// Entries the source listed.
-    listed: usize,
-    /// The job's files and the marker files that gate them (settle needs
-    /// to see both).
-    candidates: Vec<RemoteEntry>,
-    /// The job's files alone (path, mtime): the backlog gauges.
-    files: Vec<(String, i64)>,
-}
-
-/// Lists the job's folders and keeps its files and their markers, each
-/// entry classified once.
-async fn discover(src: &dyn Source, job: &Job) -> Result<Listing> {
-    let entries = list_folders(src, job, RetryPolicy::LIST).await?;
-    let listed = entries.len();
-    let is_marker = |e: &RemoteEntry| {
-        job.settle
-            .marker_suffix
-            .as_ref()
-            .is_some_and(|m| e.relative.ends_with(m.as_str()))
-            || job
-                .settle
-                .folder_marker
-                .as_ref()
-                .is_some_and(|m| source::file_name(&e.path) == m)
-    };
-    let mut candidates = Vec::new();
-    let mut files = Vec::new();
-    for e in entries {
-        if matches(job, &e) {
-            files.push((e.path.clone(), e.mtime));
-            candidates.push(e);
-        } else if is_marker(&e) {
-            candidates.push(e);
-        }
-    }
-    Ok(Listing {
-        listed,
-        candidates,
-        files,
-    })
-}
-
-/// Reports the job's files that are not settled yet (not their markers);
-/// returns how many there are.
-fn report_waiting(
-    job: &Job,
-    waiting: &[(RemoteEntry, source::settle::NotReady)],
-    report: &mut PassReport,
-) -> usize {
-    let mut unsettled = 0;
-    for (e, why) in waiting {
-        if matches(job, e) {
-            unsettled += 1;
-            telemetry::file_waiting(&job.name, &e.path, &format!("{why:?}"));
-        }
-    }
-    report.waiting += unsettled;
-    unsettled
-}
-
 /// Stages `todo` and loads it in batches: three stages at once, staging
 /// (`concurrency` files at a time) → batching → loading (one batch at a
 /// time), so files keep staging while a full batch loads; the queues
@@ -635,160 +456,4 @@ enum Work {
     Load(Vec<Staged>),
     /// A file that failed before it was staged.
     Failed(Box<(RemoteEntry, FileFailure)>),
-}
-
-/// Reports a file that could not be staged; a permanent failure (bad data,
-/// too many rejects) is recorded in the ledger.
-async fn failed_to_stage(
-    rt: &Runtime,
-    job: &Job,
-    entry: &RemoteEntry,
-    f: FileFailure,
-    report: &mut PassReport,
-) -> Result<()> {
-    let chain = f.error.chain();
-    telemetry::file_failed(&job.name, &entry.path, &chain);
-    if !f.error.is_transient() {
-        let (sha256, rejected, errors) = match &f.stats {
-            Some(s) => (Some(s.sha256.as_str()), s.rejected, s.errors.as_slice()),
-            None => (None, 0, &[][..]),
-        };
-        let version = FileVersion {
-            job: job.name.clone(),
-            path: entry.path.clone(),
-            size: entry.size,
-            mtime: entry.mtime,
-        };
-        let recorded = record_failure(
-            rt,
-            &FailedFile {
-                version: &version,
-                sha256,
-                rejected,
-                reason: &chain,
-                errors,
-                rejects_key: f.rejects_key.as_deref(),
-            },
-        )
-        .await;
-        if recorded {
-            quarantine(rt, job, &entry.path).await;
-        }
-    }
-    report
-        .failed
-        .push((job.name.clone(), entry.path.clone(), chain));
-    Ok(())
-}
-
-/// Records a file that failed for good; returns whether it was recorded
-/// as failed (not when another replica loaded it meanwhile).
-/// A failure to record never stops the job's other files: if the error
-/// rows cannot be written, the file is recorded without them (its reason
-/// says so); if even that fails, it is logged and the file is tried again
-/// next pass.
-pub(crate) async fn record_failure(rt: &Runtime, failed: &FailedFile<'_>) -> bool {
-    let path = &failed.version.path;
-    let first = match rt.warehouse.record_failed(failed).await {
-        Ok(()) => return !loaded_meanwhile(rt, failed.version).await,
-        Err(e) => e,
-    };
-    tracing::error!(job = %failed.version.job, path = %path, error = %first.chain(), "cannot record the failed file with its error rows; recording it without them");
-    let reason = format!(
-        "{} (its {} error rows could not be recorded: {})",
-        failed.reason,
-        failed.errors.len(),
-        first.chain()
-    );
-    let bare = FailedFile {
-        reason: &reason,
-        errors: &[],
-        ..*failed
-    };
-    match rt.warehouse.record_failed(&bare).await {
-        Ok(()) => !loaded_meanwhile(rt, failed.version).await,
-        Err(e) => {
-            tracing::error!(job = %failed.version.job, path = %path, error = %e.chain(), "cannot record the failed file; it will be tried again next pass");
-            false
-        }
-    }
-}
-
-/// Whether another replica loaded `version` while this one failed it (the
-/// ledger then keeps it loaded and records no failure): its file must not
-/// be moved by `on_failure`. A ledger that cannot be read counts as yes,
-/// so the file stays where it is.
-async fn loaded_meanwhile(rt: &Runtime, version: &FileVersion) -> bool {
-    match rt
-        .warehouse
-        .lookup_many(std::slice::from_ref(version))
-        .await
-    {
-        Ok(states) => {
-            let loaded = matches!(states.first(), Some(Some(FileState::Loaded { .. })));
-            if loaded {
-                tracing::info!(job = %version.job, path = %version.path, "loaded meanwhile by another replica; its failure here is not recorded and the file is left alone");
-            }
-            loaded
-        }
-        Err(e) => {
-            tracing::warn!(job = %version.job, path = %version.path, error = %e.chain(), "cannot read the ledger after recording a failure; the file is left where it is");
-            true
-        }
-    }
-}
-
-/// Applies `on_failure` to a file recorded as failed for good: moves it
-/// (and its marker) to the job's error folder, or keeps it. A failure
-/// here is logged; the ledger keeps the version failed either way.
-pub(crate) async fn quarantine(rt: &Runtime, job: &Job, path: &str) {
-    if job.on_failure == Finalize::Keep {
-        return;
-    }
-    let src = match rt.source(&job.source).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(job = %job.name, path, error = %e.chain(), "cannot move the failed file to on_failure.to");
-            return;
-        }
-    };
-    match src.finalize(path, &job.on_failure).await {
-        Ok(to) => {
-            tracing::info!(job = %job.name, path, moved_to = to.as_deref().unwrap_or(""), "failed file moved out of the drop folder (on_failure)");
-            if let Some(suffix) = &job.settle.marker_suffix {
-                let marker = format!("{path}{suffix}");
-                if let Err(e) = src.finalize(&marker, &job.on_failure).await {
-                    tracing::warn!(job = %job.name, path = %marker, error = %e.chain(), "cannot move the failed file's marker");
-                }
-            }
-        }
-        Err(e) => {
-            tracing::warn!(job = %job.name, path, error = %e.chain(), "cannot move the failed file to on_failure.to; it stays, recorded as failed");
-        }
-    }
-}
-
-/// Applies the on-success action to a committed file (and its marker) and
-/// records it. A failure here is logged, not fatal: the next pass sees the
-/// version loaded but not finalized and tries again.
-pub(crate) async fn finalize(rt: &Runtime, job: &Job, src: &dyn Source, v: &FileVersion) {
-    if job.on_success == Finalize::Keep {
-        return;
-    }
-    match src.finalize(&v.path, &job.on_success).await {
-        Ok(final_path) => {
-            if let Some(suffix) = &job.settle.marker_suffix {
-                let marker = format!("{}{suffix}", v.path);
-                if let Err(e) = src.finalize(&marker, &job.on_success).await {
-                    tracing::warn!(job = %job.name, path = %marker, error = %e.chain(), "cannot finalize the marker file");
-                }
-            }
-            if let Err(e) = rt.warehouse.mark_finalized(v, final_path.as_deref()).await {
-                tracing::warn!(job = %job.name, path = %v.path, error = %e.chain(), "cannot record finalize; the next pass will see the file gone or moved");
-            }
-        }
-        Err(e) => {
-            tracing::warn!(job = %job.name, path = %v.path, error = %e.chain(), "cannot finalize the source file; will retry next pass");
-        }
-    }
 }

@@ -97,6 +97,17 @@ impl S3Source {
         }
     }
 
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(sdk_error(self.what("delete", key)))?;
+        Ok(())
+    }
+
     async fn key_exists(&self, key: &str) -> Result<bool> {
         match self
             .client
@@ -208,13 +219,7 @@ impl Source for S3Source {
         match action {
             Finalize::Keep => Ok(Some(path.to_string())),
             Finalize::Delete => {
-                self.client
-                    .delete_object()
-                    .bucket(&self.bucket)
-                    .key(from)
-                    .send()
-                    .await
-                    .map_err(sdk_error(self.what("delete", from)))?;
+                self.delete(from).await?;
                 Ok(None)
             }
             Finalize::Move(to) => {
@@ -236,13 +241,7 @@ impl Source for S3Source {
                     .send()
                     .await
                     .map_err(sdk_error(self.what("copy", from)))?;
-                self.client
-                    .delete_object()
-                    .bucket(&self.bucket)
-                    .key(from)
-                    .send()
-                    .await
-                    .map_err(sdk_error(self.what("delete", from)))?;
+                self.delete(from).await?;
                 Ok(Some(dest))
             }
         }
