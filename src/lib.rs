@@ -3,9 +3,23 @@
 //!
 //! # Layout
 //!
-//! One file's way through the daemon is list → settle → claim → fetch →
-//! normalize → stage → load → finalize (see `docs/design.md` and
-//! `ARCHITECTURE.md`). Each part is one module:
+//! One file's way through the daemon is discover → settle → claim → fetch →
+//! normalize → stage → batch → load → finalize (see `docs/design.md` and
+//! `ARCHITECTURE.md`). Where each step is:
+//!
+//! | step | code |
+//! |---|---|
+//! | discover | `pipeline/discover.rs` (listing each folder), [`source::Source::list`] per kind |
+//! | settle | [`source::settle`] (age, markers, stable polls) |
+//! | claim | `pipeline/mod.rs` `to_stage` (what the ledger already has), [`ledger`] |
+//! | fetch | `pipeline/file.rs`, [`source::resume`] (resumed, idle-timed downloads) |
+//! | normalize | [`normalize`] (decoders, [`schema::coerce`], the gzip CSV writer) |
+//! | stage | [`stage`] (keys and uploads) |
+//! | batch | `pipeline/batch.rs`, `pipeline/stream.rs` (a large file alone) |
+//! | load | [`warehouse`] (`postgres/load.rs`, `redshift/load.rs`), then `pipeline/checks.rs` |
+//! | finalize | `pipeline/finish.rs` (on_success, on_failure, failures recorded) |
+//!
+//! Each part is one module:
 //!
 //! | module | owns |
 //! |---|---|
