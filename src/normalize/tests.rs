@@ -1,4 +1,6 @@
-//! Golden tests of the CSV path.
+//! Golden tests of normalize: every decoder, coercion, limits and the
+//! bad-input cases. One file (over 600 lines) because the cases share the
+//! job builders and `run` helpers at its top; each test reads on its own.
 
 use super::*;
 use crate::config::from_toml_str;
