@@ -131,11 +131,6 @@ impl LedgerSql {
         }
     }
 
-    /// `ferry_files`, qualified.
-    pub fn files_table(&self) -> &str {
-        &self.files
-    }
-
     /// Serializes every ledger writer. Redshift and PostgreSQL both take
     /// `LOCK TABLE t` (ACCESS EXCLUSIVE) until the transaction ends.
     pub fn lock(&self) -> String {
@@ -164,26 +159,9 @@ impl LedgerSql {
         )
     }
 
-    /// What the ledger knows of a version and of its path, in one read:
-    /// the rows of the version (params job, path, size, mtime) plus the
-    /// loaded rows of other versions of the path, newest first. Columns:
-    /// state, finalized, error, size, mtime.
-    pub fn path_states(&self) -> String {
-        self.dialect.adapt(
-            &format!(
-                "SELECT state, finalized_at IS NOT NULL, error, size, mtime FROM {} \
-                 WHERE job = $1 AND path = $2 AND ((size = $3 AND mtime = $4) OR state = 'loaded') \
-                 ORDER BY loaded_at DESC",
-                self.files
-            ),
-            &["job", "path", "size", "mtime"],
-        )
-    }
-
-    /// What the ledger knows of many paths of a job, in one read (the
-    /// rows [`path_states`](Self::path_states) gives, for every version of
-    /// each path; the caller keeps those of the version and the loaded
-    /// ones). PostgreSQL: params job, paths (text[]); Redshift: `:job` and
+    /// What the ledger knows of many paths of a job, in one read: for
+    /// each path, the rows of every version of it (the caller keeps those
+    /// of the version it asks about and the loaded ones). PostgreSQL: params job, paths (text[]); Redshift: `:job` and
     /// `:p0` … `:p{n-1}`. Columns: path, state, finalized, error, size,
     /// mtime; newest load first.
     pub fn paths_states(&self, n: usize) -> String {

@@ -134,8 +134,8 @@ pub fn migrations_summary(warehouse: &str, schema: &Ident, applied: i64) -> Resu
     Ok(summary)
 }
 
-/// What the ledger knows of `v`, from the rows of
-/// [`LedgerSql::path_states`](crate::ledger::LedgerSql::path_states):
+/// What the ledger knows of `v`, from its path's rows of
+/// [`LedgerSql::paths_states`](crate::ledger::LedgerSql::paths_states):
 /// (state, finalized, error, size, mtime), newest first.
 pub fn file_state(
     rows: impl Iterator<Item = (String, bool, Option<String>, i64, i64)>,

@@ -119,7 +119,6 @@ fn ledger_statements_are_redshift_sql_with_named_parameters() {
     let (update_job, insert_job) = l.sync_job();
     let statements = [
         l.lookup(),
-        l.path_states(),
         l.paths_states(3),
         l.insert_skipped(),
         l.clear_unloaded(),
@@ -140,8 +139,8 @@ fn ledger_statements_are_redshift_sql_with_named_parameters() {
             "{s}"
         );
     }
-    assert!(statements[9].contains(":e1_raw_field_value"));
-    assert!(statements[2].contains("IN (:p0, :p1, :p2)"));
+    assert!(statements[8].contains(":e1_raw_field_value"));
+    assert!(statements[1].contains("IN (:p0, :p1, :p2)"));
     // PostgreSQL keeps its $n form.
     let pg = LedgerSql::new(&Ident::parse("analytics").unwrap());
     assert!(pg.lookup().contains("$4") && !pg.lookup().contains(":mtime"));
