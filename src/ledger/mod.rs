@@ -6,10 +6,16 @@
 //! server is a new version. States: `loaded` (committed with its rows),
 //! `failed` (skipped until an operator retries it or the file changes).
 //!
-//! This module owns the ledger's SQL text; the warehouse backends run it.
-//! Values always travel as parameters (`$n`), never spliced into the text.
+//! This module owns the ledger's SQL text; the warehouse backends run it
+//! through the [`LedgerStore`] seam (a read-only report, a locked change).
+//! What a version's rows mean and whether a job is paused are read here,
+//! once for both dialects ([`lookup_many`], [`job_enabled`]). Values always
+//! travel as parameters (`$n`), never spliced into the text.
 
 pub mod reports;
+mod store;
+
+pub use store::{LOOKUP_CHUNK, LedgerRows, LedgerStore, job_enabled, lookup_many};
 
 use crate::sql::Dialect;
 use crate::sql::Ident;
@@ -156,30 +162,6 @@ impl LedgerSql {
             self.files
         ),
             &["job", "path", "size", "mtime"],
-        )
-    }
-
-    /// What the ledger knows of many paths of a job, in one read: for
-    /// each path, the rows of every version of it (the caller keeps those
-    /// of the version it asks about and the loaded ones). PostgreSQL: params job, paths (text[]); Redshift: `:job` and
-    /// `:p0` … `:p{n-1}`. Columns: path, state, finalized, error, size,
-    /// mtime; newest load first.
-    pub fn paths_states(&self, n: usize) -> String {
-        let paths = match self.dialect {
-            Dialect::Postgres => "= ANY($2)".to_string(),
-            Dialect::Redshift => format!(
-                "IN ({})",
-                (0..n)
-                    .map(|i| format!(":p{i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
-        let job = self.dialect.param(1, "job");
-        format!(
-            "SELECT path, state, finalized_at IS NOT NULL, error, size, mtime FROM {} \
-             WHERE job = {job} AND path {paths} ORDER BY loaded_at DESC",
-            self.files
         )
     }
 
@@ -338,14 +320,6 @@ impl LedgerSql {
                  WHERE NOT EXISTS (SELECT 1 FROM {jobs} WHERE job = CAST($1 AS VARCHAR(64)))",
                 jobs = self.jobs
             ), &names),
-        )
-    }
-
-    /// Whether a job is paused in the ledger: param job.
-    pub fn job_auto(&self) -> String {
-        self.dialect.adapt(
-            &format!("SELECT auto FROM {} WHERE job = $1", self.jobs),
-            &["job"],
         )
     }
 }

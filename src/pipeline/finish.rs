@@ -86,11 +86,7 @@ pub(crate) async fn record_failure(rt: &Runtime, failed: &FailedFile<'_>) -> boo
 /// be moved by `on_failure`. A ledger that cannot be read counts as yes,
 /// so the file stays where it is.
 pub(super) async fn loaded_meanwhile(rt: &Runtime, version: &FileVersion) -> bool {
-    match rt
-        .warehouse
-        .lookup_many(std::slice::from_ref(version))
-        .await
-    {
+    match crate::ledger::lookup_many(&*rt.warehouse, std::slice::from_ref(version)).await {
         Ok(states) => {
             let loaded = matches!(states.first(), Some(Some(FileState::Loaded { .. })));
             if loaded {

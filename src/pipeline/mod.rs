@@ -165,7 +165,8 @@ async fn job_pass(
     explicit: bool,
     report: &mut PassReport,
 ) -> Result<()> {
-    if !explicit && (!job.enabled || !rt.warehouse.job_enabled(&job.name).await?) {
+    if !explicit && (!job.enabled || !crate::ledger::job_enabled(&*rt.warehouse, &job.name).await?)
+    {
         tracing::debug!(job = %job.name, "job is paused; not polled");
         return Ok(());
     }
@@ -225,7 +226,7 @@ async fn to_stage(
         // Staged files waiting for their batch are not looked at again.
         .filter(|(_, v)| !pending.holds(v))
         .unzip();
-    let states = rt.warehouse.lookup_many(&versions).await?;
+    let states = crate::ledger::lookup_many(&*rt.warehouse, &versions).await?;
     for ((entry, version), state) in entries.into_iter().zip(versions).zip(states) {
         match state {
             Some(FileState::Loaded { finalized }) => {

@@ -14,7 +14,7 @@ pub mod sql;
 
 use crate::config::{Config, Job, WarehouseSettings};
 use crate::error::{Error, Result};
-use crate::ledger::{FileState, FileVersion};
+use crate::ledger::FileVersion;
 use crate::normalize::RowError;
 use crate::sql::Ident;
 use crate::stage::Stager;
@@ -134,60 +134,6 @@ pub fn migrations_summary(warehouse: &str, schema: &Ident, applied: i64) -> Resu
     Ok(summary)
 }
 
-/// What the ledger knows of `v`, from its path's rows of
-/// [`LedgerSql::paths_states`](crate::ledger::LedgerSql::paths_states):
-/// (state, finalized, error, size, mtime), newest first.
-pub fn file_state(
-    rows: impl Iterator<Item = (String, bool, Option<String>, i64, i64)>,
-    v: &FileVersion,
-) -> Option<FileState> {
-    let (size, mtime) = (v.size as i64, v.mtime);
-    let mut state = None;
-    let mut other_loaded = None;
-    for (s, finalized, error, row_size, row_mtime) in rows {
-        if (row_size, row_mtime) != (size, mtime) {
-            // Newest first: keep the first loaded other version.
-            other_loaded.get_or_insert(FileState::ChangedAfterLoad {
-                size: row_size,
-                mtime: row_mtime,
-            });
-            continue;
-        }
-        if s == "loaded" {
-            return Some(FileState::Loaded { finalized });
-        }
-        let text = error.unwrap_or_default();
-        if s == "failed" {
-            state = Some(FileState::Failed { error: text });
-        } else if s == "skipped" && state.is_none() {
-            state = Some(FileState::Skipped { reason: text });
-        }
-    }
-    state.or(other_loaded)
-}
-
-/// Splits the rows of [`LedgerSql::paths_states`](crate::ledger::LedgerSql::paths_states)
-/// (path, state, finalized, error, size, mtime) by version: for each of
-/// `versions`, what the ledger knows of it.
-pub fn states_of(
-    rows: Vec<(String, String, bool, Option<String>, i64, i64)>,
-    versions: &[FileVersion],
-) -> Vec<Option<FileState>> {
-    versions
-        .iter()
-        .map(|v| {
-            file_state(
-                rows.iter()
-                    .filter(|r| {
-                        r.0 == v.path && ((r.4, r.5) == (v.size as i64, v.mtime) || r.1 == "loaded")
-                    })
-                    .map(|r| (r.1.clone(), r.2, r.3.clone(), r.4, r.5)),
-                v,
-            )
-        })
-        .collect()
-}
-
 /// One normalized, staged file ready to load.
 #[derive(Debug, Clone)]
 pub struct StagedFile {
@@ -212,8 +158,7 @@ pub struct StagedFile {
     pub input_bytes: u64,
 }
 
-/// Rows of a ledger report: text or NULL per column.
-pub type LedgerRows = Vec<Vec<Option<String>>>;
+pub use crate::ledger::LedgerRows;
 
 /// A file version that failed for good, as the ledger records it.
 #[derive(Debug, Clone, Copy)]
@@ -253,7 +198,7 @@ pub enum LoadOutcome {
 /// at all, and writes nothing for a version the ledger already has as
 /// `loaded`. Every other method touches only the ledger.
 #[async_trait]
-pub trait Warehouse: Send + Sync {
+pub trait Warehouse: crate::ledger::LedgerStore {
     /// Applies pending migrations; returns the names applied.
     async fn migrate(&self) -> Result<Vec<String>>;
     /// Connects and verifies that the ledger is migrated; returns a summary.
@@ -265,11 +210,6 @@ pub trait Warehouse: Send + Sync {
     }
     /// Keeps `ferry_jobs` in step with the configuration.
     async fn sync_jobs(&self, jobs: &[std::sync::Arc<Job>]) -> Result<()>;
-    /// Whether the job is enabled in the ledger (not paused).
-    async fn job_enabled(&self, job: &str) -> Result<bool>;
-    /// What the ledger knows of each of `versions` (all of one job), in
-    /// as few reads as the backend can.
-    async fn lookup_many(&self, versions: &[FileVersion]) -> Result<Vec<Option<FileState>>>;
     /// Loads a batch of staged files of one job in one transaction and one
     /// COPY; returns one outcome per file, in the batch's order. A version
     /// the ledger already has as `loaded` is left out of the load (its
@@ -303,13 +243,6 @@ pub trait Warehouse: Send + Sync {
         let mut outcome = self.load(job, std::slice::from_ref(&file)).await?;
         Ok(outcome.pop().unwrap_or(LoadOutcome::AlreadyLoaded))
     }
-    /// Runs a read-only ledger report (every column text; parameters are
-    /// text values in `$n` order, by name on Redshift) and returns its rows.
-    async fn read_ledger(&self, report: &crate::ledger::reports::Report) -> Result<LedgerRows>;
-    /// Runs ledger writes in one transaction that first takes the ledger
-    /// lock loads take, so they never interleave with a load; returns the
-    /// rows each statement changed.
-    async fn write_ledger(&self, change: &crate::ledger::reports::Change) -> Result<Vec<u64>>;
     /// Records a failed version with its reason and error rows.
     async fn record_failed(&self, failed: &FailedFile<'_>) -> Result<()>;
     /// Records a version that will not be loaded, with the reason.

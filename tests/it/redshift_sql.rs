@@ -119,7 +119,7 @@ fn ledger_statements_are_redshift_sql_with_named_parameters() {
     let (update_job, insert_job) = l.sync_job();
     let statements = [
         l.lookup(),
-        l.paths_states(3),
+        l.versions_report("j", &["a", "b", "c"]).sql,
         l.insert_skipped(),
         l.clear_unloaded(),
         l.insert_loaded(),
@@ -129,7 +129,7 @@ fn ledger_statements_are_redshift_sql_with_named_parameters() {
         l.insert_errors(2),
         update_job,
         insert_job,
-        l.job_auto(),
+        l.job_enabled_report("j").sql,
     ];
     check(&l.lock());
     for s in &statements {

@@ -15,7 +15,7 @@ use crate::aws::sdk_error;
 use crate::config::{Job, PgSslMode, PostgresSettings};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ledger::reports::{Change, Report};
-use crate::ledger::{FileState, FileVersion, LedgerSql, fit, width};
+use crate::ledger::{FileVersion, LedgerSql, fit, width};
 use crate::migrate::{MIGRATIONS, VERSIONS_TABLE, render};
 use crate::normalize::RowError;
 use crate::retry::{RetryPolicy, retry};
@@ -259,42 +259,6 @@ impl Warehouse for PostgresWarehouse {
         .await
     }
 
-    async fn job_enabled(&self, job: &str) -> Result<bool> {
-        self.with_deadline("reading the job's pause flag", async {
-            let guard = self.client().await?;
-            let row = guard
-                .query_opt(&self.ledger.job_auto(), &[&job])
-                .await
-                .map_err(pg_error("cannot read ferry_jobs"))?;
-            Ok(row.is_none_or(|r| r.get(0)))
-        })
-        .await
-    }
-
-    async fn lookup_many(&self, versions: &[FileVersion]) -> Result<Vec<Option<FileState>>> {
-        self.with_deadline("reading the ledger", async {
-            let Some(first) = versions.first() else {
-                return Ok(Vec::new());
-            };
-            let guard = self.client().await?;
-            let paths: Vec<&str> = versions.iter().map(|v| v.path.as_str()).collect();
-            let rows = guard
-                .query(
-                    &self.ledger.paths_states(paths.len()),
-                    &[&first.job, &paths],
-                )
-                .await
-                .map_err(pg_error("cannot read the ledger"))?;
-            Ok(super::states_of(
-                rows.iter()
-                    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
-                    .collect(),
-                versions,
-            ))
-        })
-        .await
-    }
-
     async fn record_skipped(&self, v: &FileVersion, reason: &str) -> Result<()> {
         self.with_deadline("recording a skipped file", async {
             self.version_statement(
@@ -328,66 +292,6 @@ impl Warehouse for PostgresWarehouse {
     ) -> Result<LoadOutcome> {
         self.with_deadline("a streamed load", async {
             self.load_streaming_once(job, version, parts, file).await
-        })
-        .await
-    }
-
-    async fn read_ledger(&self, report: &Report) -> Result<LedgerRows> {
-        self.with_deadline("reading the ledger", async {
-            let mut guard = self.client().await?;
-            let values = text_params(&report.params);
-            // Reports and post-load checks only read: a READ ONLY transaction
-            // refuses a check such as `WITH d AS (DELETE …) SELECT …`, or a
-            // function that writes.
-            let tx = guard
-                .build_transaction()
-                .read_only(true)
-                .start()
-                .await
-                .map_err(pg_error("cannot begin a read-only transaction"))?;
-            let rows = tx
-                .query(&report.sql, &values)
-                .await
-                .map_err(pg_error("cannot read the ledger"))?;
-            tx.commit()
-                .await
-                .map_err(pg_error("cannot end the read-only transaction"))?;
-            rows.iter()
-                .map(|r| {
-                    (0..r.len())
-                        .map(|i| {
-                            r.try_get::<_, Option<String>>(i).map_err(|e| {
-                                Error::permanent(format!(
-                                    "column {} of a ledger report is not text",
-                                    i + 1
-                                ))
-                                .with_source(e)
-                            })
-                        })
-                        .collect()
-                })
-                .collect()
-        })
-        .await
-    }
-
-    async fn write_ledger(&self, change: &Change) -> Result<Vec<u64>> {
-        self.with_deadline("changing the ledger", async {
-            let mut guard = self.client().await?;
-            let tx = self.locked(&mut guard).await?;
-            let values = text_params(&change.params);
-            let mut changed = Vec::with_capacity(change.sqls.len());
-            for sql in &change.sqls {
-                changed.push(
-                    tx.execute(sql, &values)
-                        .await
-                        .map_err(pg_error("cannot change the ledger"))?,
-                );
-            }
-            tx.commit()
-                .await
-                .map_err(pg_error("cannot commit the ledger change"))?;
-            Ok(changed)
         })
         .await
     }
@@ -446,6 +350,73 @@ impl Warehouse for PostgresWarehouse {
                 "cannot mark the file finalized",
             )
             .await
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl crate::ledger::LedgerStore for PostgresWarehouse {
+    fn ledger(&self) -> &LedgerSql {
+        &self.ledger
+    }
+
+    async fn read_ledger(&self, report: &Report) -> Result<LedgerRows> {
+        self.with_deadline("reading the ledger", async {
+            let mut guard = self.client().await?;
+            let values = text_params(&report.params);
+            // Reports and post-load checks only read: a READ ONLY transaction
+            // refuses a check such as `WITH d AS (DELETE …) SELECT …`, or a
+            // function that writes.
+            let tx = guard
+                .build_transaction()
+                .read_only(true)
+                .start()
+                .await
+                .map_err(pg_error("cannot begin a read-only transaction"))?;
+            let rows = tx
+                .query(&report.sql, &values)
+                .await
+                .map_err(pg_error("cannot read the ledger"))?;
+            tx.commit()
+                .await
+                .map_err(pg_error("cannot end the read-only transaction"))?;
+            rows.iter()
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| {
+                            r.try_get::<_, Option<String>>(i).map_err(|e| {
+                                Error::permanent(format!(
+                                    "column {} of a ledger report is not text",
+                                    i + 1
+                                ))
+                                .with_source(e)
+                            })
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn write_ledger(&self, change: &Change) -> Result<Vec<u64>> {
+        self.with_deadline("changing the ledger", async {
+            let mut guard = self.client().await?;
+            let tx = self.locked(&mut guard).await?;
+            let values = text_params(&change.params);
+            let mut changed = Vec::with_capacity(change.sqls.len());
+            for sql in &change.sqls {
+                changed.push(
+                    tx.execute(sql, &values)
+                        .await
+                        .map_err(pg_error("cannot change the ledger"))?,
+                );
+            }
+            tx.commit()
+                .await
+                .map_err(pg_error("cannot commit the ledger change"))?;
+            Ok(changed)
         })
         .await
     }

@@ -66,11 +66,3 @@ pub(super) fn long(f: &Field) -> Option<i64> {
         _ => None,
     }
 }
-
-pub(super) fn boolean(f: &Field) -> Option<bool> {
-    match f {
-        Field::BooleanValue(b) => Some(*b),
-        Field::StringValue(s) => Some(matches!(s.as_str(), "t" | "true" | "1")),
-        _ => None,
-    }
-}

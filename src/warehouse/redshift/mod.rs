@@ -32,7 +32,7 @@ use crate::aws::sdk_error;
 use crate::config::{Job, RedshiftDataSettings, RedshiftTarget};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ledger::reports::{Change, Report};
-use crate::ledger::{FileState, FileVersion, LedgerSql, fit, width};
+use crate::ledger::{FileVersion, LedgerSql, fit, width};
 use crate::migrate::{MIGRATIONS, VERSIONS_TABLE, render};
 use crate::normalize::RowError;
 use crate::normalize::write_record;
@@ -66,9 +66,6 @@ pub struct RedshiftDataWarehouse {
     ledger: LedgerSql,
     stager: Stager,
 }
-
-/// Paths looked up per ledger query.
-const LOOKUP_CHUNK: usize = 200;
 
 impl RedshiftDataWarehouse {
     /// Builds the Data API client (no call is made until the first
@@ -220,98 +217,8 @@ impl Warehouse for RedshiftDataWarehouse {
         Ok(())
     }
 
-    async fn job_enabled(&self, job: &str) -> Result<bool> {
-        let rows = self
-            .query(
-                &self.ledger.job_auto(),
-                &[("job", Some(job.to_string()))],
-                "reading ferry_jobs",
-            )
-            .await?;
-        Ok(rows
-            .first()
-            .and_then(|r| r.first())
-            .and_then(boolean)
-            .unwrap_or(true))
-    }
-
-    async fn lookup_many(&self, versions: &[FileVersion]) -> Result<Vec<Option<FileState>>> {
-        let mut states = Vec::with_capacity(versions.len());
-        // A few hundred paths per statement keeps it far below the Data
-        // API's 100 KB statement limit.
-        for chunk in versions.chunks(LOOKUP_CHUNK) {
-            let mut params: Vec<(String, Option<String>)> =
-                vec![("job".into(), Some(chunk[0].job.clone()))];
-            params.extend(
-                chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| (format!("p{i}"), Some(v.path.clone()))),
-            );
-            let params: Vec<Param<'_>> = params
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.clone()))
-                .collect();
-            let rows = self
-                .query(
-                    &self.ledger.paths_states(chunk.len()),
-                    &params,
-                    "reading the ledger",
-                )
-                .await?;
-            let rows = rows
-                .iter()
-                .map(|r| {
-                    (
-                        r.first().and_then(text).unwrap_or_default(),
-                        r.get(1).and_then(text).unwrap_or_default(),
-                        r.get(2).and_then(boolean).unwrap_or(false),
-                        r.get(3).and_then(text),
-                        r.get(4).and_then(long).unwrap_or(-1),
-                        r.get(5).and_then(long).unwrap_or(-1),
-                    )
-                })
-                .collect();
-            states.extend(super::states_of(rows, chunk));
-        }
-        Ok(states)
-    }
-
     async fn load(&self, job: &Job, batch: &[StagedFile]) -> Result<Vec<LoadOutcome>> {
         retry(RetryPolicy::LOAD, "load", || self.load_once(job, batch)).await
-    }
-
-    async fn read_ledger(&self, report: &Report) -> Result<LedgerRows> {
-        let params: Vec<Param<'_>> = report
-            .params
-            .iter()
-            .map(|(n, v)| (*n, Some(v.clone())))
-            .collect();
-        let rows = self
-            .query(&report.sql, &params, "reading the ledger")
-            .await?;
-        Ok(rows.iter().map(|r| r.iter().map(text).collect()).collect())
-    }
-
-    async fn write_ledger(&self, change: &Change) -> Result<Vec<u64>> {
-        let params: Vec<Param<'_>> = change
-            .params
-            .iter()
-            .map(|(n, v)| (*n, Some(v.clone())))
-            .collect();
-        let mut sqls = vec![self.ledger.lock()];
-        sqls.extend(change.sqls.iter().cloned());
-        let id = self.submit_batch(&sqls, &params).await?;
-        let done = self
-            .wait(&id, "changing the ledger")
-            .await?
-            .map_err(|f| Self::failure("cannot change the ledger", &f))?;
-        Ok(done
-            .sub_statements()
-            .iter()
-            .skip(1)
-            .map(|s| s.result_rows().max(0) as u64)
-            .collect())
     }
 
     async fn record_failed(&self, f: &FailedFile<'_>) -> Result<()> {
@@ -385,6 +292,46 @@ impl Warehouse for RedshiftDataWarehouse {
         )
         .await?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl crate::ledger::LedgerStore for RedshiftDataWarehouse {
+    fn ledger(&self) -> &LedgerSql {
+        &self.ledger
+    }
+
+    async fn read_ledger(&self, report: &Report) -> Result<LedgerRows> {
+        let params: Vec<Param<'_>> = report
+            .params
+            .iter()
+            .map(|(n, v)| (*n, Some(v.clone())))
+            .collect();
+        let rows = self
+            .query(&report.sql, &params, "reading the ledger")
+            .await?;
+        Ok(rows.iter().map(|r| r.iter().map(text).collect()).collect())
+    }
+
+    async fn write_ledger(&self, change: &Change) -> Result<Vec<u64>> {
+        let params: Vec<Param<'_>> = change
+            .params
+            .iter()
+            .map(|(n, v)| (*n, Some(v.clone())))
+            .collect();
+        let mut sqls = vec![self.ledger.lock()];
+        sqls.extend(change.sqls.iter().cloned());
+        let id = self.submit_batch(&sqls, &params).await?;
+        let done = self
+            .wait(&id, "changing the ledger")
+            .await?
+            .map_err(|f| Self::failure("cannot change the ledger", &f))?;
+        Ok(done
+            .sub_statements()
+            .iter()
+            .skip(1)
+            .map(|s| s.result_rows().max(0) as u64)
+            .collect())
     }
 }
 
