@@ -108,7 +108,7 @@ pub(super) fn validate_check(
 /// A post-load check: a query that returns the rows that are wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
-    /// Name (letters, digits, `_`).
+    /// Name in logs, metrics and `ferry_checks` (1-64 letters, digits, `_`).
     pub name: String,
     /// The query, with `{target}`/`{schema}` and `:load_id`/`:job`/`:rows`
     /// still to fill in.

@@ -140,7 +140,8 @@ pub struct DaemonSettings {
     pub grace_period: Duration,
     /// Health and metrics listener, if any.
     pub http_listen: Option<SocketAddr>,
-    /// Log format.
+    /// `text` for a terminal or journald, `json` (one object per line) for
+    /// CloudWatch and other collectors.
     pub log_format: LogFormat,
     /// A pass without progress for this long is stuck (`/healthz`, watchdog).
     pub stuck_after: Duration,

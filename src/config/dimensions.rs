@@ -9,7 +9,7 @@ use std::collections::HashSet;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDimension {
-    /// Dimension table name.
+    /// The dimension table (in the warehouse schema) kept from the rows.
     pub table: String,
     /// Key column of the dimension (also the name of the fact column).
     pub key: String,
@@ -70,7 +70,7 @@ pub enum LoadMode {
 /// A dimension maintained from the loaded rows.
 #[derive(Debug, Clone)]
 pub struct Dimension {
-    /// Table.
+    /// The dimension table, in the warehouse schema.
     pub table: Ident,
     /// Key column (same name in the fact rows).
     pub key: Ident,

@@ -198,9 +198,9 @@ pub enum TextEncoding {
 /// CSV options.
 #[derive(Debug, Clone)]
 pub struct CsvFormat {
-    /// Delimiter byte.
+    /// The byte between fields (`,` unless `format.delimiter` says).
     pub delimiter: u8,
-    /// Quote byte.
+    /// The byte that quotes a field holding delimiters, quotes or newlines.
     pub quote: u8,
     /// The first record is a header.
     pub header: bool,
@@ -208,7 +208,8 @@ pub struct CsvFormat {
     pub field_names: Vec<String>,
     /// Escape byte inside quotes (None: doubled quotes).
     pub escape: Option<u8>,
-    /// Text encoding.
+    /// How the bytes are read: UTF-8, or Latin-1/Windows-1252 converted
+    /// to UTF-8 first.
     pub encoding: TextEncoding,
 }
 

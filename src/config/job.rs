@@ -309,9 +309,9 @@ impl Job {
 /// A job.
 #[derive(Debug, Clone)]
 pub struct Job {
-    /// Name.
+    /// The job's name: in logs, metrics, staging keys and the ledger.
     pub name: String,
-    /// Its source.
+    /// The server the job reads (shared with other jobs on it).
     pub source: Arc<SourceSettings>,
     /// Folder to list, possibly with `{yyyy}`, `{mm}`, `{dd}`.
     pub path: String,
@@ -321,29 +321,29 @@ pub struct Job {
     pub pattern: globset::GlobMatcher,
     /// Include glob as written.
     pub pattern_text: String,
-    /// Exclude globs.
+    /// Relative paths that match are never loaded (even if `pattern` does).
     pub exclude: globset::GlobSet,
-    /// Recursive listing.
+    /// Whether folders below `path` are listed too.
     pub recursive: bool,
     /// Polled at all.
     pub enabled: bool,
     /// How often the daemon polls this job.
     pub poll_interval: Duration,
-    /// Input format.
+    /// How the files are decoded.
     pub format: Format,
-    /// Target table.
+    /// The fact table the rows go to, in the warehouse schema.
     pub target: Ident,
     /// Merge or append.
     pub mode: LoadMode,
-    /// Key columns.
+    /// Columns that identify a row for `merge` (latest by `order_by` wins).
     pub key: Vec<Ident>,
     /// Order column for "latest wins".
     pub order_by: Option<Ident>,
     /// Columns in staged order.
     pub columns: Vec<Column>,
-    /// Dimensions.
+    /// Dimension tables kept from the same rows, in the same transaction.
     pub dimensions: Vec<Dimension>,
-    /// Settle rules.
+    /// When a listed file counts as complete.
     pub settle: Settle,
     /// After success.
     pub on_success: Finalize,
@@ -353,7 +353,7 @@ pub struct Job {
     pub on_change: OnChange,
     /// Rejected records allowed per file.
     pub max_errors: MaxErrors,
-    /// Safety limits.
+    /// Per-file limits: record size, gzip bombs, XML depth.
     pub limits: Limits,
     /// Gzip level of the staged CSV.
     pub gzip_level: u32,
@@ -365,6 +365,6 @@ pub struct Job {
     pub concurrency: usize,
     /// When staged files load together.
     pub batch: Batch,
-    /// Post-load checks.
+    /// Read-only queries run after each load; a row returned is a failure.
     pub checks: Vec<Check>,
 }

@@ -208,11 +208,11 @@ pub fn validate(raw: RawConfig) -> Result<Config> {
 pub struct Config {
     /// Process-wide settings.
     pub daemon: DaemonSettings,
-    /// S3 staging.
+    /// The S3 bucket and prefix staged files go to.
     pub staging: StagingSettings,
-    /// The warehouse.
+    /// Where rows and the ledger are written.
     pub warehouse: WarehouseSettings,
-    /// Named sources.
+    /// The servers jobs read, by name.
     pub sources: BTreeMap<String, Arc<SourceSettings>>,
     /// Jobs, in file order.
     pub jobs: Vec<Arc<Job>>,

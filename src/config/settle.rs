@@ -161,7 +161,8 @@ pub(super) fn validate_finalize(
 pub struct Settle {
     /// Minimum age by modification time.
     pub min_age: Duration,
-    /// Marker suffix, if required.
+    /// A file waits until `name + marker_suffix` exists beside it (the marker
+    /// is never loaded).
     pub marker_suffix: Option<String>,
     /// Folder marker file name, if required.
     pub folder_marker: Option<String>,

@@ -27,11 +27,11 @@ pub struct RawSftp {
     /// Port.
     #[serde(default = "default_sftp_port")]
     pub port: u16,
-    /// User name.
+    /// The login name.
     pub user: String,
     /// Environment variable holding the password.
     pub password_env: Option<String>,
-    /// File holding the password.
+    /// A file whose contents are the password (trailing newline dropped).
     pub password_file: Option<String>,
     /// Private key file (OpenSSH format; ed25519, ECDSA or RSA).
     pub private_key_file: Option<String>,
@@ -84,7 +84,7 @@ pub struct RawFtp {
     pub user: String,
     /// Environment variable holding the password.
     pub password_env: Option<String>,
-    /// File holding the password.
+    /// A file whose contents are the password (trailing newline dropped).
     pub password_file: Option<String>,
     /// FTPS only: TLS from the first byte (port 990) instead of `AUTH TLS`.
     #[serde(default)]
@@ -136,7 +136,7 @@ pub struct RawS3Source {
     pub access_key_id: Option<String>,
     /// Environment variable holding the secret access key.
     pub secret_access_key_env: Option<String>,
-    /// File holding the secret access key.
+    /// A file whose contents are the secret access key.
     pub secret_access_key_file: Option<String>,
     /// Files fetched from this source at the same time, across all jobs
     /// (servers often cap sessions or transfers per user).
@@ -370,17 +370,17 @@ pub enum SftpAuth {
 /// An SFTP server.
 #[derive(Debug, Clone)]
 pub struct SftpSettings {
-    /// Host.
+    /// Name or address of the server.
     pub host: String,
-    /// Port.
+    /// TCP port (22 unless set).
     pub port: u16,
-    /// User.
+    /// The login name.
     pub user: String,
     /// Credentials.
     pub auth: SftpAuth,
-    /// Host key check.
+    /// How the server's host key is checked before anything is sent.
     pub host_key: HostKeyPolicy,
-    /// Connect and handshake timeout.
+    /// The longest a TCP connect plus the SSH handshake and login may take.
     pub connect_timeout: Duration,
     /// The longest wait for one SFTP reply or the next bytes of a download.
     pub io_timeout: Duration,
@@ -391,17 +391,17 @@ pub struct SftpSettings {
 /// An FTP or FTPS server.
 #[derive(Debug, Clone)]
 pub struct FtpSettings {
-    /// Host.
+    /// Name or address of the server.
     pub host: String,
-    /// Port.
+    /// TCP port (21, or 990 for implicit TLS, unless set).
     pub port: u16,
-    /// User.
+    /// The login name (`anonymous` unless set).
     pub user: String,
-    /// Password.
+    /// The login password; `None` sends `ferry@` (what anonymous FTP asks).
     pub password: Option<Secret>,
     /// `None` for plain FTP; explicit or implicit TLS otherwise.
     pub tls: Option<FtpTls>,
-    /// Connect and login timeout.
+    /// The longest a TCP connect plus TLS and login may take.
     pub connect_timeout: Duration,
     /// The longest wait for one reply or the next bytes of a download.
     pub io_timeout: Duration,

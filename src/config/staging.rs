@@ -30,7 +30,7 @@ pub struct RawStaging {
     pub access_key_id: Option<String>,
     /// Environment variable holding the secret access key.
     pub secret_access_key_env: Option<String>,
-    /// File holding the secret access key.
+    /// A file whose contents are the secret access key.
     pub secret_access_key_file: Option<String>,
     /// `auto`, `when_supported` or `when_required`. `auto` sends request
     /// checksums only to AWS, since many S3-compatible servers reject them.
@@ -236,11 +236,12 @@ pub enum Checksums {
 /// Connection settings for an S3 endpoint.
 #[derive(Debug, Clone)]
 pub struct S3Endpoint {
-    /// Region.
+    /// The AWS region requests are signed for.
     pub region: String,
-    /// Custom endpoint URL.
+    /// An endpoint other than AWS's (MinIO, a test server); `None` for AWS.
     pub endpoint: Option<String>,
-    /// Path-style addressing.
+    /// `http://host/bucket/key` instead of `http://bucket.host/key`
+    /// (most S3 stand-ins need it).
     pub path_style: bool,
     /// Static credentials; `None` uses the default chain.
     pub credentials: Option<(String, Secret)>,
@@ -254,7 +255,7 @@ pub struct S3Endpoint {
 /// `[staging]`
 #[derive(Debug, Clone)]
 pub struct StagingSettings {
-    /// Bucket.
+    /// The bucket staged, rejected and archived objects go to.
     pub bucket: String,
     /// Key prefix without slashes at either end (may be empty).
     pub prefix: String,

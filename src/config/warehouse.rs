@@ -31,7 +31,7 @@ pub struct RawPostgres {
     pub database: String,
     /// Environment variable holding the password (unset: no password).
     pub password_env: Option<String>,
-    /// File holding the password.
+    /// A file whose contents are the password (trailing newline dropped).
     pub password_file: Option<String>,
     /// Schema of the ledger and target tables.
     #[serde(default = "default_schema")]
@@ -100,7 +100,7 @@ pub struct RawRedshiftData {
     pub cluster_identifier: Option<String>,
     /// Serverless workgroup name (instead of `cluster_identifier`).
     pub workgroup_name: Option<String>,
-    /// Database name.
+    /// The database ferry connects to.
     pub database: String,
     /// Database user for temporary credentials (provisioned only).
     pub db_user: Option<String>,
@@ -118,7 +118,7 @@ pub struct RawRedshiftData {
     pub access_key_id: Option<String>,
     /// Environment variable holding the secret access key.
     pub secret_access_key_env: Option<String>,
-    /// File holding the secret access key.
+    /// A file whose contents are the secret access key.
     pub secret_access_key_file: Option<String>,
     /// How long ferry waits for one statement or load batch to finish
     /// before it cancels it and retries later.
@@ -326,24 +326,25 @@ impl WarehouseSettings {
 /// PostgreSQL connection.
 #[derive(Debug, Clone)]
 pub struct PostgresSettings {
-    /// Host.
+    /// Name or address of the server.
     pub host: String,
-    /// Port.
+    /// TCP port (5432 unless set).
     pub port: u16,
-    /// User.
+    /// The role ferry logs in as.
     pub user: String,
-    /// Database.
+    /// The database ferry connects to.
     pub database: String,
-    /// Password, if any.
+    /// The login password; `None` relies on trust or peer authentication.
     pub password: Option<Secret>,
-    /// Schema.
+    /// The schema holding the ledger and the targets.
     pub schema: Ident,
-    /// Connect timeout.
+    /// The longest a TCP connect plus TLS and login may take.
     pub connect_timeout: Duration,
     /// Server-side `statement_timeout`, and ferry's own deadline for one
     /// load or ledger call.
     pub statement_timeout: Duration,
-    /// Server-side `lock_timeout`.
+    /// Server-side `lock_timeout`: how long a load waits for another's lock
+    /// before it fails (transiently) and is retried.
     pub lock_timeout: Duration,
     /// TLS.
     pub sslmode: PgSslMode,
@@ -393,17 +394,18 @@ pub enum RedshiftTarget {
 /// Redshift Data API connection.
 #[derive(Debug, Clone)]
 pub struct RedshiftDataSettings {
-    /// Region.
+    /// The AWS region of the cluster or workgroup.
     pub region: String,
     /// Cluster or workgroup and how to authenticate.
     pub target: RedshiftTarget,
-    /// Database.
+    /// The database statements run in.
     pub database: String,
-    /// IAM role for COPY.
+    /// The IAM role COPY assumes to read the staged objects (`default`: the
+    /// cluster's default role).
     pub iam_role: String,
-    /// Custom endpoint.
+    /// A Data API endpoint other than AWS's (a local emulator); `None` for AWS.
     pub endpoint: Option<String>,
-    /// Schema.
+    /// The schema holding the ledger and the targets.
     pub schema: Ident,
     /// Static credentials; `None` uses the default chain.
     pub credentials: Option<(String, Secret)>,
