@@ -134,7 +134,7 @@ fn configured<'c>(cfg: &'c Config, name: &str) -> Result<&'c str> {
 /// ledger knows it), source, path, target, files loaded and failed, rows
 /// loaded, last load.
 pub async fn jobs(cfg: &Config, wh: &dyn Warehouse) -> Result<Table> {
-    wh.sync_jobs(&cfg.jobs).await?;
+    crate::ledger::sync_jobs(wh, &cfg.jobs).await?;
     let mut rows = wh.read_ledger(&ledger(cfg).jobs_report()).await?;
     for row in &mut rows {
         let name = row[0].clone().unwrap_or_default();
@@ -163,7 +163,7 @@ pub async fn set_paused(
     paused: bool,
 ) -> Result<String> {
     let name = configured(cfg, name)?;
-    wh.sync_jobs(&cfg.jobs).await?;
+    crate::ledger::sync_jobs(wh, &cfg.jobs).await?;
     wh.write_ledger(&ledger(cfg).set_auto(name, !paused))
         .await?;
     Ok(if paused {

@@ -15,7 +15,10 @@
 pub mod reports;
 mod store;
 
-pub use store::{LOOKUP_CHUNK, LedgerRows, LedgerStore, job_enabled, lookup_many};
+pub use store::{
+    LOOKUP_CHUNK, LedgerRows, LedgerStore, job_enabled, lookup_many, mark_finalized,
+    record_skipped, sync_jobs,
+};
 
 use crate::sql::Dialect;
 use crate::sql::Ident;
@@ -174,12 +177,13 @@ impl LedgerSql {
         )
     }
 
-    /// Records a skipped version: params job, path, size, mtime, reason.
+    /// Records a skipped version: params job, path, size, mtime, reason
+    /// (all text).
     pub fn insert_skipped(&self) -> String {
         self.dialect.adapt(
             &format!(
             "INSERT INTO {} (job, path, size, mtime, state, rows_loaded, rows_rejected, first_seen_at, error) \
-             VALUES ($1, $2, $3, $4, 'skipped', 0, 0, now(), $5)",
+             VALUES ($1, $2, CAST(CAST($3 AS VARCHAR(20)) AS BIGINT), CAST(CAST($4 AS VARCHAR(20)) AS BIGINT), 'skipped', 0, 0, now(), $5)",
             self.files
         ),
             &["job", "path", "size", "mtime", "reason"],
@@ -226,11 +230,12 @@ impl LedgerSql {
     }
 
     /// Marks a loaded version finalized: params job, path, size, mtime,
-    /// final_path.
+    /// final_path (all text; an empty final_path is NULL: the file was
+    /// deleted).
     pub fn mark_finalized(&self) -> String {
         self.dialect.adapt(
             &format!(
-            "UPDATE {} SET finalized_at = now(), final_path = $5 WHERE job = $1 AND path = $2 AND size = $3 AND mtime = $4 AND state = 'loaded'",
+            "UPDATE {} SET finalized_at = now(), final_path = NULLIF($5, '') WHERE job = $1 AND path = $2 AND size = CAST(CAST($3 AS VARCHAR(20)) AS BIGINT) AND mtime = CAST(CAST($4 AS VARCHAR(20)) AS BIGINT) AND state = 'loaded'",
             self.files
         ),
             &["job", "path", "size", "mtime", "final_path"],
@@ -303,7 +308,7 @@ impl LedgerSql {
     /// Keeps a job's row in step with the configuration without touching
     /// its `auto` (pause) flag: an update, then an insert if it is missing
     /// (Redshift has no upsert). Params job, source, path, pattern, target
-    /// for both, and auto for the insert.
+    /// for both, and auto (`true`/`false`) for the insert; all text.
     pub fn sync_job(&self) -> (String, String) {
         let names = ["job", "source", "path", "pattern", "target", "auto"];
         (
@@ -316,7 +321,7 @@ impl LedgerSql {
             ),
             self.dialect.adapt(&format!(
                 "INSERT INTO {jobs} (job, source, path, pattern, target, auto, updated_at) \
-                 SELECT CAST($1 AS VARCHAR(64)), CAST($2 AS VARCHAR(64)), CAST($3 AS VARCHAR(1024)), CAST($4 AS VARCHAR(256)), CAST($5 AS VARCHAR(127)), CAST($6 AS BOOLEAN), now() \
+                 SELECT CAST($1 AS VARCHAR(64)), CAST($2 AS VARCHAR(64)), CAST($3 AS VARCHAR(1024)), CAST($4 AS VARCHAR(256)), CAST($5 AS VARCHAR(127)), CAST(CAST($6 AS VARCHAR(5)) AS BOOLEAN), now() \
                  WHERE NOT EXISTS (SELECT 1 FROM {jobs} WHERE job = CAST($1 AS VARCHAR(64)))",
                 jobs = self.jobs
             ), &names),

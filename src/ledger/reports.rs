@@ -21,13 +21,20 @@ pub struct Report {
     pub columns: &'static [&'static str],
 }
 
-/// Ledger writes run in one transaction after the ledger lock.
+/// Ledger writes run in one transaction (after the ledger lock, with
+/// `lock`).
 #[derive(Debug, Clone)]
 pub struct Change {
-    /// Statements, each using every parameter.
+    /// Statements; each uses the first parameters (`$1` to its highest
+    /// `$n`).
     pub sqls: Vec<String>,
     /// Parameters, in `$n` order.
     pub params: Vec<(&'static str, String)>,
+    /// Take the ledger lock loads take first, so the change never
+    /// interleaves with a load (operator writes); without, a write that
+    /// touches only its own row (finalized, skipped, the jobs table) does
+    /// not wait for loads.
+    pub lock: bool,
 }
 
 /// Columns of [`LedgerSql::jobs_report`].
@@ -143,6 +150,7 @@ impl LedgerSql {
                 &["job"],
             )],
             params: vec![("job", job.to_string())],
+            lock: true,
         }
     }
 
@@ -180,6 +188,7 @@ impl LedgerSql {
         Change {
             sqls: vec![errors, files],
             params,
+            lock: true,
         }
     }
 
@@ -211,6 +220,7 @@ impl LedgerSql {
                 ("failing_rows", failing_rows.to_string()),
                 ("detail", detail.chars().take(4096).collect()),
             ],
+            lock: true,
         }
     }
 
@@ -228,6 +238,7 @@ impl LedgerSql {
         Change {
             sqls,
             params: vec![("job", job.to_string())],
+            lock: true,
         }
     }
 }

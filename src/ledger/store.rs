@@ -7,7 +7,8 @@
 //! a version's state, a job's pause flag — is decided here, once.
 
 use super::reports::{Change, Report};
-use super::{FileState, FileVersion, LedgerSql};
+use super::{FileState, FileVersion, LedgerSql, fit, width};
+use crate::config::Job;
 use crate::error::{Error, Result};
 use async_trait::async_trait;
 use std::sync::LazyLock;
@@ -119,6 +120,73 @@ pub async fn lookup_many(
         states.extend(states_of(rows, chunk));
     }
     Ok(states)
+}
+
+/// Records a version that will not be loaded (`on_change = "ignore"`),
+/// with the reason (cut to its column).
+pub async fn record_skipped(store: &dyn LedgerStore, v: &FileVersion, reason: &str) -> Result<()> {
+    let mut params = version_params(v);
+    params.push(("reason", fit(reason, width::ERROR).to_string()));
+    store
+        .write_ledger(&Change {
+            sqls: vec![store.ledger().insert_skipped()],
+            params,
+            lock: false,
+        })
+        .await
+        .map(|_| ())
+}
+
+/// Records that the on-success action was applied: the file is now at
+/// `final_path` (`None`: deleted).
+pub async fn mark_finalized(
+    store: &dyn LedgerStore,
+    v: &FileVersion,
+    final_path: Option<&str>,
+) -> Result<()> {
+    let mut params = version_params(v);
+    params.push(("final_path", final_path.unwrap_or_default().to_string()));
+    store
+        .write_ledger(&Change {
+            sqls: vec![store.ledger().mark_finalized()],
+            params,
+            lock: false,
+        })
+        .await
+        .map(|_| ())
+}
+
+/// Keeps `ferry_jobs` in step with the configured jobs (never touching a
+/// job's pause flag once it has a row).
+pub async fn sync_jobs(store: &dyn LedgerStore, jobs: &[std::sync::Arc<Job>]) -> Result<()> {
+    let (update, insert) = store.ledger().sync_job();
+    for j in jobs {
+        store
+            .write_ledger(&Change {
+                sqls: vec![update.clone(), insert.clone()],
+                params: vec![
+                    ("job", j.name.clone()),
+                    ("source", j.source.name.clone()),
+                    ("path", j.path.clone()),
+                    ("pattern", j.pattern_text.clone()),
+                    ("target", j.target.as_str().to_string()),
+                    ("auto", j.enabled.to_string()),
+                ],
+                lock: false,
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// A version's key as text parameters: job, path, size, mtime.
+fn version_params(v: &FileVersion) -> Vec<(&'static str, String)> {
+    vec![
+        ("job", v.job.clone()),
+        ("path", v.path.clone()),
+        ("size", v.size.to_string()),
+        ("mtime", v.mtime.to_string()),
+    ]
 }
 
 /// One row of [`LedgerSql::versions_report`], typed.

@@ -146,7 +146,9 @@ pub(crate) async fn finalize(rt: &Runtime, job: &Job, src: &dyn Source, v: &File
                     tracing::warn!(job = %job.name, path = %marker, error = %e.chain(), "cannot finalize the marker file");
                 }
             }
-            if let Err(e) = rt.warehouse.mark_finalized(v, final_path.as_deref()).await {
+            if let Err(e) =
+                crate::ledger::mark_finalized(&*rt.warehouse, v, final_path.as_deref()).await
+            {
                 tracing::warn!(job = %job.name, path = %v.path, error = %e.chain(), "cannot record finalize; the next pass will see the file gone or moved");
             }
         }

@@ -257,7 +257,7 @@ async fn to_stage(
                     entry.size, entry.mtime
                 );
                 telemetry::file_skipped(&job.name, &entry.path, &reason);
-                rt.warehouse.record_skipped(&version, &reason).await?;
+                crate::ledger::record_skipped(&*rt.warehouse, &version, &reason).await?;
                 done.insert(entry.path.clone());
                 *skipped += 1;
                 continue;

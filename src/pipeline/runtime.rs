@@ -36,7 +36,7 @@ impl Runtime {
         let stager = Stager::new(&config.staging).await;
         let warehouse: Arc<dyn Warehouse> = Arc::from(warehouse::connect(&config, &stager).await?);
         warehouse.verify_ledger().await?;
-        warehouse.sync_jobs(&config.jobs).await?;
+        crate::ledger::sync_jobs(&*warehouse, &config.jobs).await?;
         Ok(Runtime {
             stager,
             warehouse,

@@ -208,8 +208,6 @@ pub trait Warehouse: crate::ledger::LedgerStore {
     async fn ping(&self) -> Result<()> {
         self.verify_ledger().await.map(|_| ())
     }
-    /// Keeps `ferry_jobs` in step with the configuration.
-    async fn sync_jobs(&self, jobs: &[std::sync::Arc<Job>]) -> Result<()>;
     /// Loads a batch of staged files of one job in one transaction and one
     /// COPY; returns one outcome per file, in the batch's order. A version
     /// the ledger already has as `loaded` is left out of the load (its
@@ -245,10 +243,6 @@ pub trait Warehouse: crate::ledger::LedgerStore {
     }
     /// Records a failed version with its reason and error rows.
     async fn record_failed(&self, failed: &FailedFile<'_>) -> Result<()>;
-    /// Records a version that will not be loaded, with the reason.
-    async fn record_skipped(&self, version: &FileVersion, reason: &str) -> Result<()>;
-    /// Records that the on-success action was applied.
-    async fn mark_finalized(&self, version: &FileVersion, final_path: Option<&str>) -> Result<()>;
 }
 
 /// Connects the configured warehouse. The stager gives backends that read

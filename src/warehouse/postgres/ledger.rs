@@ -61,22 +61,4 @@ impl PostgresWarehouse {
         }
         Ok(())
     }
-
-    /// Runs one ledger statement whose parameters are a version (job,
-    /// path, size, mtime) and then `extra`.
-    pub(super) async fn version_statement(
-        &self,
-        sql: &str,
-        v: &FileVersion,
-        extra: &(dyn tokio_postgres::types::ToSql + Sync),
-        what: &str,
-    ) -> Result<()> {
-        let guard = self.client().await?;
-        let size = v.size as i64;
-        guard
-            .execute(sql, &[&v.job, &v.path, &size, &v.mtime, extra])
-            .await
-            .map_err(pg_error(what))?;
-        Ok(())
-    }
 }

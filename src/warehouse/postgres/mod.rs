@@ -26,7 +26,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::SinkExt;
 use std::io::Read;
-use std::sync::Arc;
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient, NoTls, Transaction};
@@ -220,58 +219,6 @@ impl Warehouse for PostgresWarehouse {
         .await
     }
 
-    async fn sync_jobs(&self, jobs: &[Arc<Job>]) -> Result<()> {
-        self.with_deadline("recording the jobs", async {
-            let mut guard = self.client().await?;
-            let tx = guard
-                .transaction()
-                .await
-                .map_err(pg_error("cannot begin"))?;
-            let (update, insert) = self.ledger.sync_job();
-            for j in jobs {
-                let source = j.source.name.as_str();
-                let target = j.target.as_str();
-                tx.execute(
-                    &update,
-                    &[&j.name, &source, &j.path, &j.pattern_text, &target],
-                )
-                .await
-                .map_err(pg_error("cannot update ferry_jobs"))?;
-                tx.execute(
-                    &insert,
-                    &[
-                        &j.name,
-                        &source,
-                        &j.path,
-                        &j.pattern_text,
-                        &target,
-                        &j.enabled,
-                    ],
-                )
-                .await
-                .map_err(pg_error("cannot insert into ferry_jobs"))?;
-            }
-            tx.commit()
-                .await
-                .map_err(pg_error("cannot commit ferry_jobs"))?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn record_skipped(&self, v: &FileVersion, reason: &str) -> Result<()> {
-        self.with_deadline("recording a skipped file", async {
-            self.version_statement(
-                &self.ledger.insert_skipped(),
-                v,
-                &fit(reason, width::ERROR),
-                "cannot record the skipped file",
-            )
-            .await
-        })
-        .await
-    }
-
     async fn load(&self, job: &Job, batch: &[StagedFile]) -> Result<Vec<LoadOutcome>> {
         retry(RetryPolicy::LOAD, "load", || {
             self.with_deadline("a load", self.load_once(job, batch))
@@ -340,19 +287,6 @@ impl Warehouse for PostgresWarehouse {
         })
         .await
     }
-
-    async fn mark_finalized(&self, v: &FileVersion, final_path: Option<&str>) -> Result<()> {
-        self.with_deadline("recording a finalize", async {
-            self.version_statement(
-                &self.ledger.mark_finalized(),
-                v,
-                &final_path,
-                "cannot mark the file finalized",
-            )
-            .await
-        })
-        .await
-    }
 }
 
 #[async_trait]
@@ -403,12 +337,26 @@ impl crate::ledger::LedgerStore for PostgresWarehouse {
     async fn write_ledger(&self, change: &Change) -> Result<Vec<u64>> {
         self.with_deadline("changing the ledger", async {
             let mut guard = self.client().await?;
-            let tx = self.locked(&mut guard).await?;
+            let tx = if change.lock {
+                self.locked(&mut guard).await?
+            } else {
+                guard
+                    .transaction()
+                    .await
+                    .map_err(pg_error("cannot begin"))?
+            };
             let values = text_params(&change.params);
             let mut changed = Vec::with_capacity(change.sqls.len());
             for sql in &change.sqls {
+                // A statement binds the first parameters, up to its highest $n.
+                let used = crate::sql::bind::positional_used(sql)
+                    .iter()
+                    .filter_map(|p| p[1..].parse::<usize>().ok())
+                    .max()
+                    .unwrap_or(0)
+                    .min(values.len());
                 changed.push(
-                    tx.execute(sql, &values)
+                    tx.execute(sql, &values[..used])
                         .await
                         .map_err(pg_error("cannot change the ledger"))?,
                 );

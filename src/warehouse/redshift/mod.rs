@@ -44,7 +44,6 @@ use async_trait::async_trait;
 use aws_sdk_redshiftdata::Client;
 use aws_sdk_redshiftdata::operation::describe_statement::DescribeStatementOutput;
 use aws_sdk_redshiftdata::types::{Field, SqlParameter, StatusString};
-use std::sync::Arc;
 use std::time::Instant;
 
 #[macro_use]
@@ -196,27 +195,6 @@ impl Warehouse for RedshiftDataWarehouse {
         super::migrations_summary(&self.describe(), self.schema(), applied)
     }
 
-    async fn sync_jobs(&self, jobs: &[Arc<Job>]) -> Result<()> {
-        let (update, insert) = self.ledger.sync_job();
-        for j in jobs {
-            let params: Vec<Param<'_>> = vec![
-                ("job", Some(j.name.clone())),
-                ("source", Some(j.source.name.clone())),
-                ("path", Some(j.path.clone())),
-                ("pattern", Some(j.pattern_text.clone())),
-                ("target", Some(j.target.as_str().to_string())),
-                ("auto", Some(j.enabled.to_string())),
-            ];
-            let id = self
-                .submit_batch(&[update.clone(), insert.clone()], &params)
-                .await?;
-            if let Err(f) = self.wait(&id, "updating ferry_jobs").await? {
-                return Err(Self::failure("cannot update ferry_jobs", &f));
-            }
-        }
-        Ok(())
-    }
-
     async fn load(&self, job: &Job, batch: &[StagedFile]) -> Result<Vec<LoadOutcome>> {
         retry(RetryPolicy::LOAD, "load", || self.load_once(job, batch)).await
     }
@@ -269,30 +247,6 @@ impl Warehouse for RedshiftDataWarehouse {
         }
         Ok(())
     }
-
-    async fn record_skipped(&self, v: &FileVersion, reason: &str) -> Result<()> {
-        let mut params = Self::version_params(v);
-        params.push(("reason", Some(fit(reason, width::ERROR).to_string())));
-        self.run(
-            &self.ledger.insert_skipped(),
-            &params,
-            "recording the skipped file",
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn mark_finalized(&self, v: &FileVersion, final_path: Option<&str>) -> Result<()> {
-        let mut params = Self::version_params(v);
-        params.push(("final_path", final_path.map(str::to_string)));
-        self.run(
-            &self.ledger.mark_finalized(),
-            &params,
-            "marking the file finalized",
-        )
-        .await?;
-        Ok(())
-    }
 }
 
 #[async_trait]
@@ -319,7 +273,11 @@ impl crate::ledger::LedgerStore for RedshiftDataWarehouse {
             .iter()
             .map(|(n, v)| (*n, Some(v.clone())))
             .collect();
-        let mut sqls = vec![self.ledger.lock()];
+        let mut sqls: Vec<String> = change
+            .lock
+            .then(|| self.ledger.lock())
+            .into_iter()
+            .collect();
         sqls.extend(change.sqls.iter().cloned());
         let id = self.submit_batch(&sqls, &params).await?;
         let done = self
@@ -329,7 +287,7 @@ impl crate::ledger::LedgerStore for RedshiftDataWarehouse {
         Ok(done
             .sub_statements()
             .iter()
-            .skip(1)
+            .skip(usize::from(change.lock))
             .map(|s| s.result_rows().max(0) as u64)
             .collect())
     }
