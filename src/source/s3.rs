@@ -86,14 +86,17 @@ impl S3Source {
                 let etag = obj.e_tag().map(str::to_string);
                 Ok((Box::new(obj.body.into_async_read()), etag))
             }
-            Err(e) if precondition_failed(&e) => {
-                let v = version.expect("only a conditional read can fail its precondition");
-                Err(super::changed_error(
-                    v,
-                    &format!("ETag no longer {}", v.etag.as_deref().unwrap_or("")),
-                ))
-            }
-            Err(e) => Err(sdk_error(self.what("download", path))(e)),
+            Err(e) => match version {
+                // Only a read conditional on a version fails its
+                // precondition; any other 412 is an SDK error like the rest.
+                Some(v) if v.etag.is_some() && precondition_failed(&e) => {
+                    Err(super::changed_error(
+                        v,
+                        &format!("ETag no longer {}", v.etag.as_deref().unwrap_or("")),
+                    ))
+                }
+                _ => Err(sdk_error(self.what("download", path))(e)),
+            },
         }
     }
 

@@ -308,17 +308,19 @@ async fn a_silent_postgres_connection_is_abandoned_and_the_file_loads_once() {
     loaded_once(db, n).await;
 }
 
+/// `n` task-event rows whose ids start with `tag` (`old0`, `old1`, …).
+fn tagged(tag: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| format!("{tag}{i},t1,created,open,u1,jira,2026-03-01T10:00:00Z,{i},1,\n"))
+        .collect()
+}
+
 /// Rows of the version a file had before (`old…`) and after (`new…`) it
 /// was overwritten.
 fn versions() -> (String, String) {
-    let rows = |tag: &str, n: usize| -> String {
-        (0..n)
-            .map(|i| format!("{tag}{i},t1,created,open,u1,jira,2026-03-01T10:00:00Z,{i},1,\n"))
-            .collect()
-    };
     (
-        format!("{HEADER}{}", rows("old", 30_000)),
-        format!("{HEADER}{}", rows("new", 20_000)),
+        format!("{HEADER}{}", tagged("old", 30_000)),
+        format!("{HEADER}{}", tagged("new", 20_000)),
     )
 }
 
@@ -481,14 +483,9 @@ async fn an_s3_object_replaced_with_the_same_size_and_mtime_is_caught_by_its_eta
     use ferry::testkit::proxy::CuttingProxy;
     let stack = Stack::start().await;
     let db = TestDb::new().await;
-    let rows = |tag: &str| -> String {
-        (0..30_000)
-            .map(|i| format!("{tag}{i},t1,created,open,u1,jira,2026-03-01T10:00:00Z,{i},1,\n"))
-            .collect()
-    };
     let (old, new) = (
-        format!("{HEADER}{}", rows("old")),
-        format!("{HEADER}{}", rows("new")),
+        format!("{HEADER}{}", tagged("old", 30_000)),
+        format!("{HEADER}{}", tagged("new", 30_000)),
     );
     assert_eq!(old.len(), new.len());
     let (target, path) = s3_object(&stack);
@@ -571,14 +568,9 @@ fn read_position(path: &std::path::Path) -> Option<u64> {
 async fn a_local_file_rewritten_during_its_read_never_commits_mixed() {
     let stack = Stack::start().await;
     let db = TestDb::new().await;
-    let rows = |tag: &str, n: usize| -> String {
-        (0..n)
-            .map(|i| format!("{tag}{i},t1,created,open,u1,jira,2026-03-01T10:00:00Z,{i},1,\n"))
-            .collect()
-    };
     let (old, new) = (
-        format!("{HEADER}{}", rows("old", 300_000)),
-        format!("{HEADER}{}", rows("new", 20_000)),
+        format!("{HEADER}{}", tagged("old", 300_000)),
+        format!("{HEADER}{}", tagged("new", 20_000)),
     );
     let root = stack.dir.path().join("drop");
     std::fs::create_dir_all(root.join("outbox")).unwrap();
