@@ -299,7 +299,7 @@ fn infer(file: &Path, rows: usize, table: &str) -> Result<i32> {
 /// `ferry migrate`: the ledger (and example) schema, up to date.
 async fn migrate(cfg: &Config) -> Result<i32> {
     let wh = connect_warehouse(cfg).await?;
-    let applied = wh.migrate().await?;
+    let applied = crate::ledger::migrate(&*wh).await?;
     if applied.is_empty() {
         println!("schema {} is up to date", cfg.warehouse.schema());
     }

@@ -75,6 +75,16 @@ impl Error {
         self
     }
 
+    /// This error as the cause of a new one of the same kind that says
+    /// what was being done: `cannot apply migrations …: <this>`.
+    pub fn wrap(self, message: impl Into<String>) -> Self {
+        let (kind, later) = (self.kind, self.later);
+        Error {
+            later,
+            ..Error::new(kind, message).with_source(self)
+        }
+    }
+
     /// Marks a transient error as worth retrying on a later pass only.
     pub fn later(mut self) -> Self {
         self.later = true;

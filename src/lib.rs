@@ -28,7 +28,7 @@
 //! | [`normalize`] | decoding CSV, NDJSON, JSON and XML (gzip or not), mapping and type-checking columns, writing gzip CSV parts (in memory while small), error rows |
 //! | [`stage`] | deterministic staging keys and uploads of staged objects |
 //! | [`warehouse`] | the load transaction (whole or streamed), SQL rendering with quoted identifiers, the `postgres` and `redshift-data` backends |
-//! | [`ledger`] | the ledger tables' SQL: file versions and their states, loads, load errors, checks, and ([`ledger::reports`]) the reports and writes behind the operations commands |
+//! | [`ledger`] | the ledger, written once for both backends over the [`ledger::LedgerStore`] seam: file versions and their states, failures and error rows, loads, checks, migrations, and ([`ledger::reports`]) the reports and writes behind the operations commands |
 //! | [`migrate`] | versioned, idempotent schema migrations embedded from `migrations/` |
 //! | [`pipeline`] | a pass over a job: one file's steps in order with the load-once checks, batches, streamed loads of large files, post-load checks, the staging/transfer/load slots |
 //! | [`daemon`] | one poll loop per job, signals and graceful shutdown, the `/healthz` `/readyz` `/metrics` listener, systemd notify |

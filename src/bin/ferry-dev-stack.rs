@@ -108,7 +108,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let schema = config.warehouse.schema().clone();
     let stager = ferry::stage::Stager::new(&config.staging).await;
     let wh = ferry::warehouse::connect(&config, &stager).await?;
-    for m in wh.migrate().await? {
+    for m in ferry::ledger::migrate(&*wh).await? {
         println!("applied migration {m}");
     }
     drop(wh);

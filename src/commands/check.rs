@@ -41,7 +41,9 @@ pub async fn run(config: &Config) -> Vec<CheckLine> {
             .map_err(|e| e.chain()),
     });
     let wh = match warehouse::connect(config, &stager).await {
-        Ok(w) => w.verify_ledger().await.map_err(|e| e.chain()),
+        Ok(w) => crate::ledger::verify_ledger(&*w)
+            .await
+            .map_err(|e| e.chain()),
         Err(e) => Err(e.chain()),
     };
     out.push(CheckLine {

@@ -12,12 +12,16 @@
 //! once for both dialects ([`lookup_many`], [`job_enabled`]). Values always
 //! travel as parameters (`$n`), never spliced into the text.
 
+pub mod errors;
+mod migrations;
 pub mod reports;
 mod store;
 
+pub use errors::ErrorRows;
+pub use migrations::{migrate, verify_ledger};
 pub use store::{
-    LOOKUP_CHUNK, LedgerRows, LedgerStore, job_enabled, lookup_many, mark_finalized,
-    record_skipped, sync_jobs,
+    FailedFile, LOOKUP_CHUNK, LedgerRows, LedgerStore, job_enabled, keep_copy_errors, lookup_many,
+    mark_finalized, record_failed, record_skipped, sync_jobs,
 };
 
 use crate::sql::Dialect;
@@ -39,6 +43,8 @@ pub mod width {
     pub const COLUMN: usize = 127;
     /// `path`, `staged_key`, `rejects_key`, `final_path`.
     pub const PATH: usize = 1024;
+    /// `ferry_checks.detail`.
+    pub const DETAIL: usize = 4096;
 }
 
 /// `s` cut to at most `max_bytes` bytes, at a character boundary, so it
@@ -112,6 +118,7 @@ pub enum FileState {
 /// Ledger table names qualified with the warehouse schema.
 #[derive(Debug, Clone)]
 pub struct LedgerSql {
+    schema: Ident,
     dialect: Dialect,
     files: String,
     loads: String,
@@ -131,6 +138,7 @@ impl LedgerSql {
     pub fn with_dialect(schema: &Ident, dialect: Dialect) -> Self {
         let q = |t: &str| format!("{}.\"{t}\"", schema.quoted());
         LedgerSql {
+            schema: schema.clone(),
             dialect,
             files: q("ferry_files"),
             loads: q("ferry_loads"),
@@ -138,6 +146,16 @@ impl LedgerSql {
             jobs: q("ferry_jobs"),
             checks: q("ferry_checks"),
         }
+    }
+
+    /// The schema the ledger is in.
+    pub fn schema(&self) -> &Ident {
+        &self.schema
+    }
+
+    /// The dialect the statements are written in.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
     /// Serializes every ledger writer. Redshift and PostgreSQL both take
@@ -154,17 +172,6 @@ impl LedgerSql {
         format!(
             "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
             tables.join(", ")
-        )
-    }
-
-    /// States of a version: params job, path, size, mtime.
-    pub fn lookup(&self) -> String {
-        self.dialect.adapt(
-            &format!(
-            "SELECT state, finalized_at IS NOT NULL, error FROM {} WHERE job = $1 AND path = $2 AND size = $3 AND mtime = $4",
-            self.files
-        ),
-            &["job", "path", "size", "mtime"],
         )
     }
 
@@ -216,26 +223,53 @@ impl LedgerSql {
         )
     }
 
-    /// Records a failed version: params job, path, size, mtime, sha256,
-    /// rows_rejected, error, rejects_key.
-    pub fn insert_failed(&self) -> String {
-        self.dialect.adapt(
-            &format!(
-            "INSERT INTO {} (job, path, size, mtime, sha256, state, rows_loaded, rows_rejected, first_seen_at, error, rejects_key) \
-             VALUES ($1, $2, $3, $4, $5, 'failed', 0, $6, now(), $7, $8)",
-            self.files
-        ),
-            &["job", "path", "size", "mtime", "sha256", "rows_rejected", "error", "rejects_key"],
-        )
+    /// Records a failed version, unless the ledger has it `loaded` (a
+    /// replica loaded it meanwhile): removes its rows that are not
+    /// `loaded`, then inserts the `failed` row. Params (all text) job,
+    /// path, size, mtime, sha256, rows_rejected, error, rejects_key.
+    pub fn record_failed(&self) -> Vec<String> {
+        let names = [
+            "job",
+            "path",
+            "size",
+            "mtime",
+            "sha256",
+            "rows_rejected",
+            "error",
+            "rejects_key",
+        ];
+        let not_loaded = self.not_loaded(1, 2, 3, 4);
+        vec![
+            self.dialect.adapt(
+                &format!(
+                    "DELETE FROM {} WHERE job = $1 AND path = $2 AND size = {} AND mtime = {} AND state <> 'loaded' AND {not_loaded}",
+                    self.files,
+                    errors::bigint(3),
+                    errors::bigint(4)
+                ),
+                &names[..4],
+            ),
+            self.dialect.adapt(
+                &format!(
+                    "INSERT INTO {} (job, path, size, mtime, sha256, state, rows_loaded, rows_rejected, first_seen_at, error, rejects_key) \
+                     SELECT CAST($1 AS VARCHAR(64)), CAST($2 AS VARCHAR(1024)), {}, {}, CAST($5 AS VARCHAR(64)), 'failed', 0, {}, now(), CAST($7 AS VARCHAR(4096)), CAST($8 AS VARCHAR(1024)) \
+                     WHERE {not_loaded}",
+                    self.files,
+                    errors::bigint(3),
+                    errors::bigint(4),
+                    errors::bigint(6)
+                ),
+                &names,
+            ),
+        ]
     }
 
     /// Marks a loaded version finalized: params job, path, size, mtime,
-    /// final_path (all text; an empty final_path is NULL: the file was
-    /// deleted).
+    /// final_path (all text; a NULL final_path: the file was deleted).
     pub fn mark_finalized(&self) -> String {
         self.dialect.adapt(
             &format!(
-            "UPDATE {} SET finalized_at = now(), final_path = NULLIF($5, '') WHERE job = $1 AND path = $2 AND size = CAST(CAST($3 AS VARCHAR(20)) AS BIGINT) AND mtime = CAST(CAST($4 AS VARCHAR(20)) AS BIGINT) AND state = 'loaded'",
+            "UPDATE {} SET finalized_at = now(), final_path = CAST($5 AS VARCHAR(1024)) WHERE job = $1 AND path = $2 AND size = CAST(CAST($3 AS VARCHAR(20)) AS BIGINT) AND mtime = CAST(CAST($4 AS VARCHAR(20)) AS BIGINT) AND state = 'loaded'",
             self.files
         ),
             &["job", "path", "size", "mtime", "final_path"],
@@ -252,56 +286,6 @@ impl LedgerSql {
             self.loads
         ),
             &["load_id", "job", "files", "rows_loaded", "bytes", "started_at", "duration_ms"],
-        )
-    }
-
-    /// Inserts `n` error rows at once: per row job, path, size, mtime,
-    /// load_id, line_number, column_name, error_code, reason, raw_line,
-    /// raw_field_value (11 params each).
-    pub fn insert_errors(&self, n: usize) -> String {
-        let rows: Vec<String> = (0..n)
-            .map(|r| {
-                let b = r * 11;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, now())",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8,
-                    b + 9,
-                    b + 10,
-                    b + 11
-                )
-            })
-            .collect();
-        const FIELDS: [&str; 11] = [
-            "job",
-            "path",
-            "size",
-            "mtime",
-            "load_id",
-            "line_number",
-            "column_name",
-            "error_code",
-            "reason",
-            "raw_line",
-            "raw_field_value",
-        ];
-        let names: Vec<String> = (0..n)
-            .flat_map(|r| FIELDS.iter().map(move |f| format!("e{r}_{f}")))
-            .collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        self.dialect.adapt(
-            &format!(
-                "INSERT INTO {} (job, path, size, mtime, load_id, line_number, column_name, error_code, reason, raw_line, raw_field_value, created_at) VALUES {}",
-                self.errors,
-                rows.join(", ")
-            ),
-            &names,
         )
     }
 
@@ -337,10 +321,7 @@ mod tests {
     fn tables_are_schema_qualified_and_quoted() {
         let l = LedgerSql::new(&Ident::parse("ferry_test").unwrap());
         assert_eq!(l.lock(), "LOCK TABLE \"ferry_test\".\"ferry_files\"");
-        assert!(
-            l.insert_errors(2)
-                .ends_with("($12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, now())")
-        );
+        assert!(l.record_failed()[1].contains("FROM \"ferry_test\".\"ferry_files\" l WHERE"));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! Redshift); a row limit is a number the command line parsed, written
 //! into the text as digits.
 
-use super::LedgerSql;
+use super::errors::ErrorRows;
+use super::{LedgerSql, fit, width};
 
 /// A read-only report: its SQL, parameters (name, value) in `$n` order,
 /// and the column headers.
@@ -23,18 +24,25 @@ pub struct Report {
 
 /// Ledger writes run in one transaction (after the ledger lock, with
 /// `lock`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Change {
     /// Statements; each uses the first parameters (`$1` to its highest
     /// `$n`).
     pub sqls: Vec<String>,
-    /// Parameters, in `$n` order.
-    pub params: Vec<(&'static str, String)>,
+    /// Parameters, in `$n` order: text, or `None` for NULL.
+    pub params: Vec<(&'static str, Option<String>)>,
     /// Take the ledger lock loads take first, so the change never
     /// interleaves with a load (operator writes); without, a write that
     /// touches only its own row (finalized, skipped, the jobs table) does
     /// not wait for loads.
     pub lock: bool,
+    /// Error rows added after the statements, in the same transaction.
+    pub errors: Option<ErrorRows>,
+}
+
+/// Text parameters, none of them NULL.
+pub fn texts(params: Vec<(&'static str, String)>) -> Vec<(&'static str, Option<String>)> {
+    params.into_iter().map(|(n, v)| (n, Some(v))).collect()
 }
 
 /// Columns of [`LedgerSql::jobs_report`].
@@ -149,8 +157,9 @@ impl LedgerSql {
                 ),
                 &["job"],
             )],
-            params: vec![("job", job.to_string())],
+            params: texts(vec![("job", job.to_string())]),
             lock: true,
+            errors: None,
         }
     }
 
@@ -187,8 +196,9 @@ impl LedgerSql {
         );
         Change {
             sqls: vec![errors, files],
-            params,
+            params: texts(params),
             lock: true,
+            errors: None,
         }
     }
 
@@ -213,14 +223,15 @@ impl LedgerSql {
                 ),
                 &["job", "load_id", "check_name", "failing_rows", "detail"],
             )],
-            params: vec![
+            params: texts(vec![
                 ("job", job.to_string()),
                 ("load_id", load_id.to_string()),
                 ("check_name", check.to_string()),
                 ("failing_rows", failing_rows.to_string()),
-                ("detail", detail.chars().take(4096).collect()),
-            ],
+                ("detail", fit(detail, width::DETAIL).to_string()),
+            ]),
             lock: true,
+            errors: None,
         }
     }
 
@@ -237,8 +248,9 @@ impl LedgerSql {
             .collect();
         Change {
             sqls,
-            params: vec![("job", job.to_string())],
+            params: texts(vec![("job", job.to_string())]),
             lock: true,
+            errors: None,
         }
     }
 }

@@ -6,10 +6,12 @@
 //! writes in one transaction after the ledger lock). What the rows mean —
 //! a version's state, a job's pause flag — is decided here, once.
 
-use super::reports::{Change, Report};
+use super::errors::ErrorRows;
+use super::reports::{Change, Report, texts};
 use super::{FileState, FileVersion, LedgerSql, fit, width};
 use crate::config::Job;
 use crate::error::{Error, Result};
+use crate::normalize::RowError;
 use async_trait::async_trait;
 use std::sync::LazyLock;
 
@@ -21,12 +23,15 @@ pub type LedgerRows = Vec<Vec<Option<String>>>;
 pub trait LedgerStore: Send + Sync {
     /// The ledger's SQL in this store's dialect and schema.
     fn ledger(&self) -> &LedgerSql;
+    /// Which warehouse this is, for messages (`postgres host:5432/db`).
+    fn describe(&self) -> String;
     /// Runs a read-only ledger report (every column text; parameters are
     /// text values in `$n` order, by name on Redshift) and returns its rows.
     async fn read_ledger(&self, report: &Report) -> Result<LedgerRows>;
-    /// Runs ledger writes in one transaction that first takes the ledger
-    /// lock loads take, so they never interleave with a load; returns the
-    /// rows each statement changed.
+    /// Runs ledger writes in one transaction (first taking the ledger lock
+    /// loads take, with [`Change::lock`], so they never interleave with a
+    /// load), the change's error rows last; returns the rows each
+    /// statement changed (not counting the error rows).
     async fn write_ledger(&self, change: &Change) -> Result<Vec<u64>>;
 }
 
@@ -126,12 +131,12 @@ pub async fn lookup_many(
 /// with the reason (cut to its column).
 pub async fn record_skipped(store: &dyn LedgerStore, v: &FileVersion, reason: &str) -> Result<()> {
     let mut params = version_params(v);
-    params.push(("reason", fit(reason, width::ERROR).to_string()));
+    params.push(("reason", Some(fit(reason, width::ERROR).to_string())));
     store
         .write_ledger(&Change {
             sqls: vec![store.ledger().insert_skipped()],
             params,
-            lock: false,
+            ..Change::default()
         })
         .await
         .map(|_| ())
@@ -145,12 +150,12 @@ pub async fn mark_finalized(
     final_path: Option<&str>,
 ) -> Result<()> {
     let mut params = version_params(v);
-    params.push(("final_path", final_path.unwrap_or_default().to_string()));
+    params.push(("final_path", final_path.map(str::to_string)));
     store
         .write_ledger(&Change {
             sqls: vec![store.ledger().mark_finalized()],
             params,
-            lock: false,
+            ..Change::default()
         })
         .await
         .map(|_| ())
@@ -164,29 +169,97 @@ pub async fn sync_jobs(store: &dyn LedgerStore, jobs: &[std::sync::Arc<Job>]) ->
         store
             .write_ledger(&Change {
                 sqls: vec![update.clone(), insert.clone()],
-                params: vec![
+                params: texts(vec![
                     ("job", j.name.clone()),
                     ("source", j.source.name.clone()),
                     ("path", j.path.clone()),
                     ("pattern", j.pattern_text.clone()),
                     ("target", j.target.as_str().to_string()),
                     ("auto", j.enabled.to_string()),
-                ],
-                lock: false,
+                ]),
+                ..Change::default()
             })
             .await?;
     }
     Ok(())
 }
 
+/// A file version that failed for good, as the ledger records it.
+#[derive(Debug, Clone, Copy)]
+pub struct FailedFile<'a> {
+    /// Its version.
+    pub version: &'a FileVersion,
+    /// SHA-256 of the raw bytes, if they were read whole.
+    pub sha256: Option<&'a str>,
+    /// Records rejected.
+    pub rejected: u64,
+    /// Why it failed (the full error chain).
+    pub reason: &'a str,
+    /// The first rejected records.
+    pub errors: &'a [RowError],
+    /// Key of the rejects object, if one was written.
+    pub rejects_key: Option<&'a str>,
+}
+
+/// Records a failed version with its reason (cut to its column) and error
+/// rows, in one locked transaction that writes nothing when the ledger
+/// has the version `loaded` (a replica loaded it meanwhile).
+pub async fn record_failed(store: &dyn LedgerStore, f: &FailedFile<'_>) -> Result<()> {
+    let mut params = version_params(f.version);
+    params.extend([
+        ("sha256", f.sha256.map(str::to_string)),
+        ("rows_rejected", Some(f.rejected.to_string())),
+        ("error", Some(fit(f.reason, width::ERROR).to_string())),
+        (
+            "rejects_key",
+            f.rejects_key.map(|k| fit(k, width::PATH).to_string()),
+        ),
+    ]);
+    let errors = (!f.errors.is_empty()).then(|| ErrorRows {
+        unless_loaded: true,
+        ..ErrorRows::of(f.version, None, f.errors)
+    });
+    store
+        .write_ledger(&Change {
+            sqls: store.ledger().record_failed(),
+            params,
+            lock: true,
+            errors,
+        })
+        .await
+        .map(|_| ())
+}
+
+/// Keeps the rows a failed COPY rejected (no load id; they outlive the
+/// rolled-back load), when the load held `version` alone: in a batch, the
+/// file-by-file retry that follows keeps each file's own. Best effort: a
+/// failure is logged, the COPY's error stands.
+pub async fn keep_copy_errors(
+    store: &dyn LedgerStore,
+    files_in_load: usize,
+    version: &FileVersion,
+    rows: &[RowError],
+) {
+    if files_in_load != 1 || rows.is_empty() {
+        return;
+    }
+    let change = Change {
+        errors: Some(ErrorRows::of(version, None, rows)),
+        ..Change::default()
+    };
+    if let Err(e) = store.write_ledger(&change).await {
+        tracing::warn!(job = %version.job, path = %version.path, error = %e.chain(), "cannot keep the COPY error rows");
+    }
+}
+
 /// A version's key as text parameters: job, path, size, mtime.
-fn version_params(v: &FileVersion) -> Vec<(&'static str, String)> {
-    vec![
+fn version_params(v: &FileVersion) -> Vec<(&'static str, Option<String>)> {
+    texts(vec![
         ("job", v.job.clone()),
         ("path", v.path.clone()),
         ("size", v.size.to_string()),
         ("mtime", v.mtime.to_string()),
-    ]
+    ])
 }
 
 /// One row of [`LedgerSql::versions_report`], typed.

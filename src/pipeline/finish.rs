@@ -56,7 +56,7 @@ pub(super) async fn failed_to_stage(
 /// next pass.
 pub(crate) async fn record_failure(rt: &Runtime, failed: &FailedFile<'_>) -> bool {
     let path = &failed.version.path;
-    let first = match rt.warehouse.record_failed(failed).await {
+    let first = match crate::ledger::record_failed(&*rt.warehouse, failed).await {
         Ok(()) => return !loaded_meanwhile(rt, failed.version).await,
         Err(e) => e,
     };
@@ -72,7 +72,7 @@ pub(crate) async fn record_failure(rt: &Runtime, failed: &FailedFile<'_>) -> boo
         errors: &[],
         ..*failed
     };
-    match rt.warehouse.record_failed(&bare).await {
+    match crate::ledger::record_failed(&*rt.warehouse, &bare).await {
         Ok(()) => !loaded_meanwhile(rt, failed.version).await,
         Err(e) => {
             tracing::error!(job = %failed.version.job, path = %path, error = %e.chain(), "cannot record the failed file; it will be tried again next pass");

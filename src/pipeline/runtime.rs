@@ -35,7 +35,7 @@ impl Runtime {
     pub async fn start(config: Config) -> Result<Runtime> {
         let stager = Stager::new(&config.staging).await;
         let warehouse: Arc<dyn Warehouse> = Arc::from(warehouse::connect(&config, &stager).await?);
-        warehouse.verify_ledger().await?;
+        crate::ledger::verify_ledger(&*warehouse).await?;
         crate::ledger::sync_jobs(&*warehouse, &config.jobs).await?;
         Ok(Runtime {
             stager,

@@ -122,18 +122,6 @@ pub fn outcomes(
         .collect()
 }
 
-/// `ferry check`'s line about migrations; an error when some are missing.
-pub fn migrations_summary(warehouse: &str, schema: &Ident, applied: i64) -> Result<String> {
-    let summary = format!(
-        "{warehouse} schema {schema}: {applied} of {} migrations applied",
-        crate::migrate::MIGRATIONS.len()
-    );
-    if applied < crate::migrate::MIGRATIONS.len() as i64 {
-        return Err(Error::config(format!("{summary}; run `ferry migrate`")));
-    }
-    Ok(summary)
-}
-
 /// One normalized, staged file ready to load.
 #[derive(Debug, Clone)]
 pub struct StagedFile {
@@ -160,22 +148,7 @@ pub struct StagedFile {
 
 pub use crate::ledger::LedgerRows;
 
-/// A file version that failed for good, as the ledger records it.
-#[derive(Debug, Clone, Copy)]
-pub struct FailedFile<'a> {
-    /// Its version.
-    pub version: &'a FileVersion,
-    /// SHA-256 of the raw bytes, if they were read whole.
-    pub sha256: Option<&'a str>,
-    /// Records rejected.
-    pub rejected: u64,
-    /// Why it failed (the full error chain).
-    pub reason: &'a str,
-    /// The first rejected records.
-    pub errors: &'a [RowError],
-    /// Key of the rejects object, if one was written.
-    pub rejects_key: Option<&'a str>,
-}
+pub use crate::ledger::FailedFile;
 
 /// What a load did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,20 +167,19 @@ pub enum LoadOutcome {
 
 /// A warehouse backend.
 ///
+/// What really differs between backends: the load transaction (whole or
+/// streamed) and how connection health is probed. Everything else a
+/// backend gives is the [`LedgerStore`](crate::ledger::LedgerStore) seam,
+/// on which `crate::ledger` writes the ledger once for both.
+///
 /// Contract: `load` commits the rows and the ledger rows together or not
 /// at all, and writes nothing for a version the ledger already has as
-/// `loaded`. Every other method touches only the ledger.
+/// `loaded`.
 #[async_trait]
 pub trait Warehouse: crate::ledger::LedgerStore {
-    /// Applies pending migrations; returns the names applied.
-    async fn migrate(&self) -> Result<Vec<String>>;
-    /// Connects and verifies that the ledger is migrated; returns a summary.
-    async fn verify_ledger(&self) -> Result<String>;
-    /// Whether the warehouse answers, for `/readyz`: by default a
-    /// [`verify_ledger`](Self::verify_ledger).
-    async fn ping(&self) -> Result<()> {
-        self.verify_ledger().await.map(|_| ())
-    }
+    /// Whether the warehouse answers, for `/readyz`; cheap, and never
+    /// waits behind a running load.
+    async fn ping(&self) -> Result<()>;
     /// Loads a batch of staged files of one job in one transaction and one
     /// COPY; returns one outcome per file, in the batch's order. A version
     /// the ledger already has as `loaded` is left out of the load (its
@@ -241,8 +213,6 @@ pub trait Warehouse: crate::ledger::LedgerStore {
         let mut outcome = self.load(job, std::slice::from_ref(&file)).await?;
         Ok(outcome.pop().unwrap_or(LoadOutcome::AlreadyLoaded))
     }
-    /// Records a failed version with its reason and error rows.
-    async fn record_failed(&self, failed: &FailedFile<'_>) -> Result<()>;
 }
 
 /// Connects the configured warehouse. The stager gives backends that read

@@ -5,6 +5,7 @@
 //! functions for "latest row wins". No value is ever spliced into the text.
 
 use crate::config::{Dimension, Job, LoadMode, Scd2};
+use crate::ledger::reports::Report;
 use crate::sql::Dialect;
 use crate::sql::Ident;
 
@@ -30,6 +31,29 @@ pub fn target_tables(schema: &Ident, job: &Job) -> Vec<String> {
     tables.sort();
     tables.dedup();
     tables
+}
+
+/// The temp staging table of load `load_id` (a uuid's simple form).
+pub fn stage_table(load_id: &str) -> Ident {
+    let short: String = load_id.chars().take(12).collect();
+    Ident::parse(&format!("ferry_stage_{short}"))
+        .expect("a uuid's hex digits make a valid identifier")
+}
+
+/// The catalog query [`check_target`](super::check_target) reads: the
+/// column names of `job`'s target in `schema` (params schema, table).
+pub fn target_columns_report(dialect: Dialect, schema: &Ident, job: &Job) -> Report {
+    Report {
+        sql: dialect.adapt(
+            "SELECT CAST(column_name AS VARCHAR(128)) FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
+            &["schema", "table"],
+        ),
+        params: vec![
+            ("schema", schema.as_str().to_string()),
+            ("table", job.target.as_str().to_string()),
+        ],
+        columns: &["column"],
+    }
 }
 
 /// Renders the statements of one load for one job.

@@ -79,6 +79,7 @@ crate::harness::both_backends!(
     a_conflict_while_a_file_of_many_parts_loads_reruns_it_once,
     post_load_checks_are_kept_in_the_ledger_and_never_undo_the_load,
     a_target_missing_a_mapped_column_fails_the_file_naming_the_column,
+    the_ledger_records_failures_and_error_rows_alike_and_never_over_a_load,
 );
 
 /// Job settings that cut a file of a few hundred events into many parts
@@ -693,5 +694,154 @@ async fn a_target_missing_a_mapped_column_fails_the_file_naming_the_column(backe
         "{again:?}"
     );
     assert_eq!(env.db.count("task_events").await, 0);
+    env.finish().await;
+}
+
+/// The ledger's writes, run through each backend's seam: a failure is
+/// never recorded over a version another replica loaded, its reason and
+/// error rows are cut to their columns (NULL stays NULL), COPY error rows
+/// are kept only for a file loaded alone, and migrations are idempotent.
+async fn the_ledger_records_failures_and_error_rows_alike_and_never_over_a_load(backend: Backend) {
+    use ferry::ledger::{FailedFile, FileVersion};
+    use ferry::normalize::RowError;
+    let env = Env::start(backend).await;
+    let mut body = events("a", 3, 0);
+    body.push_str("bad,t1,created,open,u1,jira,not-a-time,1,1,\n");
+    env.stack.put_sftp("/outbox/a.csv", &body);
+    let rt = env.runtime(&task_events_job("")).await;
+    let report = run_pass(&rt, None).await.unwrap();
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    let loaded = {
+        let r = env
+            .db
+            .client
+            .query_one(
+                &format!(
+                    "SELECT job, path, size, mtime FROM {}",
+                    env.db.t("ferry_files")
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        FileVersion {
+            job: r.get(0),
+            path: r.get(1),
+            size: r.get::<_, i64>(2) as u64,
+            mtime: r.get(3),
+        }
+    };
+    let mtime = loaded.mtime;
+    let rows = [
+        RowError {
+            line: 2,
+            column: None,
+            code: 1214,
+            reason: "ü".repeat(700),
+            raw_line: "x".repeat(2000),
+            raw_value: None,
+        },
+        RowError {
+            line: 3,
+            column: Some("duration_ms".into()),
+            code: 1207,
+            reason: "not a number".into(),
+            raw_line: "b,2".into(),
+            raw_value: Some(String::new()),
+        },
+    ];
+    let reason = "é".repeat(3000);
+    let failed = |version| FailedFile {
+        version,
+        sha256: None,
+        rejected: 2,
+        reason: &reason,
+        errors: &rows,
+        rejects_key: None,
+    };
+    // Another replica loaded this version: its failure writes nothing.
+    ferry::ledger::record_failed(&*rt.warehouse, &failed(&loaded))
+        .await
+        .unwrap();
+    assert_eq!(env.db.count("ferry_files").await, 1);
+    assert_eq!(env.db.count("ferry_load_errors").await, 1, "the load's own");
+
+    // A new version fails: recorded once, even when recorded twice.
+    let changed = FileVersion {
+        mtime: mtime + 60,
+        ..loaded.clone()
+    };
+    for _ in 0..2 {
+        ferry::ledger::record_failed(&*rt.warehouse, &failed(&changed))
+            .await
+            .unwrap();
+    }
+    let r = env
+        .db
+        .client
+        .query_one(
+            &format!(
+                "SELECT octet_length(error), sha256 IS NULL, rows_rejected FROM {} WHERE state = 'failed'",
+                env.db.t("ferry_files")
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let (bytes, no_sha, rejected): (i32, bool, i64) = (r.get(0), r.get(1), r.get(2));
+    assert!(
+        bytes <= 4096 && bytes > 4000,
+        "cut at a char boundary: {bytes}"
+    );
+    assert!(no_sha && rejected == 2);
+    let kept = env
+        .db
+        .client
+        .query(
+            &format!(
+                "SELECT DISTINCT line_number, column_name IS NULL, raw_field_value IS NULL, octet_length(reason), octet_length(raw_line) \
+                 FROM {} WHERE load_id IS NULL AND mtime = $1 ORDER BY line_number",
+                env.db.t("ferry_load_errors")
+            ),
+            &[&changed.mtime],
+        )
+        .await
+        .unwrap();
+    let kept: Vec<(i64, bool, bool, i32, i32)> = kept
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert_eq!(kept[0].0, 2);
+    assert!(kept[0].1 && kept[0].2, "NULL stays NULL: {kept:?}");
+    assert!(kept[0].3 <= 1024 && kept[0].4 == 1024, "{kept:?}");
+    assert_eq!(
+        (kept[1].0, kept[1].1, kept[1].2),
+        (3, false, false),
+        "an empty value is not NULL"
+    );
+
+    // COPY error rows: kept for a file loaded alone, not for a batch.
+    let copy_version = FileVersion {
+        path: "/outbox/copy.csv".into(),
+        ..loaded.clone()
+    };
+    ferry::ledger::keep_copy_errors(&*rt.warehouse, 2, &copy_version, &rows).await;
+    ferry::ledger::keep_copy_errors(&*rt.warehouse, 1, &copy_version, &rows[1..]).await;
+    assert_eq!(
+        env.db
+            .count_where("ferry_load_errors", "path = '/outbox/copy.csv'")
+            .await,
+        1
+    );
+
+    assert!(
+        ferry::ledger::migrate(&*rt.warehouse)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let summary = ferry::ledger::verify_ledger(&*rt.warehouse).await.unwrap();
+    assert!(summary.ends_with("6 of 6 migrations applied"), "{summary}");
     env.finish().await;
 }

@@ -829,6 +829,11 @@ async fn a_replica_that_fails_a_file_another_loaded_meanwhile_leaves_it_alone() 
     assert!(!stack.sftp.root.join("failed/f.csv").exists());
     assert_eq!(db.count_where("ferry_files", "state = 'loaded'").await, 1);
     assert_eq!(db.count_where("ferry_files", "state = 'failed'").await, 0);
+    assert_eq!(
+        db.count("ferry_load_errors").await,
+        1,
+        "only A's rejected row: B's error rows are not written over A's load"
+    );
     assert_eq!(db.count("task_events").await, n as i64);
     db.drop_schema().await;
 }

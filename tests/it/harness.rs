@@ -346,12 +346,8 @@ pub fn task_events_job_with_scd2() -> String {
 pub async fn migrated_runtime(toml: &str) -> ferry::pipeline::Runtime {
     let config = ferry::config::from_toml_str(toml).expect("config is valid");
     let stager = ferry::stage::Stager::new(&config.staging).await;
-    ferry::warehouse::connect(&config, &stager)
-        .await
-        .unwrap()
-        .migrate()
-        .await
-        .unwrap();
+    let wh = ferry::warehouse::connect(&config, &stager).await.unwrap();
+    ferry::ledger::migrate(&*wh).await.unwrap();
     ferry::pipeline::Runtime::start(config)
         .await
         .expect("runtime starts")

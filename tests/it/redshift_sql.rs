@@ -117,16 +117,16 @@ fn ledger_statements_are_redshift_sql_with_named_parameters() {
     use ferry::ledger::LedgerSql;
     let l = LedgerSql::with_dialect(&Ident::parse("analytics").unwrap(), Dialect::Redshift);
     let (update_job, insert_job) = l.sync_job();
+    let [clear_failed, insert_failed]: [String; 2] = l.record_failed().try_into().unwrap();
     let statements = [
-        l.lookup(),
         l.versions_report("j", &["a", "b", "c"]).sql,
         l.insert_skipped(),
         l.clear_unloaded(),
         l.insert_loaded(),
-        l.insert_failed(),
+        clear_failed,
+        insert_failed,
         l.mark_finalized(),
         l.insert_load(),
-        l.insert_errors(2),
         update_job,
         insert_job,
         l.job_enabled_report("j").sql,
@@ -139,11 +139,24 @@ fn ledger_statements_are_redshift_sql_with_named_parameters() {
             "{s}"
         );
     }
-    assert!(statements[8].contains(":e1_raw_field_value"));
-    assert!(statements[1].contains("IN (:p0, :p1, :p2)"));
+    assert!(statements[0].contains("IN (:p0, :p1, :p2)"));
+    // A failure is recorded only while no replica has the version loaded.
+    assert!(statements[5].contains("l.mtime = CAST(CAST(:mtime AS VARCHAR(20)) AS BIGINT)"));
+    // Error rows come from a staged CSV, never as 11 parameters a row.
+    use ferry::ledger::errors::CopiedErrors;
+    for s in l.errors_from_copy(
+        "'s3://b/errors.csv.gz'",
+        "default",
+        CopiedErrors::OfVersion {
+            unless_loaded: true,
+        },
+    ) {
+        check(&s);
+    }
     // PostgreSQL keeps its $n form.
     let pg = LedgerSql::new(&Ident::parse("analytics").unwrap());
-    assert!(pg.lookup().contains("$4") && !pg.lookup().contains(":mtime"));
+    let pg_failed = pg.record_failed();
+    assert!(pg_failed[1].contains("$8") && !pg_failed[1].contains(":rejects_key"));
 }
 
 #[test]

@@ -113,8 +113,8 @@ pub(super) async fn open(s: &PostgresSettings) -> Result<Client> {
 }
 
 /// Named text parameters, bound in order.
-pub(super) fn text_params<'p>(
-    params: &'p [(&'static str, String)],
+pub(super) fn text_params<'p, T: tokio_postgres::types::ToSql + Sync>(
+    params: &'p [(&'static str, T)],
 ) -> Vec<&'p (dyn tokio_postgres::types::ToSql + Sync)> {
     params
         .iter()

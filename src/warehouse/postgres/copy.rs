@@ -4,6 +4,10 @@
 
 use super::*;
 
+/// The row a failed COPY rejected: the number of files in the load, the
+/// version the row belongs to, the row.
+pub(super) type KeptCopyError = (usize, FileVersion, RowError);
+
 /// Staged objects requested ahead of the one being fed to COPY.
 pub(super) const OBJECTS_AHEAD: usize = 8;
 
@@ -262,14 +266,14 @@ impl PostgresWarehouse {
 
     /// COPYs what `keys` yields; a failed COPY names the file (one of
     /// `files`, which gets what was fed), staged part, line and column,
-    /// and puts the row error in `keep` when the load holds one file (in
-    /// a batch, the file-by-file retry keeps it).
+    /// and puts the row error in `keep` ([`crate::ledger::keep_copy_errors`]
+    /// decides whether it is kept).
     pub(super) async fn copy<'c>(
         &self,
         open: OpenLoad<'c>,
         keys: impl futures::Stream<Item = String> + Send,
         files: impl FnOnce(&Fed) -> Vec<(FileVersion, Vec<String>)>,
-        keep: &mut Option<(FileVersion, RowError)>,
+        keep: &mut Option<KeptCopyError>,
     ) -> Result<(OpenLoad<'c>, u64)> {
         let mut fed = Fed::default();
         let copied = self
@@ -288,8 +292,9 @@ impl PostgresWarehouse {
                 let refs: Vec<(&FileVersion, &[String])> =
                     files.iter().map(|(v, p)| (v, p.as_slice())).collect();
                 let (error, row) = self.copy_failure(e, &refs, &fed);
-                if let (1, Some((_, row))) = (files.len(), row) {
-                    *keep = files.pop().map(|(v, _)| (v, row));
+                if let Some((owner, row)) = row {
+                    let n = files.len();
+                    *keep = Some((n, files.swap_remove(owner).0, row));
                 }
                 Err(error)
             }
@@ -297,22 +302,16 @@ impl PostgresWarehouse {
     }
 
     /// Runs `load` (which locks the client itself), then, if its COPY
-    /// failed on a row of a file loaded alone, keeps that error row in
-    /// the ledger (after the rollback).
+    /// failed on a row, keeps that error row in the ledger (after the
+    /// rollback) as [`crate::ledger::keep_copy_errors`] says.
     pub(super) async fn keeping_copy_errors<T>(
         &self,
-        load: impl AsyncFnOnce(&mut Option<(FileVersion, RowError)>) -> Result<T>,
+        load: impl AsyncFnOnce(&mut Option<KeptCopyError>) -> Result<T>,
     ) -> Result<T> {
         let mut keep = None;
         let result = load(&mut keep).await;
-        if let Some((version, row)) = keep {
-            let kept = match self.client().await {
-                Ok(c) => self.insert_errors(&*c, &version, None, &[row]).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = kept {
-                tracing::warn!(error = %e.chain(), "cannot keep the COPY error row");
-            }
+        if let Some((files_in_load, version, row)) = keep {
+            crate::ledger::keep_copy_errors(self, files_in_load, &version, &[row]).await;
         }
         result
     }

@@ -1,60 +1,28 @@
-//! Ledger writes that take typed values: error rows cut to their columns,
-//! and statements on one file version.
+//! Error rows written with parameters, [`ERRORS_PER_INSERT`] rows per
+//! statement, inside the caller's transaction.
 
 use super::*;
-
-/// An error row's text cut to its columns' widths: a long reason or
-/// value must never keep a failure from being recorded.
-pub(super) struct Fitted<'a> {
-    pub(super) line: i64,
-    pub(super) column: Option<&'a str>,
-    pub(super) reason: &'a str,
-    pub(super) raw_line: &'a str,
-    pub(super) raw_value: Option<&'a str>,
-}
-
-impl<'a> Fitted<'a> {
-    pub(super) fn of(e: &'a RowError) -> Self {
-        Fitted {
-            line: e.line as i64,
-            column: e.column.as_deref().map(|c| fit(c, width::COLUMN)),
-            reason: fit(&e.reason, width::REASON),
-            raw_line: fit(&e.raw_line, width::RAW_LINE),
-            raw_value: e.raw_value.as_deref().map(|r| fit(r, width::RAW_VALUE)),
-        }
-    }
-}
+use crate::ledger::ErrorRows;
+use crate::ledger::errors::{ERRORS_PER_INSERT, error_params};
 
 impl PostgresWarehouse {
-    /// Inserts `errors` of `v` into `ferry_load_errors`.
-    pub(super) async fn insert_errors(
+    /// Inserts `rows` into `ferry_load_errors` (all text parameters).
+    pub(super) async fn insert_error_rows(
         &self,
         c: &impl GenericClient,
-        v: &FileVersion,
-        load_id: Option<&str>,
-        errors: &[RowError],
+        rows: &ErrorRows,
     ) -> Result<()> {
-        let size = v.size as i64;
-        for chunk in errors.chunks(100) {
-            let sql = self.ledger.insert_errors(chunk.len());
-            let fitted: Vec<Fitted<'_>> = chunk.iter().map(Fitted::of).collect();
-            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                Vec::with_capacity(chunk.len() * 11);
-            for (e, f) in chunk.iter().zip(&fitted) {
-                params.extend_from_slice(&[
-                    &v.job,
-                    &v.path,
-                    &size,
-                    &v.mtime,
-                    &load_id,
-                    &f.line,
-                    &f.column,
-                    &e.code,
-                    &f.reason,
-                    &f.raw_line,
-                    &f.raw_value,
-                ]);
-            }
+        let v = &rows.version;
+        for chunk in rows.rows.chunks(ERRORS_PER_INSERT) {
+            let sql = self.ledger.insert_errors(chunk.len(), rows.unless_loaded);
+            let values: Vec<Option<String>> = chunk
+                .iter()
+                .flat_map(|e| error_params(e, v, rows.load_id.as_deref()))
+                .collect();
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
+                .iter()
+                .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
             c.execute(&sql, &params)
                 .await
                 .map_err(pg_error(format!("cannot record load errors of {}", v.path)))?;

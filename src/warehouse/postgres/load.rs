@@ -40,11 +40,9 @@ impl PostgresWarehouse {
         c: &impl GenericClient,
         job: &Job,
     ) -> Result<Vec<&'static str>> {
+        let report = target_columns_report(Dialect::Postgres, self.schema(), job);
         let rows = c
-            .query(
-                "SELECT column_name::text FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
-                &[&self.schema().as_str(), &job.target.as_str()],
-            )
+            .query(&report.sql, &text_params(&report.params))
             .await
             .map_err(pg_error("cannot read the target's columns"))?;
         let have: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
@@ -105,7 +103,8 @@ impl PostgresWarehouse {
         let insert = tx.execute(&insert_sql, &loaded);
         futures::try_join!(clear, insert)
             .map_err(pg_error(format!("cannot record {} in the ledger", v.path)))?;
-        self.insert_errors(tx, v, Some(load_id), &file.errors).await
+        self.insert_error_rows(tx, &ErrorRows::of(v, Some(load_id), &file.errors))
+            .await
     }
 
     /// Drops stale staged rows, merges the dimensions, and replaces or
@@ -166,8 +165,7 @@ impl PostgresWarehouse {
             .await
             .map_err(pg_error("cannot lock the target tables"))?;
         let load_id = uuid::Uuid::new_v4().simple().to_string();
-        let stage =
-            Ident::parse(&format!("ferry_stage_{}", &load_id[..12])).expect("a valid identifier");
+        let stage = stage_table(&load_id);
         let mut open = OpenLoad {
             tx,
             load_id,
@@ -342,7 +340,7 @@ impl PostgresWarehouse {
         job: &Job,
         batch: &[StagedFile],
     ) -> Result<Vec<LoadOutcome>> {
-        self.keeping_copy_errors(async |keep: &mut Option<(FileVersion, RowError)>| {
+        self.keeping_copy_errors(async |keep: &mut Option<KeptCopyError>| {
             let versions: Vec<&FileVersion> = batch.iter().map(|f| &f.version).collect();
             let mut guard = self.client().await?;
             let Some(open) = self.begin(&mut guard, job, &versions).await? else {
@@ -378,7 +376,7 @@ impl PostgresWarehouse {
         parts: tokio::sync::mpsc::Receiver<String>,
         file: tokio::sync::oneshot::Receiver<Result<StagedFile>>,
     ) -> Result<LoadOutcome> {
-        self.keeping_copy_errors(async |keep: &mut Option<(FileVersion, RowError)>| {
+        self.keeping_copy_errors(async |keep: &mut Option<KeptCopyError>| {
             let mut guard = self.client().await?;
             let Some(open) = self.begin(&mut guard, job, &[version]).await? else {
                 return Ok(LoadOutcome::AlreadyLoaded);

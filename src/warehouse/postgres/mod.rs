@@ -9,14 +9,13 @@
 //! (the load transaction, whole or streamed), `ledger` (typed ledger
 //! writes); this file holds the connection and the [`Warehouse`] methods.
 
-use super::sql::{LoadSql, target_tables};
-use super::{FailedFile, LedgerRows, LoadOutcome, StagedFile, Warehouse};
+use super::sql::{LoadSql, stage_table, target_columns_report, target_tables};
+use super::{LedgerRows, LoadOutcome, StagedFile, Warehouse};
 use crate::aws::sdk_error;
 use crate::config::{Job, PgSslMode, PostgresSettings};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ledger::reports::{Change, Report};
-use crate::ledger::{FileVersion, LedgerSql, fit, width};
-use crate::migrate::{MIGRATIONS, VERSIONS_TABLE, render};
+use crate::ledger::{ErrorRows, FileVersion, LedgerSql};
 use crate::normalize::RowError;
 use crate::retry::{RetryPolicy, retry};
 use crate::sql::Dialect;
@@ -37,6 +36,7 @@ mod load;
 
 pub use client::pg_error;
 use client::*;
+use copy::KeptCopyError;
 pub use copy::{Fed, feed_copy};
 use load::*;
 
@@ -128,74 +128,6 @@ impl PostgresWarehouse {
 
 #[async_trait]
 impl Warehouse for PostgresWarehouse {
-    async fn migrate(&self) -> Result<Vec<String>> {
-        self.with_deadline("migrating the ledger", async {
-            let mut guard = self.client().await?;
-            let schema = self.schema().quoted();
-            guard
-                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-                .await
-                .map_err(pg_error(format!("cannot create schema {schema}")))?;
-            let tx = guard
-                .transaction()
-                .await
-                .map_err(pg_error("cannot begin migration"))?;
-            let versions = format!("{schema}.\"{VERSIONS_TABLE}\"");
-            tx.batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {versions} (version INTEGER NOT NULL, name VARCHAR(256) NOT NULL, applied_at TIMESTAMPTZ NOT NULL); \
-                 LOCK TABLE {versions}; SET LOCAL search_path TO {schema}"
-            ))
-            .await
-            .map_err(pg_error("cannot prepare migrations"))?;
-            let applied: Vec<i32> = tx
-                .query(&format!("SELECT version FROM {versions}"), &[])
-                .await
-                .map_err(pg_error("cannot read applied migrations"))?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            let mut done = Vec::new();
-            for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
-                for stmt in render(m, Dialect::Postgres) {
-                    tx.batch_execute(&stmt)
-                        .await
-                        .map_err(pg_error(format!("migration {} failed", m.name)))?;
-                }
-                tx.execute(
-                    &format!(
-                        "INSERT INTO {versions} (version, name, applied_at) VALUES ($1, $2, now())"
-                    ),
-                    &[&m.version, &m.name],
-                )
-                .await
-                .map_err(pg_error("cannot record migration"))?;
-                done.push(m.name.to_string());
-            }
-            tx.commit()
-                .await
-                .map_err(pg_error("cannot commit migrations"))?;
-            Ok(done)
-        })
-        .await
-    }
-
-    async fn verify_ledger(&self) -> Result<String> {
-        self.with_deadline("checking the warehouse", async {
-            let guard = self.client().await?;
-            let versions = format!("{}.\"{VERSIONS_TABLE}\"", self.schema().quoted());
-            let applied: i64 = match guard
-                .query_one(&format!("SELECT count(*) FROM {versions}"), &[])
-                .await
-            {
-                Ok(row) => row.get(0),
-                Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => 0,
-                Err(e) => return Err(pg_error("cannot read applied migrations")(e)),
-            };
-            super::migrations_summary(&describe(&self.settings), self.schema(), applied)
-        })
-        .await
-    }
-
     async fn ping(&self) -> Result<()> {
         self.with_deadline("answering a ping", async {
             // A connection busy with a load is alive: do not wait behind it.
@@ -242,57 +174,16 @@ impl Warehouse for PostgresWarehouse {
         })
         .await
     }
-
-    async fn record_failed(&self, f: &FailedFile<'_>) -> Result<()> {
-        self.with_deadline("recording a failed file", async {
-            let v = f.version;
-            let mut guard = self.client().await?;
-            let tx = self.locked(&mut guard).await?;
-            let size = v.size as i64;
-            let states = tx
-                .query(&self.ledger.lookup(), &[&v.job, &v.path, &size, &v.mtime])
-                .await
-                .map_err(pg_error("cannot read the ledger"))?;
-            if states.iter().any(|r| r.get::<_, String>(0) == "loaded") {
-                return Ok(()); // loaded meanwhile (another replica): keep that
-            }
-            tx.execute(
-                &self.ledger.clear_unloaded(),
-                &[&v.job, &v.path, &size, &v.mtime],
-            )
-            .await
-            .map_err(pg_error("cannot update the ledger"))?;
-            let rejected = f.rejected as i64;
-            let reason = fit(f.reason, width::ERROR);
-            tx.execute(
-                &self.ledger.insert_failed(),
-                &[
-                    &v.job,
-                    &v.path,
-                    &size,
-                    &v.mtime,
-                    &f.sha256,
-                    &rejected,
-                    &reason,
-                    &f.rejects_key,
-                ],
-            )
-            .await
-            .map_err(pg_error("cannot record the failure"))?;
-            self.insert_errors(&tx, v, None, f.errors).await?;
-            tx.commit()
-                .await
-                .map_err(pg_error("cannot commit the failure"))?;
-            Ok(())
-        })
-        .await
-    }
 }
 
 #[async_trait]
 impl crate::ledger::LedgerStore for PostgresWarehouse {
     fn ledger(&self) -> &LedgerSql {
         &self.ledger
+    }
+
+    fn describe(&self) -> String {
+        describe(&self.settings)
     }
 
     async fn read_ledger(&self, report: &Report) -> Result<LedgerRows> {
@@ -360,6 +251,9 @@ impl crate::ledger::LedgerStore for PostgresWarehouse {
                         .await
                         .map_err(pg_error("cannot change the ledger"))?,
                 );
+            }
+            if let Some(rows) = &change.errors {
+                self.insert_error_rows(&tx, rows).await?;
             }
             tx.commit()
                 .await

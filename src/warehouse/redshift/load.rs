@@ -20,10 +20,6 @@ pub(super) fn gzip_csv<'a>(rows: impl Iterator<Item = Vec<Option<&'a str>>>) -> 
 /// The columns of `ferry_batch`, the batch's file list.
 pub const BATCH_COLUMNS: &str = "path VARCHAR(1024), size BIGINT, mtime BIGINT, sha256 VARCHAR(64), staged_key VARCHAR(1024), rows_loaded BIGINT, rows_rejected BIGINT, rejects_key VARCHAR(1024), input_bytes BIGINT";
 
-/// The columns of `ferry_batch_errors`, the batch's kept rejected records.
-pub const BATCH_ERROR_COLUMNS: &str = "path VARCHAR(1024), size BIGINT, mtime BIGINT, line_number BIGINT, column_name VARCHAR(127), error_code INTEGER, reason VARCHAR(1024), raw_line VARCHAR(1024), raw_field_value VARCHAR(1024)";
-
-/// Cuts a text to at most `max` bytes on a character boundary.
 /// Where a load batch reads from: checked string literals of S3 URLs and
 /// the IAM role (or `default`).
 #[derive(Debug, Clone)]
@@ -32,7 +28,9 @@ pub struct BatchInputs {
     pub list: String,
     /// The COPY manifest of the staged parts; `None` when no part has rows.
     pub manifest: Option<String>,
-    /// The kept rejected records (gzip CSV of [`BATCH_ERROR_COLUMNS`]), if any.
+    /// The kept rejected records (gzip CSV of
+    /// [`COPY_ERROR_COLUMNS`](crate::ledger::errors::COPY_ERROR_COLUMNS)),
+    /// if any.
     pub errors: Option<String>,
     /// `IAM_ROLE` value.
     pub role: String,
@@ -47,29 +45,6 @@ pub struct LoadBatch {
     pub copy_at: Option<usize>,
     /// Index of the row-count check.
     pub check_at: usize,
-}
-
-/// Statements that insert the kept rejected records from `url` into
-/// `ferry_load_errors` (params `:job`, `:load_id`); with `only_batch`, only
-/// those of versions still in `ferry_batch`.
-pub fn errors_sql(schema: &Ident, url: &str, role: &str, only_batch: bool) -> Vec<String> {
-    let join = if only_batch {
-        " JOIN ferry_batch b ON b.path = e.path AND b.size = e.size AND b.mtime = e.mtime"
-    } else {
-        ""
-    };
-    vec![
-        format!("CREATE TEMP TABLE ferry_batch_errors ({BATCH_ERROR_COLUMNS})"),
-        format!(
-            "COPY ferry_batch_errors FROM {url} IAM_ROLE {role} GZIP CSV NULL AS '\\N' COMPUPDATE OFF STATUPDATE OFF"
-        ),
-        format!(
-            "INSERT INTO {}.\"ferry_load_errors\" (job, path, size, mtime, load_id, line_number, column_name, error_code, reason, raw_line, raw_field_value, created_at) \
-             SELECT :job, e.path, e.size, e.mtime, CAST(:load_id AS VARCHAR(64)), e.line_number, e.column_name, e.error_code, e.reason, e.raw_line, e.raw_field_value, SYSDATE \
-             FROM ferry_batch_errors e{join}",
-            schema.quoted()
-        ),
-    ]
 }
 
 /// Renders one load batch for `job` (params `:job`, `:load_id`,
@@ -175,7 +150,8 @@ pub fn load_batch(
         "record the files in the ledger",
     ));
     if let Some(url) = &inputs.errors {
-        for s in errors_sql(schema, url, role, true) {
+        let ledger = LedgerSql::with_dialect(schema, Dialect::Redshift);
+        for s in ledger.errors_from_copy(url, role, CopiedErrors::OfBatch) {
             stmts.push((s, "record the rejected records"));
         }
     }
@@ -199,25 +175,19 @@ impl RedshiftDataWarehouse {
     /// Which of the target's metadata columns exist; errors if the table
     /// does not or lacks a job column.
     pub(super) async fn target_columns(&self, job: &Job) -> Result<Vec<&'static str>> {
-        let rows = self
-            .query(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = :schema AND table_name = :table",
-                &[
-                    ("schema", Some(self.schema().as_str().to_string())),
-                    ("table", Some(job.target.as_str().to_string())),
-                ],
-                "reading the target's columns",
-            )
-            .await?;
-        let have: Vec<String> = rows
-            .iter()
-            .filter_map(|r| r.first().and_then(text))
+        let report = target_columns_report(Dialect::Redshift, self.schema(), job);
+        let have: Vec<String> = crate::ledger::LedgerStore::read_ledger(self, &report)
+            .await
+            .map_err(|e| e.wrap("cannot read the target's columns"))?
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().flatten())
             .collect();
         crate::warehouse::check_target(job, self.schema(), &have)
     }
 
-    /// Uploads the kept rejected records of `files` as a gzip CSV under
-    /// `folder`; returns its key, or `None` when there are none.
+    /// Uploads the kept rejected records of `files` (cut to their columns
+    /// by [`fitted`]) as a gzip CSV under `folder`; returns its key, or
+    /// `None` when there are none.
     pub(super) async fn upload_errors(
         &self,
         folder: &str,
@@ -226,26 +196,10 @@ impl RedshiftDataWarehouse {
         if files.iter().all(|(_, e)| e.is_empty()) {
             return Ok(None);
         }
-        let mut rows: Vec<Vec<Option<String>>> = Vec::new();
-        for (v, errors) in files {
-            for e in errors.iter() {
-                rows.push(vec![
-                    Some(v.path.clone()),
-                    Some(v.size.to_string()),
-                    Some(v.mtime.to_string()),
-                    Some(e.line.to_string()),
-                    e.column
-                        .as_deref()
-                        .map(|c| fit(c, width::COLUMN).to_string()),
-                    Some(e.code.to_string()),
-                    Some(fit(&e.reason, width::REASON).to_string()),
-                    Some(fit(&e.raw_line, width::RAW_LINE).to_string()),
-                    e.raw_value
-                        .as_deref()
-                        .map(|r| fit(r, width::RAW_VALUE).to_string()),
-                ]);
-            }
-        }
+        let rows: Vec<Vec<Option<String>>> = files
+            .iter()
+            .flat_map(|(v, errors)| errors.iter().map(|e| copy_fields(e, v)))
+            .collect();
         let body = gzip_csv(
             rows.iter()
                 .map(|r| r.iter().map(|f| f.as_deref()).collect()),
@@ -253,31 +207,6 @@ impl RedshiftDataWarehouse {
         let key = format!("{folder}errors.csv.gz");
         self.stager.put_small(&key, body, "text/csv").await?;
         Ok(Some(key))
-    }
-
-    /// Inserts `errors` of `v` into `ferry_load_errors` (no load id).
-    pub(super) async fn keep_errors(
-        &self,
-        folder: &str,
-        v: &FileVersion,
-        errors: &[RowError],
-    ) -> Result<()> {
-        let Some(key) = self.upload_errors(folder, &[(v, errors)]).await? else {
-            return Ok(());
-        };
-        let sqls = errors_sql(
-            self.schema(),
-            &literal("S3 URL", &self.stager.url(&key))?,
-            &self.iam_role()?,
-            false,
-        );
-        let id = self
-            .submit_batch(&sqls, &[("job", Some(v.job.clone())), ("load_id", None)])
-            .await?;
-        self.wait(&id, "keeping the COPY errors")
-            .await?
-            .map_err(|f| Self::failure("cannot keep the COPY errors", &f))?;
-        Ok(())
     }
 
     pub(super) fn iam_role(&self) -> Result<String> {
@@ -350,8 +279,7 @@ impl RedshiftDataWarehouse {
         let load_id = uuid::Uuid::new_v4().simple().to_string();
         let folder = self.stager.manifest_folder(&job.name, &load_id, started);
         let (inputs, manifest_key) = self.upload_inputs(batch, &folder).await?;
-        let stage =
-            Ident::parse(&format!("ferry_stage_{}", &load_id[..12])).expect("a valid identifier");
+        let stage = stage_table(&load_id);
         let planned = load_batch(self.schema(), job, &stage, target_meta, &inputs);
         if planned.statements.len() > MAX_BATCH {
             return Err(Error::permanent(format!(
@@ -445,9 +373,14 @@ impl RedshiftDataWarehouse {
                 .await?;
         }
 
+        let kept: Vec<Vec<RowError>> = batch
+            .iter()
+            .map(|f| f.errors.iter().map(fitted).collect())
+            .collect();
         let errors: Vec<(&FileVersion, &[RowError])> = batch
             .iter()
-            .map(|f| (&f.version, f.errors.as_slice()))
+            .zip(&kept)
+            .map(|(f, e)| (&f.version, e.as_slice()))
             .collect();
         let errors_key = self.upload_errors(folder, &errors).await?;
         let url = |key: &str| literal("S3 URL", &self.stager.url(key));
@@ -501,15 +434,8 @@ impl RedshiftDataWarehouse {
             let first = details
                 .first()
                 .map(|(i, e)| format!("; first: {} {}", batch[*i].version.path, e.describe()));
-            // Loaded alone, the file's COPY errors are kept with it in
-            // ferry_load_errors (in a batch, the file-by-file retry
-            // keeps them).
-            if batch.len() == 1 && !details.is_empty() {
-                let rows: Vec<RowError> = details.iter().map(|(_, e)| e.clone()).collect();
-                if let Err(e) = self.keep_errors(folder, &batch[0].version, &rows).await {
-                    tracing::warn!(error = %e.chain(), "cannot keep the COPY error rows");
-                }
-            }
+            let rows: Vec<RowError> = details.iter().map(|(_, e)| e.clone()).collect();
+            crate::ledger::keep_copy_errors(self, batch.len(), &batch[0].version, &rows).await;
             return Error::permanent(format!(
                 "COPY of the staged parts (manifest {}) failed: {}{} (rows in sys_load_error_detail)",
                 self.stager.url(manifest_key),

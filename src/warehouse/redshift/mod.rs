@@ -26,14 +26,14 @@
 //! `load` (the batch's statements and its COPY errors); this file holds
 //! the connection and the [`Warehouse`] methods.
 
-use super::sql::LoadSql;
-use super::{FailedFile, LedgerRows, LoadOutcome, StagedFile, Warehouse};
+use super::sql::{LoadSql, stage_table, target_columns_report};
+use super::{LedgerRows, LoadOutcome, StagedFile, Warehouse};
 use crate::aws::sdk_error;
 use crate::config::{Job, RedshiftDataSettings, RedshiftTarget};
 use crate::error::{Error, ErrorKind, Result};
+use crate::ledger::errors::{CopiedErrors, copy_fields, fitted};
 use crate::ledger::reports::{Change, Report};
-use crate::ledger::{FileVersion, LedgerSql, fit, width};
-use crate::migrate::{MIGRATIONS, VERSIONS_TABLE, render};
+use crate::ledger::{ErrorRows, FileVersion, LedgerSql};
 use crate::normalize::RowError;
 use crate::normalize::write_record;
 use crate::retry::{RetryPolicy, retry};
@@ -54,9 +54,7 @@ mod load;
 use client::*;
 use constants::*;
 use load::*;
-pub use load::{
-    BATCH_COLUMNS, BATCH_ERROR_COLUMNS, BatchInputs, LoadBatch, errors_sql, load_batch,
-};
+pub use load::{BATCH_COLUMNS, BatchInputs, LoadBatch, load_batch};
 
 /// A Redshift warehouse reached through the Data API.
 pub struct RedshiftDataWarehouse {
@@ -95,157 +93,16 @@ impl RedshiftDataWarehouse {
     fn table(&self, name: &str) -> String {
         format!("{}.\"{name}\"", self.schema().quoted())
     }
-
-    /// The key parameters of a version.
-    fn version_params(v: &FileVersion) -> Vec<Param<'static>> {
-        vec![
-            ("job", Some(v.job.clone())),
-            ("path", Some(v.path.clone())),
-            ("size", Some(v.size.to_string())),
-            ("mtime", Some(v.mtime.to_string())),
-        ]
-    }
 }
 
 #[async_trait]
 impl Warehouse for RedshiftDataWarehouse {
-    async fn migrate(&self) -> Result<Vec<String>> {
-        let schema = self.schema().quoted();
-        let versions = format!("{schema}.\"{VERSIONS_TABLE}\"");
-        self.run(
-            &format!("CREATE SCHEMA IF NOT EXISTS {schema}"),
-            &[],
-            "creating the schema",
-        )
-        .await?;
-        self.run(
-            &format!(
-                "CREATE TABLE IF NOT EXISTS {versions} (version INTEGER NOT NULL, name VARCHAR(256) NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
-            ),
-            &[],
-            "creating the migrations table",
-        )
-        .await?;
-        let applied: Vec<i64> = self
-            .query(
-                &format!("SELECT version FROM {versions}"),
-                &[],
-                "reading applied migrations",
-            )
-            .await?
-            .iter()
-            .filter_map(|r| r.first().and_then(long))
-            .collect();
-        let todo: Vec<_> = MIGRATIONS
-            .iter()
-            .filter(|m| !applied.contains(&(m.version as i64)))
-            .collect();
-        if todo.is_empty() {
-            return Ok(Vec::new());
-        }
-        // One transaction: lock, re-check that no other migrator applied
-        // these meanwhile (a division by zero aborts), apply, record.
-        let listed: Vec<String> = todo.iter().map(|m| m.version.to_string()).collect();
-        let mut sqls = vec![
-            format!("LOCK TABLE {versions}"),
-            format!(
-                "SELECT 1 / (CASE WHEN (SELECT COUNT(*) FROM {versions} WHERE version IN ({})) = 0 THEN 1 ELSE 0 END) AS ferry_not_applied_meanwhile",
-                listed.join(", ")
-            ),
-            format!("SET search_path TO {schema}"),
-        ];
-        for m in &todo {
-            sqls.extend(render(m, Dialect::Redshift));
-            sqls.push(format!(
-                "INSERT INTO {versions} (version, name, applied_at) VALUES ({}, '{}', SYSDATE)",
-                m.version, m.name
-            ));
-        }
-        if sqls.len() > MAX_BATCH {
-            return Err(Error::permanent(format!(
-                "{} pending migration statements exceed a Data API batch ({MAX_BATCH}); run ferry migrate from an older release first",
-                sqls.len()
-            )));
-        }
-        let id = self.submit_batch(&sqls, &[]).await?;
-        if let Err(f) = self.wait(&id, "the migrations").await? {
-            return Err(Self::failure("migration failed", &f));
-        }
-        Ok(todo.iter().map(|m| m.name.to_string()).collect())
-    }
-
-    async fn verify_ledger(&self) -> Result<String> {
-        let versions = format!("{}.\"{VERSIONS_TABLE}\"", self.schema().quoted());
-        let applied = match self
-            .query(
-                &format!("SELECT COUNT(*) FROM {versions}"),
-                &[],
-                "reading applied migrations",
-            )
-            .await
-        {
-            Ok(rows) => rows
-                .first()
-                .and_then(|r| r.first())
-                .and_then(long)
-                .unwrap_or(0),
-            Err(e) if e.chain().contains("does not exist") => 0,
-            Err(e) => return Err(e),
-        };
-        super::migrations_summary(&self.describe(), self.schema(), applied)
+    async fn ping(&self) -> Result<()> {
+        crate::ledger::verify_ledger(self).await.map(|_| ())
     }
 
     async fn load(&self, job: &Job, batch: &[StagedFile]) -> Result<Vec<LoadOutcome>> {
         retry(RetryPolicy::LOAD, "load", || self.load_once(job, batch)).await
-    }
-
-    async fn record_failed(&self, f: &FailedFile<'_>) -> Result<()> {
-        let v = f.version;
-        let files = self.table("ferry_files");
-        let folder = self.stager.manifest_folder(
-            &v.job,
-            &format!("failed-{}", uuid::Uuid::new_v4().simple()),
-            chrono::Utc::now(),
-        );
-        let loaded = "SELECT 1 FROM {files} l WHERE l.job = :job AND l.path = :path AND l.size = CAST(:size AS BIGINT) AND l.mtime = CAST(:mtime AS BIGINT) AND l.state = 'loaded'"
-            .replace("{files}", &files);
-        let mut sqls = vec![
-            format!("LOCK TABLE {files}, {}", self.table("ferry_load_errors")),
-            self.ledger.clear_unloaded(),
-            format!(
-                "INSERT INTO {files} (job, path, size, mtime, sha256, state, rows_loaded, rows_rejected, first_seen_at, error, rejects_key) \
-                 SELECT CAST(:job AS VARCHAR(64)), CAST(:path AS VARCHAR(1024)), CAST(:size AS BIGINT), CAST(:mtime AS BIGINT), CAST(:sha256 AS VARCHAR(64)), 'failed', 0, CAST(:rows_rejected AS BIGINT), SYSDATE, CAST(:error AS VARCHAR(4096)), CAST(:rejects_key AS VARCHAR(1024)) \
-                 WHERE NOT EXISTS ({loaded})"
-            ),
-        ];
-        // The kept rejected records, unless a replica loaded it meanwhile.
-        let mut errors = match self.upload_errors(&folder, &[(v, f.errors)]).await? {
-            Some(key) => errors_sql(
-                self.schema(),
-                &literal("S3 URL", &self.stager.url(&key))?,
-                &self.iam_role()?,
-                false,
-            ),
-            None => Vec::new(),
-        };
-        if let Some(last) = errors.last_mut() {
-            last.push_str(&format!(" WHERE NOT EXISTS ({loaded})"));
-        }
-        sqls.extend(errors);
-        let reason = fit(f.reason, width::ERROR).to_string();
-        let mut params = Self::version_params(v);
-        params.extend([
-            ("sha256", f.sha256.map(str::to_string)),
-            ("rows_rejected", Some(f.rejected.to_string())),
-            ("error", Some(reason)),
-            ("rejects_key", f.rejects_key.map(str::to_string)),
-            ("load_id", None),
-        ]);
-        let id = self.submit_batch(&sqls, &params).await?;
-        if let Err(e) = self.wait(&id, "recording the failure").await? {
-            return Err(Self::failure("cannot record the failure", &e));
-        }
-        Ok(())
     }
 }
 
@@ -253,6 +110,10 @@ impl Warehouse for RedshiftDataWarehouse {
 impl crate::ledger::LedgerStore for RedshiftDataWarehouse {
     fn ledger(&self) -> &LedgerSql {
         &self.ledger
+    }
+
+    fn describe(&self) -> String {
+        RedshiftDataWarehouse::describe(self)
     }
 
     async fn read_ledger(&self, report: &Report) -> Result<LedgerRows> {
@@ -268,17 +129,22 @@ impl crate::ledger::LedgerStore for RedshiftDataWarehouse {
     }
 
     async fn write_ledger(&self, change: &Change) -> Result<Vec<u64>> {
-        let params: Vec<Param<'_>> = change
-            .params
-            .iter()
-            .map(|(n, v)| (*n, Some(v.clone())))
-            .collect();
+        let mut params: Vec<Param<'_>> = change.params.clone();
         let mut sqls: Vec<String> = change
             .lock
             .then(|| self.ledger.lock())
             .into_iter()
             .collect();
         sqls.extend(change.sqls.iter().cloned());
+        if let Some(rows) = &change.errors {
+            sqls.extend(self.copied_error_rows(rows, &mut params).await?);
+        }
+        if sqls.len() > MAX_BATCH {
+            return Err(Error::permanent(format!(
+                "a ledger change of {} statements exceeds a Data API batch ({MAX_BATCH}); this is a bug in ferry, please report it",
+                sqls.len()
+            )));
+        }
         let id = self.submit_batch(&sqls, &params).await?;
         let done = self
             .wait(&id, "changing the ledger")
@@ -288,8 +154,50 @@ impl crate::ledger::LedgerStore for RedshiftDataWarehouse {
             .sub_statements()
             .iter()
             .skip(usize::from(change.lock))
+            .take(change.sqls.len())
             .map(|s| s.result_rows().max(0) as u64)
             .collect())
+    }
+}
+
+impl RedshiftDataWarehouse {
+    /// Uploads `rows` as a gzip CSV for COPY and returns the statements
+    /// that insert them, adding their parameters (job, load_id, and the
+    /// version's path, size, mtime) to `params` where the change has not
+    /// named them.
+    async fn copied_error_rows(
+        &self,
+        rows: &ErrorRows,
+        params: &mut Vec<Param<'_>>,
+    ) -> Result<Vec<String>> {
+        let v = &rows.version;
+        let folder = self.stager.manifest_folder(
+            &v.job,
+            &format!("ledger-{}", uuid::Uuid::new_v4().simple()),
+            chrono::Utc::now(),
+        );
+        let Some(key) = self.upload_errors(&folder, &[(v, &rows.rows)]).await? else {
+            return Ok(Vec::new());
+        };
+        for (name, value) in [
+            ("job", Some(v.job.clone())),
+            ("path", Some(v.path.clone())),
+            ("size", Some(v.size.to_string())),
+            ("mtime", Some(v.mtime.to_string())),
+            ("load_id", rows.load_id.clone()),
+        ] {
+            match params.iter().find(|(n, _)| *n == name) {
+                Some((_, given)) => debug_assert_eq!(given, &value, "parameter {name}"),
+                None => params.push((name, value)),
+            }
+        }
+        Ok(self.ledger.errors_from_copy(
+            &literal("S3 URL", &self.stager.url(&key))?,
+            &self.iam_role()?,
+            CopiedErrors::OfVersion {
+                unless_loaded: rows.unless_loaded,
+            },
+        ))
     }
 }
 
