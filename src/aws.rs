@@ -3,7 +3,7 @@
 //! and one classification of SDK errors into [`ErrorKind`]s.
 
 use crate::config::{Checksums, S3Endpoint};
-use crate::error::{Error, ErrorKind};
+use crate::error::{Classify, ErrorKind};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 
@@ -52,45 +52,128 @@ pub async fn s3_client(ep: &S3Endpoint) -> Client {
     Client::from_conf(b.build())
 }
 
-/// Classifies an SDK error: throttling, timeouts and 5xx are transient.
-pub fn sdk_error<E>(
-    what: String,
-) -> impl FnOnce(aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Error
+/// An AWS service's own "try again" error codes (beyond every 5xx and
+/// 429, which always are): each operation's error type names its service.
+pub trait Service {
+    /// Codes that mean throttled or busy, whatever the HTTP status.
+    const TRY_AGAIN: &'static [&'static str];
+}
+
+/// S3's: slow down, throttled, a request that took too long or whose
+/// clock was skewed (the SDK signs it again), an internal error.
+pub const S3_TRY_AGAIN: &[&str] = &[
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "InternalError",
+    "ServiceUnavailable",
+];
+
+/// The Redshift Data API's: throttled, or too many statements, sessions or
+/// waiting requests at once (its quotas; a later attempt gets through).
+pub const DATA_API_TRY_AGAIN: &[&str] = &[
+    "ThrottlingException",
+    "InternalServerException",
+    "ActiveStatementsExceededException",
+    "ActiveSessionsExceededException",
+    "ActiveWaitingRequestsExceededException",
+];
+
+macro_rules! service {
+    ($codes:ident: $($error:ty),+ $(,)?) => {
+        $(impl Service for $error {
+            const TRY_AGAIN: &'static [&'static str] = $codes;
+        })+
+    };
+}
+
+service!(S3_TRY_AGAIN:
+    aws_sdk_s3::operation::get_object::GetObjectError,
+    aws_sdk_s3::operation::put_object::PutObjectError,
+    aws_sdk_s3::operation::head_object::HeadObjectError,
+    aws_sdk_s3::operation::head_bucket::HeadBucketError,
+    aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Error,
+    aws_sdk_s3::operation::delete_object::DeleteObjectError,
+    aws_sdk_s3::operation::copy_object::CopyObjectError,
+    aws_sdk_s3::operation::create_multipart_upload::CreateMultipartUploadError,
+    aws_sdk_s3::operation::upload_part::UploadPartError,
+    aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadError,
+);
+service!(DATA_API_TRY_AGAIN:
+    aws_sdk_redshiftdata::operation::execute_statement::ExecuteStatementError,
+    aws_sdk_redshiftdata::operation::batch_execute_statement::BatchExecuteStatementError,
+    aws_sdk_redshiftdata::operation::describe_statement::DescribeStatementError,
+    aws_sdk_redshiftdata::operation::get_statement_result::GetStatementResultError,
+    aws_sdk_redshiftdata::operation::cancel_statement::CancelStatementError,
+);
+
+/// What a service's answer means: every 5xx, 429 and the service's own
+/// [`Service::TRY_AGAIN`] codes are transient, any other answer (access
+/// denied, no such bucket, a precondition) fails for good.
+pub fn answer_kind(status: u16, code: &str, try_again: &[&str]) -> ErrorKind {
+    if status >= 500 || status == 429 || try_again.contains(&code) {
+        ErrorKind::Transient
+    } else {
+        ErrorKind::Permanent
+    }
+}
+
+/// An SDK error: no answer (a timeout, a connection that failed or a
+/// response that could not be read) is transient; an answer is as
+/// [`answer_kind`] says for the operation's service.
+impl<E> Classify for aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>
 where
-    E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + Send + Sync + 'static,
+    E: Service
+        + std::error::Error
+        + aws_sdk_s3::error::ProvideErrorMetadata
+        + Send
+        + Sync
+        + 'static,
 {
-    use aws_sdk_s3::error::SdkError;
-    move |e| {
-        let kind = match &e {
-            SdkError::TimeoutError(_)
-            | SdkError::DispatchFailure(_)
-            | SdkError::ResponseError(_) => ErrorKind::Transient,
-            SdkError::ServiceError(s) => {
-                let status = s.raw().status().as_u16();
-                let code = s.err().code().unwrap_or_default();
-                let throttled = matches!(
-                    code,
-                    "SlowDown"
-                        | "Throttling"
-                        | "ThrottlingException"
-                        | "RequestTimeout"
-                        | "RequestTimeTooSkewed"
-                        | "InternalError"
-                        | "ServiceUnavailable"
-                        // The Redshift Data API's own "try again later"s.
-                        | "ActiveStatementsExceededException"
-                        | "ActiveSessionsExceededException"
-                        | "ActiveWaitingRequestsExceededException"
-                );
-                if status >= 500 || status == 429 || throttled {
-                    ErrorKind::Transient
-                } else {
-                    ErrorKind::Permanent
-                }
-            }
+    fn kind(&self) -> ErrorKind {
+        use aws_sdk_s3::error::SdkError;
+        match self {
+            SdkError::ServiceError(s) => answer_kind(
+                s.raw().status().as_u16(),
+                s.err().code().unwrap_or_default(),
+                E::TRY_AGAIN,
+            ),
             _ => ErrorKind::Transient,
-        };
-        let detail = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
-        Error::new(kind, format!("{what}: {detail}"))
+        }
+    }
+
+    /// The SDK's whole account: the operation, the code, the message.
+    fn detail(&self) -> Option<String> {
+        Some(aws_sdk_s3::error::DisplayErrorContext(self).to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_service_retries_its_own_busy_codes_and_every_5xx() {
+        use ErrorKind::{Permanent as P, Transient as T};
+        let (s3, api) = (S3_TRY_AGAIN, DATA_API_TRY_AGAIN);
+        let cases = [
+            (503, "SlowDown", s3, T),
+            (400, "RequestTimeout", s3, T),
+            (403, "AccessDenied", s3, P),
+            (404, "NoSuchBucket", s3, P),
+            (412, "PreconditionFailed", s3, P),
+            (500, "", s3, T),
+            (429, "", s3, T),
+            (400, "ActiveStatementsExceededException", api, T),
+            (400, "ActiveStatementsExceededException", s3, P),
+            (400, "ThrottlingException", api, T),
+            (400, "ValidationException", api, P),
+            (400, "ResourceNotFoundException", api, P),
+        ];
+        for (status, code, table, want) in cases {
+            assert_eq!(answer_kind(status, code, table), want, "{status} {code}");
+        }
     }
 }

@@ -140,6 +140,61 @@ impl std::error::Error for Error {
     }
 }
 
+/// What a foreign error means for ferry. Each I/O module implements it for
+/// the errors of the client it wraps, as one table, next to that client:
+/// `tokio_postgres::Error` (`warehouse::postgres`), `SdkError` (`aws`,
+/// with each service's own "try again" codes), `FtpError` (`source::ftp`),
+/// the SFTP client's error (`source::sftp`) and [`std::io::Error`] (here:
+/// local folders and sockets). The Data API's failed statements, which
+/// arrive as text, are read by `warehouse::redshift`'s `RETRYABLE` table.
+pub trait Classify: std::error::Error + Send + Sync + Sized + 'static {
+    /// Transient (retry), permanent (fail the file) or configuration.
+    fn kind(&self) -> ErrorKind;
+    /// How the error reads after `what: `, when its own text is not the
+    /// best account (a server's reply, a database's context); `None`
+    /// keeps it as the cause, which [`Error::chain`] shows.
+    fn detail(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Wraps a foreign error as an [`Error`] of the kind its [`Classify`]
+/// table gives, saying `what` was being done:
+/// `.map_err(classified(format!("cannot list {dir}")))`.
+pub fn classified<E: Classify>(what: impl Into<String>) -> impl FnOnce(E) -> Error {
+    let what = what.into();
+    move |e| match e.detail() {
+        Some(detail) => Error::new(e.kind(), format!("{what}: {detail}")),
+        None => Error::new(e.kind(), what).with_source(e),
+    }
+}
+
+/// [`classified`] for a `Result`, with a message built only on failure:
+/// `.classify(|| format!("cannot stat {path}"))`.
+pub trait Classified<T> {
+    /// Wraps the error as its [`Classify`] table says, with `message`.
+    fn classify(self, message: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T, E: Classify> Classified<T> for std::result::Result<T, E> {
+    fn classify(self, message: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| classified(message())(e))
+    }
+}
+
+/// Local files and sockets: permission denied fails the file for good (as
+/// it does on SFTP and FTP, where an operator fixes it and runs `ferry
+/// retry`); anything else (a dropped NFS mount, a full disk, a reset) is
+/// transient.
+impl Classify for std::io::Error {
+    fn kind(&self) -> ErrorKind {
+        match self.kind() {
+            std::io::ErrorKind::PermissionDenied => ErrorKind::Permanent,
+            _ => ErrorKind::Transient,
+        }
+    }
+}
+
 /// Extension to wrap foreign errors with a message and a kind.
 pub trait Context<T> {
     /// Wraps the error as `kind` with `message`.
@@ -170,5 +225,25 @@ mod tests {
         );
         assert!(err.is_transient());
         assert_eq!(err.kind().exit_code(), 75);
+    }
+
+    #[test]
+    fn local_errors_are_transient_unless_permission_is_denied() {
+        use std::io::ErrorKind as Io;
+        for (io, want) in [
+            (Io::PermissionDenied, ErrorKind::Permanent),
+            (Io::NotFound, ErrorKind::Transient),
+            (Io::ConnectionReset, ErrorKind::Transient),
+            (Io::StorageFull, ErrorKind::Transient),
+            (Io::TimedOut, ErrorKind::Transient),
+        ] {
+            let e = classified("cannot read /in/a.csv")(std::io::Error::from(io));
+            assert_eq!(e.kind(), want, "{io:?}");
+            assert!(
+                e.chain().starts_with("cannot read /in/a.csv: "),
+                "{}",
+                e.chain()
+            );
+        }
     }
 }

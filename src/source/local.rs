@@ -2,7 +2,7 @@
 
 use super::{ByteStream, RemoteEntry, Source, free_name, join};
 use crate::config::Finalize;
-use crate::error::{Context, ErrorKind, Result};
+use crate::error::{Classified, Context, ErrorKind, Result};
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -40,7 +40,7 @@ impl Source for LocalSource {
                 Ok(Some((meta.len(), mtime)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(crate::Error::transient(format!("cannot stat {path}")).with_source(e)),
+            Err(e) => Err(crate::error::classified(format!("cannot stat {path}"))(e)),
         }
     }
 
@@ -55,16 +55,17 @@ impl Source for LocalSource {
             let full = self.full(&remote_dir);
             let mut rd = tokio::fs::read_dir(&full)
                 .await
-                .context(ErrorKind::Transient, || {
-                    format!("cannot list {}", full.display())
-                })?;
-            while let Some(entry) = rd.next_entry().await.context(ErrorKind::Transient, || {
-                format!("cannot list {}", full.display())
-            })? {
+                .classify(|| format!("cannot list {}", full.display()))?;
+            while let Some(entry) = rd
+                .next_entry()
+                .await
+                .classify(|| format!("cannot list {}", full.display()))?
+            {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let meta = entry.metadata().await.context(ErrorKind::Transient, || {
-                    format!("cannot stat {}", entry.path().display())
-                })?;
+                let meta = entry
+                    .metadata()
+                    .await
+                    .classify(|| format!("cannot stat {}", entry.path().display()))?;
                 let relative = format!("{rel_prefix}{name}");
                 if meta.is_dir() {
                     if recursive && !name.starts_with('.') {
@@ -95,15 +96,11 @@ impl Source for LocalSource {
         let full = self.full(path);
         let mut f = tokio::fs::File::open(&full)
             .await
-            .context(ErrorKind::Transient, || {
-                format!("cannot open {}", full.display())
-            })?;
+            .classify(|| format!("cannot open {}", full.display()))?;
         if offset > 0 {
             f.seek(std::io::SeekFrom::Start(offset))
                 .await
-                .context(ErrorKind::Transient, || {
-                    format!("cannot seek in {}", full.display())
-                })?;
+                .classify(|| format!("cannot seek in {}", full.display()))?;
         }
         Ok(Box::new(f))
     }
@@ -121,25 +118,19 @@ impl Source for LocalSource {
             Finalize::Delete => {
                 tokio::fs::remove_file(&full)
                     .await
-                    .context(ErrorKind::Transient, || {
-                        format!("cannot delete {}", full.display())
-                    })?;
+                    .classify(|| format!("cannot delete {}", full.display()))?;
                 Ok(None)
             }
             Finalize::Move(to) => {
                 let dir = self.full(to);
                 tokio::fs::create_dir_all(&dir)
                     .await
-                    .context(ErrorKind::Transient, || {
-                        format!("cannot create {}", dir.display())
-                    })?;
+                    .classify(|| format!("cannot create {}", dir.display()))?;
                 let name = free_name(super::file_name(path), |n| Path::new(&dir.join(n)).exists());
                 let dest = dir.join(&name);
                 tokio::fs::rename(&full, &dest)
                     .await
-                    .context(ErrorKind::Transient, || {
-                        format!("cannot move {} to {}", full.display(), dest.display())
-                    })?;
+                    .classify(|| format!("cannot move {} to {}", full.display(), dest.display()))?;
                 Ok(Some(join(to, &name)))
             }
         }

@@ -7,9 +7,10 @@
 //! existing key.
 
 use super::{ByteStream, RemoteEntry, Source, free_name};
-use crate::aws::{s3_client, sdk_error};
+use crate::aws::s3_client;
 use crate::config::{Finalize, S3Endpoint};
 use crate::error::Result;
+use crate::error::classified;
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 
@@ -51,7 +52,7 @@ impl S3Source {
             .bucket(bucket)
             .send()
             .await
-            .map_err(sdk_error(format!(
+            .map_err(classified(format!(
                 "source {name}: bucket {bucket} is not reachable"
             )))?;
         Ok(src)
@@ -95,7 +96,7 @@ impl S3Source {
                         &format!("ETag no longer {}", v.etag.as_deref().unwrap_or("")),
                     ))
                 }
-                _ => Err(sdk_error(self.what("download", path))(e)),
+                _ => Err(classified(self.what("download", path))(e)),
             },
         }
     }
@@ -107,7 +108,7 @@ impl S3Source {
             .key(key)
             .send()
             .await
-            .map_err(sdk_error(self.what("delete", key)))?;
+            .map_err(classified(self.what("delete", key)))?;
         Ok(())
     }
 
@@ -122,7 +123,7 @@ impl S3Source {
         {
             Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
-            Err(e) => Err(sdk_error(self.what("check", key))(e)),
+            Err(e) => Err(classified(self.what("check", key))(e)),
         }
     }
 }
@@ -143,7 +144,7 @@ impl Source for S3Source {
                 h.last_modified().map(|t| t.secs()),
             ))),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
-            Err(e) => Err(sdk_error(self.what("check", path))(e)),
+            Err(e) => Err(classified(self.what("check", path))(e)),
         }
     }
 
@@ -168,7 +169,7 @@ impl Source for S3Source {
         let mut pages = req.into_paginator().send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(sdk_error(self.what("list", &prefix)))?;
+            let page = page.map_err(classified(self.what("list", &prefix)))?;
             for obj in page.contents() {
                 let Some(k) = obj.key() else { continue };
                 let relative = &k[prefix.len().min(k.len())..];
@@ -213,7 +214,7 @@ impl Source for S3Source {
             .max_keys(1)
             .send()
             .await
-            .map_err(sdk_error(self.what("list", path)))?;
+            .map_err(classified(self.what("list", path)))?;
         Ok(page.key_count().unwrap_or(0) > 0)
     }
 
@@ -243,7 +244,7 @@ impl Source for S3Source {
                     .copy_source(source)
                     .send()
                     .await
-                    .map_err(sdk_error(self.what("copy", from)))?;
+                    .map_err(classified(self.what("copy", from)))?;
                 self.delete(from).await?;
                 Ok(Some(dest))
             }

@@ -8,7 +8,7 @@
 
 use super::{ByteStream, RemoteEntry, Source, free_name, join};
 use crate::config::{Finalize, HostKeyPolicy, SftpAuth, SftpSettings};
-use crate::error::{Context, Error, ErrorKind, Result};
+use crate::error::{Classified, Classify, Context, Error, ErrorKind, Result, classified};
 use async_trait::async_trait;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use russh_sftp::client::SftpSession;
@@ -142,24 +142,41 @@ impl russh::client::Handler for HostKeyCheck {
     }
 }
 
-fn sftp_err(
-    kind: ErrorKind,
-    what: String,
-) -> impl FnOnce(russh_sftp::client::error::Error) -> Error {
-    move |e| {
-        let kind = match &e {
+/// SSH transport errors: no algorithm in common, no usable authentication
+/// method, or a server key that does not verify fail for good (retrying
+/// cannot help; the server's or ferry's settings must change); anything
+/// else (a lost connection, a timeout, a disconnect) is transient.
+impl Classify for russh::Error {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            russh::Error::NoCommonAlgo { .. }
+            | russh::Error::UnsupportedAuthMethod
+            | russh::Error::NoAuthMethod
+            | russh::Error::UnknownKey
+            | russh::Error::WrongServerSig
+            | russh::Error::KeyChanged { .. } => ErrorKind::Permanent,
+            _ => ErrorKind::Transient,
+        }
+    }
+}
+
+/// The SFTP server's answers: no such file and permission denied fail
+/// the file for good; anything else (a lost channel, a timeout, a failure
+/// the server does not explain) is transient.
+impl Classify for russh_sftp::client::error::Error {
+    fn kind(&self) -> ErrorKind {
+        use russh_sftp::protocol::StatusCode;
+        match self {
             russh_sftp::client::error::Error::Status(s)
                 if matches!(
                     s.status_code,
-                    russh_sftp::protocol::StatusCode::NoSuchFile
-                        | russh_sftp::protocol::StatusCode::PermissionDenied
+                    StatusCode::NoSuchFile | StatusCode::PermissionDenied
                 ) =>
             {
                 ErrorKind::Permanent
             }
-            _ => kind,
-        };
-        Error::new(kind, what).with_source(e)
+            _ => ErrorKind::Transient,
+        }
     }
 }
 
@@ -245,10 +262,9 @@ impl SftpSource {
                 if let Some(reason) = refusal.lock().expect("refusal lock").take() {
                     return Err(Error::permanent(format!("source {name}: {reason}")));
                 }
-                return Err(Error::transient(format!(
+                return Err(classified(format!(
                     "source {name}: cannot connect to sftp {addr}"
-                ))
-                .with_source(e));
+                ))(e));
             }
             Ok(Ok(h)) => h,
         };
@@ -265,7 +281,7 @@ impl SftpSource {
                     .await
             }
         }
-        .context(ErrorKind::Transient, || format!("source {name}: authentication with sftp {addr} failed"))?;
+        .classify(|| format!("source {name}: authentication with sftp {addr} failed"))?;
         if !auth.success() {
             return Err(Error::permanent(format!(
                 "source {name}: sftp {addr} refused user {:?} with the configured {}",
@@ -279,15 +295,11 @@ impl SftpSource {
         let channel = ssh
             .channel_open_session()
             .await
-            .context(ErrorKind::Transient, || {
-                format!("source {name}: cannot open an SSH channel on {addr}")
-            })?;
+            .classify(|| format!("source {name}: cannot open an SSH channel on {addr}"))?;
         channel
             .request_subsystem(true, "sftp")
             .await
-            .context(ErrorKind::Transient, || {
-                format!("source {name}: {addr} refused the sftp subsystem")
-            })?;
+            .classify(|| format!("source {name}: {addr} refused the sftp subsystem"))?;
         let cfg = russh_sftp::client::Config {
             max_concurrent_reads: s.reads_in_flight,
             request_timeout_secs: s.io_timeout.as_secs().max(1),
@@ -295,10 +307,9 @@ impl SftpSource {
         };
         let sftp = SftpSession::new_with_config(channel.into_stream(), cfg)
             .await
-            .map_err(sftp_err(
-                ErrorKind::Transient,
-                format!("source {name}: sftp {addr} did not start the SFTP session"),
-            ))?;
+            .map_err(classified(format!(
+                "source {name}: sftp {addr} did not start the SFTP session"
+            )))?;
         Ok(SftpConn {
             sftp,
             ssh,
@@ -319,7 +330,7 @@ impl SftpSource {
             .sftp
             .try_exists(path)
             .await
-            .map_err(sftp_err(ErrorKind::Transient, self.what("stat", path)))
+            .map_err(classified(self.what("stat", path)))
     }
 }
 
@@ -333,7 +344,7 @@ impl Source for SftpSource {
             {
                 Ok(None)
             }
-            Err(e) => Err(sftp_err(ErrorKind::Transient, self.what("stat", path))(e)),
+            Err(e) => Err(classified(self.what("stat", path))(e)),
         }
     }
 
@@ -354,10 +365,7 @@ impl Source for SftpSource {
                 .sftp
                 .read_dir(remote_dir.clone())
                 .await
-                .map_err(sftp_err(
-                    ErrorKind::Transient,
-                    self.what("list", &remote_dir),
-                ))?;
+                .map_err(classified(self.what("list", &remote_dir)))?;
             for entry in entries {
                 let name = entry.file_name();
                 if name == "." || name == ".." {
@@ -397,7 +405,7 @@ impl Source for SftpSource {
             .sftp
             .open(path)
             .await
-            .map_err(sftp_err(ErrorKind::Transient, self.what("open", path)))
+            .map_err(classified(self.what("open", path)))
             .map_err(|e| if e.is_transient() { suspect(e) } else { e })?;
         if offset > 0 {
             file.seek(std::io::SeekFrom::Start(offset))
@@ -426,16 +434,16 @@ impl Source for SftpSource {
                     .sftp
                     .remove_file(path)
                     .await
-                    .map_err(sftp_err(ErrorKind::Transient, self.what("delete", path)))?;
+                    .map_err(classified(self.what("delete", path)))?;
                 Ok(None)
             }
             Finalize::Move(to) => {
                 let conn = self.session().await?;
                 if !self.path_exists(to).await? {
-                    conn.sftp.create_dir(to.clone()).await.map_err(sftp_err(
-                        ErrorKind::Transient,
-                        self.what("create folder", to),
-                    ))?;
+                    conn.sftp
+                        .create_dir(to.clone())
+                        .await
+                        .map_err(classified(self.what("create folder", to)))?;
                 }
                 let base = super::file_name(path);
                 let mut taken = std::collections::HashSet::new();
@@ -450,7 +458,7 @@ impl Source for SftpSource {
                 conn.sftp
                     .rename(path, dest.clone())
                     .await
-                    .map_err(sftp_err(ErrorKind::Transient, self.what("move", path)))?;
+                    .map_err(classified(self.what("move", path)))?;
                 Ok(Some(dest))
             }
         }

@@ -12,8 +12,9 @@
 //! - `{prefix}/manifests/{job}/{yyyy}/{mm}/{dd}/{load_id}/` (Redshift: the
 //!   COPY manifest of a batch's parts and the batch's file list).
 
-use crate::aws::{s3_client, sdk_error};
+use crate::aws::s3_client;
 use crate::config::{Sse, StagingSettings};
+use crate::error::classified;
 use crate::error::{Error, Result};
 use crate::normalize::Blob;
 use aws_sdk_s3::Client;
@@ -167,7 +168,7 @@ impl Stager {
             .body(body)
             .send()
             .await
-            .map_err(sdk_error(format!("cannot upload {}", self.url(key))))?;
+            .map_err(classified(format!("cannot upload {}", self.url(key))))?;
         Ok(())
     }
 
@@ -270,7 +271,7 @@ impl Stager {
             .set_ssekms_key_id(kms_key)
             .send()
             .await
-            .map_err(sdk_error(format!(
+            .map_err(classified(format!(
                 "cannot start a multipart upload of {url}"
             )))?
             .upload_id
@@ -291,7 +292,7 @@ impl Stager {
                     )
                     .send()
                     .await
-                    .map_err(sdk_error(format!("cannot complete the upload of {url}")))?;
+                    .map_err(classified(format!("cannot complete the upload of {url}")))?;
                 tracing::debug!(
                     key,
                     bytes = size,
@@ -354,7 +355,7 @@ impl Stager {
                     .body(body)
                     .send()
                     .await
-                    .map_err(sdk_error(format!(
+                    .map_err(classified(format!(
                         "cannot upload part {number} of {}",
                         self.url(key)
                     )))?;
@@ -379,7 +380,7 @@ impl Stager {
             .bucket(&self.bucket)
             .send()
             .await
-            .map_err(sdk_error(format!(
+            .map_err(classified(format!(
                 "staging bucket {} is not reachable",
                 self.bucket
             )))?;

@@ -25,7 +25,7 @@ mod stream;
 
 use super::{ByteStream, RemoteEntry, Source, free_name, join};
 use crate::config::{Finalize, FtpDataMode, FtpSettings};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Classify, Error, ErrorKind, Result, classified};
 use async_trait::async_trait;
 use listing::{Kind, Listed};
 use std::collections::HashMap;
@@ -69,23 +69,34 @@ pub struct FtpSource {
     mdtm_cache: std::sync::Mutex<HashMap<(String, u64, i64), i64>>,
 }
 
-fn ftp_err(what: String) -> impl FnOnce(FtpError) -> Error {
-    move |e| {
-        let kind = match &e {
-            FtpError::UnexpectedResponse(r) => match r.status.code() {
-                421 | 425 | 426 | 450 | 451 => ErrorKind::Transient,
-                _ => ErrorKind::Permanent,
-            },
+/// FTP replies that mean "try again": 421 (service closing), 425 (cannot
+/// open the data connection), 426 (transfer aborted), 450 (file busy) and
+/// 451 (local error). Any other reply (550 no such file or permission
+/// denied, 530 not logged in, …) fails for good.
+const TRY_AGAIN_REPLIES: [u32; 5] = [421, 425, 426, 450, 451];
+
+/// A lost connection or a reply that cannot be read is transient; a reply
+/// is transient if its code is one of `TRY_AGAIN_REPLIES`; the rest fail
+/// for good.
+impl Classify for FtpError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            FtpError::UnexpectedResponse(r) if TRY_AGAIN_REPLIES.contains(&r.status.code()) => {
+                ErrorKind::Transient
+            }
             FtpError::ConnectionError(_)
             | FtpError::BadResponse
             | FtpError::DataConnectionAlreadyOpen => ErrorKind::Transient,
             _ => ErrorKind::Permanent,
-        };
-        let detail = match &e {
+        }
+    }
+
+    /// `server replied 550 No such file` (the reply's code said once).
+    fn detail(&self) -> Option<String> {
+        Some(match self {
             FtpError::UnexpectedResponse(r) => {
                 let code = r.status.code().to_string();
                 let body = String::from_utf8_lossy(&r.body);
-                // The reply's text starts with its code again: say it once.
                 let text = body
                     .trim()
                     .strip_prefix(code.as_str())
@@ -93,8 +104,7 @@ fn ftp_err(what: String) -> impl FnOnce(FtpError) -> Error {
                 format!("server replied {code} {text}")
             }
             other => other.to_string(),
-        };
-        Error::new(kind, format!("{what}: {detail}"))
+        })
     }
 }
 
@@ -189,7 +199,7 @@ impl FtpSource {
                 })
             })
             .await
-            .map_err(ftp_err(self.what("list", dir)))?;
+            .map_err(classified(self.what("list", dir)))?;
         let now = chrono::Utc::now().naive_utc();
         Ok(lines
             .iter()
@@ -218,7 +228,7 @@ impl FtpSource {
                 Ok(Mdtm::Unsupported)
             }
             Err(e) if is_missing(&e) => Ok(Mdtm::Gone),
-            Err(e) => Err(ftp_err(self.what("read the time of", path))(e)),
+            Err(e) => Err(classified(self.what("read the time of", path))(e)),
         }
     }
 
@@ -233,7 +243,7 @@ impl FtpSource {
         {
             Ok(_) => Ok(true),
             Err(e) if is_missing(&e) => Ok(false),
-            Err(e) => Err(ftp_err(self.what("check", path))(e)),
+            Err(e) => Err(classified(self.what("check", path))(e)),
         }
     }
 }
@@ -251,7 +261,7 @@ impl Source for FtpSource {
         {
             Ok(n) => n as u64,
             Err(e) if is_missing(&e) => return Ok(None),
-            Err(e) => return Err(ftp_err(self.what("check", path))(e)),
+            Err(e) => return Err(classified(self.what("check", path))(e)),
         };
         let mtime = match self.mdtm(path).await? {
             Mdtm::At(t) => Some(t),
@@ -364,7 +374,7 @@ impl Source for FtpSource {
         let label = path.to_string();
         let what = || self.what("download", path);
         // The download keeps its connection until the server confirmed it.
-        let mut lease = self.lease().await.map_err(ftp_err(what()))?;
+        let mut lease = self.lease().await.map_err(classified(what()))?;
         let stream: ByteStream = self
             .run_on(&mut lease, |c| {
                 let p = p.clone();
@@ -380,7 +390,7 @@ impl Source for FtpSource {
                 })
             })
             .await
-            .map_err(ftp_err(what()))?;
+            .map_err(classified(what()))?;
         Ok(Box::new(pool::Leased::new(stream, lease)))
     }
 
@@ -400,7 +410,7 @@ impl Source for FtpSource {
         {
             Ok(()) => Ok(true),
             Err(e) if is_missing(&e) => Ok(false),
-            Err(e) => Err(ftp_err(self.what("check", path))(e)),
+            Err(e) => Err(classified(self.what("check", path))(e)),
         }
     }
 
@@ -414,7 +424,7 @@ impl Source for FtpSource {
                     Box::pin(async move { on_conn!(c, s => s.rm(&p).await) })
                 })
                 .await
-                .map_err(ftp_err(self.what("delete", path)))?;
+                .map_err(classified(self.what("delete", path)))?;
                 Ok(None)
             }
             Finalize::Move(to) => {
@@ -440,7 +450,7 @@ impl Source for FtpSource {
                     Box::pin(async move { on_conn!(c, s => s.rename(&f, &d).await) })
                 })
                 .await
-                .map_err(ftp_err(self.what("move", path)))?;
+                .map_err(classified(self.what("move", path)))?;
                 Ok(Some(dest))
             }
         }

@@ -38,17 +38,17 @@ impl FtpSource {
                     Conn::Tls(
                         ImplAsyncFtpStream::connect_secure_implicit(addr, connector, &s.host)
                             .await
-                            .map_err(ftp_err(what()))?,
+                            .map_err(classified(what()))?,
                     )
                 }
                 (Some(_), Some(cfg)) => {
                     let plain = AsyncRustlsFtpStream::connect_timeout(addr, s.connect_timeout)
                         .await
-                        .map_err(ftp_err(what()))?;
+                        .map_err(classified(what()))?;
                     let connector =
                         AsyncRustlsConnector::from(tokio_rustls::TlsConnector::from(cfg.clone()));
                     Conn::Tls(plain.into_secure(connector, &s.host).await.map_err(|e| {
-                        ftp_err(format!(
+                        classified(format!(
                             "{} (TLS: check the server's certificate, or set ca_file)",
                             what()
                         ))(e)
@@ -57,23 +57,23 @@ impl FtpSource {
                 _ => Conn::Plain(
                     AsyncFtpStream::connect_timeout(addr, s.connect_timeout)
                         .await
-                        .map_err(ftp_err(what()))?,
+                        .map_err(classified(what()))?,
                 ),
             };
             let password = s.password.as_ref().map_or("ferry@", |p| p.expose());
             on_conn!(&mut conn, c => {
                 c.login(s.user.as_str(), password).await.map_err(|e| {
-                    let mut err = ftp_err(format!("source {}: login as {:?} on {} failed", self.name, s.user, self.addr_text()))(e);
+                    let mut err = classified(format!("source {}: login as {:?} on {} failed", self.name, s.user, self.addr_text()))(e);
                     if err.to_string().contains(" 530 ") { err = Error::permanent(err.to_string()); }
                     err
                 })?;
                 if s.tls.as_ref().is_some_and(|t| t.implicit) {
                     // Implicit FTPS still needs PROT P before data
                     // connections are encrypted on servers like vsftpd.
-                    c.custom_command("PBSZ 0", &[Status::CommandOk]).await.map_err(ftp_err(what()))?;
-                    c.custom_command("PROT P", &[Status::CommandOk]).await.map_err(ftp_err(what()))?;
+                    c.custom_command("PBSZ 0", &[Status::CommandOk]).await.map_err(classified(what()))?;
+                    c.custom_command("PROT P", &[Status::CommandOk]).await.map_err(classified(what()))?;
                 }
-                c.transfer_type(FileType::Binary).await.map_err(ftp_err(what()))?;
+                c.transfer_type(FileType::Binary).await.map_err(classified(what()))?;
                 match s.data_mode {
                     FtpDataMode::Epsv => c.set_mode(Mode::ExtendedPassive),
                     FtpDataMode::Pasv => {

@@ -21,27 +21,28 @@ pub(super) fn is_transient_state(c: &SqlState) -> bool {
         || code.starts_with("53")
 }
 
-/// Maps a database error: the states of `is_transient_state` and I/O
-/// errors are transient; the rest (missing table, bad type, permission
-/// denied, …) fail the file.
-pub fn pg_error(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
-    let what = what.into();
-    move |e| {
-        let kind = match e.code() {
+/// A database error: the states of `is_transient_state` and I/O errors
+/// (no state: a closed or lost connection) are transient; the rest
+/// (missing table, bad type, permission denied, …) fail the file.
+impl Classify for tokio_postgres::Error {
+    fn kind(&self) -> ErrorKind {
+        match self.code() {
             Some(c) if is_transient_state(c) => ErrorKind::Transient,
             Some(_) => ErrorKind::Permanent,
-            None => ErrorKind::Transient, // I/O, closed connection
-        };
-        let detail = match e.as_db_error() {
-            // PostgreSQL's context says where, e.g. "COPY t, line 3,
-            // column x: \"abc\"".
+            None => ErrorKind::Transient,
+        }
+    }
+
+    /// The server's message, its state and where it happened: PostgreSQL's
+    /// context says, e.g. `COPY t, line 3, column x: "abc"`.
+    fn detail(&self) -> Option<String> {
+        Some(match self.as_db_error() {
             Some(db) => match db.where_() {
                 Some(w) => format!("{} ({}) at {w}", db.message(), db.code().code()),
                 None => format!("{} ({})", db.message(), db.code().code()),
             },
-            None => e.to_string(),
-        };
-        Error::new(kind, format!("{what}: {detail}"))
+            None => self.to_string(),
+        })
     }
 }
 

@@ -55,7 +55,7 @@ pub async fn feed_copy(
                 .key(key.clone())
                 .send()
                 .await
-                .map_err(sdk_error(format!("cannot read staged object {url}")));
+                .map_err(classified(format!("cannot read staged object {url}")));
             (key, url, obj)
         }
     };
@@ -133,7 +133,7 @@ pub async fn feed_copy(
     sink.as_mut()
         .finish()
         .await
-        .map_err(pg_error("COPY into the staging table failed"))
+        .map_err(classified("COPY into the staging table failed"))
 }
 
 /// Sends one chunk of a staged object to COPY, counting its lines.
@@ -148,7 +148,7 @@ pub(super) async fn send_chunk(
     }
     sink.send(chunk)
         .await
-        .map_err(pg_error(format!("COPY from {url} failed")))
+        .map_err(classified(format!("COPY from {url} failed")))
 }
 
 /// Replaces the line end of every CSV record with a suffix, tracking
@@ -210,7 +210,7 @@ impl PostgresWarehouse {
         let sink = tx
             .copy_in::<_, Bytes>(copy_sql)
             .await
-            .map_err(pg_error("cannot start COPY into the staging table"))?;
+            .map_err(classified("cannot start COPY into the staging table"))?;
         feed_copy(
             sink,
             self.stager.client(),

@@ -23,9 +23,10 @@ impl PostgresWarehouse {
                 .iter()
                 .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
                 .collect();
-            c.execute(&sql, &params)
-                .await
-                .map_err(pg_error(format!("cannot record load errors of {}", v.path)))?;
+            c.execute(&sql, &params).await.map_err(classified(format!(
+                "cannot record load errors of {}",
+                v.path
+            )))?;
         }
         Ok(())
     }

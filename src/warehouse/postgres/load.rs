@@ -44,7 +44,7 @@ impl PostgresWarehouse {
         let rows = c
             .query(&report.sql, &text_params(&report.params))
             .await
-            .map_err(pg_error("cannot read the target's columns"))?;
+            .map_err(classified("cannot read the target's columns"))?;
         let have: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
         crate::warehouse::check_target(job, self.schema(), &have)
     }
@@ -60,7 +60,7 @@ impl PostgresWarehouse {
         let loaded: Vec<(String, i64, i64)> = tx
             .query(&self.ledger.loaded_among(), &[&job.name, &paths])
             .await
-            .map_err(pg_error("cannot read the ledger"))?
+            .map_err(classified("cannot read the ledger"))?
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect();
@@ -101,8 +101,10 @@ impl PostgresWarehouse {
         ];
         let clear = tx.execute(&clear_sql, &key);
         let insert = tx.execute(&insert_sql, &loaded);
-        futures::try_join!(clear, insert)
-            .map_err(pg_error(format!("cannot record {} in the ledger", v.path)))?;
+        futures::try_join!(clear, insert).map_err(classified(format!(
+            "cannot record {} in the ledger",
+            v.path
+        )))?;
         self.insert_error_rows(tx, &ErrorRows::of(v, Some(load_id), &file.errors))
             .await
     }
@@ -117,21 +119,21 @@ impl PostgresWarehouse {
         load_id: &str,
     ) -> Result<u64> {
         if let Some(stale) = sql.drop_stale() {
-            tx.execute(&stale, &[])
-                .await
-                .map_err(pg_error("cannot drop staged rows older than the target's"))?;
+            tx.execute(&stale, &[]).await.map_err(classified(
+                "cannot drop staged rows older than the target's",
+            ))?;
         }
         for d in &job.dimensions {
             for stmt in sql.merge_dimension(d) {
                 tx.execute(&stmt, &[])
                     .await
-                    .map_err(pg_error(format!("cannot merge dimension {}", d.table)))?;
+                    .map_err(classified(format!("cannot merge dimension {}", d.table)))?;
             }
         }
         if let Some(delete) = sql.delete_replaced() {
             tx.execute(&delete, &[])
                 .await
-                .map_err(pg_error(format!("cannot replace rows in {}", job.target)))?;
+                .map_err(classified(format!("cannot replace rows in {}", job.target)))?;
         }
         let insert = sql.insert_fact();
         if sql.target_meta.contains(&"ferry_load_id") {
@@ -139,7 +141,7 @@ impl PostgresWarehouse {
         } else {
             tx.execute(&insert, &[]).await
         }
-        .map_err(pg_error(format!("cannot insert into {}", job.target)))
+        .map_err(classified(format!("cannot insert into {}", job.target)))
     }
 
     /// Begins the load of `versions`: locks the ledger, leaves out the
@@ -157,13 +159,15 @@ impl PostgresWarehouse {
         let tx = self.locked(client).await?;
         let todo = self.not_loaded(&tx, job, versions).await?;
         if todo.is_empty() {
-            tx.rollback().await.map_err(pg_error("cannot roll back"))?;
+            tx.rollback()
+                .await
+                .map_err(classified("cannot roll back"))?;
             return Ok(None);
         }
         let target_meta = self.target_columns(&tx, job).await?;
         tx.batch_execute(&self.ledger.lock_targets(&target_tables(self.schema(), job)))
             .await
-            .map_err(pg_error("cannot lock the target tables"))?;
+            .map_err(classified("cannot lock the target tables"))?;
         let load_id = uuid::Uuid::new_v4().simple().to_string();
         let stage = stage_table(&load_id);
         let mut open = OpenLoad {
@@ -203,14 +207,14 @@ impl PostgresWarehouse {
                     &[],
                 )
                 .await
-                .map_err(pg_error("cannot read the transaction time"))?
+                .map_err(classified("cannot read the transaction time"))?
                 .get(0);
             sql.direct_suffix(&open.load_id, &now, &defaulted)
         } else {
             open.tx
                 .batch_execute(&sql.create_stage())
                 .await
-                .map_err(pg_error("cannot create the staging table"))?;
+                .map_err(classified("cannot create the staging table"))?;
             None
         };
         (open.direct, open.copy_sql, open.suffix) = (direct, copy_sql, suffix);
@@ -236,7 +240,7 @@ impl PostgresWarehouse {
                 &[&self.schema().as_str(), &job.target.as_str()],
             )
             .await
-            .map_err(pg_error("cannot read the target's column defaults"))?;
+            .map_err(classified("cannot read the target's column defaults"))?;
         let mut defaulted = Vec::new();
         for r in &rows {
             let (column, default): (String, Option<String>) = (r.get(0), r.get(1));
@@ -259,7 +263,7 @@ impl PostgresWarehouse {
         if defaulted.contains(&"ferry_load_id") {
             tx.execute("SELECT set_config('ferry.load_id', $1, true)", &[&load_id])
                 .await
-                .map_err(pg_error("cannot set ferry.load_id for the load"))?;
+                .map_err(classified("cannot set ferry.load_id for the load"))?;
         }
         Ok(defaulted)
     }
@@ -311,17 +315,17 @@ impl PostgresWarehouse {
             ],
         )
         .await
-        .map_err(pg_error("cannot record the load"))?;
+        .map_err(classified("cannot record the load"))?;
         if !open.direct {
             tx.batch_execute(&sql.drop_stage())
                 .await
-                .map_err(pg_error("cannot drop the staging table"))?;
+                .map_err(classified("cannot drop the staging table"))?;
         }
         drop(sql);
         open.tx
             .commit()
             .await
-            .map_err(pg_error("cannot commit the load"))?;
+            .map_err(classified("cannot commit the load"))?;
         tracing::debug!(
             job = %job.name,
             files,

@@ -11,9 +11,9 @@
 
 use super::sql::{LoadSql, stage_table, target_columns_report, target_tables};
 use super::{LedgerRows, LoadOutcome, StagedFile, Warehouse};
-use crate::aws::sdk_error;
+
 use crate::config::{Job, PgSslMode, PostgresSettings};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Classify, Error, ErrorKind, Result, classified};
 use crate::ledger::reports::{Change, Report};
 use crate::ledger::{ErrorRows, FileVersion, LedgerSql};
 use crate::normalize::RowError;
@@ -34,7 +34,6 @@ mod copy;
 mod ledger;
 mod load;
 
-pub use client::pg_error;
 use client::*;
 use copy::KeptCopyError;
 pub use copy::{Fed, feed_copy};
@@ -118,10 +117,10 @@ impl PostgresWarehouse {
         let tx = client
             .transaction()
             .await
-            .map_err(pg_error("cannot begin"))?;
+            .map_err(classified("cannot begin"))?;
         tx.batch_execute(&self.ledger.lock())
             .await
-            .map_err(pg_error("cannot lock the ledger"))?;
+            .map_err(classified("cannot lock the ledger"))?;
         Ok(tx)
     }
 }
@@ -142,7 +141,7 @@ impl Warehouse for PostgresWarehouse {
             client
                 .simple_query("SELECT 1")
                 .await
-                .map_err(pg_error(format!(
+                .map_err(classified(format!(
                     "{} does not answer",
                     describe(&self.settings)
                 )))?;
@@ -198,14 +197,14 @@ impl crate::ledger::LedgerStore for PostgresWarehouse {
                 .read_only(true)
                 .start()
                 .await
-                .map_err(pg_error("cannot begin a read-only transaction"))?;
+                .map_err(classified("cannot begin a read-only transaction"))?;
             let rows = tx
                 .query(&report.sql, &values)
                 .await
-                .map_err(pg_error("cannot read the ledger"))?;
+                .map_err(classified("cannot read the ledger"))?;
             tx.commit()
                 .await
-                .map_err(pg_error("cannot end the read-only transaction"))?;
+                .map_err(classified("cannot end the read-only transaction"))?;
             rows.iter()
                 .map(|r| {
                     (0..r.len())
@@ -234,7 +233,7 @@ impl crate::ledger::LedgerStore for PostgresWarehouse {
                 guard
                     .transaction()
                     .await
-                    .map_err(pg_error("cannot begin"))?
+                    .map_err(classified("cannot begin"))?
             };
             let values = text_params(&change.params);
             let mut changed = Vec::with_capacity(change.sqls.len());
@@ -249,7 +248,7 @@ impl crate::ledger::LedgerStore for PostgresWarehouse {
                 changed.push(
                     tx.execute(sql, &values[..used])
                         .await
-                        .map_err(pg_error("cannot change the ledger"))?,
+                        .map_err(classified("cannot change the ledger"))?,
                 );
             }
             if let Some(rows) = &change.errors {
@@ -257,7 +256,7 @@ impl crate::ledger::LedgerStore for PostgresWarehouse {
             }
             tx.commit()
                 .await
-                .map_err(pg_error("cannot commit the ledger change"))?;
+                .map_err(classified("cannot commit the ledger change"))?;
             Ok(changed)
         })
         .await

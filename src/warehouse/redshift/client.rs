@@ -145,7 +145,7 @@ impl RedshiftDataWarehouse {
             .set_parameters((!params.is_empty()).then_some(params))
             .send()
             .await
-            .map_err(sdk_error(format!(
+            .map_err(classified(format!(
                 "the Data API refused a statement for {}",
                 self.describe()
             )))?;
@@ -181,7 +181,7 @@ impl RedshiftDataWarehouse {
             .set_parameters((!send.is_empty()).then_some(send))
             .send()
             .await
-            .map_err(sdk_error(format!(
+            .map_err(classified(format!(
                 "the Data API refused a batch for {}",
                 self.describe()
             )))?;
@@ -230,7 +230,7 @@ impl RedshiftDataWarehouse {
                 .id(id)
                 .send()
                 .await
-                .map_err(sdk_error(format!("cannot follow {what} ({id})")))?;
+                .map_err(classified(format!("cannot follow {what} ({id})")))?;
             match d.status() {
                 Some(StatusString::Finished) => return Ok(Ok(d)),
                 Some(StatusString::Failed) | Some(StatusString::Aborted) => {
@@ -310,7 +310,7 @@ impl RedshiftDataWarehouse {
                 .set_next_token(token.clone())
                 .send()
                 .await
-                .map_err(sdk_error(format!("cannot read the result of {what}")))?;
+                .map_err(classified(format!("cannot read the result of {what}")))?;
             rows.extend(page.records().iter().cloned());
             match page.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),

@@ -28,9 +28,9 @@
 
 use super::sql::{LoadSql, stage_table, target_columns_report};
 use super::{LedgerRows, LoadOutcome, StagedFile, Warehouse};
-use crate::aws::sdk_error;
+
 use crate::config::{Job, RedshiftDataSettings, RedshiftTarget};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, classified};
 use crate::ledger::errors::{CopiedErrors, copy_fields, fitted};
 use crate::ledger::reports::{Change, Report};
 use crate::ledger::{ErrorRows, FileVersion, LedgerSql};
