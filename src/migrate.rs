@@ -20,38 +20,25 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
+/// `version => "file name"`: a [`Migration`] embedded from `migrations/`.
+macro_rules! migrations {
+    ($($version:literal => $name:literal),+ $(,)?) => {
+        &[$(Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../migrations/", $name)),
+        }),+]
+    };
+}
+
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "0001_ledger.sql",
-        sql: include_str!("../migrations/0001_ledger.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "0002_task_events.sql",
-        sql: include_str!("../migrations/0002_task_events.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "0003_rejects_key.sql",
-        sql: include_str!("../migrations/0003_rejects_key.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "0004_postgres_indexes.sql",
-        sql: include_str!("../migrations/0004_postgres_indexes.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "0005_checks.sql",
-        sql: include_str!("../migrations/0005_checks.sql"),
-    },
-    Migration {
-        version: 6,
-        name: "0006_postgres_load_defaults.sql",
-        sql: include_str!("../migrations/0006_postgres_load_defaults.sql"),
-    },
+pub const MIGRATIONS: &[Migration] = migrations![
+    1 => "0001_ledger.sql",
+    2 => "0002_task_events.sql",
+    3 => "0003_rejects_key.sql",
+    4 => "0004_postgres_indexes.sql",
+    5 => "0005_checks.sql",
+    6 => "0006_postgres_load_defaults.sql",
 ];
 
 /// The table that records applied versions.

@@ -220,3 +220,14 @@ pub struct Config {
 
 #[cfg(test)]
 mod tests;
+
+/// For unit tests: a valid configuration (staging bucket `b`, a
+/// PostgreSQL warehouse, local source `s` at `/tmp`) with one job `j`
+/// reading `/in` into `t`, whose remaining lines are `job_lines`.
+#[cfg(test)]
+pub(crate) fn test_toml(job_lines: &str) -> String {
+    format!(
+        "[staging]\nbucket = \"b\"\n\n[warehouse]\nkind = \"postgres\"\n\n[sources.s]\nkind = \"local\"\nroot = \"/tmp\"\n\n\
+         [[jobs]]\nname = \"j\"\nsource = \"s\"\npath = \"/in\"\ntarget = \"t\"\n{job_lines}"
+    )
+}

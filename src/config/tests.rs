@@ -3,25 +3,10 @@
 use super::*;
 use crate::schema::ColumnType;
 
-const MINIMAL: &str = r#"
-[staging]
-bucket = "b"
-
-[warehouse]
-kind = "postgres"
-
-[sources.s]
-kind = "local"
-root = "/tmp"
-
-[[jobs]]
-name = "j"
-source = "s"
-path = "/in"
-target = "t"
-key = ["id"]
-columns = [ { name = "id", type = "bigint" } ]
-"#;
+/// The smallest valid configuration: one local source, one job.
+static MINIMAL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    test_toml("key = [\"id\"]\ncolumns = [ { name = \"id\", type = \"bigint\" } ]\n")
+});
 
 fn err(text: &str) -> String {
     from_toml_str(text).unwrap_err().to_string()
@@ -29,7 +14,7 @@ fn err(text: &str) -> String {
 
 #[test]
 fn minimal_config_gets_sensible_defaults() {
-    let c = from_toml_str(MINIMAL).unwrap();
+    let c = from_toml_str(&MINIMAL).unwrap();
     assert_eq!(c.daemon.poll_interval, Duration::from_secs(30));
     assert_eq!(c.daemon.concurrency, 16);
     assert_eq!(c.staging.prefix, "ferry");
@@ -228,7 +213,7 @@ fn a_job_polls_on_its_own_interval_or_the_daemons() {
 
 #[test]
 fn transfer_and_load_limits_default_and_are_checked() {
-    let c = from_toml_str(MINIMAL).unwrap();
+    let c = from_toml_str(&MINIMAL).unwrap();
     assert_eq!(c.daemon.max_concurrent_loads, 2);
     assert_eq!(c.sources["s"].max_transfers, 8);
     let bad = MINIMAL

@@ -10,26 +10,9 @@ fn job(columns: &str) -> Job {
 }
 
 fn job_with(extra: &str, columns: &str) -> Job {
-    let text = format!(
-        r#"
-[staging]
-bucket = "b"
-[warehouse]
-kind = "postgres"
-[sources.s]
-kind = "local"
-root = "/tmp"
-[[jobs]]
-name = "j"
-source = "s"
-path = "/in"
-target = "t"
-mode = "append"
-max_errors = 100
-{extra}
-columns = [ {columns} ]
-"#
-    );
+    let text = crate::config::test_toml(&format!(
+        "mode = \"append\"\nmax_errors = 100\n{extra}\ncolumns = [ {columns} ]\n"
+    ));
     from_toml_str(&text).unwrap().jobs[0].as_ref().clone()
 }
 
