@@ -82,7 +82,7 @@ pub const DATA_API_TRY_AGAIN: &[&str] = &[
 ];
 
 macro_rules! service {
-    ($codes:ident: $($error:ty),+ $(,)?) => {
+    ($codes:path: $($error:ty),+ $(,)?) => {
         $(impl Service for $error {
             const TRY_AGAIN: &'static [&'static str] = $codes;
         })+
@@ -100,6 +100,12 @@ service!(S3_TRY_AGAIN:
     aws_sdk_s3::operation::create_multipart_upload::CreateMultipartUploadError,
     aws_sdk_s3::operation::upload_part::UploadPartError,
     aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadError,
+);
+service!(crate::queue::SQS_TRY_AGAIN:
+    aws_sdk_sqs::operation::send_message_batch::SendMessageBatchError,
+    aws_sdk_sqs::operation::receive_message::ReceiveMessageError,
+    aws_sdk_sqs::operation::change_message_visibility_batch::ChangeMessageVisibilityBatchError,
+    aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchError,
 );
 service!(DATA_API_TRY_AGAIN:
     aws_sdk_redshiftdata::operation::execute_statement::ExecuteStatementError,

@@ -54,6 +54,7 @@ pub mod ledger;
 pub mod migrate;
 pub mod normalize;
 pub mod pipeline;
+pub mod queue;
 pub mod retry;
 pub mod rng;
 pub mod schema;

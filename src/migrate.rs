@@ -39,6 +39,7 @@ pub const MIGRATIONS: &[Migration] = migrations![
     4 => "0004_postgres_indexes.sql",
     5 => "0005_checks.sql",
     6 => "0006_postgres_load_defaults.sql",
+    7 => "0007_leases.sql",
 ];
 
 /// The table that records applied versions.

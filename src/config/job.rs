@@ -96,6 +96,67 @@ pub struct RawJob {
     /// rows that are wrong and passes when it returns none.
     #[serde(default)]
     pub checks: Vec<RawCheck>,
+    /// S3 sources only: read the bucket's `ObjectCreated` event
+    /// notifications from an SQS queue instead of listing the prefix on
+    /// every poll (a slow reconciling listing catches lost events).
+    pub events: Option<RawEvents>,
+}
+
+/// `[jobs.events]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvents {
+    /// The SQS queue the bucket's events arrive on (S3 → SQS directly, or
+    /// through an EventBridge rule); one queue per job.
+    pub queue_url: String,
+    /// How often the job's prefix is still listed, to find objects whose
+    /// event was lost (`0s`: never).
+    #[serde(default = "default_reconcile_every")]
+    pub reconcile_every: String,
+}
+
+/// 1 h: a lost event costs at most an hour of lag, and a listing of a
+/// large prefix 24 times a day instead of every poll.
+pub(super) fn default_reconcile_every() -> String {
+    "1h".into()
+}
+
+/// A job's S3 event feed.
+#[derive(Debug, Clone)]
+pub struct EventFeed {
+    /// The SQS queue the events arrive on.
+    pub queue_url: String,
+    /// How often the prefix is listed anyway; `None`: never.
+    pub reconcile_every: Option<Duration>,
+}
+
+fn validate_events(
+    path: &str,
+    e: &RawEvents,
+    source: Option<&SourceSettings>,
+    p: &mut Problems,
+) -> Option<EventFeed> {
+    queue_url(&format!("{path}.events.queue_url"), &e.queue_url, p);
+    if let Some(s) = source
+        && !matches!(s.kind, SourceKind::S3 { .. })
+    {
+        p.push(
+            format!("{path}.events"),
+            format!(
+                "event notifications come from S3 only; source {:?} is {}",
+                s.name,
+                s.describe()
+            ),
+        );
+    }
+    let every = p.take(
+        &format!("{path}.events.reconcile_every"),
+        parse_duration(&e.reconcile_every),
+    )?;
+    Some(EventFeed {
+        queue_url: e.queue_url.clone(),
+        reconcile_every: (!every.is_zero()).then_some(every),
+    })
 }
 
 pub(super) fn default_job_concurrency() -> usize {
@@ -164,6 +225,10 @@ pub(super) fn validate_job(
         &[("reload", OnChange::Reload), ("ignore", OnChange::Ignore)],
     );
     let checks = validate_checks(path, &j.checks, p);
+    let events = match &j.events {
+        Some(e) => Some(validate_events(path, e, source.as_deref(), p)?),
+        None => None,
+    };
     Some(Job {
         name: j.name.clone(),
         source: source?,
@@ -194,6 +259,7 @@ pub(super) fn validate_job(
         concurrency: j.concurrency,
         batch: batch?,
         checks,
+        events,
     })
 }
 
@@ -367,4 +433,6 @@ pub struct Job {
     pub batch: Batch,
     /// Read-only queries run after each load; a row returned is a failure.
     pub checks: Vec<Check>,
+    /// S3 event notifications read instead of a listing every poll.
+    pub events: Option<EventFeed>,
 }

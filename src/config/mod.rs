@@ -20,6 +20,7 @@ pub mod dimensions;
 pub mod format;
 pub mod job;
 pub mod limits;
+pub mod queue;
 mod secret;
 pub mod settle;
 pub mod source;
@@ -34,6 +35,7 @@ pub use dimensions::*;
 pub use format::*;
 pub use job::*;
 pub use limits::*;
+pub use queue::*;
 pub use secret::{Secret, resolve as resolve_secret};
 pub use settle::*;
 pub use source::*;
@@ -64,6 +66,8 @@ pub struct RawConfig {
     /// Named servers that jobs read from.
     #[serde(default)]
     pub sources: BTreeMap<String, RawSource>,
+    /// The SQS work queue replicas share (none: one replica does all).
+    pub queue: Option<RawQueue>,
     /// What to load: one entry per job.
     #[serde(default)]
     pub jobs: Vec<RawJob>,
@@ -162,6 +166,13 @@ pub fn validate(raw: RawConfig) -> Result<Config> {
     let daemon = validate_daemon(&raw.daemon, &mut p);
     let staging = validate_staging(&raw.staging, &mut p);
     let warehouse = validate_warehouse(&raw.warehouse, &mut p);
+    let default_poll = daemon
+        .as_ref()
+        .map_or(Duration::from_secs(30), |d| d.poll_interval);
+    let queue = match &raw.queue {
+        Some(q) => validate_queue(q, &raw.jobs, default_poll, &mut p).map(Some),
+        None => Some(None),
+    };
 
     let mut sources = BTreeMap::new();
     for (name, rs) in &raw.sources {
@@ -172,9 +183,6 @@ pub fn validate(raw: RawConfig) -> Result<Config> {
 
     let mut jobs = Vec::new();
     let mut names = HashSet::new();
-    let default_poll = daemon
-        .as_ref()
-        .map_or(Duration::from_secs(30), |d| d.poll_interval);
     for (i, rj) in raw.jobs.iter().enumerate() {
         let path = format!("jobs[{i}]");
         if !names.insert(rj.name.clone()) {
@@ -188,6 +196,15 @@ pub fn validate(raw: RawConfig) -> Result<Config> {
         }
     }
 
+    // A job's event queue needs SQS even without a `[queue]` section.
+    let queue = match queue {
+        Some(None) => Some(
+            jobs.iter()
+                .find_map(|j| j.events.as_ref())
+                .map(|e| QueueSettings::implied_by_events(&e.queue_url)),
+        ),
+        other => other,
+    };
     if !p.0.is_empty() {
         return Err(Error::config(format!(
             "invalid configuration:\n  - {}",
@@ -198,6 +215,7 @@ pub fn validate(raw: RawConfig) -> Result<Config> {
         daemon: daemon.expect("no problems means daemon is valid"),
         staging: staging.expect("no problems means staging is valid"),
         warehouse: warehouse.expect("no problems means warehouse is valid"),
+        queue: queue.expect("no problems means queue is valid"),
         sources,
         jobs,
     })
@@ -212,6 +230,9 @@ pub struct Config {
     pub staging: StagingSettings,
     /// Where rows and the ledger are written.
     pub warehouse: WarehouseSettings,
+    /// The SQS work queue and how SQS is reached; `None`: ferry uses no
+    /// SQS at all (no `[queue]` section and no job with `events`).
+    pub queue: Option<QueueSettings>,
     /// The servers jobs read, by name.
     pub sources: BTreeMap<String, Arc<SourceSettings>>,
     /// Jobs, in file order.

@@ -232,3 +232,70 @@ fn transfer_and_load_limits_default_and_are_checked() {
         "{e}"
     );
 }
+
+#[test]
+fn no_queue_section_means_no_sqs_and_one_replica_as_before() {
+    let c = from_toml_str(&MINIMAL).unwrap();
+    assert!(c.queue.is_none());
+}
+
+#[test]
+fn a_queue_gets_defaults_and_knows_a_fifo_queue_by_its_name() {
+    let text = format!(
+        "{}\n[queue]\nkind = \"sqs\"\nurl = \"https://sqs.eu-west-1.amazonaws.com/1/work.fifo\"\nreplica_id = \"a\"\n",
+        *MINIMAL
+    );
+    let q = from_toml_str(&text).unwrap().queue.unwrap();
+    let work = q.work.unwrap();
+    assert!(work.fifo);
+    assert_eq!(q.visibility_timeout, Duration::from_secs(300));
+    assert_eq!(q.lease_period, Duration::from_secs(120));
+    assert_eq!(q.wait_time, Duration::from_secs(10));
+    assert_eq!(q.replica_id, "a");
+}
+
+#[test]
+fn queue_settings_sqs_would_refuse_or_a_lease_shorter_than_two_polls_are_errors() {
+    let text = format!("{}\n[queue]\nkind = \"rabbit\"\n", *MINIMAL);
+    assert!(
+        err(&text).contains("queue.kind: \"rabbit\": expected sqs"),
+        "{}",
+        err(&text)
+    );
+    let text = format!(
+        "{}\n[queue]\nkind = \"sqs\"\nurl = \"https://sqs.eu-west-1.amazonaws.com/1/w\"\nwait_time = \"30s\"\nlease_period = \"40s\"\nvisibility_timeout = \"13h\"\n",
+        *MINIMAL
+    );
+    let e = err(&text);
+    assert!(e.contains("queue.wait_time: must be at most 20s"), "{e}");
+    assert!(
+        e.contains("queue.lease_period: 40s is less than twice the longest poll interval (30s)"),
+        "{e}"
+    );
+    assert!(
+        e.contains("queue.visibility_timeout: must be at most 12h"),
+        "{e}"
+    );
+    let text = format!("{}\n[queue]\nkind = \"sqs\"\nurl = \"work\"\n", *MINIMAL);
+    assert!(err(&text).contains("queue.url: \"work\" is not an SQS queue URL"));
+}
+
+#[test]
+fn events_come_from_s3_sources_only_and_imply_sqs_in_the_queues_region() {
+    let text = format!(
+        "{}\n[jobs.events]\nqueue_url = \"https://sqs.eu-west-1.amazonaws.com/1/events\"\n",
+        *MINIMAL
+    );
+    let e = err(&text);
+    assert!(e.contains("jobs[0].events: event notifications come from S3 only; source \"s\" is local folder /tmp"), "{e}");
+    let s3 = text.replace(
+        "[sources.s]\nkind = \"local\"\nroot = \"/tmp\"",
+        "[sources.s]\nkind = \"s3\"\nbucket = \"landing\"",
+    );
+    let c = from_toml_str(&s3).unwrap();
+    let feed = c.jobs[0].events.as_ref().unwrap();
+    assert_eq!(feed.reconcile_every, Some(Duration::from_secs(3600)));
+    let q = c.queue.unwrap();
+    assert!(q.work.is_none(), "events alone share no work");
+    assert_eq!(q.sqs.region, "eu-west-1");
+}

@@ -112,8 +112,53 @@ async fn poll_loop(
             .iter()
             .map(|job| job_loop(rt, job, heartbeat, systemd, shutdown.clone())),
     );
-    let (results, ()) = futures::join!(jobs, stopping);
-    results.into_iter().collect()
+    let receiving = receive_loop(rt, heartbeat, shutdown.clone());
+    let (results, (), received) = futures::join!(jobs, stopping, receiving);
+    crate::pipeline::release_leases(rt).await;
+    results.into_iter().chain([received]).collect()
+}
+
+/// With a work queue: receives and works on what the listers sent, round
+/// after round, until `shutdown`; a round under way then gets the grace
+/// period. Without one: nothing.
+async fn receive_loop(
+    rt: &Runtime,
+    heartbeat: &http::Heartbeat,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    if !rt.shares_work() {
+        return Ok(());
+    }
+    let grace = rt.config.daemon.grace_period;
+    loop {
+        heartbeat.beat();
+        let round = Box::pin(crate::pipeline::receive_work(rt, Drain::Due));
+        tokio::pin!(round);
+        let result = tokio::select! {
+            r = &mut round => r,
+            () = shutdown.cancelled() => {
+                if tokio::time::timeout(grace, &mut round).await.is_err() {
+                    tracing::warn!("grace period over; stopping mid-round (received files go back to the queue)");
+                }
+                return Ok(());
+            }
+        };
+        match result {
+            Ok((_, report)) if report.has_failures() => tracing::warn!(
+                loaded = report.loaded.len(),
+                failed = report.failed.len(),
+                "received files finished with failures"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e.chain(), "cannot receive from the work queue; trying again shortly");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    () = shutdown.cancelled() => return Ok(()),
+                }
+            }
+        }
+    }
 }
 
 /// Polls one job every `job.poll_interval` until `shutdown`; a pass under

@@ -1,6 +1,7 @@
 //! The ledger: one row per file version in `ferry_files`, one per committed
 //! load in `ferry_loads`, one per rejected record in `ferry_load_errors`, one
-//! per configured job in `ferry_jobs`.
+//! per configured job in `ferry_jobs`, one per listed job in `ferry_leases`
+//! when replicas share a work queue ([`take_lease`]).
 //!
 //! A *file version* is (job, path, size, mtime): a file that changes on the
 //! server is a new version. States: `loaded` (committed with its rows),
@@ -13,11 +14,13 @@
 //! travel as parameters (`$n`), never spliced into the text.
 
 pub mod errors;
+mod leases;
 mod migrations;
 pub mod reports;
 mod store;
 
 pub use errors::ErrorRows;
+pub use leases::{Lease, LeaseTaken, leases, release_lease, take_lease};
 pub use migrations::{migrate, verify_ledger};
 pub use store::{
     FailedFile, LOOKUP_CHUNK, LedgerRows, LedgerStore, job_enabled, keep_copy_errors, lookup_many,
@@ -62,7 +65,7 @@ pub fn fit(s: &str, max_bytes: usize) -> &str {
 }
 
 /// One version of one source file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FileVersion {
     /// Job name.
     pub job: String,
@@ -125,6 +128,7 @@ pub struct LedgerSql {
     errors: String,
     jobs: String,
     checks: String,
+    leases: String,
 }
 
 impl LedgerSql {
@@ -145,6 +149,7 @@ impl LedgerSql {
             errors: q("ferry_load_errors"),
             jobs: q("ferry_jobs"),
             checks: q("ferry_checks"),
+            leases: q("ferry_leases"),
         }
     }
 

@@ -23,11 +23,13 @@ mod discover;
 mod file;
 mod finish;
 mod runtime;
+mod shared;
 mod stream;
 
 use discover::*;
 use finish::*;
 pub use runtime::Runtime;
+pub use shared::{receive_work, release_leases};
 
 pub use batch::{Pending, Staged};
 pub use file::{FileFailure, stage_file};
@@ -111,6 +113,15 @@ impl PassReport {
         out
     }
 
+    /// Adds what `other` did.
+    pub fn absorb(&mut self, other: PassReport) {
+        self.loaded.extend(other.loaded);
+        self.skipped += other.skipped;
+        self.waiting += other.waiting;
+        self.failed.extend(other.failed);
+        self.job_errors.extend(other.job_errors);
+    }
+
     /// Whether anything failed.
     pub fn has_failures(&self) -> bool {
         !self.failed.is_empty() || !self.job_errors.is_empty()
@@ -143,6 +154,15 @@ pub async fn run_pass_draining(
         }
         let explicit = only.is_some();
         job_pass(rt, job, drain, explicit, &mut report).await?;
+    }
+    // With a work queue: what the listers sent, until the queue has
+    // nothing more for this replica.
+    while rt.shares_work() {
+        let (received, round) = receive_work(rt, drain).await?;
+        report.absorb(round);
+        if received == 0 {
+            break;
+        }
     }
     Ok(report)
 }
@@ -186,17 +206,20 @@ async fn run_job(
     drain: Drain,
     report: &mut PassReport,
 ) -> Result<()> {
-    let mut pending = rt
-        .pending
-        .lock()
-        .await
-        .remove(&job.name)
-        .unwrap_or_default();
-    let result = poll_job(rt, job, drain, &mut pending, report).await;
-    if !pending.is_empty() {
-        rt.pending.lock().await.insert(job.name.clone(), pending);
+    // Boxed: the shared passes nest deep futures, and a caller's own
+    // future (a binary's main) must stay within the compiler's limits.
+    match shared::feed(rt, job) {
+        shared::Feed::Lister(s) => Box::pin(shared::list_and_send(rt, s, job, report)).await,
+        shared::Feed::Events(s, feed) => {
+            Box::pin(shared::events_pass(rt, s, feed, job, drain, report)).await
+        }
+        shared::Feed::Listing => {
+            let (lock, mut pending) = rt.take_pending(&job.name).await;
+            let result = poll_job(rt, job, drain, &mut pending, report).await;
+            rt.put_pending(&job.name, pending, lock).await;
+            result
+        }
     }
-    result
 }
 
 /// The file versions of a poll that need staging, after the ledger has
@@ -273,9 +296,8 @@ async fn to_stage(
     Ok(todo)
 }
 
-/// One pass over `job`: discover (list and filter), settle, claim (skip
-/// what the ledger has), stream the large files, stage, batch and load
-/// the rest, then report the backlog.
+/// One pass over `job`: discover (list and filter), settle, then
+/// [`work_on`] what settled, then report the backlog.
 async fn poll_job(
     rt: &Runtime,
     job: &Arc<Job>,
@@ -284,35 +306,10 @@ async fn poll_job(
     report: &mut PassReport,
 ) -> Result<()> {
     let clock = Instant::now();
-    let src = rt.source(&job.source).await?;
-    let listing = discover(&*src, job).await?;
-    let now = chrono::Utc::now().timestamp();
-    let (ready, waiting) = {
-        let mut all = rt.stability.lock().expect("stability lock");
-        let stability = all.entry(job.name.clone()).or_default();
-        stability.observe(&listing.candidates);
-        source::settle::split(listing.candidates, &job.settle, now, stability)
-    };
-    let unsettled = report_waiting(job, &waiting, report);
-    let (loaded_before, failed_before) = (report.loaded.len(), report.failed.len());
-    let mut skipped = 0;
-    let mut done = std::collections::HashSet::new();
-    let todo = to_stage(rt, job, &*src, ready, pending, &mut skipped, &mut done).await?;
-    report.skipped += skipped;
-
-    // A file of more than one part loads alone, its COPY overlapping its
-    // staging where the warehouse can.
-    let (large, todo): (Vec<RemoteEntry>, Vec<RemoteEntry>) =
-        todo.into_iter().partition(|e| stream::streams(rt, job, e));
-    for entry in &large {
-        stream::stream_file(rt, job, &src, entry, report)
-            .instrument(file_span(job, entry))
-            .await?;
-    }
-    stage_and_load(rt, job, &src, todo, drain, pending, report).await?;
-    if !pending.is_empty() {
-        tracing::debug!(job = %job.name, files = pending.len(), "staged files wait for their batch (batch.max_wait)");
-    }
+    let (src, listing, now, ready, unsettled) = list_settled(rt, job, report).await?;
+    let (loaded_before, failed_before, skipped_before) =
+        (report.loaded.len(), report.failed.len(), report.skipped);
+    let done = work_on(rt, job, &src, ready, drain, pending, report).await?;
     let loaded_now: std::collections::HashSet<&str> = report.loaded[loaded_before..]
         .iter()
         .map(|f| f.path.as_str())
@@ -334,11 +331,77 @@ async fn poll_job(
         &job.name,
         listing.listed,
         report.loaded.len() - loaded_before,
-        skipped,
+        report.skipped - skipped_before,
         report.failed.len() - failed_before,
         clock.elapsed(),
     );
     Ok(())
+}
+
+/// A pass's listing: the source, what it listed, when, what of it has
+/// settled and how many of the job's files have not.
+async fn list_settled(
+    rt: &Runtime,
+    job: &Job,
+    report: &mut PassReport,
+) -> Result<(Arc<dyn Source>, Listing, i64, Vec<RemoteEntry>, usize)> {
+    let src = rt.source(&job.source).await?;
+    let listing = discover(&*src, job).await?;
+    let now = chrono::Utc::now().timestamp();
+    let (ready, unsettled) = settled(rt, job, listing.candidates.clone(), now, report);
+    Ok((src, listing, now, ready, unsettled))
+}
+
+/// What of a listing has settled (with the job's memory of earlier
+/// polls), and how many of the job's files have not (reported).
+fn settled(
+    rt: &Runtime,
+    job: &Job,
+    candidates: Vec<RemoteEntry>,
+    now: i64,
+    report: &mut PassReport,
+) -> (Vec<RemoteEntry>, usize) {
+    let (ready, waiting) = {
+        let mut all = rt.stability.lock().expect("stability lock");
+        let stability = all.entry(job.name.clone()).or_default();
+        stability.observe(&candidates);
+        source::settle::split(candidates, &job.settle, now, stability)
+    };
+    let unsettled = report_waiting(job, &waiting, report);
+    (ready, unsettled)
+}
+
+/// Claims (skips what the ledger has), streams the large files, stages,
+/// batches and loads the rest of `ready`; returns the paths the ledger
+/// already had done (loaded or skipped).
+async fn work_on(
+    rt: &Runtime,
+    job: &Arc<Job>,
+    src: &Arc<dyn Source>,
+    ready: Vec<RemoteEntry>,
+    drain: Drain,
+    pending: &mut Pending,
+    report: &mut PassReport,
+) -> Result<std::collections::HashSet<String>> {
+    let mut skipped = 0;
+    let mut done = std::collections::HashSet::new();
+    let todo = to_stage(rt, job, &**src, ready, pending, &mut skipped, &mut done).await?;
+    report.skipped += skipped;
+
+    // A file of more than one part loads alone, its COPY overlapping its
+    // staging where the warehouse can.
+    let (large, todo): (Vec<RemoteEntry>, Vec<RemoteEntry>) =
+        todo.into_iter().partition(|e| stream::streams(rt, job, e));
+    for entry in &large {
+        stream::stream_file(rt, job, src, entry, report)
+            .instrument(file_span(job, entry))
+            .await?;
+    }
+    stage_and_load(rt, job, src, todo, drain, pending, report).await?;
+    if !pending.is_empty() {
+        tracing::debug!(job = %job.name, files = pending.len(), "staged files wait for their batch (batch.max_wait)");
+    }
+    Ok(done)
 }
 
 /// Stages `todo` and loads it in batches: three stages at once, staging

@@ -28,6 +28,11 @@ pub struct Runtime {
     pub(super) transfer_slots: HashMap<String, tokio::sync::Semaphore>,
     /// Loads in flight at once (`daemon.max_concurrent_loads`).
     pub(super) load_slots: tokio::sync::Semaphore,
+    /// Per job: held while the job's files are worked on, so a listing
+    /// pass and received work never share a job's waiting batch.
+    pub(super) job_locks: HashMap<String, tokio::sync::Mutex<()>>,
+    /// With SQS: the work queue, what this replica holds, its leases.
+    pub(super) shared: Option<super::shared::Shared>,
 }
 
 impl Runtime {
@@ -37,7 +42,14 @@ impl Runtime {
         let warehouse: Arc<dyn Warehouse> = Arc::from(warehouse::connect(&config, &stager).await?);
         crate::ledger::verify_ledger(&*warehouse).await?;
         crate::ledger::sync_jobs(&*warehouse, &config.jobs).await?;
+        let shared = super::shared::Shared::start(&config).await;
         Ok(Runtime {
+            job_locks: config
+                .jobs
+                .iter()
+                .map(|j| (j.name.clone(), tokio::sync::Mutex::new(())))
+                .collect(),
+            shared,
             stager,
             warehouse,
             stability: std::sync::Mutex::new(HashMap::new()),
@@ -76,6 +88,47 @@ impl Runtime {
             .acquire()
             .await
             .expect("never closed")
+    }
+
+    /// Takes `job`'s waiting batch out, holding the job's lock until it
+    /// is put back ([`Runtime::put_pending`]).
+    pub(super) async fn take_pending(
+        &self,
+        job: &str,
+    ) -> (Option<tokio::sync::MutexGuard<'_, ()>>, Pending) {
+        let lock = match self.job_locks.get(job) {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        let pending = self.pending.lock().await.remove(job).unwrap_or_default();
+        (lock, pending)
+    }
+
+    /// Puts `job`'s waiting batch back and lets go of the job's lock.
+    pub(super) async fn put_pending(
+        &self,
+        job: &str,
+        pending: Pending,
+        lock: Option<tokio::sync::MutexGuard<'_, ()>>,
+    ) {
+        if !pending.is_empty() {
+            self.pending.lock().await.insert(job.to_string(), pending);
+        }
+        drop(lock);
+    }
+
+    /// Whether staged files of `job` wait for their batch.
+    pub(super) async fn has_pending(&self, job: &str) -> bool {
+        self.pending
+            .lock()
+            .await
+            .get(job)
+            .is_some_and(|p| !p.is_empty())
+    }
+
+    /// Whether this replica shares work through a work queue.
+    pub fn shares_work(&self) -> bool {
+        self.shared.as_ref().is_some_and(|s| s.work.is_some())
     }
 
     /// A slot among the loads in flight at once; held for one load

@@ -24,7 +24,7 @@ pub struct S3Source {
 
 /// The key prefix for a job path: no leading `/`, a trailing `/` unless
 /// empty.
-fn prefix(dir: &str) -> String {
+pub(crate) fn prefix(dir: &str) -> String {
     let p = dir.trim_start_matches('/');
     if p.is_empty() || p.ends_with('/') {
         p.to_string()

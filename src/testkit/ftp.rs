@@ -11,7 +11,26 @@ pub struct FtpServer {
     pub addr: SocketAddr,
     /// Served folder.
     pub root: PathBuf,
+    /// Every file downloaded whole (a RETR that finished), by file name.
+    pub fetches: super::Fetches,
     stop: CancellationToken,
+}
+
+/// Counts finished downloads.
+#[derive(Debug)]
+struct Counted(super::Fetches);
+
+#[async_trait::async_trait]
+impl libunftp::notification::DataListener for Counted {
+    async fn receive_data_event(
+        &self,
+        e: libunftp::notification::DataEvent,
+        _m: libunftp::notification::EventMeta,
+    ) {
+        if let libunftp::notification::DataEvent::Got { path, .. } = e {
+            self.0.record(&path);
+        }
+    }
 }
 
 impl FtpServer {
@@ -62,6 +81,8 @@ impl FtpServer {
         if let Some((cert, key)) = tls {
             builder = builder.ftps(cert, key);
         }
+        let fetches = super::Fetches::default();
+        builder = builder.notify_data(Counted(fetches.clone()));
         let server = builder
             .greeting("ferry test FTP server")
             .idle_session_timeout(idle_secs)
@@ -84,6 +105,7 @@ impl FtpServer {
                 return Ok(FtpServer {
                     addr,
                     root: root.to_path_buf(),
+                    fetches,
                     stop,
                 });
             }

@@ -8,12 +8,48 @@
 //! Built only with the `testkit` feature; ferry itself never links them.
 
 pub mod ftp;
+pub mod moto;
 pub mod proxy;
 pub mod redshift_data;
 pub mod s3;
 pub mod sftp;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// How often a test server served each file, by file name (the last part
+/// of the path the client asked for).
+#[derive(Debug, Clone, Default)]
+pub struct Fetches(Arc<Mutex<HashMap<String, u64>>>);
+
+impl Fetches {
+    /// Counts one fetch of `path`.
+    pub fn record(&self, path: &str) {
+        let name = path.rsplit('/').next().unwrap_or(path).to_string();
+        *self
+            .0
+            .lock()
+            .expect("fetches lock")
+            .entry(name)
+            .or_default() += 1;
+    }
+
+    /// How often the file named `name` was fetched.
+    pub fn of(&self, name: &str) -> u64 {
+        self.0
+            .lock()
+            .expect("fetches lock")
+            .get(name)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Every file name fetched, with its count.
+    pub fn all(&self) -> HashMap<String, u64> {
+        self.0.lock().expect("fetches lock").clone()
+    }
+}
 
 /// Accepts connections on `listener` until `stop`, serving each (HTTP/1 or
 /// 2) with a service from `make`; a stop also ends open connections.

@@ -36,6 +36,8 @@ pub struct SftpServer {
     pub root: PathBuf,
     /// The host key's public half.
     pub host_key: PublicKey,
+    /// Every file opened for reading, by file name.
+    pub fetches: super::Fetches,
     stop: CancellationToken,
 }
 
@@ -61,6 +63,8 @@ impl SftpServer {
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         let root_owned = std::fs::canonicalize(root)?;
+        let fetches = super::Fetches::default();
+        let counted = fetches.clone();
         tokio::spawn(async move {
             loop {
                 let socket = tokio::select! {
@@ -71,6 +75,7 @@ impl SftpServer {
                 let handler = SshHandler {
                     user: user.clone(),
                     root: root_owned.clone(),
+                    fetches: counted.clone(),
                     channels: HashMap::new(),
                 };
                 let config = config.clone();
@@ -89,6 +94,7 @@ impl SftpServer {
             addr,
             root: root.to_path_buf(),
             host_key: host_public,
+            fetches,
             stop,
         })
     }
@@ -124,6 +130,7 @@ pub fn test_key(name: &str) -> PrivateKey {
 struct SshHandler {
     user: SftpUser,
     root: PathBuf,
+    fetches: super::Fetches,
     channels: HashMap<ChannelId, Channel<Msg>>,
 }
 
@@ -196,6 +203,7 @@ impl russh::server::Handler for SshHandler {
                 session.channel_success(channel_id)?;
                 let fs = FsSftp {
                     root: self.root.clone(),
+                    fetches: self.fetches.clone(),
                     handles: HashMap::new(),
                     next: 0,
                 };
@@ -214,6 +222,7 @@ enum OpenHandle {
 
 struct FsSftp {
     root: PathBuf,
+    fetches: super::Fetches,
     handles: HashMap<String, OpenHandle>,
     next: u64,
 }
@@ -324,9 +333,13 @@ impl russh_sftp::server::Handler for FsSftp {
         _attrs: FileAttributes,
     ) -> Result<Handle, Self::Error> {
         let path = self.local(&filename);
+        let reading = pflags.contains(OpenFlags::READ) && !pflags.contains(OpenFlags::WRITE);
         let file = std::fs::OpenOptions::from(pflags)
             .open(&path)
             .map_err(io_status)?;
+        if reading {
+            self.fetches.record(&filename);
+        }
         let handle = self.handle(OpenHandle::File(file));
         Ok(Handle { id, handle })
     }

@@ -17,6 +17,7 @@ mod ops;
 mod real_servers;
 mod redshift_data;
 mod redshift_sql;
+mod replicas;
 mod roundtrip;
 mod servers;
 mod settle_and_sources;

@@ -37,7 +37,8 @@ async fn loads_a_csv_once_with_rows_dims_ledger_and_errors() {
             "0003_rejects_key.sql",
             "0004_postgres_indexes.sql",
             "0005_checks.sql",
-            "0006_postgres_load_defaults.sql"
+            "0006_postgres_load_defaults.sql",
+            "0007_leases.sql"
         ]
     );
     assert!(
