@@ -1,6 +1,9 @@
 //! The `ferry` binary: parse the command line, run, print the error chain
 //! and pick the exit code. Everything else lives in the library.
 
+// The daemon's futures nest deep (a pass, a receive round, a load).
+#![recursion_limit = "256"]
+
 use clap::Parser;
 
 fn main() {

@@ -12,6 +12,9 @@
 //! `--state DIR` keeps the servers' files in DIR (`DIR/sftp`, `DIR/ftp`,
 //! `DIR/s3`) instead of a temporary folder.
 
+// The daemon's futures nest deep (a pass, a receive round, a load).
+#![recursion_limit = "256"]
+
 use ferry::testkit::{
     ftp::FtpServer, s3::S3Server, sftp::SftpServer, sftp::SftpUser, sftp::test_key,
 };
