@@ -27,7 +27,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 chmod 755 "$work"
-mkdir -p "$work/root" "$work/empty" /run/sshd
+mkdir -p "$work/root" "$work/empty"
 head -c "$((SIZE_MB * 1024 * 1024))" /dev/urandom > "$work/root/big.bin"
 printf 'x' > "$work/root/tiny.bin"
 chmod 644 "$work/root/"*.bin
@@ -38,24 +38,9 @@ SSH_PORT=$(free_port)
 FTP_PORT=$(free_port)
 
 # sshd with the test host key and the test client key.
-install -m 600 testdata/keys/host_ed25519 "$work/host_key"
-install -m 600 testdata/keys/client_ed25519 "$work/client_key"
-cp testdata/keys/client_ed25519.pub "$work/authorized_keys"
-cat > "$work/sshd_config" <<CONF
-ListenAddress 127.0.0.1
-Port $SSH_PORT
-HostKey $work/host_key
-PidFile $work/sshd.pid
-AuthorizedKeysFile $work/authorized_keys
-PasswordAuthentication no
-UsePAM no
-StrictModes no
-PermitRootLogin prohibit-password
-Subsystem sftp internal-sftp
-CONF
-/usr/sbin/sshd -D -e -f "$work/sshd_config" 2>"$work/sshd.log" &
-pids+=($!)
-echo "[127.0.0.1]:$SSH_PORT $(cut -d' ' -f1,2 testdata/keys/host_ed25519.pub)" > "$work/known_hosts"
+. bench/sshd.sh
+start_sshd "$SSH_PORT" "$work"
+pids+=("$SSHD_PID")
 
 # vsftpd, anonymous, read-only.
 . bench/vsftpd.sh

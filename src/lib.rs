@@ -9,7 +9,7 @@
 //!
 //! | step | code |
 //! |---|---|
-//! | discover | `pipeline/discover.rs` (listing each folder), [`source::Source::list`] per kind |
+//! | discover | `pipeline/discover.rs` (listing each folder), [`source::Source::list`] per kind; with a work queue or S3 events, `pipeline/shared.rs` (the lister sends, every replica receives) |
 //! | settle | [`source::settle`] (age, markers, stable polls) |
 //! | claim | `pipeline/mod.rs` `to_stage` (what the ledger already has), [`ledger`] |
 //! | fetch | `pipeline/file.rs`, [`source::resume`] (resumed, idle-timed downloads) |
@@ -31,7 +31,8 @@
 //! | [`ledger`] | the ledger, written once for both backends over the [`ledger::LedgerStore`] seam: file versions and their states, failures and error rows, loads, checks, migrations, and ([`ledger::reports`]) the reports and writes behind the operations commands |
 //! | [`migrate`] | versioned, idempotent schema migrations embedded from `migrations/` |
 //! | [`pipeline`] | a pass over a job: one file's steps in order with the load-once checks, batches, streamed loads of large files, post-load checks, the staging/transfer/load slots |
-//! | [`daemon`] | one poll loop per job, signals and graceful shutdown, the `/healthz` `/readyz` `/metrics` listener, systemd notify |
+//! | [`queue`] | SQS: the work queue's messages, S3 event notifications, and the messages a replica holds with their heartbeat ([`queue::claims`]) |
+//! | [`daemon`] | one poll loop per job (and a receive loop with a work queue), signals and graceful shutdown, the `/healthz` `/readyz` `/metrics` listener, systemd notify |
 //! | [`commands`] | the commands that are not the pipeline: `ferry check` (one line per component), `ferry fetch` (one timed download), and the operations commands over the ledger (`jobs`, `pause`/`resume`, `files`, `errors`, `retry`, `reset`) |
 //! | [`cli`] | the command line, resolved into calls of the modules above |
 //! | [`telemetry`] | logging set-up, the named events the business code emits, and the metrics they update |

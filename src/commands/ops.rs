@@ -136,7 +136,14 @@ fn configured<'c>(cfg: &'c Config, name: &str) -> Result<&'c str> {
 pub async fn jobs(cfg: &Config, wh: &dyn Warehouse) -> Result<Table> {
     crate::ledger::sync_jobs(wh, &cfg.jobs).await?;
     let mut rows = wh.read_ledger(&ledger(cfg).jobs_report()).await?;
+    // With a work queue: the replica that lists each job now.
+    let leases = crate::ledger::leases(wh).await?;
     for row in &mut rows {
+        let lister = leases
+            .iter()
+            .find(|l| !l.expired && Some(l.job.as_str()) == row[0].as_deref())
+            .map(|l| l.owner.clone());
+        row.push(lister);
         let name = row[0].clone().unwrap_or_default();
         match cfg.jobs.iter().find(|j| j.name == name) {
             Some(j) if !j.enabled => row[1] = Some("disabled".into()),
@@ -148,10 +155,9 @@ pub async fn jobs(cfg: &Config, wh: &dyn Warehouse) -> Result<Table> {
             c.get_or_insert_with(|| "0".into());
         }
     }
-    Ok(Table {
-        columns: JOB_COLUMNS.to_vec(),
-        rows,
-    })
+    let mut columns = JOB_COLUMNS.to_vec();
+    columns.push("lister");
+    Ok(Table { columns, rows })
 }
 
 /// Pauses (`paused`) or resumes a job; persisted in `ferry_jobs`, so every

@@ -178,6 +178,7 @@ pub(super) async fn fetch_and_normalize(
 ) -> Result<(NormalizeStats, LocalStaged)> {
     let stream = Resuming::open_version(src.clone(), entry).await?;
     let retry_later = stream.retry_later();
+    let fetched = stream.bytes_read();
     let reader = tokio_util::io::SyncIoBridge::new(stream);
     let ctx = FileContext {
         path: entry.path.clone(),
@@ -186,6 +187,7 @@ pub(super) async fn fetch_and_normalize(
             .to_string(),
         size_hint: Some(entry.size),
     };
+    let job_name = job.name.clone();
     let job = job.clone();
     let (path, size) = (entry.path.clone(), entry.size);
     let normalized = tokio::task::spawn_blocking(move || -> Result<(NormalizeStats, LocalStaged)> {
@@ -245,8 +247,12 @@ pub(super) async fn fetch_and_normalize(
         let local = out.finish().map_err(local_err)?;
         Ok((stats, local))
     })
-    .await
-    .map_err(|e| {
+    .await;
+    crate::telemetry::bytes_fetched(
+        &job_name,
+        fetched.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    let normalized = normalized.map_err(|e| {
         Error::new(ErrorKind::Permanent, "normalize stopped unexpectedly").with_source(e)
     })??;
     // Still the version listed, now that every byte is read: a file

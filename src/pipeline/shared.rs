@@ -18,7 +18,7 @@
 
 use super::*;
 use crate::ledger::{FileVersion, LeaseTaken};
-use crate::queue::claims::Claims;
+use crate::queue::claims::{Claimed, Claims};
 use crate::queue::events::{self, Notice};
 use crate::queue::{SQS_BATCH, Sqs, WorkItem};
 use std::collections::HashSet;
@@ -289,10 +289,17 @@ pub async fn receive_work(rt: &Runtime, drain: Drain) -> Result<(usize, PassRepo
             tracing::warn!(job = %item.job, path = %item.path, "a version of a job this replica does not have; left for a replica that has it");
             continue;
         };
-        if !shared.claims.claim(item.version(), url, m.receipt.clone()) {
-            tracing::debug!(job = %job.name, path = %item.path, "a second message for a version this replica holds; deleted");
-            shared.claims.discard(url, &m.receipt).await;
-            continue;
+        match shared.claims.claim(item.version(), url, &m.id, &m.receipt) {
+            Claimed::New => {}
+            Claimed::Again => {
+                tracing::debug!(job = %job.name, path = %item.path, "a message this replica holds came back before its heartbeat; its new receipt is kept");
+                continue;
+            }
+            Claimed::Duplicate => {
+                tracing::debug!(job = %job.name, path = %item.path, "a second message for a version this replica holds; deleted");
+                shared.claims.discard(url, &m.receipt).await;
+                continue;
+            }
         }
         match by_job.iter_mut().find(|(j, _)| j.name == job.name) {
             Some((_, entries)) => entries.push(item.entry()),
@@ -418,9 +425,14 @@ pub(super) async fn events_pass(
                             continue;
                         };
                         let version = file::version_of(job, &entry);
-                        if shared.claims.claim(version, &url, m.receipt.clone()) {
-                            claimed = true;
-                            entries.push(entry);
+                        match shared.claims.claim(version, &url, &m.id, &m.receipt) {
+                            Claimed::New => {
+                                entries.push(entry);
+                                claimed = true;
+                            }
+                            // Its receipt is held: the message stays.
+                            Claimed::Again => claimed = true,
+                            Claimed::Duplicate => {}
                         }
                     }
                 }

@@ -18,7 +18,21 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 struct Claim {
     queue: Arc<str>,
+    id: String,
     receipt: String,
+}
+
+/// What [`Claims::claim`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    /// The version was not held: it is now, work on it.
+    New,
+    /// The message that brought it came back (its visibility ran out
+    /// before a heartbeat): its new receipt is kept, nothing else to do.
+    Again,
+    /// Another message for a version held already (a duplicate): delete
+    /// that message; the one held stays.
+    Duplicate,
 }
 
 type Held = Arc<Mutex<HashMap<FileVersion, Claim>>>;
@@ -53,21 +67,34 @@ impl Claims {
         &self.sqs
     }
 
-    /// Holds `version`, received in `receipt` from `queue`; `false` if it
-    /// is held already (the message is then a duplicate).
-    pub fn claim(&self, version: FileVersion, queue: &Arc<str>, receipt: String) -> bool {
+    /// Holds `version`, brought by message `id` (received in `receipt`)
+    /// from `queue`.
+    pub fn claim(
+        &self,
+        version: FileVersion,
+        queue: &Arc<str>,
+        id: &str,
+        receipt: &str,
+    ) -> Claimed {
         let mut held = self.held.lock().expect("claims lock");
-        if held.contains_key(&version) {
-            return false;
+        match held.get_mut(&version) {
+            Some(c) if c.id == id => {
+                c.receipt = receipt.to_string();
+                Claimed::Again
+            }
+            Some(_) => Claimed::Duplicate,
+            None => {
+                held.insert(
+                    version,
+                    Claim {
+                        queue: queue.clone(),
+                        id: id.to_string(),
+                        receipt: receipt.to_string(),
+                    },
+                );
+                Claimed::New
+            }
         }
-        held.insert(
-            version,
-            Claim {
-                queue: queue.clone(),
-                receipt,
-            },
-        );
-        true
     }
 
     /// Whether `version` is held.

@@ -100,6 +100,8 @@ impl WorkItem {
 /// A received message.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// SQS's id of the message (the same each time it is received).
+    pub id: String,
     /// Its body.
     pub body: String,
     /// The handle that deletes it or changes its visibility.
@@ -213,6 +215,7 @@ impl Sqs {
             .iter()
             .filter_map(|m| {
                 Some(Received {
+                    id: m.message_id()?.to_string(),
                     body: m.body()?.to_string(),
                     receipt: m.receipt_handle()?.to_string(),
                 })

@@ -15,7 +15,7 @@ use crate::retry::RetryPolicy;
 use futures::future::BoxFuture;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, ReadBuf};
@@ -100,6 +100,8 @@ pub struct Resuming {
     version: Option<RemoteEntry>,
     /// Set when the read gave up for this pass (see [`Resuming::retry_later`]).
     give_up: Arc<AtomicBool>,
+    /// Bytes read so far, across resumes (see [`Resuming::bytes_read`]).
+    read: Arc<AtomicU64>,
 }
 
 impl Resuming {
@@ -135,7 +137,14 @@ impl Resuming {
             state: State::Reading(first),
             version,
             give_up: Arc::default(),
+            read: Arc::default(),
         })
+    }
+
+    /// Bytes read from the source so far, across resumes: a counter the
+    /// caller keeps after the stream moved into a reader.
+    pub fn bytes_read(&self) -> Arc<AtomicU64> {
+        self.read.clone()
     }
 
     /// Becomes true when the read failed in a way that another try in
@@ -216,7 +225,9 @@ impl AsyncRead for Resuming {
                     let before = buf.filled().len();
                     match ready!(Pin::new(s).poll_read(cx, buf)) {
                         Ok(()) => {
-                            this.offset += (buf.filled().len() - before) as u64;
+                            let n = (buf.filled().len() - before) as u64;
+                            this.offset += n;
+                            this.read.fetch_add(n, Ordering::Relaxed);
                             return Poll::Ready(Ok(()));
                         }
                         Err(e) if this.resumes_left > 0 => {

@@ -61,6 +61,11 @@ const METRICS: &[(&str, &str, &str)] = &[
         "Source bytes of the files loaded.",
     ),
     (
+        "ferry_bytes_fetched_total",
+        "counter",
+        "Bytes read from the sources, every attempt counted (with a work queue, what this replica fetched).",
+    ),
+    (
         "ferry_stage_duration_seconds",
         "histogram",
         "Duration of each stage: stage (fetch, normalize, upload of one file), load (one batch transaction), pass (one poll of a job).",

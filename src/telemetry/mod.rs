@@ -109,6 +109,11 @@ pub fn file_loaded(job: &str, path: &str, rows: u64, rejected: u64, bytes: u64, 
     );
 }
 
+/// Bytes read from a source for one of `job`'s files (one attempt).
+pub fn bytes_fetched(job: &str, bytes: u64) {
+    metrics::add("ferry_bytes_fetched_total", &[("job", job)], bytes as f64);
+}
+
 /// A batch of staged files committed.
 pub fn batch_loaded(job: &str, files: usize, took: Duration) {
     metrics::observe(

@@ -1,7 +1,12 @@
-//! A real second implementation of SQS for tests: `moto_server` (pip
+//! A real second implementation of SQS for tests: moto's server (pip
 //! `moto[server]`, installed by `.ci/setup`) on a free loopback port, a
 //! child process killed when this is dropped. Static test credentials;
 //! queues made with [`MotoServer::create_queue`].
+//!
+//! It runs through `moto_server.py` beside this file, which makes moto's
+//! ReceiveMessage atomic: moto serves each request on its own thread and
+//! two receives at the same moment could take the same message, which SQS
+//! never does (and the tests count every fetch).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -33,15 +38,16 @@ impl MotoServer {
     /// answers.
     pub async fn start() -> std::io::Result<MotoServer> {
         let port = super::free_port()?;
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/src/testkit/moto_server.py");
+        let child = Command::new("python3")
+            .args([script, "-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| {
                 std::io::Error::other(format!(
-                    "cannot start moto_server ({e}); install it with `pip install \"moto[server]\"` (.ci/setup does)"
+                    "cannot start python3 {script} ({e}); it needs `pip install \"moto[server]\"` (.ci/setup does)"
                 ))
             })?;
         let creds =

@@ -65,6 +65,7 @@ async fn by_event(env: &Env, column: &str) -> Vec<(String, String)> {
 }
 
 crate::harness::both_backends!(
+    a_job_has_one_lister_at_a_time_and_an_expired_lease_is_taken_over,
     files_of_a_poll_load_in_one_batch_and_one_transaction,
     a_full_batch_loads_and_the_rest_waits_for_max_wait,
     a_bad_file_fails_alone_and_the_rest_of_its_batch_loads,
@@ -843,5 +844,55 @@ async fn the_ledger_records_failures_and_error_rows_alike_and_never_over_a_load(
     );
     let summary = ferry::ledger::verify_ledger(&*rt.warehouse).await.unwrap();
     assert!(summary.ends_with("7 of 7 migrations applied"), "{summary}");
+    env.finish().await;
+}
+
+/// Leases (one lister per job with a work queue), on the warehouse's
+/// clock: taken when free, renewed by the holder, refused to another
+/// replica until it expires, taken over then, given up on request.
+async fn a_job_has_one_lister_at_a_time_and_an_expired_lease_is_taken_over(backend: Backend) {
+    use ferry::ledger::{LeaseTaken, leases, release_lease, take_lease};
+    use std::time::Duration;
+    let env = Env::start(backend).await;
+    let rt = env.runtime(&task_events_job("")).await;
+    let wh = &*rt.warehouse;
+    let long = Duration::from_secs(60);
+    let take = |job: &'static str, owner: &'static str, period: Duration| async move {
+        take_lease(wh, job, owner, period).await.unwrap()
+    };
+    assert_eq!(take("j", "a", long).await, LeaseTaken::Free);
+    assert_eq!(take("j", "b", long).await, LeaseTaken::Elsewhere);
+    assert_eq!(take("j", "a", long).await, LeaseTaken::Renewed);
+    assert_eq!(
+        take("k", "b", long).await,
+        LeaseTaken::Free,
+        "one lease per job"
+    );
+    // a renews for one second only and then stops renewing.
+    assert_eq!(
+        take("j", "a", Duration::from_secs(1)).await,
+        LeaseTaken::Renewed
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(take("j", "b", long).await, LeaseTaken::Expired);
+    assert_eq!(
+        take("j", "a", long).await,
+        LeaseTaken::Elsewhere,
+        "a lost it"
+    );
+    let all = leases(wh).await.unwrap();
+    let owners: Vec<(&str, &str, bool)> = all
+        .iter()
+        .map(|l| (l.job.as_str(), l.owner.as_str(), l.expired))
+        .collect();
+    assert_eq!(owners, [("j", "b", false), ("k", "b", false)]);
+    release_lease(wh, "j", "a").await.unwrap();
+    assert_eq!(
+        take("j", "a", long).await,
+        LeaseTaken::Elsewhere,
+        "only the holder gives it up"
+    );
+    release_lease(wh, "j", "b").await.unwrap();
+    assert_eq!(take("j", "a", long).await, LeaseTaken::Free);
     env.finish().await;
 }

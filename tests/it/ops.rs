@@ -66,6 +66,7 @@ async fn jobs_files_and_errors_report_what_the_ledger_holds(backend: Backend) {
     assert_eq!(column(&jobs, "failed"), [Some("1")]);
     assert_eq!(column(&jobs, "rows"), [Some("3")]);
     assert!(column(&jobs, "last_load")[0].is_some_and(|t| t.starts_with("20")));
+    assert_eq!(column(&jobs, "lister"), [None], "no work queue, no lister");
 
     let failed = ops::files(cfg, wh, &filter(Some("task-events"), Some("failed")))
         .await

@@ -153,6 +153,26 @@ fn ledger_statements_are_redshift_sql_with_named_parameters() {
     ) {
         check(&s);
     }
+    // Leases: the lock on ferry_leases (never the ledger's), then the
+    // statements on the warehouse's own clock, GETDATE() on Redshift.
+    let take = l.take_lease(std::time::Duration::from_secs(120));
+    assert_eq!(take[0], "LOCK TABLE \"analytics\".\"ferry_leases\"");
+    for s in take.iter().chain(&l.release_lease()) {
+        check(s);
+        assert!(!s.contains("ferry_files"), "{s}");
+    }
+    for s in &take[1..] {
+        assert!(
+            s.contains(":job") && s.contains(":owner") && s.contains("GETDATE()"),
+            "{s}"
+        );
+    }
+    assert!(
+        take[2].contains("GETDATE() + INTERVAL '120 seconds'"),
+        "{}",
+        take[2]
+    );
+    check(&l.leases_report().sql);
     // PostgreSQL keeps its $n form.
     let pg = LedgerSql::new(&Ident::parse("analytics").unwrap());
     let pg_failed = pg.record_failed();

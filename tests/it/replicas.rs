@@ -82,9 +82,21 @@ async fn assert_rows_exact(db: &TestDb, files: usize) {
     );
 }
 
+/// With `FERRY_TEST_LOG` set (an env filter such as `ferry=debug`), the
+/// in-process replicas log to stderr (`--no-capture` shows it).
+fn test_log() {
+    if let Ok(filter) = std::env::var("FERRY_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+}
+
 /// Runs three in-process replicas (daemons with their own runtimes and
 /// replica ids) on `toml` until the ledger has `FILES` loaded.
 async fn three_daemons(toml: &str, db: &TestDb, moto: &MotoServer, url: &str) {
+    test_log();
     let config = ferry::config::from_toml_str(toml).expect("config is valid");
     let stager = ferry::stage::Stager::new(&config.staging).await;
     let wh = ferry::warehouse::connect(&config, &stager).await.unwrap();
@@ -142,12 +154,14 @@ fn assert_each_fetched_once(fetches: &ferry::testkit::Fetches) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn three_replicas_share_300_sftp_files_and_fetch_each_once() {
+/// The servers of an SFTP fleet test: [`FILES`] files on SFTP, moto with
+/// queue `queue`, and the config (no HTTP listener; the queue's messages
+/// hidden for `visibility`).
+async fn sftp_fleet(queue: &str, visibility: &str) -> (Stack, TestDb, MotoServer, String, String) {
     let stack = Stack::start().await;
     let db = TestDb::new().await;
     let moto = MotoServer::start().await.expect("moto_server");
-    let url = moto.create_queue("ferry-work.fifo").await.unwrap();
+    let url = moto.create_queue(queue).await.unwrap();
     for i in 0..FILES {
         stack.put_sftp(&format!("/outbox/tasks_{i:03}.csv"), &events_file(i));
     }
@@ -157,9 +171,18 @@ async fn three_replicas_share_300_sftp_files_and_fetch_each_once() {
             .base_toml()
             .replace("[daemon]\n", "[daemon]\nhttp_listen = \"\"\n"),
         db.warehouse_toml(),
-        queue_toml(&moto, &url, &stack.secret_file),
+        queue_toml(&moto, &url, &stack.secret_file).replace(
+            "visibility_timeout = \"20s\"",
+            &format!("visibility_timeout = \"{visibility}\"")
+        ),
         append_job("partner")
     );
+    (stack, db, moto, url, toml)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_share_300_sftp_files_and_fetch_each_once() {
+    let (stack, db, moto, url, toml) = sftp_fleet("ferry-work.fifo", "20s").await;
     three_daemons(&toml, &db, &moto, &url).await;
     assert_rows_exact(&db, FILES).await;
     assert_each_fetched_once(&stack.sftp.fetches);
@@ -207,5 +230,213 @@ async fn three_replicas_share_300_ftp_files_on_a_standard_queue_and_fetch_each_o
         (0, 0),
         "every message deleted"
     );
+    db.drop_schema().await;
+}
+
+/// An S3 → SQS notification for `key` as S3 writes it (URL-encoded).
+fn s3_event(name: &str, key: &str) -> String {
+    serde_json::json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2026-03-01T10:00:00.000Z", "eventName": name,
+        "s3": {"bucket": {"name": crate::harness::BUCKET}, "object": {"key": key, "size": 1, "sequencer": "0A"}}
+    }]})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_events_load_each_object_once_and_the_reconciling_listing_finds_a_lost_one() {
+    use crate::harness::BUCKET;
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let moto = MotoServer::start().await.expect("moto_server");
+    let events = moto.create_queue("landing-events").await.unwrap();
+    let landing = stack.s3.root.join(BUCKET).join("landing/events");
+    std::fs::create_dir_all(&landing).unwrap();
+    std::fs::create_dir_all(stack.s3.root.join(BUCKET).join("landing/other")).unwrap();
+    std::fs::write(landing.join("a.csv"), events_file(1)).unwrap();
+    std::fs::write(landing.join("b c.csv"), events_file(2)).unwrap();
+    // c.csv is replaced after its first event: both events name the
+    // version there now.
+    std::fs::write(
+        landing.join("c.csv"),
+        events_file(3)
+            .lines()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n",
+    )
+    .unwrap();
+    std::fs::write(landing.join("d.csv"), events_file(4)).unwrap();
+    std::fs::write(landing.join("readme.txt"), "not data").unwrap();
+    std::fs::write(
+        stack.s3.root.join(BUCKET).join("landing/other/x.csv"),
+        events_file(5),
+    )
+    .unwrap();
+    let sends = [
+        s3_event("ObjectCreated:Put", "landing/events/a.csv"),
+        s3_event("ObjectCreated:Put", "landing/events/a.csv"),
+        s3_event("ObjectCreated:Put", "landing/events/b+c.csv"),
+        serde_json::json!({"version": "0", "detail-type": "Object Created", "source": "aws.s3",
+            "detail": {"bucket": {"name": BUCKET}, "object": {"key": "landing/events/b c.csv", "size": 1}}})
+        .to_string(),
+        s3_event("ObjectCreated:Put", "landing/events/c.csv"),
+        serde_json::json!({"Type": "Notification", "Message": s3_event("ObjectCreated:CompleteMultipartUpload", "landing/events/c.csv")}).to_string(),
+        s3_event("ObjectCreated:Put", "landing/other/x.csv"),
+        s3_event("ObjectCreated:Put", "landing/events/readme.txt"),
+        s3_event("ObjectRemoved:Delete", "landing/events/gone.csv"),
+        serde_json::json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": BUCKET}).to_string(),
+    ];
+    for body in &sends[..5] {
+        moto.send_raw(&events, body).await.unwrap();
+    }
+    // c.csv grows to its second version before its second event.
+    std::fs::write(landing.join("c.csv"), events_file(3)).unwrap();
+    for body in &sends[5..] {
+        moto.send_raw(&events, body).await.unwrap();
+    }
+    let toml = |reconcile: &str| {
+        format!(
+            "{}[sources.landing]\nkind = \"s3\"\nbucket = \"{BUCKET}\"\nendpoint = \"{}\"\npath_style = true\naccess_key_id = \"{}\"\nsecret_access_key_file = \"{}\"\n{}\n[queue]\nkind = \"sqs\"\nregion = \"{}\"\nendpoint = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key_file = \"{}\"\nwait_time = \"1s\"\n{}\n[jobs.events]\nqueue_url = \"{events}\"\nreconcile_every = \"{reconcile}\"\n",
+            stack.base_toml(),
+            stack.s3.endpoint(),
+            ferry::testkit::s3::ACCESS_KEY,
+            stack.secret_file.display(),
+            db.warehouse_toml(),
+            moto::REGION,
+            moto.endpoint(),
+            moto::ACCESS_KEY,
+            stack.secret_file.display(),
+            append_job("landing").replace("path = \"/outbox\"", "path = \"landing/events\""),
+        )
+    };
+    // Events alone (no reconciling listing): a, "b c" and the second
+    // version of c, each once; d's event was lost.
+    let rt = crate::harness::migrated_runtime(&toml("0s")).await;
+    let report = ferry::pipeline::run_pass(&rt, None).await.unwrap();
+    assert!(!report.has_failures(), "{report:?}");
+    let mut loaded: Vec<&str> = report.loaded.iter().map(|f| f.path.as_str()).collect();
+    loaded.sort();
+    assert_eq!(
+        loaded,
+        [
+            "landing/events/a.csv",
+            "landing/events/b c.csv",
+            "landing/events/c.csv"
+        ],
+        "{report:?}"
+    );
+    assert_eq!(
+        db.count("task_events").await,
+        3 * ROWS_PER_FILE as i64,
+        "a, b c and c's second version"
+    );
+    assert_eq!(
+        moto.depth(&events).await.unwrap(),
+        (0, 0),
+        "every event deleted, the ignored ones too"
+    );
+    drop(rt);
+
+    // The reconciling listing finds d and nothing else.
+    let rt = crate::harness::migrated_runtime(&toml("1s")).await;
+    let report = ferry::pipeline::run_pass(&rt, None).await.unwrap();
+    assert!(!report.has_failures(), "{report:?}");
+    let loaded: Vec<&str> = report.loaded.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(loaded, ["landing/events/d.csv"], "{report:?}");
+    assert_rows_exact(&db, 4).await;
+    db.drop_schema().await;
+}
+
+/// The lease holder of `job`, from the ledger.
+async fn lister(db: &TestDb) -> Option<String> {
+    db.client
+        .query_opt(
+            &format!(
+                "SELECT owner FROM {} WHERE job = 'task-events'",
+                db.t("ferry_leases")
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .map(|r| r.get(0))
+}
+
+/// Kills every child still running when dropped (a failed assertion
+/// must not leave replicas behind).
+struct Replicas(Vec<std::process::Child>);
+
+impl Drop for Replicas {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_of_the_lister_mid_flight_loses_and_doubles_nothing_and_another_lists() {
+    let (stack, db, moto, url, toml) = sftp_fleet("ferry-work", "6s").await;
+    let cfg = stack.write_config(&toml);
+    {
+        let config = ferry::config::from_toml_str(&toml).unwrap();
+        let stager = ferry::stage::Stager::new(&config.staging).await;
+        let wh = ferry::warehouse::connect(&config, &stager).await.unwrap();
+        ferry::ledger::migrate(&*wh).await.unwrap();
+    }
+    let spawn = |r: usize| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("run")
+            .env("FERRY__QUEUE__REPLICA_ID", format!("replica-{r}"))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("ferry run starts")
+    };
+    let mut replicas = Replicas((0..3).map(spawn).collect());
+
+    let before = wait_loaded(&db, 60, Duration::from_secs(120)).await;
+    assert!(
+        before >= 60 && before < FILES as i64,
+        "the kill lands mid-flight ({before} loaded)"
+    );
+    let killed = lister(&db).await.expect("a replica holds the lease");
+    let k: usize = killed.trim_start_matches("replica-").parse().unwrap();
+    replicas.0[k].kill().expect("SIGKILL");
+    replicas.0[k].wait().unwrap();
+    let (_, in_flight) = moto.depth(&url).await.unwrap();
+    eprintln!(
+        "killed the lister {killed} with {before} of {FILES} loaded, {in_flight} messages in flight"
+    );
+
+    // New files only a new lister can find.
+    for i in FILES..FILES + 20 {
+        stack.put_sftp(&format!("/outbox/tasks_{i:03}.csv"), &events_file(i));
+    }
+    let loaded = wait_loaded(&db, (FILES + 20) as i64, Duration::from_secs(150)).await;
+    assert_eq!(
+        loaded,
+        (FILES + 20) as i64,
+        "every file loaded after the kill"
+    );
+    let now = lister(&db).await.expect("a replica holds the lease");
+    assert_ne!(now, killed, "another replica took the lease over");
+    // `ferry jobs` names it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["jobs", "--json"])
+        .output()
+        .unwrap();
+    let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(jobs[0]["lister"], now.as_str(), "{jobs}");
+    assert_rows_exact(&db, FILES + 20).await;
+    drop(replicas);
     db.drop_schema().await;
 }
