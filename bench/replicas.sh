@@ -8,14 +8,14 @@
 # can: three replicas must fetch no more than about the bytes of one and
 # use about its CPU, since each file is fetched and normalized once.
 #
-#   bench/replicas.sh [FILES] [SIZE_MB]      (defaults: 60 files of 4 MB)
+#   bench/replicas.sh [FILES] [SIZE_MB]      (defaults: 80 files of 8 MB)
 #
 # SQS is moto (pip moto[server], as .ci/setup installs it); S3 is
 # `ferry-dev-stack --serve` (release build); PostgreSQL is the local server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FILES=${1:-60}
-SIZE_MB=${2:-4}
+FILES=${1:-80}
+SIZE_MB=${2:-8}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/ferry-target}"
 bash .ci/setup > /dev/null
 cargo build --release --quiet --features testkit --bin ferry --bin ferry-dev-stack

@@ -261,7 +261,10 @@ pub async fn execute(cli: Cli) -> Result<i32> {
         Command::Normalize { file, job, out } => normalize(&cfg, &file, &job, out),
         Command::Once { job } => {
             let rt = Runtime::start(cfg).await?;
-            let report = run_pass(&rt, job.as_deref()).await?;
+            let report = run_pass(&rt, job.as_deref()).await;
+            // With a work queue: the leases taken go back at once.
+            crate::pipeline::stop_sharing(&rt).await;
+            let report = report?;
             for line in report.lines() {
                 println!("{line}");
             }

@@ -114,7 +114,7 @@ async fn poll_loop(
     );
     let receiving = receive_loop(rt, heartbeat, shutdown.clone());
     let (results, (), received) = futures::join!(jobs, stopping, receiving);
-    crate::pipeline::release_leases(rt).await;
+    crate::pipeline::stop_sharing(rt).await;
     results.into_iter().chain([received]).collect()
 }
 
@@ -130,6 +130,11 @@ async fn receive_loop(
         return Ok(());
     }
     let grace = rt.config.daemon.grace_period;
+    let short_polls = rt
+        .config
+        .queue
+        .as_ref()
+        .is_some_and(|q| q.wait_time < Duration::from_secs(1));
     loop {
         heartbeat.beat();
         let round = Box::pin(crate::pipeline::receive_work(rt, Drain::Due));
@@ -149,6 +154,13 @@ async fn receive_loop(
                 failed = report.failed.len(),
                 "received files finished with failures"
             ),
+            // Short polling (wait_time = 0s) pauses between empty rounds.
+            Ok((0, _)) if short_polls => {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = shutdown.cancelled() => return Ok(()),
+                }
+            }
             Ok(_) => {}
             Err(e) => {
                 tracing::error!(error = %e.chain(), "cannot receive from the work queue; trying again shortly");

@@ -29,7 +29,7 @@ mod stream;
 use discover::*;
 use finish::*;
 pub use runtime::Runtime;
-pub use shared::{receive_work, release_leases};
+pub use shared::{receive_work, stop_sharing};
 
 pub use batch::{Pending, Staged};
 pub use file::{FileFailure, stage_file};

@@ -518,10 +518,12 @@ async fn object_of(
     Ok(None)
 }
 
-/// Gives up the leases this replica holds (it stops): another replica
-/// lists those jobs at once instead of after the lease period.
-pub async fn release_leases(rt: &Runtime) {
+/// Gives up the leases and the messages this replica holds (it stops):
+/// another replica lists those jobs and receives those files at once,
+/// instead of after the lease period and the visibility timeout.
+pub async fn stop_sharing(rt: &Runtime) {
     let Some(shared) = &rt.shared else { return };
+    shared.claims.release_all().await;
     let jobs: Vec<String> = shared.leased.lock().expect("leases lock").drain().collect();
     for job in jobs {
         if let Err(e) = crate::ledger::release_lease(&*rt.warehouse, &job, &shared.replica).await {

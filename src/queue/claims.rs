@@ -155,6 +155,26 @@ impl Claims {
         }
     }
 
+    /// Lets go of every held message at once (the replica stops): each is
+    /// visible again now, for the other replicas, instead of after its
+    /// visibility timeout.
+    pub async fn release_all(&self) {
+        let all: Vec<FileVersion> = self
+            .held
+            .lock()
+            .expect("claims lock")
+            .keys()
+            .cloned()
+            .collect();
+        if !all.is_empty() {
+            tracing::info!(
+                files = all.len(),
+                "stopping: received files not loaded go back to the queue"
+            );
+            self.settle(&[], &all, Duration::ZERO).await;
+        }
+    }
+
     /// Deletes a message that brought nothing to hold (a duplicate, an
     /// event outside the job, a test event).
     pub async fn discard(&self, queue: &str, receipt: &str) {
