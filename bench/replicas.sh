@@ -97,7 +97,7 @@ TOML
 [[jobs]]
 name = "bench"
 source = "bench"
-path = "/outbox"
+path = "$work/root/outbox"
 pattern = "*.csv"
 target = "task_events"
 mode = "merge"

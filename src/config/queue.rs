@@ -13,9 +13,10 @@ use super::*;
 pub struct RawQueue {
     /// `sqs`, the only kind.
     pub kind: String,
-    /// The work queue's URL. A name ending in `.fifo` is a FIFO queue
-    /// (each version sent once, deduplicated by its version id); any other
-    /// is a standard queue (a duplicate is harmless: the ledger decides).
+    /// The work queue's URL. A name ending in `.fifo` is a FIFO queue (no
+    /// message delivered twice; a send the SDK retried kept once); any
+    /// other is a standard queue (a duplicate is harmless: the ledger
+    /// decides).
     /// Unset: no work sharing; the section then only says how to reach SQS
     /// for the jobs' event queues.
     pub url: Option<String>,

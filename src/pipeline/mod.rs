@@ -158,7 +158,8 @@ pub async fn run_pass_draining(
     // With a work queue: what the listers sent, until the queue has
     // nothing more for this replica.
     while rt.shares_work() {
-        let (received, round) = receive_work(rt, drain).await?;
+        // Boxed, as the job passes are: the round's future is large.
+        let (received, round) = Box::pin(receive_work(rt, drain)).await?;
         report.absorb(round);
         if received == 0 {
             break;

@@ -222,37 +222,40 @@ async fn send_new(
     job: &Job,
     todo: &[RemoteEntry],
 ) -> Result<usize> {
-    let versions: Vec<FileVersion> = todo.iter().map(|e| file::version_of(job, e)).collect();
-    let fresh: Vec<(String, String)> = {
+    let at = chrono::Utc::now().timestamp_millis();
+    let (versions, messages): (Vec<FileVersion>, Vec<(String, String)>) = {
         let mut sent = shared.sent.lock().expect("sent lock");
-        let wanted: HashSet<&FileVersion> = versions.iter().collect();
+        let wanted: HashSet<FileVersion> = todo.iter().map(|e| file::version_of(job, e)).collect();
         sent.retain(|v, _| v.job != job.name || wanted.contains(v));
         todo.iter()
-            .zip(&versions)
+            .map(|e| (e, file::version_of(job, e)))
             .filter(|(_, v)| {
-                sent.get(*v)
+                sent.get(v)
                     .is_none_or(|t| t.elapsed() >= shared.resend_after)
             })
-            .map(|(e, v)| (WorkItem::new(&job.name, e).body(), dedup_id(v)))
-            .collect()
+            .map(|(e, v)| {
+                let message = (WorkItem::new(&job.name, e).body(), dedup_id(&v, at));
+                (v, message)
+            })
+            .unzip()
     };
-    shared.claims.sqs().send(url, fifo, &fresh).await?;
+    shared.claims.sqs().send(url, fifo, &messages).await?;
     let now = Instant::now();
     let mut sent = shared.sent.lock().expect("sent lock");
-    for (e, v) in todo.iter().zip(versions) {
-        if fresh
-            .iter()
-            .any(|(body, _)| *body == WorkItem::new(&job.name, e).body())
-        {
-            sent.insert(v, now);
-        }
+    for v in versions {
+        sent.insert(v, now);
     }
-    Ok(fresh.len())
+    Ok(messages.len())
 }
 
-/// A FIFO deduplication id for `v`: job and version id (at most 128
-/// characters, SQS's limit).
-fn dedup_id(v: &FileVersion) -> String {
+/// A FIFO deduplication id for `v` sent by the listing of `at` (Unix
+/// milliseconds): job, version id and that time, at most 128 characters
+/// (SQS's limit). A send the SDK retries carries the same id, so SQS keeps
+/// one message; a later send of the version (after `ferry retry` or
+/// `reset` forgot it, or after `resend_after`) is a new message, never
+/// dropped by SQS's five-minute deduplication window. (A dead lister's
+/// sends are covered by [`presume_sent`].)
+fn dedup_id(v: &FileVersion, at: i64) -> String {
     let mut id: String = v
         .job
         .chars()
@@ -261,6 +264,7 @@ fn dedup_id(v: &FileVersion) -> String {
         .collect();
     id.push('-');
     id.push_str(&v.short_id());
+    id.push_str(&format!("-{at}"));
     id
 }
 

@@ -155,7 +155,7 @@ impl Sqs {
     /// Sends `bodies` (body, deduplication id) to `url`, ten per call and
     /// four calls at a time. On a FIFO queue each goes in a group of its
     /// own (no version waits for another) with its deduplication id, so a
-    /// second send within SQS's five-minute window is dropped.
+    /// send the SDK retries is kept once.
     pub async fn send(&self, url: &str, fifo: bool, bodies: &[(String, String)]) -> Result<()> {
         for calls in bodies.chunks(SQS_BATCH * 4) {
             let batches: Vec<_> = calls

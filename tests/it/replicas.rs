@@ -440,3 +440,94 @@ async fn sigkill_of_the_lister_mid_flight_loses_and_doubles_nothing_and_another_
     drop(replicas);
     db.drop_schema().await;
 }
+
+/// One pass of `rt` (boxed: the debug build's pass future is large, and
+/// a test's own future lives on the test thread's stack).
+async fn pass(rt: &ferry::pipeline::Runtime) -> ferry::pipeline::PassReport {
+    Box::pin(ferry::pipeline::run_pass(rt, None)).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_resume_and_retry_work_unchanged_with_two_replicas_on_a_fifo_queue() {
+    use ferry::commands::ops;
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let moto = MotoServer::start().await.expect("moto_server");
+    let url = moto.create_queue("ferry-ops.fifo").await.unwrap();
+    stack.put_sftp("/outbox/good.csv", &events_file(1));
+    // No task_id column: a file that fails for good.
+    stack.put_sftp(
+        "/outbox/bad.csv",
+        "event_id,event_type,occurred_at\nx1,created,2026-03-01T10:00:00Z\n",
+    );
+    let toml = |replica: &str| {
+        format!(
+            "{}{}{}{}",
+            stack
+                .base_toml()
+                .replace("[daemon]\n", "[daemon]\nhttp_listen = \"\"\n"),
+            db.warehouse_toml(),
+            queue_toml(&moto, &url, &stack.secret_file).replace(
+                "[queue]\n",
+                &format!("[queue]\nreplica_id = \"{replica}\"\n")
+            ),
+            append_job("partner")
+        )
+    };
+    let a = crate::harness::migrated_runtime(&toml("a")).await;
+    let b = crate::harness::migrated_runtime(&toml("b")).await;
+
+    // Paused: no replica lists or loads it.
+    ops::set_paused(&a.config, &*a.warehouse, "task-events", true)
+        .await
+        .unwrap();
+    let (ra, rb) = (pass(&a).await, pass(&b).await);
+    assert!(
+        ra.loaded.is_empty() && rb.loaded.is_empty() && ra.failed.is_empty(),
+        "{ra:?} {rb:?}"
+    );
+    assert_eq!(
+        moto.depth(&url).await.unwrap(),
+        (0, 0),
+        "nothing sent while paused"
+    );
+
+    // Resumed: a lists and sends; whichever replica receives loads.
+    ops::set_paused(&b.config, &*b.warehouse, "task-events", false)
+        .await
+        .unwrap();
+    let (mut ra, rb) = (pass(&a).await, pass(&b).await);
+    ra.absorb(rb);
+    assert_eq!(ra.loaded.len(), 1, "{ra:?}");
+    assert_eq!(ra.failed.len(), 1, "{ra:?}");
+    assert_eq!(db.count_where("ferry_files", "state = 'failed'").await, 1);
+
+    // The lister's next poll sees the failure (a daemon polls every
+    // poll_interval). Retried then (from either replica): sent again at
+    // once, even on a FIFO queue, and tried again; it fails again,
+    // recorded once.
+    let idle = pass(&a).await;
+    assert!(idle.loaded.is_empty() && idle.failed.is_empty(), "{idle:?}");
+    let said = ops::retry(
+        &b.config,
+        &*b.warehouse,
+        "task-events",
+        Some("/outbox/bad.csv"),
+    )
+    .await
+    .unwrap();
+    assert!(said.starts_with("1 failed file version"), "{said}");
+    assert_eq!(db.count_where("ferry_files", "state = 'failed'").await, 0);
+    let (mut ra, rb) = (pass(&a).await, pass(&b).await);
+    ra.absorb(rb);
+    assert_eq!(
+        ra.failed.len(),
+        1,
+        "the retried version was worked on again: {ra:?}"
+    );
+    assert!(ra.loaded.is_empty(), "{ra:?}");
+    assert_eq!(db.count_where("ferry_files", "state = 'failed'").await, 1);
+    assert_eq!(moto.depth(&url).await.unwrap(), (0, 0));
+    assert_rows_exact(&db, 1).await;
+    db.drop_schema().await;
+}
