@@ -154,15 +154,19 @@ fn assert_each_fetched_once(fetches: &ferry::testkit::Fetches) {
     }
 }
 
-/// The servers of an SFTP fleet test: [`FILES`] files on SFTP, moto with
+/// The servers of an SFTP fleet test: `files` files on SFTP, moto with
 /// queue `queue`, and the config (no HTTP listener; the queue's messages
 /// hidden for `visibility`).
-async fn sftp_fleet(queue: &str, visibility: &str) -> (Stack, TestDb, MotoServer, String, String) {
+async fn sftp_fleet(
+    queue: &str,
+    visibility: &str,
+    files: usize,
+) -> (Stack, TestDb, MotoServer, String, String) {
     let stack = Stack::start().await;
     let db = TestDb::new().await;
     let moto = MotoServer::start().await.expect("moto_server");
     let url = moto.create_queue(queue).await.unwrap();
-    for i in 0..FILES {
+    for i in 0..files {
         stack.put_sftp(&format!("/outbox/tasks_{i:03}.csv"), &events_file(i));
     }
     let toml = format!(
@@ -182,7 +186,7 @@ async fn sftp_fleet(queue: &str, visibility: &str) -> (Stack, TestDb, MotoServer
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_share_300_sftp_files_and_fetch_each_once() {
-    let (stack, db, moto, url, toml) = sftp_fleet("ferry-work.fifo", "20s").await;
+    let (stack, db, moto, url, toml) = sftp_fleet("ferry-work.fifo", "20s", FILES).await;
     three_daemons(&toml, &db, &moto, &url).await;
     assert_rows_exact(&db, FILES).await;
     assert_each_fetched_once(&stack.sftp.fetches);
@@ -379,7 +383,7 @@ impl Drop for Replicas {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_of_the_lister_mid_flight_loses_and_doubles_nothing_and_another_lists() {
-    let (stack, db, moto, url, toml) = sftp_fleet("ferry-work", "6s").await;
+    let (stack, db, moto, url, toml) = sftp_fleet("ferry-work", "6s", FILES).await;
     let cfg = stack.write_config(&toml);
     {
         let config = ferry::config::from_toml_str(&toml).unwrap();
@@ -450,10 +454,7 @@ async fn pass(rt: &ferry::pipeline::Runtime) -> ferry::pipeline::PassReport {
 #[tokio::test(flavor = "multi_thread")]
 async fn pause_resume_and_retry_work_unchanged_with_two_replicas_on_a_fifo_queue() {
     use ferry::commands::ops;
-    let stack = Stack::start().await;
-    let db = TestDb::new().await;
-    let moto = MotoServer::start().await.expect("moto_server");
-    let url = moto.create_queue("ferry-ops.fifo").await.unwrap();
+    let (stack, db, moto, url, toml) = sftp_fleet("ferry-ops.fifo", "20s", 0).await;
     stack.put_sftp("/outbox/good.csv", &events_file(1));
     // No task_id column: a file that fails for good.
     stack.put_sftp(
@@ -461,17 +462,9 @@ async fn pause_resume_and_retry_work_unchanged_with_two_replicas_on_a_fifo_queue
         "event_id,event_type,occurred_at\nx1,created,2026-03-01T10:00:00Z\n",
     );
     let toml = |replica: &str| {
-        format!(
-            "{}{}{}{}",
-            stack
-                .base_toml()
-                .replace("[daemon]\n", "[daemon]\nhttp_listen = \"\"\n"),
-            db.warehouse_toml(),
-            queue_toml(&moto, &url, &stack.secret_file).replace(
-                "[queue]\n",
-                &format!("[queue]\nreplica_id = \"{replica}\"\n")
-            ),
-            append_job("partner")
+        toml.replace(
+            "[queue]\n",
+            &format!("[queue]\nreplica_id = \"{replica}\"\n"),
         )
     };
     let a = crate::harness::migrated_runtime(&toml("a")).await;
