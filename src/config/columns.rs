@@ -41,6 +41,19 @@ pub struct RawColumn {
     /// `truncate` (at a character boundary).
     #[serde(default = "default_on_overflow")]
     pub on_overflow: String,
+    /// The only values allowed (compared in the column's canonical form).
+    #[serde(default)]
+    pub one_of: Vec<String>,
+    /// A regular expression the whole value must match (text columns).
+    pub pattern: Option<String>,
+    /// The smallest value allowed (numbers, dates, timestamps).
+    pub min: Option<String>,
+    /// The largest value allowed (numbers, dates, timestamps).
+    pub max: Option<String>,
+    /// Reject an empty text (an empty string; a missing value stays NULL
+    /// unless `required`). varchar columns only.
+    #[serde(default)]
+    pub not_empty: bool,
 }
 
 pub(super) fn default_on_overflow() -> String {
@@ -130,7 +143,9 @@ fn validate_column(
             &[("reject", false), ("truncate", true)],
         )
         .unwrap_or(false);
+    let rules = column_type.and_then(|ty| validate_rules(cpath, rc, ty, p));
     Some(Column {
+        rules,
         name,
         source: source?,
         column_type: column_type?,
@@ -141,4 +156,83 @@ fn validate_column(
         zone: zone?,
         truncate,
     })
+}
+
+/// A column's value contracts at `cpath`, each value in the column's
+/// canonical text; `None` when it has none (or they are invalid: reported).
+fn validate_rules(
+    cpath: &str,
+    rc: &RawColumn,
+    ty: ColumnType,
+    p: &mut Problems,
+) -> Option<Box<crate::schema::rules::Rules>> {
+    use crate::schema::rules::{Rules, compare, ordered};
+    let text = matches!(ty, ColumnType::Varchar(_) | ColumnType::Uuid);
+    let canonical = |key: String, v: &str, p: &mut Problems| -> Option<String> {
+        match crate::schema::coerce(v, ty) {
+            Ok(c) => Some(c.into_owned()),
+            Err(e) => {
+                p.push(key, format!("{v:?} does not fit the column: {}", e.reason));
+                None
+            }
+        }
+    };
+    let one_of: Vec<String> = rc
+        .one_of
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| canonical(format!("{cpath}.one_of[{i}]"), v, p))
+        .collect();
+    let pattern = match &rc.pattern {
+        Some(_) if !text => {
+            p.push(
+                format!("{cpath}.pattern"),
+                "pattern applies to varchar and uuid columns",
+            );
+            None
+        }
+        // Anchored: the whole value must match.
+        Some(re) => match regex::Regex::new(&format!("^(?:{re})$")) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                p.push(
+                    format!("{cpath}.pattern"),
+                    format!("{re:?} is not a regular expression: {e}"),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let bound = |key: &str, v: &Option<String>, p: &mut Problems| -> Option<String> {
+        let v = v.as_ref()?;
+        if !ordered(ty) {
+            p.push(
+                format!("{cpath}.{key}"),
+                "min and max apply to int, bigint, decimal, date, timestamp and timestamptz columns",
+            );
+            return None;
+        }
+        canonical(format!("{cpath}.{key}"), v, p)
+    };
+    let (min, max) = (bound("min", &rc.min, p), bound("max", &rc.max, p));
+    if let (Some(lo), Some(hi)) = (&min, &max)
+        && compare(lo, hi, ty) == std::cmp::Ordering::Greater
+    {
+        p.push(format!("{cpath}.min"), format!("{lo} is above max = {hi}"));
+    }
+    if rc.not_empty && !matches!(ty, ColumnType::Varchar(_)) {
+        p.push(
+            format!("{cpath}.not_empty"),
+            "not_empty applies to varchar columns (other types read an empty value as missing)",
+        );
+    }
+    let rules = Rules {
+        one_of,
+        pattern,
+        min,
+        max,
+        not_empty: rc.not_empty,
+    };
+    (!rules.is_empty()).then(|| Box::new(rules))
 }

@@ -299,3 +299,52 @@ fn events_come_from_s3_sources_only_and_imply_sqs_in_the_queues_region() {
     assert!(q.work.is_none(), "events alone share no work");
     assert_eq!(q.sqs.region, "eu-west-1");
 }
+
+#[test]
+fn value_contracts_that_cannot_hold_are_config_errors_naming_the_key() {
+    let bad = |columns: &str| {
+        err(&test_toml(&format!(
+            "mode = \"append\"\ncolumns = [ {columns} ]\n"
+        )))
+    };
+    let e = bad(r#"{ name = "n", type = "int", one_of = ["1", "x"] }"#);
+    assert!(
+        e.contains("jobs[0].columns[0].one_of[1]: \"x\" does not fit the column"),
+        "{e}"
+    );
+    let e = bad(r#"{ name = "n", type = "int", pattern = "[0-9]+" }"#);
+    assert!(
+        e.contains("jobs[0].columns[0].pattern: pattern applies to varchar and uuid columns"),
+        "{e}"
+    );
+    let e = bad(r#"{ name = "s", type = "varchar(5)", pattern = "(" }"#);
+    assert!(
+        e.contains("jobs[0].columns[0].pattern: \"(\" is not a regular expression"),
+        "{e}"
+    );
+    let e = bad(r#"{ name = "s", type = "varchar(5)", min = "a" }"#);
+    assert!(
+        e.contains("jobs[0].columns[0].min: min and max apply to int"),
+        "{e}"
+    );
+    let e = bad(r#"{ name = "n", type = "decimal(5,2)", min = "10", max = "9.99" }"#);
+    assert!(
+        e.contains("jobs[0].columns[0].min: 10 is above max = 9.99"),
+        "{e}"
+    );
+    let e = bad(r#"{ name = "n", type = "int", not_empty = true }"#);
+    assert!(
+        e.contains("jobs[0].columns[0].not_empty: not_empty applies to varchar columns"),
+        "{e}"
+    );
+    let ok = from_toml_str(&test_toml(
+        "mode = \"append\"\ncolumns = [ { name = \"id\", type = \"uuid\", one_of = [\"0F8FAD5B-D9CB-469F-A165-70867728950E\"] } ]\n",
+    ))
+    .unwrap();
+    let rules = ok.jobs[0].columns[0].rules.as_ref().unwrap();
+    assert_eq!(
+        rules.one_of,
+        ["0f8fad5b-d9cb-469f-a165-70867728950e"],
+        "kept in canonical form"
+    );
+}

@@ -158,6 +158,7 @@ pub fn render(table: &str, is_json: bool, cols: &[Inferred]) -> String {
         ColumnType::Timestamp => "timestamp".into(),
         ColumnType::Timestamptz => "timestamptz".into(),
         ColumnType::Json => "json".into(),
+        ColumnType::Uuid => "uuid".into(),
     };
     let mut out =
         String::from("# A job mapping that fits the sample (review the types and the key):\n");

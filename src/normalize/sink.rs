@@ -210,7 +210,10 @@ impl<'j, W: Output> RowSink<'j, W> {
                     break;
                 }
                 None => None,
-                Some(v) => match coerce_column(&v, col) {
+                Some(v) => match coerce_column(&v, col).and_then(|c| match &col.rules {
+                    Some(rules) => rules.check(&c, col.column_type).map(|()| c),
+                    None => Ok(c),
+                }) {
                     Ok(Cow::Borrowed(b)) if b.len() == v.len() => Some(v),
                     Ok(c) => Some(Cow::Owned(c.into_owned())),
                     Err(e) => {

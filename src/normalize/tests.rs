@@ -617,3 +617,67 @@ fn source_failures_are_read_errors_and_bad_bytes_are_not_under_every_decoder() {
         }
     }
 }
+
+#[test]
+fn value_contracts_reject_rows_naming_the_rule_and_uuids_are_lower_cased() {
+    let j = job(r#"{ name = "id", type = "uuid", required = true },
+           { name = "status", type = "varchar(12)", one_of = ["open", "done"] },
+           { name = "code", type = "varchar(12)", pattern = "[A-Z]{3}-[0-9]+" },
+           { name = "n", type = "int", min = "0", max = "100" },
+           { name = "at", type = "date", min = "2026-01-01" },
+           { name = "note", type = "varchar(12)", not_empty = true }"#);
+    let id = "0F8FAD5B-D9CB-469F-A165-70867728950E";
+    let input = format!(
+        "id,status,code,n,at,note\n\
+         {id},open,ABC-1,+7,2026-03-01,x\n\
+         not-a-uuid,open,ABC-1,7,2026-03-01,x\n\
+         {id},gone,ABC-1,7,2026-03-01,x\n\
+         {id},done,abc-1,7,2026-03-01,x\n\
+         {id},done,ABC-1,101,2026-03-01,x\n\
+         {id},done,ABC-1,7,2025-12-31,x\n\
+         {id},done,ABC-1,7,2026-03-01,\n\
+         {id},open,ABC-1,,,\"\"\n"
+    );
+    let (out, stats) = run(&j, &input).unwrap();
+    assert_eq!(
+        out, "0f8fad5b-d9cb-469f-a165-70867728950e,open,ABC-1,7,2026-03-01,x,/in/f.csv,2\n",
+        "only the first row keeps every contract"
+    );
+    let got: Vec<(u64, Option<&str>, i32)> = stats
+        .errors
+        .iter()
+        .map(|e| (e.line, e.column.as_deref(), e.code))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (3, Some("id"), 1234),
+            (4, Some("status"), 1230),
+            (5, Some("code"), 1231),
+            (6, Some("n"), 1232),
+            (7, Some("at"), 1232),
+            (8, Some("note"), 1233),
+            (9, Some("note"), 1233),
+        ]
+    );
+    assert!(
+        stats.errors[1]
+            .reason
+            .contains("column status: \"gone\" is not one of [\"open\", \"done\"] (one_of)"),
+        "{}",
+        stats.errors[1].reason
+    );
+    assert!(
+        stats.errors[3].reason.contains("above max = 100"),
+        "{}",
+        stats.errors[3].reason
+    );
+    assert_eq!(
+        stats.errors[5].raw_value.as_deref(),
+        Some(""),
+        "an empty text, not a missing one"
+    );
+    // An empty text is a value: one_of and pattern check it too.
+    let (_, stats) = run(&j, &format!("id,status,code,n,at,note\n{id},,ABC-1,,,x\n")).unwrap();
+    assert_eq!(stats.errors[0].code, 1230);
+}

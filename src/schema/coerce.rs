@@ -219,6 +219,30 @@ fn timestamp_text(t: DateTime<Utc>, ty: ColumnType) -> String {
     out
 }
 
+/// A UUID's canonical text: lower-case, hyphenated, without braces.
+fn uuid_text(value: &str) -> Option<Cow<'_, str>> {
+    let inner = value
+        .strip_prefix('{')
+        .and_then(|v| v.strip_suffix('}'))
+        .unwrap_or(value);
+    let b = inner.as_bytes();
+    let shaped = b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    if !shaped {
+        return None;
+    }
+    Some(
+        if inner.len() == value.len() && !b.iter().any(u8::is_ascii_uppercase) {
+            Cow::Borrowed(value)
+        } else {
+            Cow::Owned(inner.to_ascii_lowercase())
+        },
+    )
+}
+
 /// Like [`coerce`], with the column's own options: timestamp `formats` and
 /// `timezone`, and varchar `on_overflow = "truncate"`.
 pub fn coerce_column<'v>(value: &'v str, col: &Column) -> Result<Cow<'v, str>, CoerceError> {
@@ -307,6 +331,12 @@ pub fn coerce(value: &str, ty: ColumnType) -> Result<Cow<'_, str>, CoerceError> 
             })?;
             Ok(Cow::Owned(timestamp_text(t, ty)))
         }
+        ColumnType::Uuid => uuid_text(value).ok_or_else(|| {
+            err(
+                1234,
+                format!("{} is not a UUID (8-4-4-4-12 hex digits)", quoted(value)),
+            )
+        }),
         ColumnType::Json => serde_json::from_str::<serde::de::IgnoredAny>(value)
             .map(|_| Cow::Borrowed(value))
             .map_err(|e| err(1224, format!("not valid JSON: {e}"))),
@@ -379,6 +409,7 @@ mod tests {
             formats: vec![],
             zone: Zone::parse(zone).unwrap(),
             truncate: false,
+            rules: None,
         };
         let berlin = col("Europe/Berlin");
         let cases = [
@@ -474,6 +505,25 @@ mod tests {
         assert!(coerce("-12.34", ColumnType::Decimal(4, 2)).is_ok());
         assert!(coerce("123.4", ColumnType::Decimal(4, 2)).is_err());
         assert!(coerce("{\"a\":1}", ColumnType::Json).is_ok());
+        let id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        assert_eq!(coerce(id, ColumnType::Uuid).unwrap(), id);
+        assert_eq!(
+            coerce("{0F8FAD5B-D9CB-469F-A165-70867728950E}", ColumnType::Uuid).unwrap(),
+            id
+        );
+        for bad in [
+            "0f8fad5bd9cb469fa16570867728950e",
+            "0f8fad5b-d9cb-469f-a165-70867728950",
+            "0f8fad5b-d9cb-469f-a165-70867728950g",
+            "é",
+            "",
+        ] {
+            assert_eq!(
+                coerce(bad, ColumnType::Uuid).unwrap_err().code,
+                1234,
+                "{bad}"
+            );
+        }
         assert!(coerce("{a:1}", ColumnType::Json).is_err());
     }
 }

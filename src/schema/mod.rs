@@ -5,6 +5,7 @@
 //! only on [`crate::sql`].
 
 mod coerce;
+pub mod rules;
 
 pub use coerce::{CoerceError, QUOTED_CHARS, coerce, coerce_column, quoted};
 
@@ -31,6 +32,9 @@ pub enum ColumnType {
     Timestamptz,
     /// A JSON document, stored as text.
     Json,
+    /// A UUID (`8-4-4-4-12` hex digits, braces or none), stored lower-case
+    /// as `VARCHAR(36)` (Redshift has no UUID type).
+    Uuid,
 }
 
 impl ColumnType {
@@ -46,6 +50,7 @@ impl ColumnType {
             ColumnType::Timestamp => "TIMESTAMP".into(),
             ColumnType::Timestamptz => "TIMESTAMPTZ".into(),
             ColumnType::Json => "VARCHAR(65535)".into(),
+            ColumnType::Uuid => "VARCHAR(36)".into(),
         }
     }
 
@@ -67,6 +72,7 @@ impl ColumnType {
             "timestamp" => ColumnType::Timestamp,
             "timestamptz" => ColumnType::Timestamptz,
             "json" => ColumnType::Json,
+            "uuid" => ColumnType::Uuid,
             "varchar" => ColumnType::Varchar(256),
             _ => {
                 if let Some(a) = args("varchar").filter(|a| a.len() == 1) {
@@ -88,7 +94,7 @@ impl ColumnType {
                     ColumnType::Decimal(p as u8, s as u8)
                 } else {
                     return Err(format!(
-                        "unknown type {text:?} (expected varchar(n), int, bigint, decimal(p,s), boolean, date, timestamp, timestamptz or json)"
+                        "unknown type {text:?} (expected varchar(n), int, bigint, decimal(p,s), boolean, date, timestamp, timestamptz, json or uuid)"
                     ));
                 }
             }
@@ -133,6 +139,9 @@ pub struct Column {
     pub zone: Zone,
     /// Truncate over-long varchar values instead of rejecting the row.
     pub truncate: bool,
+    /// Value contracts checked after the type (`one_of`, `pattern`,
+    /// `min`/`max`, `not_empty`); `None` when the column has none.
+    pub rules: Option<Box<rules::Rules>>,
 }
 
 /// The zone a timestamp without an offset is read in.

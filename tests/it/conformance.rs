@@ -65,6 +65,7 @@ async fn by_event(env: &Env, column: &str) -> Vec<(String, String)> {
 }
 
 crate::harness::both_backends!(
+    a_value_contract_rejects_its_row_into_the_ledger_with_line_column_and_rule,
     a_job_has_one_lister_at_a_time_and_an_expired_lease_is_taken_over,
     files_of_a_poll_load_in_one_batch_and_one_transaction,
     a_full_batch_loads_and_the_rest_waits_for_max_wait,
@@ -894,5 +895,68 @@ async fn a_job_has_one_lister_at_a_time_and_an_expired_lease_is_taken_over(backe
     );
     release_lease(wh, "j", "b").await.unwrap();
     assert_eq!(take("j", "a", long).await, LeaseTaken::Free);
+    env.finish().await;
+}
+
+/// Value contracts end to end: a row whose status is not `one_of` the
+/// list, or whose task id breaks its pattern, is rejected into
+/// `ferry_load_errors` with its file, line, column, code and rule; the
+/// other rows load.
+async fn a_value_contract_rejects_its_row_into_the_ledger_with_line_column_and_rule(
+    backend: Backend,
+) {
+    let env = Env::start(backend).await;
+    let mut body = events("a", 3, 0);
+    body.push_str("a-x,t1,created,lost,u1,jira,2026-03-01T10:00:00Z,1,1,\n");
+    body.push_str("a-y,T1,created,open,u1,jira,2026-03-01T10:00:00Z,1,1,\n");
+    env.stack.put_sftp("/outbox/a.csv", &body);
+    let job = task_events_job("")
+        .replace(
+            r#"{ name = "status", type = "varchar(32)" }"#,
+            r#"{ name = "status", type = "varchar(32)", one_of = ["open", "done"] }"#,
+        )
+        .replace(
+            r#"{ name = "task_id", type = "varchar(64)", required = true }"#,
+            r#"{ name = "task_id", type = "varchar(64)", required = true, pattern = "t[0-9]+" }"#,
+        );
+    let rt = env.runtime(&job).await;
+    let report = run_pass(&rt, None).await.unwrap();
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    assert_eq!((report.loaded[0].rows, report.loaded[0].rejected), (3, 2));
+    let rows = env
+        .db
+        .client
+        .query(
+            &format!(
+                "SELECT path, line_number, column_name, error_code, reason, raw_field_value FROM {} ORDER BY line_number",
+                env.db.t("ferry_load_errors")
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, i64, String, i32, String, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(
+        (got[0].0.as_str(), got[0].1, got[0].2.as_str(), got[0].3),
+        ("/outbox/a.csv", 5, "status", 1230)
+    );
+    assert!(
+        got[0]
+            .4
+            .contains("\"lost\" is not one of [\"open\", \"done\"] (one_of)"),
+        "{got:?}"
+    );
+    assert_eq!(
+        (got[1].1, got[1].2.as_str(), got[1].3, got[1].5.as_str()),
+        (6, "task_id", 1231, "T1")
+    );
+    assert!(
+        got[1].4.contains("does not match the pattern \"t[0-9]+\""),
+        "{got:?}"
+    );
     env.finish().await;
 }
