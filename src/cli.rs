@@ -75,8 +75,8 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Sample a CSV or NDJSON file and print a job mapping and a CREATE
-    /// TABLE that fit it (no config needed).
+    /// Sample a CSV, NDJSON, JSON or XML file and print a job block and a
+    /// CREATE TABLE that fit it (no config needed).
     Infer {
         /// The file to sample.
         file: PathBuf,
@@ -289,12 +289,12 @@ pub async fn execute(cli: Cli) -> Result<i32> {
 fn infer(file: &Path, rows: usize, table: &str) -> Result<i32> {
     let f = std::fs::File::open(file)
         .map_err(|e| Error::permanent(format!("cannot open {}", file.display())).with_source(e))?;
-    let (is_json, cols) = crate::normalize::infer::infer(f, rows)
+    let (format, cols) = crate::normalize::infer::infer(f, rows)
         .map_err(|e| Error::permanent(format!("cannot sample {}: {e}", file.display())))?;
     let table = crate::sql::Ident::parse(table).map_err(Error::config)?;
     print!(
         "{}",
-        crate::normalize::infer::render(table.as_str(), is_json, &cols)
+        crate::normalize::infer::render(table.as_str(), &format, &cols)
     );
     Ok(0)
 }
