@@ -100,6 +100,16 @@ pub struct RawJob {
     /// notifications from an SQS queue instead of listing the prefix on
     /// every poll (a slow reconciling listing catches lost events).
     pub events: Option<RawEvents>,
+    /// Create the target table and the dimension tables from the mapping
+    /// (with the `ferry_*` load columns) when they do not exist, as the
+    /// daemon or `ferry once` starts.
+    #[serde(default)]
+    pub auto_create: bool,
+    /// Redshift `DISTKEY` of a created target: one of the job's columns.
+    pub distkey: Option<String>,
+    /// Redshift `SORTKEY` of a created target: columns of the job.
+    #[serde(default)]
+    pub sortkey: Vec<String>,
 }
 
 /// `[jobs.events]`
@@ -225,6 +235,7 @@ pub(super) fn validate_job(
         &[("reload", OnChange::Reload), ("ignore", OnChange::Ignore)],
     );
     let checks = validate_checks(path, &j.checks, p);
+    let auto_create = validate_layout(path, j, &column_names, p);
     let events = match &j.events {
         Some(e) => Some(validate_events(path, e, source.as_deref(), p)?),
         None => None,
@@ -260,6 +271,7 @@ pub(super) fn validate_job(
         batch: batch?,
         checks,
         events,
+        auto_create,
     })
 }
 
@@ -435,4 +447,53 @@ pub struct Job {
     pub checks: Vec<Check>,
     /// S3 event notifications read instead of a listing every poll.
     pub events: Option<EventFeed>,
+    /// With `auto_create`: how a created target is laid out.
+    pub auto_create: Option<TableLayout>,
+}
+
+/// The Redshift layout of a target ferry creates (PostgreSQL ignores it).
+#[derive(Debug, Clone, Default)]
+pub struct TableLayout {
+    /// `DISTKEY` column.
+    pub distkey: Option<Ident>,
+    /// `SORTKEY` columns.
+    pub sortkey: Vec<Ident>,
+}
+
+/// `auto_create`, `distkey` and `sortkey`: columns of the job, and only
+/// with `auto_create` (ferry lays out only the tables it creates).
+fn validate_layout(
+    path: &str,
+    j: &RawJob,
+    columns: &HashSet<&str>,
+    p: &mut Problems,
+) -> Option<TableLayout> {
+    let column = |key: String, name: &str, p: &mut Problems| -> Option<Ident> {
+        let id = p.take(&key, Ident::parse(name))?;
+        if !columns.contains(id.as_str()) {
+            p.push(key, format!("{id} is not one of the job's columns"));
+            return None;
+        }
+        Some(id)
+    };
+    let distkey = j
+        .distkey
+        .as_ref()
+        .and_then(|d| column(format!("{path}.distkey"), d, p));
+    let sortkey: Vec<Ident> = j
+        .sortkey
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| column(format!("{path}.sortkey[{i}]"), c, p))
+        .collect();
+    if !j.auto_create {
+        if j.distkey.is_some() || !j.sortkey.is_empty() {
+            p.push(
+                format!("{path}.distkey"),
+                "distkey and sortkey lay out tables ferry creates: set auto_create = true (or lay out your own table)",
+            );
+        }
+        return None;
+    }
+    Some(TableLayout { distkey, sortkey })
 }

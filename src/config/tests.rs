@@ -348,3 +348,47 @@ fn value_contracts_that_cannot_hold_are_config_errors_naming_the_key() {
         "kept in canonical form"
     );
 }
+
+#[test]
+fn a_layout_needs_auto_create_and_names_columns_of_the_job() {
+    let cols =
+        "columns = [ { name = \"id\", type = \"int\" }, { name = \"at\", type = \"date\" } ]\n";
+    let e = err(&test_toml(&format!(
+        "mode = \"append\"\ndistkey = \"id\"\n{cols}"
+    )));
+    assert!(
+        e.contains("jobs[0].distkey: distkey and sortkey lay out tables ferry creates"),
+        "{e}"
+    );
+    let e = err(&test_toml(&format!(
+        "mode = \"append\"\nauto_create = true\ndistkey = \"nope\"\nsortkey = [\"at\", \"x\"]\n{cols}"
+    )));
+    assert!(
+        e.contains("jobs[0].distkey: nope is not one of the job's columns"),
+        "{e}"
+    );
+    assert!(
+        e.contains("jobs[0].sortkey[1]: x is not one of the job's columns"),
+        "{e}"
+    );
+    let c = from_toml_str(&test_toml(&format!(
+        "mode = \"append\"\nauto_create = true\ndistkey = \"id\"\nsortkey = [\"at\"]\n{cols}"
+    )))
+    .unwrap();
+    let layout = c.jobs[0].auto_create.as_ref().unwrap();
+    assert_eq!(layout.distkey.as_ref().unwrap().as_str(), "id");
+    let sql = crate::warehouse::sql::create_targets(
+        c.warehouse.schema(),
+        &c.jobs[0],
+        crate::sql::Dialect::Redshift,
+    );
+    assert_eq!(
+        sql[0],
+        "CREATE TABLE IF NOT EXISTS \"public\".\"t\" (\"id\" INTEGER, \"at\" DATE, \"ferry_file\" VARCHAR(1024), \"ferry_line\" BIGINT, \"ferry_load_id\" VARCHAR(64), \"ferry_loaded_at\" TIMESTAMPTZ) DISTKEY (\"id\") SORTKEY (\"at\")"
+    );
+    assert_eq!(
+        sql.len(),
+        1,
+        "no dimensions; no PostgreSQL defaults on Redshift"
+    );
+}

@@ -42,6 +42,7 @@ impl Runtime {
         let warehouse: Arc<dyn Warehouse> = Arc::from(warehouse::connect(&config, &stager).await?);
         crate::ledger::verify_ledger(&*warehouse).await?;
         crate::ledger::sync_jobs(&*warehouse, &config.jobs).await?;
+        create_targets(&*warehouse, &config).await?;
         let shared = super::shared::Shared::start(&config).await;
         Ok(Runtime {
             job_locks: config
@@ -156,4 +157,31 @@ impl Runtime {
         .await
         .cloned()
     }
+}
+
+/// Creates the tables of every job with `auto_create` that does not have
+/// them yet (`CREATE TABLE IF NOT EXISTS`: idempotent, and safe when
+/// several replicas start at once).
+async fn create_targets(warehouse: &dyn Warehouse, config: &Config) -> Result<()> {
+    for job in config.jobs.iter().filter(|j| j.auto_create.is_some()) {
+        let sqls = crate::warehouse::sql::create_targets(
+            config.warehouse.schema(),
+            job,
+            warehouse.ledger().dialect(),
+        );
+        warehouse
+            .write_ledger(&crate::ledger::reports::Change {
+                sqls,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                e.wrap(format!(
+                    "job {}: cannot create its target {} (auto_create)",
+                    job.name, job.target
+                ))
+            })?;
+        tracing::info!(job = %job.name, target = %job.target, dimensions = job.dimensions.len(), "target tables exist (auto_create)");
+    }
+    Ok(())
 }

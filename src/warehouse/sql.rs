@@ -33,6 +33,85 @@ pub fn target_tables(schema: &Ident, job: &Job) -> Vec<String> {
     tables
 }
 
+/// `CREATE TABLE IF NOT EXISTS` for `job`'s target and dimensions in
+/// `schema`, from the mapping (`auto_create`): the job's columns (NOT NULL
+/// where required) and the `ferry_*` load columns; each dimension's key,
+/// its attributes (typed as the fact columns they come from) and, for
+/// SCD2, its history columns. On Redshift the target gets the job's
+/// DISTKEY/SORTKEY and a dimension its key as both; on PostgreSQL the
+/// target fills its load id and time itself (as the example table does),
+/// so appends COPY straight into it.
+pub fn create_targets(schema: &Ident, job: &Job, dialect: Dialect) -> Vec<String> {
+    let table = |t: &Ident| format!("{}.{}", schema.quoted(), t.quoted());
+    let type_of = |name: &Ident| {
+        job.columns
+            .iter()
+            .find(|c| c.name == *name)
+            .map_or_else(|| "VARCHAR(256)".to_string(), |c| c.column_type.sql())
+    };
+    let layout = job.auto_create.clone().unwrap_or_default();
+    let redshift = dialect == Dialect::Redshift;
+    let mut cols: Vec<String> = job
+        .columns
+        .iter()
+        .map(|c| {
+            let not_null = if c.required { " NOT NULL" } else { "" };
+            format!("{} {}{not_null}", c.name.quoted(), c.column_type.sql())
+        })
+        .collect();
+    cols.extend([
+        "\"ferry_file\" VARCHAR(1024)".to_string(),
+        "\"ferry_line\" BIGINT".into(),
+        "\"ferry_load_id\" VARCHAR(64)".into(),
+        "\"ferry_loaded_at\" TIMESTAMPTZ".into(),
+    ]);
+    let mut attributes = String::new();
+    if redshift {
+        if let Some(d) = &layout.distkey {
+            attributes.push_str(&format!(" DISTKEY ({})", d.quoted()));
+        }
+        if !layout.sortkey.is_empty() {
+            let keys: Vec<String> = layout.sortkey.iter().map(Ident::quoted).collect();
+            attributes.push_str(&format!(" SORTKEY ({})", keys.join(", ")));
+        }
+    }
+    let mut out = vec![format!(
+        "CREATE TABLE IF NOT EXISTS {} ({}){attributes}",
+        table(&job.target),
+        cols.join(", ")
+    )];
+    if !redshift {
+        out.push(format!(
+            "ALTER TABLE {} ALTER COLUMN \"ferry_loaded_at\" SET DEFAULT now(), ALTER COLUMN \"ferry_load_id\" SET DEFAULT current_setting('ferry.load_id', true)",
+            table(&job.target)
+        ));
+    }
+    for d in &job.dimensions {
+        let mut cols = vec![format!("{} {} NOT NULL", d.key.quoted(), type_of(&d.key))];
+        cols.extend(
+            d.columns
+                .iter()
+                .map(|(dim, fact)| format!("{} {}", dim.quoted(), type_of(fact))),
+        );
+        if let Some(h) = &d.scd2 {
+            cols.push(format!("{} TIMESTAMPTZ", h.valid_from.quoted()));
+            cols.push(format!("{} TIMESTAMPTZ", h.valid_to.quoted()));
+            cols.push(format!("{} BOOLEAN NOT NULL", h.is_current.quoted()));
+        }
+        let attributes = if redshift {
+            format!(" DISTKEY ({k}) SORTKEY ({k})", k = d.key.quoted())
+        } else {
+            String::new()
+        };
+        out.push(format!(
+            "CREATE TABLE IF NOT EXISTS {} ({}){attributes}",
+            table(&d.table),
+            cols.join(", ")
+        ));
+    }
+    out
+}
+
 /// The temp staging table of load `load_id` (a uuid's simple form).
 pub fn stage_table(load_id: &str) -> Ident {
     let short: String = load_id.chars().take(12).collect();

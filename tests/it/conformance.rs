@@ -65,6 +65,7 @@ async fn by_event(env: &Env, column: &str) -> Vec<(String, String)> {
 }
 
 crate::harness::both_backends!(
+    auto_create_makes_the_target_and_dimensions_from_the_mapping,
     a_value_contract_rejects_its_row_into_the_ledger_with_line_column_and_rule,
     a_job_has_one_lister_at_a_time_and_an_expired_lease_is_taken_over,
     files_of_a_poll_load_in_one_batch_and_one_transaction,
@@ -957,6 +958,63 @@ async fn a_value_contract_rejects_its_row_into_the_ledger_with_line_column_and_r
     assert!(
         got[1].4.contains("does not match the pattern \"t[0-9]+\""),
         "{got:?}"
+    );
+    env.finish().await;
+}
+
+/// `auto_create`: the target and its dimensions are created from the
+/// mapping (with the load columns) at start, loaded into, and a second
+/// start changes nothing.
+async fn auto_create_makes_the_target_and_dimensions_from_the_mapping(backend: Backend) {
+    let env = Env::start(backend).await;
+    env.stack.put_sftp("/outbox/a.csv", &events("a", 3, 0));
+    let job =
+        task_events_job("auto_create = true\ndistkey = \"task_id\"\nsortkey = [\"occurred_at\"]")
+            .replace("target = \"task_events\"", "target = \"auto_events\"")
+            .replace("table = \"dim_task\"", "table = \"auto_dim_task\"")
+            .replace("table = \"dim_user\"", "table = \"auto_dim_user\"")
+            .replace(
+                "table = \"dim_source_system\"",
+                "table = \"auto_dim_source\"",
+            );
+    let rt = env.runtime(&job).await;
+    let report = run_pass(&rt, None).await.unwrap();
+    assert_eq!(report.loaded.len(), 1, "{report:?}");
+    assert_eq!(env.db.count("auto_events").await, 3);
+    assert_eq!(
+        env.db
+            .count_where("auto_events", "ferry_load_id IS NOT NULL AND ferry_loaded_at IS NOT NULL AND ferry_file = '/outbox/a.csv'")
+            .await,
+        3,
+        "the load columns are filled"
+    );
+    assert_eq!(env.db.count("auto_dim_task").await, 3, "t0, t1, t2");
+    assert_eq!(env.db.count("auto_dim_user").await, 3);
+    let columns = env
+        .db
+        .client
+        .query(
+            "SELECT column_name::text, is_nullable::text FROM information_schema.columns \
+             WHERE table_schema = $1 AND table_name = 'auto_events' ORDER BY ordinal_position",
+            &[&env.db.schema],
+        )
+        .await
+        .unwrap();
+    let columns: Vec<(String, String)> = columns.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(columns.len(), 14, "{columns:?}");
+    assert_eq!(
+        columns[0],
+        ("event_id".into(), "NO".into()),
+        "required is NOT NULL"
+    );
+    assert_eq!(columns[3], ("status".into(), "YES".into()));
+    assert_eq!(columns[13].0, "ferry_loaded_at");
+    drop(rt);
+    let rt = env.runtime(&job).await;
+    let again = run_pass(&rt, None).await.unwrap();
+    assert!(
+        again.loaded.is_empty() && !again.has_failures(),
+        "{again:?}"
     );
     env.finish().await;
 }

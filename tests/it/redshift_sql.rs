@@ -319,3 +319,41 @@ async fn a_redshift_load_batch_is_redshift_sql_and_fits_one_batch() {
         }
     }
 }
+
+#[test]
+fn auto_created_tables_are_redshift_sql_with_their_layout() {
+    let toml = String::from(
+        "[staging]\nbucket = \"b\"\n[warehouse]\nkind = \"postgres\"\n[sources.partner]\nkind = \"local\"\nroot = \"/tmp\"\n",
+    ) + &crate::harness::task_events_job(
+        "auto_create = true\ndistkey = \"task_id\"\nsortkey = [\"occurred_at\", \"event_id\"]",
+    );
+    let config = ferry::config::from_toml_str(&toml).unwrap();
+    let job = &config.jobs[0];
+    let sql = ferry::warehouse::sql::create_targets(
+        &Ident::parse("analytics").unwrap(),
+        job,
+        Dialect::Redshift,
+    );
+    assert_eq!(
+        sql.len(),
+        1 + job.dimensions.len(),
+        "no PostgreSQL defaults"
+    );
+    for s in &sql {
+        check(s);
+        assert!(
+            s.starts_with("CREATE TABLE IF NOT EXISTS \"analytics\"."),
+            "{s}"
+        );
+    }
+    assert!(
+        sql[0].ends_with("DISTKEY (\"task_id\") SORTKEY (\"occurred_at\", \"event_id\")"),
+        "{}",
+        sql[0]
+    );
+    assert!(
+        sql[1].contains("\"task_id\" VARCHAR(64) NOT NULL, \"last_status\" VARCHAR(32)"),
+        "{}",
+        sql[1]
+    );
+}
