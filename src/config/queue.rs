@@ -199,37 +199,14 @@ pub(super) fn validate_queue(
     if let Some(url) = &q.url {
         queue_url("queue.url", url, p);
     }
-    if let Some(ep) = &q.endpoint
-        && !(ep.starts_with("http://") || ep.starts_with("https://"))
-    {
-        p.push(
-            "queue.endpoint",
-            format!("{ep:?} must start with http:// or https://"),
-        );
-    }
-    let secret = p.take_pathed(secret::resolve(
-        "queue.secret_access_key",
-        q.secret_access_key_env.as_deref(),
-        q.secret_access_key_file.as_deref(),
-    ))?;
-    let credentials = match (&q.access_key_id, secret) {
-        (Some(id), Some(secret)) => Some((id.clone(), secret)),
-        (None, None) => None,
-        (Some(_), None) => {
-            p.push(
-                "queue.access_key_id",
-                "is set without secret_access_key_env or secret_access_key_file",
-            );
-            return None;
-        }
-        (None, Some(_)) => {
-            p.push(
-                "queue.secret_access_key_env",
-                "is set without access_key_id",
-            );
-            return None;
-        }
-    };
+    endpoint_url("queue", &q.endpoint, p);
+    let credentials = aws_credentials(
+        "queue",
+        &q.access_key_id,
+        &q.secret_access_key_env,
+        &q.secret_access_key_file,
+        p,
+    )?;
     let io_timeout = p.take("queue.io_timeout", timeout(&q.io_timeout));
     let visibility = p.take("queue.visibility_timeout", timeout(&q.visibility_timeout));
     if let Some(v) = visibility

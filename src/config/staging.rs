@@ -84,6 +84,53 @@ pub(super) struct S3Keys<'a> {
     pub(super) io_timeout: &'a str,
 }
 
+/// Static AWS credentials at `path` (`access_key_id` with
+/// `secret_access_key_env` or `_file`): `Some(None)` for the default
+/// chain, `None` when only one half is set (reported).
+pub(super) fn aws_credentials(
+    path: &str,
+    access_key_id: &Option<String>,
+    secret_env: &Option<String>,
+    secret_file: &Option<String>,
+    p: &mut Problems,
+) -> Option<Option<(String, Secret)>> {
+    let secret = p.take_pathed(secret::resolve(
+        &format!("{path}.secret_access_key"),
+        secret_env.as_deref(),
+        secret_file.as_deref(),
+    ))?;
+    match (access_key_id, secret) {
+        (Some(id), Some(secret)) => Some(Some((id.clone(), secret))),
+        (None, None) => Some(None),
+        (Some(_), None) => {
+            p.push(
+                format!("{path}.access_key_id"),
+                "is set without secret_access_key_env or secret_access_key_file",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            p.push(
+                format!("{path}.secret_access_key_env"),
+                "is set without access_key_id",
+            );
+            None
+        }
+    }
+}
+
+/// A custom endpoint at `path.endpoint` must be an http(s) URL.
+pub(super) fn endpoint_url(path: &str, endpoint: &Option<String>, p: &mut Problems) {
+    if let Some(ep) = endpoint
+        && !(ep.starts_with("http://") || ep.starts_with("https://"))
+    {
+        p.push(
+            format!("{path}.endpoint"),
+            format!("{ep:?} must start with http:// or https://"),
+        );
+    }
+}
+
 pub(super) fn s3_endpoint(path: &str, k: S3Keys<'_>, p: &mut Problems) -> Option<S3Endpoint> {
     let S3Keys {
         region,
@@ -96,37 +143,8 @@ pub(super) fn s3_endpoint(path: &str, k: S3Keys<'_>, p: &mut Problems) -> Option
         io_timeout,
     } = k;
     let io_timeout = p.take(&format!("{path}.io_timeout"), timeout(io_timeout))?;
-    let secret = p.take_pathed(secret::resolve(
-        &format!("{path}.secret_access_key"),
-        secret_env.as_deref(),
-        secret_file.as_deref(),
-    ))?;
-    let credentials = match (access_key_id, secret) {
-        (Some(id), Some(secret)) => Some((id.clone(), secret)),
-        (None, None) => None,
-        (Some(_), None) => {
-            p.push(
-                format!("{path}.access_key_id"),
-                "is set without secret_access_key_env or secret_access_key_file",
-            );
-            return None;
-        }
-        (None, Some(_)) => {
-            p.push(
-                format!("{path}.secret_access_key_env"),
-                "is set without access_key_id",
-            );
-            return None;
-        }
-    };
-    if let Some(ep) = endpoint
-        && !(ep.starts_with("http://") || ep.starts_with("https://"))
-    {
-        p.push(
-            format!("{path}.endpoint"),
-            format!("{ep:?} must start with http:// or https://"),
-        );
-    }
+    let credentials = aws_credentials(path, access_key_id, secret_env, secret_file, p)?;
+    endpoint_url(path, endpoint, p);
     // `auto`: an endpoint other than AWS's may not know the SDK's newer
     // checksums, so they are sent only when required there.
     let auto = if endpoint.is_some() {

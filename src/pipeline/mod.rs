@@ -339,17 +339,20 @@ async fn poll_job(
     Ok(())
 }
 
-/// A pass's listing: the source, what it listed, when, what of it has
-/// settled and how many of the job's files have not.
+/// A pass's listing: the source, what it listed (its candidates moved on
+/// to settle), when, what of it has settled and how many of the job's
+/// files have not.
 async fn list_settled(
     rt: &Runtime,
     job: &Job,
     report: &mut PassReport,
 ) -> Result<(Arc<dyn Source>, Listing, i64, Vec<RemoteEntry>, usize)> {
     let src = rt.source(&job.source).await?;
-    let listing = discover(&*src, job).await?;
+    let mut listing = discover(&*src, job).await?;
     let now = chrono::Utc::now().timestamp();
-    let (ready, unsettled) = settled(rt, job, listing.candidates.clone(), now, report);
+    // Settle takes the candidates; the listing keeps its counts and files.
+    let candidates = std::mem::take(&mut listing.candidates);
+    let (ready, unsettled) = settled(rt, job, candidates, now, report);
     Ok((src, listing, now, ready, unsettled))
 }
 

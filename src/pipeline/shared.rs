@@ -223,19 +223,20 @@ async fn send_new(
     todo: &[RemoteEntry],
 ) -> Result<usize> {
     let at = chrono::Utc::now().timestamp_millis();
+    let listed: Vec<FileVersion> = todo.iter().map(|e| file::version_of(job, e)).collect();
     let (versions, messages): (Vec<FileVersion>, Vec<(String, String)>) = {
         let mut sent = shared.sent.lock().expect("sent lock");
-        let wanted: HashSet<FileVersion> = todo.iter().map(|e| file::version_of(job, e)).collect();
+        let wanted: HashSet<&FileVersion> = listed.iter().collect();
         sent.retain(|v, _| v.job != job.name || wanted.contains(v));
         todo.iter()
-            .map(|e| (e, file::version_of(job, e)))
+            .zip(&listed)
             .filter(|(_, v)| {
-                sent.get(v)
+                sent.get(*v)
                     .is_none_or(|t| t.elapsed() >= shared.resend_after)
             })
             .map(|(e, v)| {
-                let message = (WorkItem::new(&job.name, e).body(), dedup_id(&v, at));
-                (v, message)
+                let message = (WorkItem::new(&job.name, e).body(), dedup_id(v, at));
+                (v.clone(), message)
             })
             .unzip()
     };

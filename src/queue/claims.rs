@@ -97,11 +97,6 @@ impl Claims {
         }
     }
 
-    /// Whether `version` is held.
-    pub fn holds(&self, version: &FileVersion) -> bool {
-        self.held.lock().expect("claims lock").contains_key(version)
-    }
-
     /// The versions of `job` held.
     pub fn of_job(&self, job: &str) -> Vec<FileVersion> {
         self.held
@@ -111,16 +106,6 @@ impl Claims {
             .filter(|v| v.job == job)
             .cloned()
             .collect()
-    }
-
-    /// How many messages are held.
-    pub fn len(&self) -> usize {
-        self.held.lock().expect("claims lock").len()
-    }
-
-    /// Whether none is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Lets go of `done` (deleting their messages: their loads committed

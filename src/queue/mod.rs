@@ -19,8 +19,8 @@ use crate::error::{Error, Result, classified};
 use crate::ledger::FileVersion;
 use crate::source::RemoteEntry;
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    SendMessageBatchRequestEntry,
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry,
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -176,25 +176,13 @@ impl Sqs {
             if fifo {
                 e = e.message_group_id(dedup).message_deduplication_id(dedup);
             }
-            req = req.entries(
-                e.build()
-                    .map_err(|e| Error::permanent(format!("cannot build an SQS message: {e}")))?,
-            );
+            req = req.entries(built(e.build())?);
         }
         let out = req
             .send()
             .await
             .map_err(classified(format!("cannot send to the work queue {url}")))?;
-        match out.failed().first() {
-            Some(f) => Err(batch_failure(
-                "send to",
-                url,
-                f.code(),
-                f.message(),
-                f.sender_fault(),
-            )),
-            None => Ok(()),
-        }
+        refused("send to", url, out.failed())
     }
 
     /// Receives up to `max` (1 to 10) messages from `url`, waiting up to
@@ -229,30 +217,19 @@ impl Sqs {
         for chunk in receipts.chunks(SQS_BATCH) {
             let mut req = self.client.change_message_visibility_batch().queue_url(url);
             for (i, r) in chunk.iter().enumerate() {
-                req = req.entries(
+                req = req.entries(built(
                     ChangeMessageVisibilityBatchRequestEntry::builder()
                         .id(i.to_string())
                         .receipt_handle(*r)
                         .visibility_timeout(secs(hidden))
-                        .build()
-                        .map_err(|e| {
-                            Error::permanent(format!("cannot build an SQS request: {e}"))
-                        })?,
-                );
+                        .build(),
+                )?);
             }
             let out = req
                 .send()
                 .await
                 .map_err(classified(format!("cannot extend messages of {url}")))?;
-            if let Some(f) = out.failed().first() {
-                return Err(batch_failure(
-                    "extend messages of",
-                    url,
-                    f.code(),
-                    f.message(),
-                    f.sender_fault(),
-                ));
-            }
+            refused("extend messages of", url, out.failed())?;
         }
         Ok(())
     }
@@ -262,46 +239,44 @@ impl Sqs {
         for chunk in receipts.chunks(SQS_BATCH) {
             let mut req = self.client.delete_message_batch().queue_url(url);
             for (i, r) in chunk.iter().enumerate() {
-                req = req.entries(
+                req = req.entries(built(
                     DeleteMessageBatchRequestEntry::builder()
                         .id(i.to_string())
                         .receipt_handle(*r)
-                        .build()
-                        .map_err(|e| {
-                            Error::permanent(format!("cannot build an SQS request: {e}"))
-                        })?,
-                );
+                        .build(),
+                )?);
             }
             let out = req
                 .send()
                 .await
                 .map_err(classified(format!("cannot delete messages of {url}")))?;
-            if let Some(f) = out.failed().first() {
-                return Err(batch_failure(
-                    "delete messages of",
-                    url,
-                    f.code(),
-                    f.message(),
-                    f.sender_fault(),
-                ));
-            }
+            refused("delete messages of", url, out.failed())?;
         }
         Ok(())
     }
 }
 
-/// A batch entry SQS refused: its fault (a receipt that expired, a
-/// message too large) is for good, SQS's own is transient.
-fn batch_failure(what: &str, url: &str, code: &str, message: Option<&str>, sender: bool) -> Error {
+/// A batch entry ferry built (its required fields are always set).
+fn built<T>(entry: std::result::Result<T, aws_sdk_sqs::error::BuildError>) -> Result<T> {
+    entry.map_err(|e| Error::permanent(format!("cannot build an SQS request: {e}")))
+}
+
+/// The first batch entry SQS refused, if any: its fault (a receipt that
+/// expired, a message too large) is for good, SQS's own is transient.
+fn refused(what: &str, url: &str, failed: &[BatchResultErrorEntry]) -> Result<()> {
+    let Some(f) = failed.first() else {
+        return Ok(());
+    };
     let text = format!(
-        "cannot {what} {url}: {code}{}",
-        message.map(|m| format!(": {m}")).unwrap_or_default()
+        "cannot {what} {url}: {}{}",
+        f.code(),
+        f.message().map(|m| format!(": {m}")).unwrap_or_default()
     );
-    if sender {
+    Err(if f.sender_fault() {
         Error::permanent(text)
     } else {
         Error::transient(text)
-    }
+    })
 }
 
 #[cfg(test)]

@@ -80,11 +80,6 @@ impl MotoServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// An SQS client on it.
-    pub fn client(&self) -> &aws_sdk_sqs::Client {
-        &self.client
-    }
-
     /// Makes a queue (`name` ending in `.fifo` makes a FIFO queue) and
     /// returns its URL.
     pub async fn create_queue(&self, name: &str) -> std::io::Result<String> {
