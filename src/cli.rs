@@ -134,6 +134,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List schema drift, newest first: per file version the fields its
+    /// mapping did not have, mapped fields it lacked, values that did not
+    /// fit, what the job's contract did, and the columns `evolve` added
+    /// or widened (`ferry_schema_changes`).
+    Changes {
+        /// Only this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Forget the failures of a job's files (or of one file) so that the
     /// next pass loads them again.
     Retry {
@@ -464,6 +479,9 @@ async fn operate(cfg: &Config, command: Command) -> Result<i32> {
                 limit,
             };
             print_table(&ops::errors(cfg, wh, &filter).await?, json);
+        }
+        Command::Changes { job, limit, json } => {
+            print_table(&ops::changes(cfg, wh, job.as_deref(), limit).await?, json);
         }
         Command::Retry { job, path } => {
             println!("{}", ops::retry(cfg, wh, &job, path.as_deref()).await?)

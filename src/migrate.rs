@@ -40,6 +40,7 @@ pub const MIGRATIONS: &[Migration] = migrations![
     5 => "0005_checks.sql",
     6 => "0006_postgres_load_defaults.sql",
     7 => "0007_leases.sql",
+    8 => "0008_schema_changes.sql",
 ];
 
 /// The table that records applied versions.

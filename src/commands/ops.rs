@@ -200,6 +200,20 @@ pub async fn errors(cfg: &Config, wh: &dyn Warehouse, filter: &Filter) -> Result
     })
 }
 
+/// Schema drift and evolved columns, newest first.
+pub async fn changes(
+    cfg: &Config,
+    wh: &dyn Warehouse,
+    job: Option<&str>,
+    limit: u32,
+) -> Result<Table> {
+    let report = ledger(cfg).changes_report(job, limit as usize);
+    Ok(Table {
+        columns: report.columns.to_vec(),
+        rows: wh.read_ledger(&report).await?,
+    })
+}
+
 /// Forgets the failures of a job (or one file of it) so the next pass
 /// loads those files again, if they are still on the source.
 pub async fn retry(

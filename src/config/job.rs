@@ -110,6 +110,9 @@ pub struct RawJob {
     /// Redshift `SORTKEY` of a created target: columns of the job.
     #[serde(default)]
     pub sortkey: Vec<String>,
+    /// What happens when a file's fields or values drift from the mapping
+    /// (new fields, missing fields, values that do not fit).
+    pub contract: Option<RawContract>,
 }
 
 /// `[jobs.events]`
@@ -235,7 +238,13 @@ pub(super) fn validate_job(
         &[("reload", OnChange::Reload), ("ignore", OnChange::Ignore)],
     );
     let checks = validate_checks(path, &j.checks, p);
-    let auto_create = validate_layout(path, j, &column_names, p);
+    let (contract, create_table) =
+        validate_contract(path, j.contract.as_ref(), &column_names, j.auto_create, p);
+    let auto_create = validate_layout(path, j, create_table, &column_names, p);
+    let mut columns = columns;
+    if let Some(capture) = &contract.capture_column {
+        columns.push(crate::schema::Column::captured(capture.clone()));
+    }
     let events = match &j.events {
         Some(e) => Some(validate_events(path, e, source.as_deref(), p)?),
         None => None,
@@ -272,6 +281,7 @@ pub(super) fn validate_job(
         checks,
         events,
         auto_create,
+        contract,
     })
 }
 
@@ -449,6 +459,8 @@ pub struct Job {
     pub events: Option<EventFeed>,
     /// With `auto_create`: how a created target is laid out.
     pub auto_create: Option<TableLayout>,
+    /// What a file's drift from the mapping does.
+    pub contract: Contract,
 }
 
 /// The Redshift layout of a target ferry creates (PostgreSQL ignores it).
@@ -465,6 +477,7 @@ pub struct TableLayout {
 fn validate_layout(
     path: &str,
     j: &RawJob,
+    create_table: bool,
     columns: &HashSet<&str>,
     p: &mut Problems,
 ) -> Option<TableLayout> {
@@ -486,11 +499,11 @@ fn validate_layout(
         .enumerate()
         .filter_map(|(i, c)| column(format!("{path}.sortkey[{i}]"), c, p))
         .collect();
-    if !j.auto_create {
+    if !j.auto_create && !create_table {
         if j.distkey.is_some() || !j.sortkey.is_empty() {
             p.push(
                 format!("{path}.distkey"),
-                "distkey and sortkey lay out tables ferry creates: set auto_create = true (or lay out your own table)",
+                "distkey and sortkey lay out tables ferry creates: set auto_create = true or contract.table = \"evolve\" (or lay out your own table)",
             );
         }
         return None;

@@ -15,6 +15,7 @@
 
 pub mod checks;
 pub mod columns;
+pub mod contract;
 pub mod daemon;
 pub mod dimensions;
 pub mod format;
@@ -30,6 +31,7 @@ pub mod warehouse;
 
 pub use checks::*;
 pub use columns::*;
+pub use contract::*;
 pub use daemon::*;
 pub use dimensions::*;
 pub use format::*;

@@ -13,12 +13,14 @@
 //! once for both dialects ([`lookup_many`], [`job_enabled`]). Values always
 //! travel as parameters (`$n`), never spliced into the text.
 
+pub mod changes;
 pub mod errors;
 mod leases;
 mod migrations;
 pub mod reports;
 mod store;
 
+pub use changes::{SchemaChange, record_changes};
 pub use errors::ErrorRows;
 pub use leases::{Lease, LeaseTaken, leases, release_lease, take_lease};
 pub use migrations::{migrate, verify_ledger};
@@ -129,6 +131,7 @@ pub struct LedgerSql {
     jobs: String,
     checks: String,
     leases: String,
+    changes: String,
 }
 
 impl LedgerSql {
@@ -150,6 +153,7 @@ impl LedgerSql {
             jobs: q("ferry_jobs"),
             checks: q("ferry_checks"),
             leases: q("ferry_leases"),
+            changes: q("ferry_schema_changes"),
         }
     }
 

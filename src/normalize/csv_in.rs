@@ -129,12 +129,18 @@ pub fn decode<R: Read, W: Output>(
         fmt.field_names.clone()
     };
     let empty_file = fmt.header && header.is_empty();
-    let sink = RowSink::new(job, ctx, out, |name, col| {
+    let mut lacking: Vec<(String, String)> = Vec::new();
+    let mut sink = RowSink::new(job, ctx, out, |name, col| {
         match header.iter().position(|h| h == name) {
             Some(i) => Ok(Key::Index(i)),
-            // An empty file has no header to check; a default stands in
-            // for a field the file does not have.
-            None if empty_file || col.default.is_some() => Ok(Key::Missing),
+            // An empty file has no header to check.
+            None if empty_file => Ok(Key::Missing),
+            // A default stands in for a field the file does not have, and
+            // a contract may load it as NULL: drift, recorded.
+            None if col.default.is_some() || job.contract.tolerates_missing() => {
+                lacking.push((name.to_string(), col.name.to_string()));
+                Ok(Key::Missing)
+            }
             None => Err(NormalizeError::MissingField {
                 path: ctx.path.clone(),
                 field: name.to_string(),
@@ -143,6 +149,12 @@ pub fn decode<R: Read, W: Output>(
             }),
         }
     })?;
+    for (field, column) in &lacking {
+        sink.header_lacks(field, column);
+    }
+    if !empty_file {
+        sink.header(&header)?;
+    }
     handoff::run(
         sink,
         path,

@@ -24,7 +24,8 @@ pub struct Inferred {
     pub nullable: bool,
 }
 
-fn ident(field: &str) -> String {
+/// A column name for `field`: lower-case letters, digits and `_`.
+pub fn ident(field: &str) -> String {
     let mut s: String = field
         .trim()
         .trim_start_matches(['/', '@'])
@@ -146,45 +147,103 @@ impl Samples {
     }
 }
 
-fn infer_column(field: &str, values: &[Option<String>]) -> Inferred {
-    let present: Vec<&str> = values
-        .iter()
-        .flatten()
-        .map(|v| v.trim())
-        .filter(|v| !v.is_empty())
-        .collect();
-    let nullable = present.len() < values.len();
-    let fits = |t: ColumnType| {
-        !present.is_empty()
-            && present.iter().all(|v| match t {
+/// The narrowest type every value seen so far fits, kept as values
+/// stream past (for `ferry infer`'s samples and for the columns a
+/// `contract.columns = "evolve"` job adds): each candidate type drops out
+/// at the first value it does not fit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypeGuess {
+    /// Bit i: CANDIDATES\[i\] fits every value so far; bit 7: JSON does.
+    fits: u8,
+    /// Non-empty values seen.
+    values: u64,
+    /// Empty or absent values seen.
+    empty: u64,
+    /// The longest value, in bytes.
+    longest: usize,
+}
+
+impl Default for TypeGuess {
+    fn default() -> Self {
+        TypeGuess {
+            fits: u8::MAX,
+            values: 0,
+            empty: 0,
+            longest: 0,
+        }
+    }
+}
+
+impl TypeGuess {
+    /// Takes one value into account (`None` or blank: a NULL).
+    pub fn observe(&mut self, value: Option<&str>) {
+        let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+            self.empty += 1;
+            return;
+        };
+        self.values += 1;
+        self.longest = self.longest.max(v.len());
+        for (i, t) in CANDIDATES.iter().enumerate() {
+            let bit = 1u8 << i;
+            if self.fits & bit == 0 {
+                continue;
+            }
+            let fits = match t {
                 // 1/0 are numbers first; only words make a boolean.
-                ColumnType::Boolean => {
-                    matches!(
-                        v.to_ascii_lowercase().as_str(),
-                        "true" | "false" | "t" | "f" | "yes" | "no"
-                    )
-                }
-                _ => coerce(v, t).is_ok(),
-            })
-    };
-    let column_type = CANDIDATES
-        .into_iter()
-        .find(|t| fits(*t))
-        .or_else(|| {
-            (!present.is_empty()
-                && present.iter().all(|v| v.starts_with(['{', '[']))
-                && fits(ColumnType::Json))
-            .then_some(ColumnType::Json)
-        })
-        .unwrap_or_else(|| {
-            let longest = present.iter().map(|v| v.len()).max().unwrap_or(0).max(1);
-            ColumnType::Varchar((longest * 2).next_power_of_two().clamp(16, 65535) as u32)
-        });
+                ColumnType::Boolean => matches!(
+                    v.to_ascii_lowercase().as_str(),
+                    "true" | "false" | "t" | "f" | "yes" | "no"
+                ),
+                t => coerce(v, *t).is_ok(),
+            };
+            if !fits {
+                self.fits &= !bit;
+            }
+        }
+        if self.fits & 0x80 != 0
+            && !(v.starts_with(['{', '[']) && coerce(v, ColumnType::Json).is_ok())
+        {
+            self.fits &= !0x80;
+        }
+    }
+
+    /// Whether some value was empty or absent.
+    pub fn nullable(&self) -> bool {
+        self.empty > 0
+    }
+
+    /// The longest value seen, in bytes.
+    pub fn longest(&self) -> usize {
+        self.longest
+    }
+
+    /// The narrowest type that fits every value: boolean, int, bigint,
+    /// decimal, date, timestamptz, uuid, json, else a VARCHAR of twice the
+    /// longest value rounded up to a power of two (16 to 65535 bytes).
+    pub fn column_type(&self) -> ColumnType {
+        if self.values > 0 {
+            if let Some(i) = (0..CANDIDATES.len()).find(|i| self.fits & (1 << i) != 0) {
+                return CANDIDATES[i];
+            }
+            if self.fits & 0x80 != 0 {
+                return ColumnType::Json;
+            }
+        }
+        let longest = self.longest.max(1);
+        ColumnType::Varchar((longest * 2).next_power_of_two().clamp(16, 65535) as u32)
+    }
+}
+
+fn infer_column(field: &str, values: &[Option<String>]) -> Inferred {
+    let mut guess = TypeGuess::default();
+    for v in values {
+        guess.observe(v.as_deref());
+    }
     Inferred {
         field: field.to_string(),
         column: ident(field),
-        column_type,
-        nullable,
+        column_type: guess.column_type(),
+        nullable: guess.nullable(),
     }
 }
 
@@ -495,6 +554,7 @@ pub fn render(table: &str, format: &Sampled, cols: &[Inferred]) -> String {
         ColumnType::Timestamp => "timestamp".into(),
         ColumnType::Timestamptz => "timestamptz".into(),
         ColumnType::Json => "json".into(),
+        ColumnType::Super => "super".into(),
         ColumnType::Uuid => "uuid".into(),
     };
     let mut out = String::from(

@@ -7,7 +7,7 @@
 
 use super::handoff::{self, Feed, Stopped};
 use super::output::Output;
-use super::sink::{Fields, Key, RowSink};
+use super::sink::{FieldVisit, Fields, Key, RowSink};
 use super::{FileContext, NormalizeError, NormalizeStats, RecordGuard, RowError};
 use crate::config::Job;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -117,6 +117,12 @@ impl Fields for JsonView<'_> {
 
     fn raw(&self) -> String {
         self.text.to_string()
+    }
+
+    fn each_field(&self, visit: &mut FieldVisit<'_>) {
+        for (k, v) in &self.members.0 {
+            visit(k, raw_text(v), Some(v.get()));
+        }
     }
 }
 

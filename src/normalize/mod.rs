@@ -17,6 +17,7 @@
 mod csv_in;
 mod csv_out;
 mod csv_records;
+pub mod drift;
 mod encoding;
 pub mod gzip;
 mod handoff;
@@ -99,6 +100,8 @@ pub struct NormalizeStats {
     pub input_bytes: u64,
     /// SHA-256 of the raw input, hex.
     pub sha256: String,
+    /// How the file's fields and values differ from the mapping.
+    pub drift: drift::Drift,
 }
 
 /// Facts about the file that derived columns use.
@@ -156,6 +159,14 @@ pub enum NormalizeError {
         /// File.
         path: String,
         /// What is wrong, with line and column where known.
+        reason: String,
+    },
+    /// The file drifted from the mapping where the contract freezes it.
+    #[error("{path}: {reason}")]
+    Drift {
+        /// File.
+        path: String,
+        /// What changed, where, and how to accept it.
         reason: String,
     },
     /// A mapped field is not in the file's header.

@@ -2,11 +2,12 @@
 //! job's columns, checks and converts each value, and writes the staged CSV
 //! line or an error row. Decoders only say how to find a field.
 
+use super::drift::{self, MisfitAction, OnNew, Tracker};
 use super::output::Output;
 use super::{
     FileContext, MAX_KEPT_ERRORS, NormalizeError, NormalizeStats, RAW_CAP, RowError, cap, write_row,
 };
-use crate::config::Job;
+use crate::config::{Job, Policy};
 use crate::schema::coerce_column;
 use crate::schema::{ColumnSource, ColumnType};
 use std::borrow::Cow;
@@ -25,12 +26,21 @@ pub enum Key {
     Missing,
 }
 
+/// What [`Fields::each_field`] calls per field: name, text (`None`:
+/// null) and, from JSON, the value's JSON text.
+pub type FieldVisit<'v> = dyn FnMut(&str, Option<Cow<'_, str>>, Option<&str>) + 'v;
+
 /// One input record as a decoder sees it.
 pub trait Fields {
     /// The value of `key`; `None` when absent or null.
     fn get(&self, key: &Key) -> Option<Cow<'_, str>>;
     /// The record as read, for error rows (capped by the caller).
     fn raw(&self) -> String;
+    /// Every top-level field the record has, for drift: its name, its
+    /// text (`None`: null) and, from JSON, its JSON text. Decoders with a
+    /// fixed header (CSV) report theirs once instead
+    /// ([`RowSink::header`]).
+    fn each_field(&self, _visit: &mut FieldVisit<'_>) {}
 }
 
 /// `s` without leading and trailing white space; values that start and end
@@ -64,6 +74,7 @@ enum Plan {
     SourceLine,
     IngestTime,
     Constant(String),
+    Captured,
 }
 
 /// Maps records and writes staged CSV.
@@ -75,6 +86,13 @@ pub struct RowSink<'j, W: Output> {
     line: Vec<u8>,
     /// Per column: its canonical text never needs CSV quoting.
     plain: Vec<bool>,
+    /// Drift from the mapping, under the job's contract.
+    tracker: Tracker,
+    /// A fixed header's unmapped fields (their entry in the drift's new
+    /// fields, and where they are); `None`: fields come per record.
+    header_extras: Option<Vec<(usize, Key)>>,
+    /// Scratch for the capture column's JSON object.
+    captured: String,
     /// What has been written and rejected so far.
     pub stats: NormalizeStats,
 }
@@ -96,6 +114,7 @@ impl<'j, W: Output> RowSink<'j, W> {
                 ColumnSource::SourceLine => Plan::SourceLine,
                 ColumnSource::IngestTime => Plan::IngestTime,
                 ColumnSource::Constant(c) => Plan::Constant(c.clone()),
+                ColumnSource::Captured => Plan::Captured,
             });
         }
         Ok(RowSink {
@@ -107,10 +126,134 @@ impl<'j, W: Output> RowSink<'j, W> {
             plain: job
                 .columns
                 .iter()
-                .map(|c| !matches!(c.column_type, ColumnType::Varchar(_) | ColumnType::Json))
+                .map(|c| {
+                    !matches!(
+                        c.column_type,
+                        ColumnType::Varchar(_) | ColumnType::Json | ColumnType::Super
+                    )
+                })
                 .collect(),
+            tracker: Tracker::new(job),
+            header_extras: None,
+            captured: String::new(),
             stats: NormalizeStats::default(),
         })
+    }
+
+    /// A fixed header (CSV): its fields the mapping does not have are the
+    /// file's new fields, read by position from each record. Under
+    /// `contract.columns = "freeze"` any such field fails the file here.
+    pub fn header(&mut self, header: &[String]) -> Result<(), NormalizeError> {
+        let mut extras = Vec::new();
+        for (i, name) in header.iter().enumerate() {
+            if name.is_empty() || self.tracker.is_mapped(name) {
+                continue;
+            }
+            if let Some(at) = self.tracker.new_field(name, None, 1) {
+                self.tracker.drift.new_fields[at].records = 0;
+                extras.push((at, Key::Index(i)));
+            }
+        }
+        if self.tracker.on_new == OnNew::Fail && !self.tracker.drift.new_fields.is_empty() {
+            let names: Vec<&str> = self
+                .tracker
+                .drift
+                .new_fields
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect();
+            return Err(self.frozen_fields(1, &names));
+        }
+        self.header_extras = Some(extras);
+        Ok(())
+    }
+
+    /// A mapped field a fixed header lacks: NULL (or the column's default)
+    /// under a contract that tolerates it, recorded as drift.
+    pub fn header_lacks(&mut self, field: &str, column: &str) {
+        self.tracker.missing(field, column);
+    }
+
+    fn frozen_fields(&self, line: u64, names: &[&str]) -> NormalizeError {
+        NormalizeError::Drift {
+            path: self.ctx.path.clone(),
+            reason: format!(
+                "line {line}: field(s) {} are not in the mapping (contract.columns = \"freeze\"); to accept them, map them in the job's columns, or set contract.columns to \"evolve\", \"capture\" or \"discard_value\"",
+                names.join(", ")
+            ),
+        }
+    }
+
+    /// The record's unmapped fields, under the contract: noted, and for
+    /// `capture` written as JSON into `self.captured` (`{}` when none).
+    /// Returns the first unmapped field's name when the record must be
+    /// rejected (`discard_row`).
+    fn unmapped(
+        &mut self,
+        line: u64,
+        fields: &dyn Fields,
+    ) -> Result<Option<String>, NormalizeError> {
+        let on_new = self.tracker.on_new;
+        let capture = on_new == OnNew::Capture;
+        if capture {
+            self.captured.clear();
+            self.captured.push('{');
+        }
+        let mut first: Option<String> = None;
+        if let Some(extras) = &self.header_extras {
+            if extras.is_empty() {
+                return Ok(None);
+            }
+            for (at, key) in extras {
+                let value = fields.get(key);
+                let value = value.as_deref().filter(|v| !v.is_empty());
+                let f = &mut self.tracker.drift.new_fields[*at];
+                if value.is_some() {
+                    f.records += 1;
+                }
+                if let Some(g) = &mut f.guess {
+                    g.observe(value);
+                }
+                if capture && value.is_some() {
+                    drift::capture_into(&mut self.captured, &f.name, value, None);
+                }
+                if first.is_none() && value.is_some() {
+                    first = Some(f.name.clone());
+                }
+            }
+        } else {
+            let tracker = &mut self.tracker;
+            let captured = &mut self.captured;
+            let mut names: Vec<String> = Vec::new();
+            fields.each_field(&mut |name, text, json| {
+                if tracker.is_mapped(name) {
+                    return;
+                }
+                let text = text.as_deref().filter(|t| !t.trim().is_empty());
+                if text.is_none() && json.is_none_or(|j| j == "null") {
+                    return;
+                }
+                tracker.new_field(name, text, line);
+                if capture {
+                    drift::capture_into(captured, name, text, json);
+                }
+                if on_new == OnNew::Fail || (on_new == OnNew::Reject && names.is_empty()) {
+                    names.push(name.to_string());
+                }
+            });
+            if on_new == OnNew::Fail && !names.is_empty() {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                return Err(self.frozen_fields(line, &names));
+            }
+            first = names.into_iter().next();
+        }
+        if capture {
+            self.captured.push('}');
+            if self.captured.len() > 2 {
+                self.tracker.drift.captured += 1;
+            }
+        }
+        Ok(if on_new == OnNew::Reject { first } else { None })
     }
 
     /// Records a rejected record that never got to mapping (ragged rows,
@@ -165,7 +308,20 @@ impl<'j, W: Output> RowSink<'j, W> {
         let mut digits = [0u8; 20];
         let line_text = decimal(line, &mut digits);
         let mut failure: Option<RowError> = None;
-        for (col, how) in self.job.columns.iter().zip(&self.plan) {
+        if let Some(field) = self.unmapped(line, fields)? {
+            return self.rejected(RowError {
+                line,
+                column: None,
+                code: 1240,
+                reason: format!(
+                    "the record has field {field}, which the mapping does not (contract.columns = \"discard_row\")"
+                ),
+                raw_line: cap(&fields.raw()),
+                raw_value: None,
+            });
+        }
+        let captured = (self.captured.len() > 2).then_some(self.captured.as_str());
+        for (i, (col, how)) in self.job.columns.iter().zip(&self.plan).enumerate() {
             let raw: Option<Cow<'_, str>> = match how {
                 Plan::Field(key) => fields.get(key).map(|v| {
                     if col.trim {
@@ -181,7 +337,11 @@ impl<'j, W: Output> RowSink<'j, W> {
                 Plan::SourceLine => Some(Cow::Borrowed(line_text)),
                 Plan::IngestTime => Some(Cow::Borrowed(self.ctx.ingest_time.as_str())),
                 Plan::Constant(c) => Some(Cow::Borrowed(c.as_str())),
+                Plan::Captured => captured.map(Cow::Borrowed),
             };
+            if raw.is_some() {
+                self.tracker.saw(i);
+            }
             // Empty input is NULL, except for a varchar that may be empty
             // (as Redshift loads it without EMPTYASNULL).
             let raw = match raw {
@@ -210,13 +370,53 @@ impl<'j, W: Output> RowSink<'j, W> {
                     break;
                 }
                 None => None,
-                Some(v) => match coerce_column(&v, col).and_then(|c| match &col.rules {
-                    Some(rules) => rules.check(&c, col.column_type).map(|()| c),
-                    None => Ok(c),
+                Some(v) => match coerce_column(&v, col).map_err(|e| (e, true)).and_then(|c| {
+                    match &col.rules {
+                        Some(rules) => rules
+                            .check(&c, col.column_type)
+                            .map(|()| c)
+                            .map_err(|e| (e, false)),
+                        None => Ok(c),
+                    }
                 }) {
                     Ok(Cow::Borrowed(b)) if b.len() == v.len() => Some(v),
                     Ok(c) => Some(Cow::Owned(c.into_owned())),
-                    Err(e) => {
+                    // The value does not fit the type: the contract says.
+                    Err((e, true)) if self.tracker.types == Policy::Freeze => {
+                        return Err(NormalizeError::Drift {
+                            path: self.ctx.path.clone(),
+                            reason: format!(
+                                "line {line} column {}: {} (contract.types = \"freeze\"); to accept such values, change the column's type in the mapping and in the target, or set contract.types to \"evolve\" (VARCHAR lengths), \"discard_value\" or \"discard_row\"",
+                                col.name, e.reason
+                            ),
+                        });
+                    }
+                    Err((e, is_type)) => {
+                        let action = if is_type {
+                            self.tracker.misfit(
+                                i,
+                                col.name.as_str(),
+                                col.column_type,
+                                e.code,
+                                &e.reason,
+                                &v,
+                                line,
+                                col.required,
+                            )
+                        } else {
+                            MisfitAction::Rejected
+                        };
+                        match action {
+                            MisfitAction::Widen => {
+                                values.push(Some(v));
+                                continue;
+                            }
+                            MisfitAction::Nulled => {
+                                values.push(None);
+                                continue;
+                            }
+                            MisfitAction::Rejected => {}
+                        }
                         failure = Some(RowError {
                             line,
                             column: Some(col.name.to_string()),
@@ -259,11 +459,43 @@ impl<'j, W: Output> RowSink<'j, W> {
         Ok(())
     }
 
-    /// Flushes the output and returns the counts.
+    /// Flushes the output and returns the counts and the file's drift.
+    /// Under `contract.columns = "freeze"`, a mapped field no record had
+    /// fails the file.
     pub fn finish(mut self) -> Result<NormalizeStats, NormalizeError> {
         self.out
             .flush()
             .map_err(|source| self.write_error(source))?;
+        let records = self.stats.rows + self.stats.rejected;
+        let by_header = self.header_extras.is_some();
+        let mut drift = self.tracker.finish(self.job, records, by_header);
+        if let Some(extras) = &self.header_extras
+            && self
+                .job
+                .contract
+                .columns
+                .is_none_or(|p| p == Policy::DiscardValue)
+        {
+            // Noted only: every record had the header's fields.
+            for (at, _) in extras {
+                drift.new_fields[*at].records = records;
+            }
+        }
+        if self.job.contract.columns == Some(Policy::Freeze) && !drift.missing.is_empty() {
+            let names: Vec<String> = drift
+                .missing
+                .iter()
+                .map(|m| format!("{} (column {})", m.field, m.column))
+                .collect();
+            return Err(NormalizeError::Drift {
+                path: self.ctx.path.clone(),
+                reason: format!(
+                    "no record has the mapped field(s) {} (contract.columns = \"freeze\"); to accept files without them, give the columns a default, or set contract.columns to \"evolve\" or \"discard_value\"",
+                    names.join(", ")
+                ),
+            });
+        }
+        self.stats.drift = drift;
         Ok(self.stats)
     }
 }

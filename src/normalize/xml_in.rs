@@ -14,7 +14,7 @@
 
 use super::handoff::{self, Feed, Stopped};
 use super::output::Output;
-use super::sink::{Fields, Key, RowSink};
+use super::sink::{FieldVisit, Fields, Key, RowSink};
 use super::{FileContext, NormalizeError, NormalizeStats, RecordGuard};
 use crate::config::Job;
 use quick_xml::events::Event;
@@ -64,6 +64,15 @@ impl Fields for XmlFields {
                 .find(|(k, _)| k == n)
                 .map(|(_, v)| Cow::Borrowed(v.as_str())),
             _ => None,
+        }
+    }
+
+    fn each_field(&self, visit: &mut FieldVisit<'_>) {
+        for (k, v) in self.live() {
+            // Direct children and the record's attributes only.
+            if !k.contains('/') {
+                visit(k, Some(Cow::Borrowed(v.as_str())), None);
+            }
         }
     }
 
@@ -138,7 +147,8 @@ pub fn decode<R: BufRead, W: Output>(
 /// The decoder's state; buffers are reused from element to element.
 struct State<'p> {
     record_path: &'p [String],
-    /// The field keys the job maps; other children are skipped.
+    /// The field keys the job maps; other children are skipped, but for
+    /// the record's own children and attributes (drift).
     wanted: Vec<String>,
     /// Local names of the open elements; the first `depth` are live.
     names: Vec<String>,
@@ -158,8 +168,10 @@ struct State<'p> {
 }
 
 impl State<'_> {
+    /// A mapped field, or one the record has directly (a child or an
+    /// attribute of the record element): those are kept for drift.
     fn is_wanted(&self, key: &str) -> bool {
-        self.wanted.iter().any(|w| w == key)
+        !key.contains('/') || self.wanted.iter().any(|w| w == key)
     }
 
     /// `key` = the path of the open elements below the record, joined by `/`.

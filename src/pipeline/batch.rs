@@ -13,13 +13,18 @@ use crate::ledger::FileVersion;
 use crate::source::Source;
 use crate::telemetry;
 use crate::warehouse::{FailedFile, LoadOutcome, StagedFile};
+use std::sync::Arc;
 use std::time::Instant;
 
-/// One staged file and when its fetch began.
+/// One staged file, the mapping it was staged with, and when its fetch
+/// began.
 #[derive(Debug)]
 pub struct Staged {
     /// The staged file.
     pub file: StagedFile,
+    /// The job's mapping it was normalized with (`evolve` may have added
+    /// columns since): it loads with this one.
+    pub mapping: Arc<Job>,
     /// When its fetch began (for the per-file duration).
     pub started: Instant,
 }
@@ -85,10 +90,32 @@ impl Pending {
     }
 }
 
+/// Loads `batch`: files staged with one mapping load together (a batch
+/// that spans an `evolve` change loads in one load per mapping).
+pub async fn load(
+    rt: &Runtime,
+    src: &dyn Source,
+    batch: Vec<Staged>,
+    report: &mut PassReport,
+) -> crate::error::Result<()> {
+    let mut rest = batch;
+    while !rest.is_empty() {
+        let mapping = rest[0].mapping.clone();
+        let split = rest
+            .iter()
+            .position(|s| !Arc::ptr_eq(&s.mapping, &mapping))
+            .unwrap_or(rest.len());
+        let tail = rest.split_off(split);
+        load_alike(rt, &mapping, src, rest, report).await?;
+        rest = tail;
+    }
+    Ok(())
+}
+
 /// Loads `batch` in one transaction; if that fails for good and the batch
 /// has more than one file, loads each file alone, so a bad file fails by
 /// itself and the others load.
-pub async fn load(
+async fn load_alike(
     rt: &Runtime,
     job: &Job,
     src: &dyn Source,

@@ -38,21 +38,52 @@ impl From<Error> for FileFailure {
 /// memory while small, on local disk beyond: bounded memory) and uploads
 /// the raw copy, the rejects and the parts; the result waits in a batch
 /// for its load.
+///
+/// The file is normalized with the job's current mapping; when its drift
+/// needs the target changed (`evolve`), the target is altered and, for new
+/// columns, the file normalized once more with the new mapping (see
+/// [`super::evolve`]). Returns the staged file and the mapping it loads
+/// with.
 pub async fn stage_file(
     rt: &Runtime,
     job: &Arc<Job>,
     src: &Arc<dyn Source>,
     entry: &RemoteEntry,
-) -> std::result::Result<StagedFile, FileFailure> {
+) -> std::result::Result<(StagedFile, Arc<Job>), FileFailure> {
     let transfer = rt.transfer_slot(&job.source.name).await;
-    let (stats, local) = retry(RetryPolicy::FETCH, "fetch and normalize", || {
-        fetch_and_normalize(job, src, entry, None)
-    })
-    .await?;
-    drop(transfer);
     let version = version_of(job, entry);
+    let mut mapping = rt.schemas.current(job);
+    let mut first_drift = None;
+    let (stats, local) = loop {
+        let m = mapping.clone();
+        let (stats, local) = retry(RetryPolicy::FETCH, "fetch and normalize", || {
+            fetch_and_normalize(&m, src, entry, None)
+        })
+        .await?;
+        let evolution = super::evolve::plan(&mapping, &stats.drift);
+        if evolution.is_empty() {
+            break (stats, local);
+        }
+        if first_drift.is_some() {
+            return Err(super::evolve::unsettled(&version, &stats.drift).into());
+        }
+        mapping = super::evolve::evolve(rt, job, &version, &stats.drift).await?;
+        first_drift = Some(stats.drift.clone());
+        if evolution.add.is_empty() {
+            // Only wider VARCHARs: the values were kept whole, the staged
+            // rows stand.
+            break (stats, local);
+        }
+        tracing::info!(job = %job.name, path = %entry.path, "columns added for the file's new fields; normalizing it again with them");
+        drop(local);
+    };
+    drop(transfer);
+    let evolved = first_drift.is_some();
+    let drift = first_drift.as_ref().unwrap_or(&stats.drift);
+    super::evolve::record(rt, &mapping, &version, drift, evolved).await;
     let keys = staging_keys(rt, job, &version);
-    finish(rt, job, &keys, version, stats, local, None).await
+    let file = finish(rt, &mapping, &keys, version, stats, local, None).await?;
+    Ok((file, mapping))
 }
 
 /// The version a listed entry is.
@@ -231,6 +262,7 @@ pub(super) async fn fetch_and_normalize(
             normalize::NormalizeError::Read { .. } => Error::transient(e.to_string()),
             normalize::NormalizeError::Write { .. } => Error::transient(e.to_string()),
             normalize::NormalizeError::MissingField { .. }
+            | normalize::NormalizeError::Drift { .. }
             | normalize::NormalizeError::Limit { .. }
             | normalize::NormalizeError::Format { .. } => Error::permanent(e.to_string()),
         })?;

@@ -20,6 +20,7 @@
 mod batch;
 mod checks;
 mod discover;
+pub mod evolve;
 mod file;
 mod finish;
 mod runtime;
@@ -437,7 +438,7 @@ async fn stage_and_load(
                         .instrument(span.clone())
                         .await;
                     drop(slot);
-                    if let Ok(file) = &r {
+                    if let Ok((file, _)) = &r {
                         span.in_scope(|| {
                             telemetry::file_staged(
                                 &job.name,
@@ -463,8 +464,12 @@ async fn stage_and_load(
         while let Some((entry, started, r)) = staged_rx.recv().await {
             progress.one_done();
             let work = match r {
-                Ok(file) => {
-                    waiting.push(Staged { file, started });
+                Ok((file, mapping)) => {
+                    waiting.push(Staged {
+                        file,
+                        mapping,
+                        started,
+                    });
                     if !waiting.full(job) {
                         continue;
                     }
@@ -485,7 +490,7 @@ async fn stage_and_load(
             match work {
                 Work::Load(files) => {
                     let span = tracing::info_span!("batch", job = %job.name, files = files.len());
-                    batch::load(rt, job, &**src, files, report)
+                    batch::load(rt, &**src, files, report)
                         .instrument(span)
                         .await?
                 }

@@ -33,6 +33,8 @@ pub struct Runtime {
     pub(super) job_locks: HashMap<String, tokio::sync::Mutex<()>>,
     /// With SQS: the work queue, what this replica holds, its leases.
     pub(super) shared: Option<super::shared::Shared>,
+    /// Each job's current mapping (with the columns `evolve` added).
+    pub(super) schemas: super::evolve::Schemas,
 }
 
 impl Runtime {
@@ -44,7 +46,9 @@ impl Runtime {
         crate::ledger::sync_jobs(&*warehouse, &config.jobs).await?;
         create_targets(&*warehouse, &config).await?;
         let shared = super::shared::Shared::start(&config).await;
+        let schemas = super::evolve::Schemas::load(&config.jobs, &*warehouse).await?;
         Ok(Runtime {
+            schemas,
             job_locks: config
                 .jobs
                 .iter()

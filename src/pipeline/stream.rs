@@ -28,10 +28,11 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
-/// Whether `entry` streams: the warehouse can, and the file is larger
-/// than one part.
+/// Whether `entry` streams: the warehouse can, the file is larger than
+/// one part, and the job's contract never alters the target (a file whose
+/// drift needs a new column is normalized twice: see [`super::evolve`]).
 pub fn streams(rt: &Runtime, job: &Job, entry: &RemoteEntry) -> bool {
-    rt.warehouse.streams() && entry.size > job.part_size
+    rt.warehouse.streams() && entry.size > job.part_size && !job.contract.evolves()
 }
 
 /// Stages and loads one large file with the two overlapping; reports it
@@ -75,6 +76,7 @@ pub async fn stream_file(
         let (normalized, uploaded) = futures::join!(normalized, upload);
         let (stats, local) = normalized?;
         let uploaded = uploaded?;
+        super::evolve::record(rt, job, &version, &stats.drift, false).await;
         file::finish(
             rt,
             job,
@@ -119,15 +121,23 @@ pub async fn stream_file(
         (Some(Ok(file)), Ok(outcome)) => {
             telemetry::file_staged(&job.name, &entry.path, file.rows, started.elapsed());
             super::checks::after_load(rt, job, std::slice::from_ref(&outcome)).await;
-            let staged = Staged { file, started };
+            let staged = Staged {
+                file,
+                mapping: job.clone(),
+                started,
+            };
             batch::loaded_or_skipped(rt, job, &**src, &staged, outcome, report).await;
             Ok(())
         }
         (Some(Ok(file)), Err(e)) => {
             telemetry::file_staged(&job.name, &entry.path, file.rows, started.elapsed());
             tracing::warn!(job = %job.name, path = %entry.path, error = %e.chain(), "the streamed load failed; loading the staged file again the ordinary way");
-            let staged = Staged { file, started };
-            batch::load(rt, job, &**src, vec![staged], report).await
+            let staged = Staged {
+                file,
+                mapping: job.clone(),
+                started,
+            };
+            batch::load(rt, &**src, vec![staged], report).await
         }
     }
 }

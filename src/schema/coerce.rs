@@ -337,9 +337,11 @@ pub fn coerce(value: &str, ty: ColumnType) -> Result<Cow<'_, str>, CoerceError> 
                 format!("{} is not a UUID (8-4-4-4-12 hex digits)", quoted(value)),
             )
         }),
-        ColumnType::Json => serde_json::from_str::<serde::de::IgnoredAny>(value)
-            .map(|_| Cow::Borrowed(value))
-            .map_err(|e| err(1224, format!("not valid JSON: {e}"))),
+        ColumnType::Json | ColumnType::Super => {
+            serde_json::from_str::<serde::de::IgnoredAny>(value)
+                .map(|_| Cow::Borrowed(value))
+                .map_err(|e| err(1224, format!("not valid JSON: {e}")))
+        }
     }
 }
 

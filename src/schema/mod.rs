@@ -35,6 +35,9 @@ pub enum ColumnType {
     /// A UUID (`8-4-4-4-12` hex digits, braces or none), stored lower-case
     /// as `VARCHAR(36)` (Redshift has no UUID type).
     Uuid,
+    /// A JSON document the warehouse can query: `SUPER` on Redshift (the
+    /// staged text goes through `JSON_PARSE`), `jsonb` on PostgreSQL.
+    Super,
 }
 
 impl ColumnType {
@@ -51,6 +54,18 @@ impl ColumnType {
             ColumnType::Timestamptz => "TIMESTAMPTZ".into(),
             ColumnType::Json => "VARCHAR(65535)".into(),
             ColumnType::Uuid => "VARCHAR(36)".into(),
+            // Staged as text; the target's type is `sql_in`'s.
+            ColumnType::Super => "VARCHAR(65535)".into(),
+        }
+    }
+
+    /// The type of a target column in `dialect`: [`sql`](Self::sql), but a
+    /// [`Super`](ColumnType::Super) column is `SUPER` or `jsonb`.
+    pub fn sql_in(self, dialect: crate::sql::Dialect) -> String {
+        match (self, dialect) {
+            (ColumnType::Super, crate::sql::Dialect::Redshift) => "SUPER".into(),
+            (ColumnType::Super, crate::sql::Dialect::Postgres) => "JSONB".into(),
+            (ty, _) => ty.sql(),
         }
     }
 
@@ -73,6 +88,7 @@ impl ColumnType {
             "timestamptz" => ColumnType::Timestamptz,
             "json" => ColumnType::Json,
             "uuid" => ColumnType::Uuid,
+            "super" | "jsonb" => ColumnType::Super,
             "varchar" => ColumnType::Varchar(256),
             _ => {
                 if let Some(a) = args("varchar").filter(|a| a.len() == 1) {
@@ -94,7 +110,7 @@ impl ColumnType {
                     ColumnType::Decimal(p as u8, s as u8)
                 } else {
                     return Err(format!(
-                        "unknown type {text:?} (expected varchar(n), int, bigint, decimal(p,s), boolean, date, timestamp, timestamptz, json or uuid)"
+                        "unknown type {text:?} (expected varchar(n), int, bigint, decimal(p,s), boolean, date, timestamp, timestamptz, json, super or uuid)"
                     ));
                 }
             }
@@ -116,6 +132,9 @@ pub enum ColumnSource {
     IngestTime,
     /// A constant.
     Constant(String),
+    /// The record's fields the mapping does not have, as one JSON object
+    /// (`contract.columns = "capture"`); NULL when it has none.
+    Captured,
 }
 
 /// A target column.
@@ -142,6 +161,33 @@ pub struct Column {
     /// Value contracts checked after the type (`one_of`, `pattern`,
     /// `min`/`max`, `not_empty`); `None` when the column has none.
     pub rules: Option<Box<rules::Rules>>,
+}
+
+impl Column {
+    /// The JSON column of `contract.columns = "capture"`.
+    pub fn captured(name: Ident) -> Column {
+        Column {
+            name,
+            source: ColumnSource::Captured,
+            column_type: ColumnType::Super,
+            required: false,
+            default: None,
+            trim: false,
+            formats: Vec::new(),
+            zone: Zone::utc(),
+            truncate: false,
+            rules: None,
+        }
+    }
+
+    /// A column added by `contract.columns = "evolve"` for `field`.
+    pub fn evolved(name: Ident, field: &str, column_type: ColumnType) -> Column {
+        Column {
+            source: ColumnSource::Field(field.to_string()),
+            column_type,
+            ..Column::captured(name)
+        }
+    }
 }
 
 /// The zone a timestamp without an offset is read in.

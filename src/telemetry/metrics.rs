@@ -66,6 +66,11 @@ const METRICS: &[(&str, &str, &str)] = &[
         "Bytes read from the sources, every attempt counted (with a work queue, what this replica fetched).",
     ),
     (
+        "ferry_schema_changes_total",
+        "counter",
+        "Schema drift recorded in ferry_schema_changes: change (new_fields, missing_fields, misfit, added_column, widened_column) and the contract policy that acted (none without a contract).",
+    ),
+    (
         "ferry_stage_duration_seconds",
         "histogram",
         "Duration of each stage: stage (fetch, normalize, upload of one file), load (one batch transaction), pass (one poll of a job).",

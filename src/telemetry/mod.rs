@@ -114,6 +114,15 @@ pub fn bytes_fetched(job: &str, bytes: u64) {
     metrics::add("ferry_bytes_fetched_total", &[("job", job)], bytes as f64);
 }
 
+/// A file's drift from its mapping was recorded (or a column evolved).
+pub fn schema_change(job: &str, change: &str, action: &str) {
+    metrics::add(
+        "ferry_schema_changes_total",
+        &[("job", job), ("change", change), ("action", action)],
+        1.0,
+    );
+}
+
 /// A batch of staged files committed.
 pub fn batch_loaded(job: &str, files: usize, took: Duration) {
     metrics::observe(

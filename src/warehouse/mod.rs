@@ -186,6 +186,18 @@ pub trait Warehouse: crate::ledger::LedgerStore {
     /// outcome is [`LoadOutcome::AlreadyLoaded`]). The batch never holds
     /// two versions of one path.
     async fn load(&self, job: &Job, batch: &[StagedFile]) -> Result<Vec<LoadOutcome>>;
+    /// Runs one DDL statement (`ALTER TABLE`) on its own, outside any
+    /// transaction block: Redshift refuses `ALTER COLUMN … TYPE` inside
+    /// one, and a lone statement commits at once, so its table lock is
+    /// held no longer than the statement. Within the warehouse's deadlines.
+    async fn alter(&self, sql: &str) -> Result<()> {
+        self.write_ledger(&crate::ledger::reports::Change {
+            sqls: vec![sql.to_string()],
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+    }
     /// Whether [`load_streaming`](Self::load_streaming) starts loading
     /// before the file is staged whole; the pipeline then streams each
     /// file of more than one part.

@@ -6,6 +6,7 @@
 
 use crate::config::{Dimension, Job, LoadMode, Scd2};
 use crate::ledger::reports::Report;
+use crate::schema::ColumnType;
 use crate::sql::Dialect;
 use crate::sql::Ident;
 
@@ -44,10 +45,10 @@ pub fn target_tables(schema: &Ident, job: &Job) -> Vec<String> {
 pub fn create_targets(schema: &Ident, job: &Job, dialect: Dialect) -> Vec<String> {
     let table = |t: &Ident| format!("{}.{}", schema.quoted(), t.quoted());
     let type_of = |name: &Ident| {
-        job.columns
-            .iter()
-            .find(|c| c.name == *name)
-            .map_or_else(|| "VARCHAR(256)".to_string(), |c| c.column_type.sql())
+        job.columns.iter().find(|c| c.name == *name).map_or_else(
+            || "VARCHAR(256)".to_string(),
+            |c| c.column_type.sql_in(dialect),
+        )
     };
     let layout = job.auto_create.clone().unwrap_or_default();
     let redshift = dialect == Dialect::Redshift;
@@ -56,7 +57,11 @@ pub fn create_targets(schema: &Ident, job: &Job, dialect: Dialect) -> Vec<String
         .iter()
         .map(|c| {
             let not_null = if c.required { " NOT NULL" } else { "" };
-            format!("{} {}{not_null}", c.name.quoted(), c.column_type.sql())
+            format!(
+                "{} {}{not_null}",
+                c.name.quoted(),
+                c.column_type.sql_in(dialect)
+            )
         })
         .collect();
     cols.extend([
@@ -135,6 +140,52 @@ pub fn target_columns_report(dialect: Dialect, schema: &Ident, job: &Job) -> Rep
     }
 }
 
+/// The target's columns with their VARCHAR lengths (NULL for other types),
+/// for `evolve`: params schema, table. Columns column, length.
+pub fn target_catalog_report(dialect: Dialect, schema: &Ident, table: &Ident) -> Report {
+    Report {
+        sql: dialect.adapt(
+            "SELECT CAST(column_name AS VARCHAR(128)), CAST(character_maximum_length AS VARCHAR(20)) \
+             FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
+            &["schema", "table"],
+        ),
+        params: vec![
+            ("schema", schema.as_str().to_string()),
+            ("table", table.as_str().to_string()),
+        ],
+        columns: &["column", "length"],
+    }
+}
+
+/// `ALTER TABLE … ADD COLUMN` of one column (Redshift adds one per
+/// statement, and has no `IF NOT EXISTS` for it).
+pub fn add_column(
+    dialect: Dialect,
+    schema: &Ident,
+    table: &Ident,
+    column: &Ident,
+    ty: ColumnType,
+) -> String {
+    format!(
+        "ALTER TABLE {}.{} ADD COLUMN {} {}",
+        schema.quoted(),
+        table.quoted(),
+        column.quoted(),
+        ty.sql_in(dialect)
+    )
+}
+
+/// `ALTER TABLE … ALTER COLUMN … TYPE VARCHAR(n)`: the one type change
+/// Redshift makes in place (a longer VARCHAR), outside a transaction block.
+pub fn widen_column(schema: &Ident, table: &Ident, column: &Ident, length: u32) -> String {
+    format!(
+        "ALTER TABLE {}.{} ALTER COLUMN {} TYPE VARCHAR({length})",
+        schema.quoted(),
+        table.quoted(),
+        column.quoted()
+    )
+}
+
 /// Renders the statements of one load for one job.
 pub struct LoadSql<'a> {
     /// Dialect.
@@ -156,6 +207,18 @@ impl LoadSql<'_> {
 
     fn columns(&self) -> Vec<String> {
         self.job.columns.iter().map(|c| c.name.quoted()).collect()
+    }
+
+    /// A staged value as the target column's: staged text becomes a
+    /// document for a [`Super`](ColumnType::Super) column (`JSON_PARSE` on
+    /// Redshift, a cast to `jsonb` on PostgreSQL), anything else is as
+    /// staged.
+    fn value_of(&self, expr: &str, ty: ColumnType) -> String {
+        match (ty, self.dialect) {
+            (ColumnType::Super, Dialect::Redshift) => format!("JSON_PARSE({expr})"),
+            (ColumnType::Super, Dialect::Postgres) => format!("CAST({expr} AS JSONB)"),
+            _ => expr.to_string(),
+        }
     }
 
     /// `CREATE TEMP TABLE` for the staging rows.
@@ -331,7 +394,12 @@ impl LoadSql<'_> {
     /// parameter 1.
     pub fn insert_fact(&self) -> String {
         let mut target_cols = self.columns();
-        let mut select_cols = self.columns();
+        let mut select_cols: Vec<String> = self
+            .job
+            .columns
+            .iter()
+            .map(|c| self.value_of(&c.name.quoted(), c.column_type))
+            .collect();
         for m in &self.target_meta {
             target_cols.push(format!("\"{m}\""));
             select_cols.push(match *m {

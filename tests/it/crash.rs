@@ -15,7 +15,8 @@ const FILES: usize = 150;
 const ROWS: usize = 200;
 const KILLS: usize = 24;
 
-fn ferry(config: &std::path::Path, args: &[&str]) -> Command {
+/// The `ferry` binary on `config` with `args`, its output dropped.
+pub(crate) fn ferry(config: &std::path::Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
     c.arg("--config")
         .arg(config)

@@ -10,6 +10,7 @@ mod config_file;
 mod conformance;
 mod crash;
 mod daemon;
+mod drift;
 mod faults;
 mod ftp_source;
 mod harness;

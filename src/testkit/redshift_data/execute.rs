@@ -71,6 +71,11 @@ pub(super) fn submit(
         Ok(b) => b,
         Err(e) => return client_error("ValidationException", e),
     };
+    // Refused as Redshift refuses them: the call fails when it runs.
+    let refused = sqls
+        .iter()
+        .enumerate()
+        .find_map(|(n, s)| translate::refused_ddl(s, batch).map(|e| (n, e)));
     let id = uuid::Uuid::new_v4().to_string();
     let database = input["Database"].as_str().map(str::to_string);
     let cancel = CancellationToken::new();
@@ -97,7 +102,19 @@ pub(super) fn submit(
             cancel: cancel.clone(),
         },
     );
-    tokio::spawn(run(id.clone(), bound, calls, pg_url, s3, cancel));
+    match refused {
+        Some((n, e)) => {
+            if let Some(c) = calls.lock().expect("calls lock").get_mut(&id) {
+                c.status = "FAILED";
+                c.error = Some(format!("ERROR: {e}"));
+                c.subs[n].status = "FAILED";
+                c.subs[n].error = Some(format!("ERROR: {e}"));
+            }
+        }
+        None => {
+            tokio::spawn(run(id.clone(), bound, calls, pg_url, s3, cancel));
+        }
+    }
     let mut out = json!({"Id": id, "CreatedAt": created});
     if let Some(db) = database {
         out["Database"] = json!(db);

@@ -126,6 +126,18 @@ pub(super) fn to_postgres(sql: &str) -> String {
             "COMPOUND" | "INTERLEAVED" if word_at(skip_space(after)) == "SORTKEY" => {
                 i = skip_space(after);
             }
+            "SUPER" => {
+                out.push_str("JSONB");
+                i = after;
+            }
+            // JSON_PARSE(x) parses text into a document: a cast to jsonb.
+            "JSON_PARSE" if chars.get(skip_space(after)) == Some(&'(') => {
+                let open = skip_space(after);
+                let close = matching_paren(&chars, open);
+                let inner = sql_slice(&chars, open + 1, close);
+                out.push_str(&format!("CAST({} AS JSONB)", to_postgres(&inner)));
+                i = (close + 1).min(chars.len());
+            }
             "SYSDATE" => {
                 out.push_str("now()");
                 i = after;
@@ -141,6 +153,67 @@ pub(super) fn to_postgres(sql: &str) -> String {
         }
     }
     out
+}
+
+/// The index of the `)` that closes the `(` at `open` (quotes skipped),
+/// or the end of the text.
+fn matching_paren(chars: &[char], open: usize) -> usize {
+    let mut depth = 0usize;
+    let mut i = open;
+    while i < chars.len() {
+        match chars[i] {
+            q @ ('\'' | '"') => {
+                i += 1;
+                while i < chars.len() && chars[i] != q {
+                    i += 1;
+                }
+            }
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return i;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    chars.len()
+}
+
+/// What Redshift refuses in the DDL ferry sends, with its error text:
+/// `ALTER COLUMN … TYPE` inside a transaction block (any
+/// BatchExecuteStatement), `ADD COLUMN IF NOT EXISTS` (Redshift has no
+/// such clause) and more than one column per `ALTER TABLE … ADD`.
+pub(super) fn refused_ddl(sql: &str, in_transaction: bool) -> Option<String> {
+    let words: Vec<String> = sql
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_uppercase)
+        .collect();
+    if words.first().map(String::as_str) != Some("ALTER")
+        || words.get(1).map(String::as_str) != Some("TABLE")
+    {
+        return None;
+    }
+    let has = |a: &str, b: &str| words.windows(2).any(|w| w[0] == a && w[1] == b);
+    if in_transaction && has("ALTER", "COLUMN") && words.iter().any(|w| w == "TYPE") {
+        return Some("ALTER TABLE ALTER COLUMN cannot run inside a transaction block".into());
+    }
+    if has("ADD", "COLUMN")
+        && words
+            .windows(3)
+            .any(|w| w[0] == "COLUMN" && w[1] == "IF" && w[2] == "NOT")
+    {
+        return Some("syntax error at or near \"NOT\"".into());
+    }
+    if words.iter().filter(|w| *w == "ADD").count() > 1 {
+        return Some(
+            "syntax error at or near \"ADD\": ALTER TABLE adds one column per statement".into(),
+        );
+    }
+    None
 }
 
 pub(super) fn sql_slice(chars: &[char], from: usize, to: usize) -> String {

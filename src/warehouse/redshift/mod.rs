@@ -97,6 +97,11 @@ impl RedshiftDataWarehouse {
 
 #[async_trait]
 impl Warehouse for RedshiftDataWarehouse {
+    async fn alter(&self, sql: &str) -> Result<()> {
+        // ExecuteStatement: one statement, committed on its own.
+        self.run(sql, &[], "altering the target").await.map(|_| ())
+    }
+
     async fn ping(&self) -> Result<()> {
         crate::ledger::verify_ledger(self).await.map(|_| ())
     }
