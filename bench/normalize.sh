@@ -2,7 +2,9 @@
 # Normalize throughput and memory: generates a task-event file of SIZE_MB
 # in each format (CSV, NDJSON, XML), runs `ferry normalize` on it (release
 # build) and prints input MB/s, rows/s and peak RSS, next to `gzip -1` of
-# the same bytes. Each is run RUNS times and the best time is printed (this
+# the same bytes; then the same with the five derived columns of
+# bench/transforms.toml added to the mapping (format `csv+5t` …) and the
+# ratio of the two throughputs. Each is run RUNS times and the best time is printed (this
 # machine shares its cores; the best run is the least disturbed one); peak
 # RSS is the largest of the runs.
 #
@@ -29,30 +31,47 @@ cols=$(cat bench/columns.toml)
     esac
     printf '[[jobs]]\nname = "bench-%s"\nsource = "s"\npath = "/"\ntarget = "task_events"\nmode = "append"\nformat = %s\ncolumns = [%s\n]\n' \
       "$f" "$format" "${cols/SRC_ID/$id}"
+    printf '[[jobs]]\nname = "bench-%s-t"\nsource = "s"\npath = "/"\ntarget = "task_events"\nmode = "append"\nformat = %s\ncolumns = [%s\n%s\n]\n' \
+      "$f" "$format" "${cols/SRC_ID/$id}" "$(cat bench/transforms.toml)"
   done
 } > "$work/ferry.toml"
 
-printf '%-8s %9s %10s %12s %12s %12s %14s\n' format "size MB" "ferry s" "ferry MB/s" "rows/s" "peak RSS MiB" "gzip -1 MB/s"
+printf '%-8s %9s %10s %12s %12s %12s %14s %8s\n' format "size MB" "ferry s" "ferry MB/s" "rows/s" "peak RSS MiB" "gzip -1 MB/s" "vs plain"
+# best_of JOB FILE: the best wall time of RUNS runs (into $best_secs), the
+# largest peak RSS (into $max_rss), rows written (into $rows).
+best_of() {
+  best_secs=""; max_rss=0
+  for _ in $(seq "$RUNS"); do
+    /usr/bin/time -f '%M %e' -o "$work/time" \
+      "$FERRY" --config "$work/ferry.toml" --log-level warn normalize "$2" --job "$1" --out "$work/out.csv.gz" > "$work/out"
+    read -r rss_kb secs < "$work/time"
+    if [ -z "$best_secs" ] || python3 -c "import sys; sys.exit(0 if $secs < $best_secs else 1)"; then best_secs=$secs; fi
+    if [ "$rss_kb" -gt "$max_rss" ]; then max_rss=$rss_kb; fi
+  done
+  rows=$(sed -E 's/.*: ([0-9]+) rows written.*/\1/' "$work/out")
+}
 for f in csv ndjson xml; do
   python3 bench/gen_events.py "$f" "$SIZE_MB" "$work/events.$f"
   bytes=$(stat -c %s "$work/events.$f")
   sync
-  best_secs=""; max_rss=0; best_gz=""
+  best_gz=""
   for _ in $(seq "$RUNS"); do
-    /usr/bin/time -f '%M %e' -o "$work/time.$f" \
-      "$FERRY" --config "$work/ferry.toml" --log-level warn normalize "$work/events.$f" --job "bench-$f" --out "$work/out.csv.gz" > "$work/out.$f"
-    read -r rss_kb secs < "$work/time.$f"
-    if [ -z "$best_secs" ] || python3 -c "import sys; sys.exit(0 if $secs < $best_secs else 1)"; then best_secs=$secs; fi
-    if [ "$rss_kb" -gt "$max_rss" ]; then max_rss=$rss_kb; fi
     gz_start=$(date +%s.%N); gzip -1 -c "$work/events.$f" > /dev/null; gz_end=$(date +%s.%N)
     gz=$(python3 -c "print($gz_end - $gz_start)")
     if [ -z "$best_gz" ] || python3 -c "import sys; sys.exit(0 if $gz < $best_gz else 1)"; then best_gz=$gz; fi
   done
-  rows=$(sed -E 's/.*: ([0-9]+) rows written.*/\1/' "$work/out.$f")
+  best_of "bench-$f" "$work/events.$f"
+  plain=$best_secs
   python3 - "$f" "$bytes" "$best_secs" "$rows" "$max_rss" "$best_gz" <<'PY'
 import sys
 f, b, s, rows, rss, gz = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
-print(f"{f:<8} {b/1e6:9.0f} {s:10.2f} {b/1e6/s:12.1f} {rows/s:12.0f} {rss/1024:12.1f} {b/1e6/gz:14.1f}")
+print(f"{f:<8} {b/1e6:9.0f} {s:10.2f} {b/1e6/s:12.1f} {rows/s:12.0f} {rss/1024:12.1f} {b/1e6/gz:14.1f} {1:8.2f}")
+PY
+  best_of "bench-$f-t" "$work/events.$f"
+  python3 - "$f+5t" "$bytes" "$best_secs" "$rows" "$max_rss" "$best_gz" "$plain" <<'PY'
+import sys
+f, b, s, rows, rss, gz, plain = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7])
+print(f"{f:<8} {b/1e6:9.0f} {s:10.2f} {b/1e6/s:12.1f} {rows/s:12.0f} {rss/1024:12.1f} {b/1e6/gz:14.1f} {plain/s:8.2f}")
 PY
   rm -f "$work/events.$f" "$work/out.csv.gz"
 done

@@ -18,6 +18,10 @@ pub struct RawColumn {
     pub derived: Option<String>,
     /// A constant value instead of an input field.
     pub constant: Option<String>,
+    /// Computed from the record's fields instead: an expression such as
+    /// `lower(trim(status))` or `hash(event_id, task_id)`
+    /// (docs/transforms.md).
+    pub expr: Option<String>,
     /// `varchar(n)`, `int`, `bigint`, `decimal(p,s)`, `boolean`, `date`,
     /// `timestamp`, `timestamptz` or `json`.
     #[serde(rename = "type")]
@@ -62,14 +66,29 @@ pub(super) fn default_on_overflow() -> String {
 
 /// Validates a job's `columns` (`path` is the job's key path); a job
 /// needs at least one, each named once.
-pub(super) fn validate_columns(path: &str, raw: &[RawColumn], p: &mut Problems) -> Vec<Column> {
+pub(super) fn validate_columns(
+    path: &str,
+    job: &str,
+    raw: &[RawColumn],
+    lookups: &[Arc<crate::schema::expr::Lookup>],
+    p: &mut Problems,
+) -> Vec<Column> {
     if raw.is_empty() {
         p.push(format!("{path}.columns"), "a job needs at least one column");
     }
     let mut seen = HashSet::new();
     raw.iter()
         .enumerate()
-        .filter_map(|(i, rc)| validate_column(&format!("{path}.columns[{i}]"), rc, &mut seen, p))
+        .filter_map(|(i, rc)| {
+            validate_column(
+                &format!("{path}.columns[{i}]"),
+                job,
+                rc,
+                lookups,
+                &mut seen,
+                p,
+            )
+        })
         .collect()
 }
 
@@ -78,7 +97,9 @@ pub(super) fn validate_columns(path: &str, raw: &[RawColumn], p: &mut Problems) 
 /// constant that fit the type, its time zone and formats.
 fn validate_column(
     cpath: &str,
+    job: &str,
     rc: &RawColumn,
+    lookups: &[Arc<crate::schema::expr::Lookup>],
     seen: &mut HashSet<Ident>,
     p: &mut Problems,
 ) -> Option<Column> {
@@ -90,10 +111,23 @@ fn validate_column(
         );
     }
     let column_type = p.take(&format!("{cpath}.type"), ColumnType::parse(&rc.column_type));
-    let source = match (&rc.source, &rc.derived, &rc.constant) {
-        (Some(s), None, None) => Some(ColumnSource::Field(s.clone())),
-        (None, None, None) => Some(ColumnSource::Field(rc.name.clone())),
-        (None, Some(d), None) => p.choose(
+    let source = match (&rc.source, &rc.derived, &rc.constant, &rc.expr) {
+        (Some(s), None, None, None) => Some(ColumnSource::Field(s.clone())),
+        (None, None, None, None) => Some(ColumnSource::Field(rc.name.clone())),
+        (None, None, None, Some(e)) => match crate::schema::expr::compile(e, lookups) {
+            Ok(e) => Some(ColumnSource::Expr(Box::new(e))),
+            Err(e) => {
+                p.push(
+                    format!("{cpath}.expr"),
+                    format!(
+                        "job {job}, column {name}: {e}, in {:?}",
+                        rc.expr.as_deref().unwrap_or("")
+                    ),
+                );
+                None
+            }
+        },
+        (None, Some(d), None, None) => p.choose(
             &format!("{cpath}.derived"),
             d,
             &[
@@ -102,11 +136,11 @@ fn validate_column(
                 ("ingest_time", ColumnSource::IngestTime),
             ],
         ),
-        (None, None, Some(c)) => Some(ColumnSource::Constant(c.clone())),
+        (None, None, Some(c), None) => Some(ColumnSource::Constant(c.clone())),
         _ => {
             p.push(
                 format!("{cpath}.source"),
-                "set only one of source, derived and constant",
+                "set only one of source, derived, constant and expr",
             );
             None
         }

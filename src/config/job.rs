@@ -113,6 +113,11 @@ pub struct RawJob {
     /// What happens when a file's fields or values drift from the mapping
     /// (new fields, missing fields, values that do not fit).
     pub contract: Option<RawContract>,
+    /// Small mapping files `lookup('name', key)` reads in column
+    /// expressions: name = a local CSV path or `s3://bucket/key` (a header
+    /// line, then key,value rows), loaded once as the job starts.
+    #[serde(default)]
+    pub lookups: BTreeMap<String, String>,
 }
 
 /// `[jobs.events]`
@@ -225,7 +230,8 @@ pub(super) fn validate_job(
     let (gzip_level, part_size) = validate_output(path, j, p);
     let batch = validate_batch(path, &j.batch, p);
     let limits = validate_limits(path, &j.limits, p);
-    let columns = validate_columns(path, &j.columns, p);
+    let lookups = validate_lookups(path, &j.lookups, p);
+    let columns = validate_columns(path, &j.name, &j.columns, &lookups, p);
     let column_names: HashSet<&str> = columns.iter().map(|c| c.name.as_str()).collect();
     let (key, order_by) = validate_key(path, j, &column_names, mode, p);
     let dimensions = validate_dimensions(path, &j.dimensions, &column_names, p);
@@ -282,7 +288,31 @@ pub(super) fn validate_job(
         events,
         auto_create,
         contract,
+        lookups,
     })
+}
+
+/// `lookups`: each name an identifier, each location a path or an
+/// `s3://bucket/key` URL.
+fn validate_lookups(
+    path: &str,
+    raw: &BTreeMap<String, String>,
+    p: &mut Problems,
+) -> Vec<Arc<crate::schema::expr::Lookup>> {
+    raw.iter()
+        .filter_map(|(name, at)| {
+            let key = format!("{path}.lookups.{name}");
+            p.take(&key, Ident::parse(name))?;
+            if at.trim().is_empty() || (at.starts_with("s3://") && !at[5..].contains('/')) {
+                p.push(
+                    key,
+                    format!("{at:?}: expected a file path or s3://bucket/key"),
+                );
+                return None;
+            }
+            Some(Arc::new(crate::schema::expr::Lookup::new(name, at)))
+        })
+        .collect()
 }
 
 /// The source named `name`, or a problem listing the defined ones (none
@@ -461,6 +491,9 @@ pub struct Job {
     pub auto_create: Option<TableLayout>,
     /// What a file's drift from the mapping does.
     pub contract: Contract,
+    /// Lookup files of the job's expressions (loaded before its first
+    /// file).
+    pub lookups: Vec<Arc<crate::schema::expr::Lookup>>,
 }
 
 /// The Redshift layout of a target ferry creates (PostgreSQL ignores it).

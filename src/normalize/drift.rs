@@ -157,9 +157,12 @@ impl Tracker {
         let mapped = job
             .columns
             .iter()
-            .filter_map(|c| match &c.source {
-                ColumnSource::Field(f) => Some(top_level(f).to_string()),
-                _ => None,
+            .flat_map(|c| match &c.source {
+                ColumnSource::Field(f) => vec![top_level(f).to_string()],
+                ColumnSource::Expr(e) => {
+                    e.fields.iter().map(|f| top_level(f).to_string()).collect()
+                }
+                _ => Vec::new(),
             })
             .collect();
         let Contract { columns, types, .. } = &job.contract;

@@ -462,6 +462,14 @@ pub fn normalize_file(
     out: &std::path::Path,
 ) -> crate::Result<FileRun> {
     let started = std::time::Instant::now();
+    for l in job.lookups.iter().filter(|l| !l.is_loaded()) {
+        l.load_file().map_err(|e| {
+            crate::Error::permanent(format!(
+                "job {}: cannot load lookup {} from {}: {e}",
+                job.name, l.name, l.location
+            ))
+        })?;
+    }
     let file = std::fs::File::open(input).map_err(|e| {
         crate::Error::permanent(format!("cannot open {}", input.display())).with_source(e)
     })?;

@@ -75,6 +75,8 @@ enum Plan {
     IngestTime,
     Constant(String),
     Captured,
+    /// The keys of the expression's fields.
+    Expr(Vec<Key>),
 }
 
 /// Maps records and writes staged CSV.
@@ -115,6 +117,12 @@ impl<'j, W: Output> RowSink<'j, W> {
                 ColumnSource::IngestTime => Plan::IngestTime,
                 ColumnSource::Constant(c) => Plan::Constant(c.clone()),
                 ColumnSource::Captured => Plan::Captured,
+                ColumnSource::Expr(e) => Plan::Expr(
+                    e.fields
+                        .iter()
+                        .map(|f| key_of(f, col))
+                        .collect::<Result<_, _>>()?,
+                ),
             });
         }
         Ok(RowSink {
@@ -338,6 +346,26 @@ impl<'j, W: Output> RowSink<'j, W> {
                 Plan::IngestTime => Some(Cow::Borrowed(self.ctx.ingest_time.as_str())),
                 Plan::Constant(c) => Some(Cow::Borrowed(c.as_str())),
                 Plan::Captured => captured.map(Cow::Borrowed),
+                Plan::Expr(keys) => {
+                    let ColumnSource::Expr(e) = &col.source else {
+                        unreachable!("an Expr plan is made for an expr column")
+                    };
+                    let get = |k: usize| fields.get(&keys[k]);
+                    match e.eval(&get) {
+                        Ok(v) => v,
+                        Err(reason) => {
+                            failure = Some(RowError {
+                                line,
+                                column: Some(col.name.to_string()),
+                                code: crate::schema::expr::EXPR_ERROR,
+                                reason: format!("column {}: {reason} (in {})", col.name, e.text),
+                                raw_line: cap(&fields.raw()),
+                                raw_value: None,
+                            });
+                            break;
+                        }
+                    }
+                }
             };
             if raw.is_some() {
                 self.tracker.saw(i);

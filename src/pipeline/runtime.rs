@@ -45,6 +45,7 @@ impl Runtime {
         crate::ledger::verify_ledger(&*warehouse).await?;
         crate::ledger::sync_jobs(&*warehouse, &config.jobs).await?;
         create_targets(&*warehouse, &config).await?;
+        stager.load_lookups(&config.jobs).await?;
         let shared = super::shared::Shared::start(&config).await;
         let schemas = super::evolve::Schemas::load(&config.jobs, &*warehouse).await?;
         Ok(Runtime {

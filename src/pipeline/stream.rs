@@ -54,6 +54,7 @@ pub async fn stream_file(
     let (keys_tx, keys_rx) = mpsc::channel::<String>(4);
     let (file_tx, file_rx) = oneshot::channel::<Result<StagedFile>>();
 
+    let seen = std::sync::Mutex::new(None);
     let stage = async {
         let normalized = file::fetch_and_normalize(job, src, entry, Some(parts_tx));
         // Each part goes up as soon as it is written and its key to the
@@ -76,7 +77,9 @@ pub async fn stream_file(
         let (normalized, uploaded) = futures::join!(normalized, upload);
         let (stats, local) = normalized?;
         let uploaded = uploaded?;
-        super::evolve::record(rt, job, &version, &stats.drift, false).await;
+        // Recorded once the load is done: the streamed load holds the
+        // warehouse connection until this file is staged.
+        *seen.lock().expect("drift lock") = Some(stats.drift.clone());
         file::finish(
             rt,
             job,
@@ -111,6 +114,10 @@ pub async fn stream_file(
         },
         staged = &mut staged => (Some(staged), load.await),
     };
+    let drift = seen.lock().expect("drift lock").take();
+    if let Some(drift) = drift {
+        super::evolve::record(rt, job, &version, &drift, false).await;
+    }
     match (staged, loaded) {
         (None, _) => {
             telemetry::file_skipped(&job.name, &entry.path, "loaded meanwhile by another pass");

@@ -76,7 +76,8 @@ fn parse_with(v: &str, format: &str, zone: &Zone) -> Option<DateTime<Utc>> {
     }
 }
 
-fn parse_timestamp(v: &str) -> Option<DateTime<Utc>> {
+/// A timestamp in any of the built-in forms, taken in UTC without an offset.
+pub(super) fn parse_timestamp(v: &str) -> Option<DateTime<Utc>> {
     parse_timestamp_in(v, &Zone::utc())
 }
 
@@ -180,7 +181,7 @@ fn two_of(a: u8, b: u8) -> Option<u32> {
 /// only when not zero), written by hand:
 /// chrono's strftime re-parses its pattern on every call, which showed up
 /// as the hottest path of a load.
-fn timestamp_text(t: DateTime<Utc>, ty: ColumnType) -> String {
+pub(super) fn timestamp_text(t: DateTime<Utc>, ty: ColumnType) -> String {
     use chrono::{Datelike, Timelike};
     fn digits(out: &mut String, n: u32, width: u32) {
         for p in (0..width).rev() {
@@ -217,6 +218,29 @@ fn timestamp_text(t: DateTime<Utc>, ty: ColumnType) -> String {
         out.push_str("+00");
     }
     out
+}
+
+/// Whether `v` is `YYYY-MM-DD HH:MM:SS+00` with a real date and time,
+/// the text [`timestamp_text`] writes for a whole second.
+fn is_canonical_timestamptz(v: &str) -> bool {
+    let b = v.as_bytes();
+    if b.len() != 22 || &b[19..] != b"+00" {
+        return false;
+    }
+    let shape = b.iter().take(19).enumerate().all(|(i, c)| match i {
+        4 | 7 => *c == b'-',
+        10 => *c == b' ',
+        13 | 16 => *c == b':',
+        _ => c.is_ascii_digit(),
+    });
+    if !shape {
+        return false;
+    }
+    let n = |r: std::ops::Range<usize>| v[r].parse::<u32>().unwrap_or(u32::MAX);
+    NaiveDate::from_ymd_opt(n(0..4) as i32, n(5..7), n(8..10)).is_some()
+        && n(11..13) < 24
+        && n(14..16) < 60
+        && n(17..19) < 60
 }
 
 /// A UUID's canonical text: lower-case, hyphenated, without braces.
@@ -322,6 +346,9 @@ pub fn coerce(value: &str, ty: ColumnType) -> Result<Cow<'_, str>, CoerceError> 
                     format!("{} is not a date (YYYY-MM-DD)", quoted(value)),
                 )
             }),
+        // Already in the canonical form (as a derived column writes it):
+        // kept as it is.
+        ColumnType::Timestamptz if is_canonical_timestamptz(value) => Ok(Cow::Borrowed(value)),
         ColumnType::Timestamp | ColumnType::Timestamptz => {
             let t = parse_timestamp(value).ok_or_else(|| {
                 err(

@@ -5,6 +5,7 @@
 //! only on [`crate::sql`].
 
 mod coerce;
+pub mod expr;
 pub mod rules;
 
 pub use coerce::{CoerceError, QUOTED_CHARS, coerce, coerce_column, quoted};
@@ -135,6 +136,8 @@ pub enum ColumnSource {
     /// The record's fields the mapping does not have, as one JSON object
     /// (`contract.columns = "capture"`); NULL when it has none.
     Captured,
+    /// Computed from the record's fields (`expr = "lower(status)"`).
+    Expr(Box<expr::Expr>),
 }
 
 /// A target column.

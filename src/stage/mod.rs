@@ -142,6 +142,50 @@ impl Stager {
         }
     }
 
+    /// Loads every lookup file of `jobs` not loaded yet: a local path, or
+    /// `s3://bucket/key` read with the staging client (at most
+    /// [`MAX_LOOKUP_BYTES`](crate::schema::expr::MAX_LOOKUP_BYTES)).
+    pub async fn load_lookups(&self, jobs: &[std::sync::Arc<crate::config::Job>]) -> Result<()> {
+        for job in jobs {
+            for l in job.lookups.iter().filter(|l| !l.is_loaded()) {
+                let fail = |e: String| {
+                    Error::permanent(format!(
+                        "job {}: cannot load lookup {} from {}: {e}",
+                        job.name, l.name, l.location
+                    ))
+                };
+                let rows = match l.location.strip_prefix("s3://") {
+                    Some(rest) => {
+                        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+                        let got = self
+                            .client
+                            .get_object()
+                            .bucket(bucket)
+                            .key(key)
+                            .send()
+                            .await
+                            .map_err(classified(format!("cannot read {}", l.location)))?;
+                        if got.content_length().unwrap_or(0) as u64
+                            > crate::schema::expr::MAX_LOOKUP_BYTES
+                        {
+                            return Err(fail("larger than 64 MiB".into()));
+                        }
+                        let bytes = got
+                            .body
+                            .collect()
+                            .await
+                            .map_err(|e| fail(e.to_string()))?
+                            .into_bytes();
+                        l.load_csv(&bytes).map_err(fail)?
+                    }
+                    None => l.load_file().map_err(fail)?,
+                };
+                tracing::info!(job = %job.name, lookup = %l.name, location = %l.location, rows, "lookup loaded");
+            }
+        }
+        Ok(())
+    }
+
     /// Writes a small object (a manifest, a batch list) from memory.
     pub async fn put_small(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<()> {
         self.put(key, ByteStream::from(body), content_type, None)

@@ -24,3 +24,4 @@ mod servers;
 mod settle_and_sources;
 mod sftp_to_postgres;
 mod stage;
+mod transforms;
