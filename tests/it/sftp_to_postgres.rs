@@ -38,7 +38,8 @@ async fn loads_a_csv_once_with_rows_dims_ledger_and_errors() {
             "0004_postgres_indexes.sql",
             "0005_checks.sql",
             "0006_postgres_load_defaults.sql",
-            "0007_leases.sql"
+            "0007_leases.sql",
+            "0008_schema_changes.sql",
         ]
     );
     assert!(
