@@ -1,5 +1,5 @@
 //! A job's `format`: CSV (dialect, header, encoding), NDJSON, JSON
-//! documents and XML.
+//! documents, XML and Parquet.
 
 use super::*;
 
@@ -15,7 +15,14 @@ pub enum RawFormat {
     Json(RawJson),
     /// XML: the elements at a path are the records.
     Xml(RawXml),
+    /// Apache Parquet: each row is a record; nested fields by path.
+    Parquet(RawParquet),
 }
+
+/// Parquet options (none yet).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawParquet {}
 
 /// XML options.
 #[derive(Debug, Deserialize)]
@@ -160,6 +167,7 @@ pub(super) fn validate_format(path: &str, raw: &RawFormat, p: &mut Problems) -> 
                 Some(Format::Xml { record_path: parts })
             }
         }
+        RawFormat::Parquet(_) => Some(Format::Parquet),
         RawFormat::Json(r) => Some(Format::Json {
             records_path: r
                 .records_path
@@ -230,4 +238,6 @@ pub enum Format {
         /// Element names from the root to the record element.
         record_path: Vec<String>,
     },
+    /// Apache Parquet; rows are the records.
+    Parquet,
 }

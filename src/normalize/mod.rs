@@ -24,6 +24,7 @@ mod handoff;
 pub mod infer;
 mod json_in;
 pub mod output;
+mod parquet_in;
 pub mod sink;
 mod xml_in;
 
@@ -546,6 +547,7 @@ fn decode<W: Output>(
             };
             json_in::decode_document(job, ctx, guarded, records_path, guard, output)
         }
+        Format::Parquet => parquet_in::decode(job, ctx, input, output),
         Format::Xml { record_path } => {
             let guarded = io::BufReader::with_capacity(
                 64 * 1024,

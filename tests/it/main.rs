@@ -15,6 +15,7 @@ mod faults;
 mod ftp_source;
 mod harness;
 mod ops;
+mod parquet;
 mod real_servers;
 mod redshift_data;
 mod redshift_sql;

@@ -1,0 +1,182 @@
+//! Parquet input end to end, on both backends: a file written with the
+//! `parquet` crate (two row groups, snappy, a nested group, a decimal, a
+//! timestamp, a date and NULLs) loads row for row, nested fields by path.
+
+use crate::harness::{Backend, Env};
+use ferry::pipeline::run_pass;
+use parquet::basic::Compression;
+use parquet::data_type::{
+    ByteArray, ByteArrayType, FixedLenByteArray, FixedLenByteArrayType, Int32Type, Int64Type,
+};
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::parser::parse_message_type;
+use std::sync::Arc;
+
+crate::harness::both_backends!(a_parquet_file_loads_row_for_row_with_nested_fields_by_path);
+
+/// Writes the test file: ids `p0`…, in two row groups of `per_group`.
+fn parquet_file(per_group: usize) -> Vec<u8> {
+    let schema = Arc::new(
+        parse_message_type(
+            "message event {
+               REQUIRED BYTE_ARRAY id (UTF8);
+               OPTIONAL INT64 ms;
+               OPTIONAL INT64 at (TIMESTAMP_MILLIS);
+               OPTIONAL INT32 day (DATE);
+               OPTIONAL FIXED_LEN_BYTE_ARRAY (8) price (DECIMAL(12,2));
+               REQUIRED group task {
+                 REQUIRED BYTE_ARRAY tid (UTF8);
+                 OPTIONAL BYTE_ARRAY kind (UTF8);
+               }
+             }",
+        )
+        .unwrap(),
+    );
+    let props = Arc::new(
+        WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build(),
+    );
+    let mut out = Vec::new();
+    let mut w = SerializedFileWriter::new(&mut out, schema, props).unwrap();
+    for g in 0..2 {
+        let ids: Vec<usize> = (g * per_group..(g + 1) * per_group).collect();
+        // Every third row has NULL ms, at, day, price and kind.
+        let def: Vec<i16> = ids.iter().map(|i| i16::from(i % 3 != 0)).collect();
+        let present: Vec<usize> = ids.iter().copied().filter(|i| i % 3 != 0).collect();
+        let mut rg = w.next_row_group().unwrap();
+        let mut n = 0;
+        while let Some(mut col) = rg.next_column().unwrap() {
+            match n {
+                0 => {
+                    let v: Vec<ByteArray> = ids
+                        .iter()
+                        .map(|i| ByteArray::from(format!("p{i}").as_str()))
+                        .collect();
+                    col.typed::<ByteArrayType>()
+                        .write_batch(&v, None, None)
+                        .unwrap();
+                }
+                1 => {
+                    let v: Vec<i64> = present.iter().map(|i| *i as i64 * 10).collect();
+                    col.typed::<Int64Type>()
+                        .write_batch(&v, Some(&def), None)
+                        .unwrap();
+                }
+                2 => {
+                    // 2026-03-01T00:00:00Z plus i seconds.
+                    let v: Vec<i64> = present
+                        .iter()
+                        .map(|i| 1_772_323_200_000 + *i as i64 * 1000)
+                        .collect();
+                    col.typed::<Int64Type>()
+                        .write_batch(&v, Some(&def), None)
+                        .unwrap();
+                }
+                3 => {
+                    // 2026-03-01 is day 20513 since 1970-01-01.
+                    let v: Vec<i32> = present.iter().map(|i| 20_513 + (*i % 28) as i32).collect();
+                    col.typed::<Int32Type>()
+                        .write_batch(&v, Some(&def), None)
+                        .unwrap();
+                }
+                4 => {
+                    let v: Vec<FixedLenByteArray> = present
+                        .iter()
+                        .map(|i| {
+                            FixedLenByteArray::from((*i as i64 * 101 - 500).to_be_bytes().to_vec())
+                        })
+                        .collect();
+                    col.typed::<FixedLenByteArrayType>()
+                        .write_batch(&v, Some(&def), None)
+                        .unwrap();
+                }
+                5 => {
+                    let v: Vec<ByteArray> = ids
+                        .iter()
+                        .map(|i| ByteArray::from(format!("t{}", i % 4).as_str()))
+                        .collect();
+                    col.typed::<ByteArrayType>()
+                        .write_batch(&v, None, None)
+                        .unwrap();
+                }
+                _ => {
+                    let v: Vec<ByteArray> =
+                        present.iter().map(|_| ByteArray::from("bug")).collect();
+                    col.typed::<ByteArrayType>()
+                        .write_batch(&v, Some(&def), None)
+                        .unwrap();
+                }
+            }
+            col.close().unwrap();
+            n += 1;
+        }
+        rg.close().unwrap();
+    }
+    w.close().unwrap();
+    out
+}
+
+async fn a_parquet_file_loads_row_for_row_with_nested_fields_by_path(backend: Backend) {
+    let env = Env::start(backend).await;
+    let bytes = parquet_file(500);
+    std::fs::create_dir_all(env.stack.sftp.root.join("outbox")).unwrap();
+    std::fs::write(env.stack.sftp.root.join("outbox/a.parquet"), &bytes).unwrap();
+    let rt = env
+        .runtime(
+            r#"
+[[jobs]]
+name = "pq"
+source = "partner"
+path = "/outbox"
+pattern = "*.parquet"
+target = "pq_events"
+key = ["id"]
+auto_create = true
+settle = { min_age = "0s" }
+format = { kind = "parquet" }
+columns = [
+  { name = "id", type = "varchar(16)", required = true },
+  { name = "ms", type = "bigint" },
+  { name = "at", type = "timestamptz" },
+  { name = "day", type = "date" },
+  { name = "price", type = "decimal(12,2)" },
+  { name = "task_id", type = "varchar(8)", source = "task/tid" },
+  { name = "kind", type = "varchar(8)", source = "/task/kind" },
+  { name = "task", type = "json" },
+]
+"#,
+        )
+        .await;
+    let r = run_pass(&rt, None).await.unwrap();
+    assert!(!r.has_failures(), "{r:?}");
+    assert_eq!(env.db.count("pq_events").await, 1000);
+    let rows: Vec<String> = env
+        .db
+        .client
+        .query(
+            &format!(
+                "SELECT concat_ws('|', id, coalesce(ms::text, '-'), coalesce((at AT TIME ZONE 'UTC')::text, '-'), \
+                 coalesce(day::text, '-'), coalesce(price::text, '-'), task_id, coalesce(kind, '-'), task) \
+                 FROM {} WHERE id IN ('p0', 'p1', 'p502') ORDER BY id",
+                env.db.t("pq_events")
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "p0|-|-|-|-|t0|-|{\"kind\":null,\"tid\":\"t0\"}",
+            "p1|10|2026-03-01 00:00:01|2026-03-02|-3.99|t1|bug|{\"kind\":\"bug\",\"tid\":\"t1\"}",
+            "p502|5020|2026-03-01 00:08:22|2026-03-27|502.02|t2|bug|{\"kind\":\"bug\",\"tid\":\"t2\"}",
+        ]
+    );
+    drop(rt);
+    env.finish().await;
+}
