@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Normalize throughput and memory: generates a task-event file of SIZE_MB
-# in each format (CSV, NDJSON, XML), runs `ferry normalize` on it (release
+# in each format (CSV, NDJSON, XML, and Parquet made from the CSV), runs `ferry normalize` on it (release
 # build) and prints input MB/s, rows/s and peak RSS, next to `gzip -1` of
 # the same bytes; then the same with the five derived columns of
 # bench/transforms.toml added to the mapping (format `csv+5t` …) and the
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 SIZE_MB=${1:-1000}
 RUNS=${2:-3}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/ferry-target}"
-cargo build --release --quiet --bin ferry
+cargo build --release --quiet --bin ferry --example gen_parquet
 FERRY="$CARGO_TARGET_DIR/release/ferry"
 work=$(mktemp -d /var/tmp/ferry-nbench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -23,8 +23,9 @@ trap 'rm -rf "$work"' EXIT
 cols=$(cat bench/columns.toml)
 {
   printf '[staging]\nbucket = "unused"\n[warehouse]\nkind = "postgres"\n[sources.s]\nkind = "local"\nroot = "/tmp"\n'
-  for f in csv ndjson xml; do
+  for f in csv ndjson xml parquet; do
     case $f in
+      parquet) format='{ kind = "parquet" }'; id='source = "event_id"' ;;
       csv) format='{ kind = "csv" }'; id='source = "event_id"' ;;
       ndjson) format='{ kind = "ndjson" }'; id='source = "event_id"' ;;
       xml) format='{ kind = "xml", record_path = "/export/events/event" }'; id='source = "@id"' ;;
@@ -50,8 +51,15 @@ best_of() {
   done
   rows=$(sed -E 's/.*: ([0-9]+) rows written.*/\1/' "$work/out")
 }
-for f in csv ndjson xml; do
-  python3 bench/gen_events.py "$f" "$SIZE_MB" "$work/events.$f"
+for f in csv ndjson xml parquet; do
+  if [ "$f" = parquet ]; then
+    # The CSV of SIZE_MB as Parquet (snappy, typed columns; smaller).
+    python3 bench/gen_events.py csv "$SIZE_MB" "$work/events.tmp.csv"
+    "$CARGO_TARGET_DIR/release/examples/gen_parquet" "$work/events.tmp.csv" "$work/events.parquet"
+    rm -f "$work/events.tmp.csv"
+  else
+    python3 bench/gen_events.py "$f" "$SIZE_MB" "$work/events.$f"
+  fi
   bytes=$(stat -c %s "$work/events.$f")
   sync
   best_gz=""
