@@ -235,6 +235,21 @@ pub(super) fn validate_job(
     let column_names: HashSet<&str> = columns.iter().map(|c| c.name.as_str()).collect();
     let (key, order_by) = validate_key(path, j, &column_names, mode, p);
     let dimensions = validate_dimensions(path, &j.dimensions, &column_names, p);
+    // A document column stays in the fact table: a dimension's key and
+    // attributes are compared and copied as values.
+    for (i, d) in dimensions.iter().enumerate() {
+        for f in std::iter::once(&d.key).chain(d.columns.iter().map(|(_, f)| f)) {
+            if columns
+                .iter()
+                .any(|c| c.name == *f && c.column_type == crate::schema::ColumnType::Super)
+            {
+                p.push(
+                    format!("{path}.dimensions[{i}]"),
+                    format!("column {f} is a super (JSON document) column; a dimension takes text, number and time columns"),
+                );
+            }
+        }
+    }
     let settle = validate_settle(path, &j.settle, p);
     let on_success = validate_finalize(&format!("{path}.on_success"), &j.on_success, true, p);
     let on_failure = validate_finalize(&format!("{path}.on_failure"), &j.on_failure, false, p);

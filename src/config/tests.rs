@@ -392,3 +392,15 @@ fn a_layout_needs_auto_create_and_names_columns_of_the_job() {
         "no dimensions; no PostgreSQL defaults on Redshift"
     );
 }
+
+#[test]
+fn a_super_column_cannot_feed_a_dimension() {
+    let e = err(&test_toml(
+        "key = [\"id\"]\ncolumns = [ { name = \"id\", type = \"bigint\" }, { name = \"doc\", type = \"super\" } ]\n\
+         dimensions = [ { table = \"d\", key = \"id\", columns = [ { name = \"doc\" } ] } ]\n",
+    ));
+    assert!(
+        e.contains("jobs[0].dimensions[0]") && e.contains("column doc is a super"),
+        "{e}"
+    );
+}

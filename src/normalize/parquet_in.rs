@@ -170,15 +170,23 @@ const MAX_PATH_DEPTH: usize = 16;
 /// (`nested`: top-level names some mapped path goes into), `a/b`.
 fn flatten(row: &Row, prefix: &str, nested: &[String], out: &mut ParquetFields, depth: usize) {
     for (name, field) in row.get_column_iter() {
-        let key = if prefix.is_empty() {
-            name.clone()
+        if prefix.is_empty() {
+            out.set(name, text(field));
         } else {
-            format!("{prefix}/{name}")
-        };
-        out.set(&key, text(field));
+            out.set(&format!("{prefix}/{name}"), text(field));
+        }
         if let Field::Group(inner) = field {
-            let top = key.split('/').next().unwrap_or(&key);
+            let top = if prefix.is_empty() {
+                name.as_str()
+            } else {
+                prefix.split('/').next().unwrap_or(prefix)
+            };
             if depth < MAX_PATH_DEPTH && nested.iter().any(|n| n == top) {
+                let key = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}/{name}")
+                };
                 flatten(inner, &key, nested, out, depth + 1);
             }
         }
