@@ -56,11 +56,21 @@ pub const JOB_COLUMNS: &[&str] = &[
     "failed",
     "rows",
     "last_load",
+    "schema_changes",
 ];
 
 /// Columns of [`LedgerSql::files_report`].
 pub const FILE_COLUMNS: &[&str] = &[
-    "job", "path", "state", "size", "mtime", "rows", "rejected", "at", "error",
+    "job",
+    "path",
+    "state",
+    "size",
+    "mtime",
+    "rows",
+    "rejected",
+    "at",
+    "error",
+    "schema_changes",
 ];
 
 /// Columns of [`LedgerSql::errors_report`].
@@ -97,11 +107,13 @@ impl LedgerSql {
                  CAST(SUM(CASE WHEN f.state = 'loaded' THEN 1 ELSE 0 END) AS VARCHAR(20)), \
                  CAST(SUM(CASE WHEN f.state = 'failed' THEN 1 ELSE 0 END) AS VARCHAR(20)), \
                  CAST(SUM(CASE WHEN f.state = 'loaded' THEN f.rows_loaded ELSE 0 END) AS VARCHAR(20)), \
-                 CAST(MAX(f.loaded_at) AS VARCHAR(40)) \
+                 CAST(MAX(f.loaded_at) AS VARCHAR(40)), CAST(COALESCE(MAX(c.n), 0) AS VARCHAR(20)) \
                  FROM {jobs} j LEFT JOIN {files} f ON f.job = j.job \
+                 LEFT JOIN (SELECT job, COUNT(*) AS n FROM {changes} GROUP BY job) c ON c.job = j.job \
                  GROUP BY j.job, j.auto, j.source, j.path, j.target ORDER BY j.job",
                 jobs = self.jobs,
-                files = self.files
+                files = self.files,
+                changes = self.changes
             ),
             params: Vec::new(),
             columns: JOB_COLUMNS,
@@ -116,9 +128,15 @@ impl LedgerSql {
                 &format!(
                     "SELECT job, path, state, CAST(size AS VARCHAR(20)), CAST(mtime AS VARCHAR(20)), \
                      CAST(rows_loaded AS VARCHAR(20)), CAST(rows_rejected AS VARCHAR(20)), \
-                     CAST(COALESCE(loaded_at, first_seen_at) AS VARCHAR(40)), error \
-                     FROM {} WHERE {cond} ORDER BY COALESCE(loaded_at, first_seen_at) DESC, path LIMIT {}",
-                    self.files, filter.limit
+                     CAST(COALESCE(loaded_at, first_seen_at) AS VARCHAR(40)), error, CAST(changes AS VARCHAR(20)) \
+                     FROM (SELECT f.job, f.path, f.state, f.size, f.mtime, f.rows_loaded, f.rows_rejected, f.loaded_at, \
+                     f.first_seen_at, f.error, COALESCE(c.n, 0) AS changes FROM {files} f LEFT JOIN \
+                     (SELECT job, path, size, mtime, COUNT(*) AS n FROM {changes} GROUP BY job, path, size, mtime) c \
+                     ON c.job = f.job AND c.path = f.path AND c.size = f.size AND c.mtime = f.mtime) v \
+                     WHERE {cond} ORDER BY COALESCE(loaded_at, first_seen_at) DESC, path LIMIT {limit}",
+                    files = self.files,
+                    changes = self.changes,
+                    limit = filter.limit
                 ),
                 &names(&params),
             ),

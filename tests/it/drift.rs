@@ -181,6 +181,48 @@ async fn evolve_follows_columns_that_grow_shrink_and_widen_and_every_row_is_exac
             "/outbox/d.csv widened_column name widened column",
         ]
     );
+    // `ferry files` and `ferry jobs` count each version's changes.
+    let (cfg, wh) = (&rt.config, &*rt.warehouse);
+    let files = ferry::commands::ops::files(
+        cfg,
+        wh,
+        &ferry::ledger::reports::Filter {
+            limit: 50,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let at = |name: &str| files.columns.iter().position(|c| *c == name).unwrap();
+    let mut counts: Vec<String> = files
+        .rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r[at("path")].as_deref().unwrap(),
+                r[at("schema_changes")].as_deref().unwrap()
+            )
+        })
+        .collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [
+            "/outbox/a.csv 0",
+            "/outbox/b.csv 3",
+            "/outbox/c.csv 1",
+            "/outbox/d.csv 3",
+            "/outbox/e.csv 0"
+        ]
+    );
+    let jobs = ferry::commands::ops::jobs(cfg, wh).await.unwrap();
+    let i = jobs
+        .columns
+        .iter()
+        .position(|c| *c == "schema_changes")
+        .unwrap();
+    assert_eq!(jobs.rows[0][i].as_deref(), Some("7"));
     drop(rt);
     env.finish().await;
 }
