@@ -29,6 +29,42 @@ enum Item<T> {
     Reject(RowError),
 }
 
+/// A record's fields as key and value slots, reused from record to record
+/// (a decoder takes a spare back from the writer and refills it): only
+/// the first `len` are live, the rest keep their buffers.
+#[derive(Debug, Default)]
+pub struct Slots<V> {
+    values: Vec<(String, V)>,
+    len: usize,
+}
+
+impl<V: Default> Slots<V> {
+    /// The live slots.
+    pub fn live(&self) -> &[(String, V)] {
+        &self.values[..self.len]
+    }
+
+    /// Empties the record (buffers are kept).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Appends `key`, in a reused slot where there is one; `fill` writes
+    /// the value into the slot's old one.
+    pub fn push(&mut self, key: &str, fill: impl FnOnce(&mut V)) {
+        if let Some((k, v)) = self.values.get_mut(self.len) {
+            k.clear();
+            k.push_str(key);
+            fill(v);
+        } else {
+            let mut v = V::default();
+            fill(&mut v);
+            self.values.push((key.to_string(), v));
+        }
+        self.len += 1;
+    }
+}
+
 /// A record a decoder hands over; the writer thread turns it into a row
 /// (or an error row).
 pub trait Record: Send {

@@ -9,7 +9,7 @@
 //! JSON (an object's members in name order). A nested field is mapped by its path (`task/id` or `/task/id`);
 //! the record's line is its row number (from 1).
 
-use super::handoff::{self, Feed, Stopped};
+use super::handoff::{self, Feed, Slots, Stopped};
 use super::output::Output;
 use super::sink::{FieldVisit, Fields, Key, RowSink};
 use super::{FileContext, NormalizeError, NormalizeStats};
@@ -20,28 +20,7 @@ use std::borrow::Cow;
 use std::io::{self, Read, Seek};
 
 /// One record's values by path, owned, reused from record to record.
-#[derive(Default)]
-pub struct ParquetFields {
-    values: Vec<(String, Option<String>)>,
-    len: usize,
-}
-
-impl ParquetFields {
-    fn live(&self) -> &[(String, Option<String>)] {
-        &self.values[..self.len]
-    }
-
-    fn set(&mut self, key: &str, value: Option<String>) {
-        if let Some(slot) = self.values.get_mut(self.len) {
-            slot.0.clear();
-            slot.0.push_str(key);
-            slot.1 = value;
-        } else {
-            self.values.push((key.to_string(), value));
-        }
-        self.len += 1;
-    }
-}
+pub type ParquetFields = Slots<Option<String>>;
 
 handoff::fields_record!(ParquetFields);
 
@@ -146,7 +125,7 @@ pub fn decode<W: Output + Send>(
                     line += 1;
                     let row = row.map_err(|e| format_err(format!("row {line}: {e}")))?;
                     let mut fields = feed.spare().unwrap_or_default();
-                    fields.len = 0;
+                    fields.clear();
                     flatten(&row, "", &nested, &mut fields, 0);
                     let size = fields
                         .live()
@@ -171,9 +150,9 @@ const MAX_PATH_DEPTH: usize = 16;
 fn flatten(row: &Row, prefix: &str, nested: &[String], out: &mut ParquetFields, depth: usize) {
     for (name, field) in row.get_column_iter() {
         if prefix.is_empty() {
-            out.set(name, text(field));
+            out.push(name, |v| *v = text(field));
         } else {
-            out.set(&format!("{prefix}/{name}"), text(field));
+            out.push(&format!("{prefix}/{name}"), |v| *v = text(field));
         }
         if let Field::Group(inner) = field {
             let top = if prefix.is_empty() {

@@ -12,7 +12,7 @@
 //! the file, since it cannot be skipped without holding it. An error row's
 //! line is the record's ordinal; its reason gives the byte offset.
 
-use super::handoff::{self, Feed, Stopped};
+use super::handoff::{self, Feed, Slots, Stopped};
 use super::output::Output;
 use super::sink::{FieldVisit, Fields, Key, RowSink};
 use super::{FileContext, NormalizeError, NormalizeStats, RecordGuard};
@@ -21,35 +21,20 @@ use quick_xml::events::Event;
 use std::borrow::Cow;
 use std::io::BufRead;
 
-/// One record's mapped fields, owned, so it can cross to the writer
-/// thread. Slots are reused from record to record; only the first `len`
-/// are live.
-#[derive(Default)]
-struct XmlFields {
-    values: Vec<(String, String)>,
-    len: usize,
-}
+/// One record's fields, owned, so it can cross to the writer thread.
+type XmlFields = Slots<String>;
 
 impl XmlFields {
-    fn live(&self) -> &[(String, String)] {
-        &self.values[..self.len]
-    }
-
     /// Records `key` unless the record has it already (the first
     /// occurrence of a repeated child counts).
     fn set_if_absent(&mut self, key: &str, value: &str) {
         if self.live().iter().any(|(k, _)| k == key) {
             return;
         }
-        if let Some((k, v)) = self.values.get_mut(self.len) {
-            k.clear();
-            k.push_str(key);
+        self.push(key, |v| {
             v.clear();
             v.push_str(value);
-        } else {
-            self.values.push((key.to_string(), value.to_string()));
-        }
-        self.len += 1;
+        });
     }
 }
 
@@ -239,7 +224,7 @@ impl State<'_> {
                     if starts_record {
                         count += 1;
                         let mut fields = feed.spare().unwrap_or_default();
-                        fields.len = 0;
+                        fields.clear();
                         self.record = Some((self.depth, fields));
                         self.record_start = pos;
                     }
@@ -329,7 +314,7 @@ impl State<'_> {
         if !self.too_large && at.saturating_sub(self.record_start) > self.max_record {
             self.too_large = true;
             if let Some((_, fields)) = self.record.as_mut() {
-                fields.len = 0;
+                fields.clear();
             }
             self.text = String::new();
         }

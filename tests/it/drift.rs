@@ -45,22 +45,6 @@ fn csv_job(contract: &str) -> String {
     job("{ kind = \"csv\" }", "csv", contract)
 }
 
-/// The first column of each row of `sql` (text), with `params`.
-async fn texts(
-    env: &Env,
-    sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> Vec<String> {
-    env.db
-        .client
-        .query(sql, params)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
 /// The target's rows as text, `id|col|col…` in id order, NULL as `-`.
 async fn rows(env: &Env, columns: &[&str]) -> Vec<String> {
     let cols: Vec<String> = columns
@@ -72,7 +56,7 @@ async fn rows(env: &Env, columns: &[&str]) -> Vec<String> {
         cols.join(", "),
         env.db.t("drift_events")
     );
-    texts(env, &sql, &[]).await
+    env.db.texts(&sql, &[]).await
 }
 
 /// `column: type` of the target's columns, in order (load columns left out).
@@ -81,7 +65,7 @@ async fn columns(env: &Env) -> Vec<String> {
          ELSE 'varchar(' || character_maximum_length || ')' END FROM information_schema.columns \
          WHERE table_schema = $1 AND table_name = 'drift_events' AND column_name NOT LIKE 'ferry\\_%' \
          ORDER BY ordinal_position";
-    texts(env, sql, &[&env.db.schema]).await
+    env.db.texts(sql, &[&env.db.schema]).await
 }
 
 /// `path change field action` of every recorded schema change.
@@ -90,7 +74,7 @@ async fn changes(env: &Env) -> Vec<String> {
         "SELECT path || ' ' || change || ' ' || field || ' ' || action FROM {} ORDER BY path, change, field",
         env.db.t("ferry_schema_changes")
     );
-    texts(env, &sql, &[]).await
+    env.db.texts(&sql, &[]).await
 }
 
 async fn pass(rt: &ferry::pipeline::Runtime) -> ferry::pipeline::PassReport {

@@ -79,6 +79,21 @@ impl TestDb {
     }
 
     /// Rows in `table` of this schema.
+    /// The first column (text) of each row of `sql`.
+    pub async fn texts(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Vec<String> {
+        self.client
+            .query(sql, params)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         self.client
             .query_one(&format!("SELECT count(*) FROM {}", self.t(table)), &[])

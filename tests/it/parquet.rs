@@ -152,10 +152,9 @@ columns = [
     let r = run_pass(&rt, None).await.unwrap();
     assert!(!r.has_failures(), "{r:?}");
     assert_eq!(env.db.count("pq_events").await, 1000);
-    let rows: Vec<String> = env
+    let rows = env
         .db
-        .client
-        .query(
+        .texts(
             &format!(
                 "SELECT concat_ws('|', id, coalesce(ms::text, '-'), coalesce((at AT TIME ZONE 'UTC')::text, '-'), \
                  coalesce(day::text, '-'), coalesce(price::text, '-'), task_id, coalesce(kind, '-'), task) \
@@ -164,11 +163,7 @@ columns = [
             ),
             &[],
         )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .await;
     assert_eq!(
         rows,
         [

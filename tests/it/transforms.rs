@@ -61,10 +61,9 @@ columns = [
     let rt = crate::harness::migrated_runtime(&toml).await;
     let r = run_pass(&rt, None).await.unwrap();
     assert!(!r.has_failures(), "{r:?}");
-    let rows: Vec<String> = env
+    let rows = env
         .db
-        .client
-        .query(
+        .texts(
             &format!(
                 "SELECT concat_ws('|', id, status, row_key, seconds, day AT TIME ZONE 'UTC', hour, project, number, team, region) \
                  FROM {} ORDER BY id",
@@ -72,11 +71,7 @@ columns = [
             ),
             &[],
         )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .await;
     let key = |a: &str, b: &str| {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(format!("{a}\u{1f}{b}")))
