@@ -75,6 +75,10 @@ pub struct RawJob {
     /// Safety limits against runaway input.
     #[serde(default)]
     pub limits: RawLimits,
+    /// Which members of an archive (`.zip`, `.tar`, `.tar.gz`, `.tgz`) are
+    /// loaded, each as a file version of its own.
+    #[serde(default)]
+    pub archive: RawArchive,
     /// Gzip level of the staged CSV, 1 (fast, the default) to 9 (small).
     #[serde(default = "default_gzip_level")]
     pub gzip_level: u32,
@@ -230,6 +234,7 @@ pub(super) fn validate_job(
     let (gzip_level, part_size) = validate_output(path, j, p);
     let batch = validate_batch(path, &j.batch, p);
     let limits = validate_limits(path, &j.limits, p);
+    let archive = validate_archive(path, &j.archive, p);
     let lookups = validate_lookups(path, &j.lookups, p);
     let columns = validate_columns(path, &j.name, &j.columns, &lookups, p);
     let column_names: HashSet<&str> = columns.iter().map(|c| c.name.as_str()).collect();
@@ -294,6 +299,7 @@ pub(super) fn validate_job(
         on_change: on_change?,
         max_errors: max_errors?,
         limits: limits?,
+        archive: archive?,
         gzip_level,
         part_size: part_size?,
         archive_raw: j.archive_raw,
@@ -488,6 +494,8 @@ pub struct Job {
     pub max_errors: MaxErrors,
     /// Per-file limits: record size, gzip bombs, XML depth.
     pub limits: Limits,
+    /// Which members of an archive load.
+    pub archive: ArchiveSettings,
     /// Gzip level of the staged CSV.
     pub gzip_level: u32,
     /// Bytes of CSV (before compression) after which a part is cut.

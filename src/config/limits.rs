@@ -222,3 +222,94 @@ pub struct Batch {
     /// How long the oldest staged file may wait past the end of a poll.
     pub max_wait: std::time::Duration,
 }
+
+/// `archive = { … }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArchive {
+    /// Glob of the member names to load. A glob without `/` matches the
+    /// member's file name in any folder of the archive (`*.csv`); one with
+    /// `/` matches its whole name (`daily/*.csv`).
+    #[serde(default = "default_members")]
+    pub members: String,
+    /// Most members one archive may have to load; an archive with more
+    /// fails (an archive bomb, or a glob too wide).
+    #[serde(default = "default_max_members")]
+    pub max_members: usize,
+}
+
+impl Default for RawArchive {
+    fn default() -> Self {
+        RawArchive {
+            members: default_members(),
+            max_members: default_max_members(),
+        }
+    }
+}
+
+fn default_members() -> String {
+    "*".into()
+}
+
+fn default_max_members() -> usize {
+    10_000
+}
+
+/// Which members of an archive load.
+#[derive(Debug, Clone)]
+pub struct ArchiveSettings {
+    /// Member names to load.
+    pub members: MemberGlob,
+    /// Most members to load from one archive.
+    pub max_members: usize,
+}
+
+/// A member glob: on the file name when it has no `/`, else on the whole
+/// name.
+#[derive(Debug, Clone)]
+pub struct MemberGlob {
+    glob: globset::GlobMatcher,
+    whole_name: bool,
+}
+
+impl MemberGlob {
+    /// Compiles `pattern` (as `archive.members` reads it).
+    pub fn new(pattern: &str) -> std::result::Result<MemberGlob, String> {
+        let glob = globset::GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| format!("{pattern:?} is not a valid glob: {e}"))?;
+        Ok(MemberGlob {
+            glob: glob.compile_matcher(),
+            whole_name: pattern.contains('/'),
+        })
+    }
+
+    /// Whether member `name` (`folder/file.csv`) matches.
+    pub fn is_match(&self, name: &str) -> bool {
+        if self.whole_name {
+            self.glob.is_match(name)
+        } else {
+            self.glob.is_match(crate::source::file_name(name))
+        }
+    }
+}
+
+/// `archive`: the member glob and the member limit.
+pub(super) fn validate_archive(
+    path: &str,
+    a: &RawArchive,
+    p: &mut Problems,
+) -> Option<ArchiveSettings> {
+    let members = p.take(
+        &format!("{path}.archive.members"),
+        MemberGlob::new(&a.members),
+    );
+    if a.max_members == 0 {
+        p.push(format!("{path}.archive.max_members"), "must be at least 1");
+    }
+    Some(ArchiveSettings {
+        members: members?,
+        max_members: a.max_members.max(1),
+    })
+}

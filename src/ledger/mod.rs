@@ -26,7 +26,7 @@ pub use leases::{Lease, LeaseTaken, leases, release_lease, take_lease};
 pub use migrations::{migrate, verify_ledger};
 pub use store::{
     FailedFile, LOOKUP_CHUNK, LedgerRows, LedgerStore, job_enabled, keep_copy_errors, lookup_many,
-    mark_finalized, record_failed, record_skipped, sync_jobs,
+    mark_finalized, record_archive, record_failed, record_skipped, sync_jobs,
 };
 
 use crate::sql::Dialect;
@@ -249,15 +249,7 @@ impl LedgerSql {
         ];
         let not_loaded = self.not_loaded(1, 2, 3, 4);
         vec![
-            self.dialect.adapt(
-                &format!(
-                    "DELETE FROM {} WHERE job = $1 AND path = $2 AND size = {} AND mtime = {} AND state <> 'loaded' AND {not_loaded}",
-                    self.files,
-                    errors::bigint(3),
-                    errors::bigint(4)
-                ),
-                &names[..4],
-            ),
+            self.clear_not_loaded(&not_loaded),
             self.dialect.adapt(
                 &format!(
                     "INSERT INTO {} (job, path, size, mtime, sha256, state, rows_loaded, rows_rejected, first_seen_at, error, rejects_key) \
@@ -267,6 +259,44 @@ impl LedgerSql {
                     errors::bigint(3),
                     errors::bigint(4),
                     errors::bigint(6)
+                ),
+                &names,
+            ),
+        ]
+    }
+
+    /// Removes the rows of version (job, path, size, mtime: params 1-4)
+    /// that are not `loaded`, while `not_loaded` (no `loaded` row) holds.
+    fn clear_not_loaded(&self, not_loaded: &str) -> String {
+        self.dialect.adapt(
+            &format!(
+                "DELETE FROM {} WHERE job = $1 AND path = $2 AND size = {} AND mtime = {} AND state <> 'loaded' AND {not_loaded}",
+                self.files,
+                errors::bigint(3),
+                errors::bigint(4)
+            ),
+            &["job", "path", "size", "mtime"],
+        )
+    }
+
+    /// Records an archive whose members have all loaded, unless the ledger
+    /// has the version loaded already: removes its rows that are not
+    /// `loaded` (an earlier failure that was retried), then inserts a
+    /// `loaded` row with no rows of its own (its members carry them).
+    /// Params (all text) job, path, size, mtime, sha256.
+    pub fn record_archive(&self) -> Vec<String> {
+        let names = ["job", "path", "size", "mtime", "sha256"];
+        let not_loaded = self.not_loaded(1, 2, 3, 4);
+        vec![
+            self.clear_not_loaded(&not_loaded),
+            self.dialect.adapt(
+                &format!(
+                    "INSERT INTO {} (job, path, size, mtime, sha256, state, rows_loaded, rows_rejected, first_seen_at, loaded_at) \
+                     SELECT CAST($1 AS VARCHAR(64)), CAST($2 AS VARCHAR(1024)), {}, {}, CAST($5 AS VARCHAR(64)), 'loaded', 0, 0, now(), now() \
+                     WHERE {not_loaded}",
+                    self.files,
+                    errors::bigint(3),
+                    errors::bigint(4)
                 ),
                 &names,
             ),

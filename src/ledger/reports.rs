@@ -190,7 +190,8 @@ impl LedgerSql {
         let only_path = match path {
             Some(p) => {
                 params.push(("path", p.to_string()));
-                " AND path = $2"
+                // An archive's failed members go with it.
+                " AND (path = $2 OR LEFT(path, CHAR_LENGTH($2) + 2) = $2 || '!/')"
             }
             None => "",
         };

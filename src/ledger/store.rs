@@ -142,6 +142,22 @@ pub async fn record_skipped(store: &dyn LedgerStore, v: &FileVersion, reason: &s
         .map(|_| ())
 }
 
+/// Records an archive whose members have all loaded (see
+/// [`LedgerSql::record_archive`](super::LedgerSql::record_archive)).
+pub async fn record_archive(store: &dyn LedgerStore, v: &FileVersion, sha256: &str) -> Result<()> {
+    let mut params = version_params(v);
+    params.push(("sha256", Some(sha256.to_string())));
+    store
+        .write_ledger(&Change {
+            sqls: store.ledger().record_archive(),
+            params,
+            lock: true,
+            ..Change::default()
+        })
+        .await
+        .map(|_| ())
+}
+
 /// Records that the on-success action was applied: the file is now at
 /// `final_path` (`None`: deleted).
 pub async fn mark_finalized(

@@ -105,7 +105,9 @@ pub(super) async fn loaded_meanwhile(rt: &Runtime, version: &FileVersion) -> boo
 /// (and its marker) to the job's error folder, or keeps it. A failure
 /// here is logged; the ledger keeps the version failed either way.
 pub(crate) async fn quarantine(rt: &Runtime, job: &Job, path: &str) {
-    if job.on_failure == Finalize::Keep {
+    // A member stays in its archive; the archive is quarantined when it
+    // is recorded failed.
+    if job.on_failure == Finalize::Keep || source::archive::is_member(path) {
         return;
     }
     let src = match rt.source(&job.source).await {
@@ -135,7 +137,9 @@ pub(crate) async fn quarantine(rt: &Runtime, job: &Job, path: &str) {
 /// records it. A failure here is logged, not fatal: the next pass sees the
 /// version loaded but not finalized and tries again.
 pub(crate) async fn finalize(rt: &Runtime, job: &Job, src: &dyn Source, v: &FileVersion) {
-    if job.on_success == Finalize::Keep {
+    // A member stays in its archive; the archive is finalized once every
+    // member has loaded.
+    if job.on_success == Finalize::Keep || source::archive::is_member(&v.path) {
         return;
     }
     match src.finalize(&v.path, &job.on_success).await {

@@ -17,6 +17,7 @@
 //! - a version the ledger has as `failed` waits for an operator or a change;
 //! - nothing is done to a source file before its load committed.
 
+mod archives;
 mod batch;
 mod checks;
 mod discover;
@@ -238,7 +239,8 @@ async fn to_stage(
     let mut todo = Vec::new();
     let (entries, versions): (Vec<RemoteEntry>, Vec<FileVersion>) = ready
         .into_iter()
-        .filter(|e| matches(job, e))
+        // Archive members were chosen by `archive.members` as it opened.
+        .filter(|e| source::archive::is_member(&e.path) || matches(job, e))
         .map(|entry| {
             let version = FileVersion {
                 job: job.name.clone(),
@@ -391,21 +393,39 @@ async fn work_on(
     let mut skipped = 0;
     let mut done = std::collections::HashSet::new();
     let todo = to_stage(rt, job, &**src, ready, pending, &mut skipped, &mut done).await?;
+    // Archives open into their members, which the ledger is asked about
+    // in turn (members loaded before a crash are not loaded again).
+    let (mut todo, members, opened) = archives::open(rt, job, src, todo, report).await?;
+    let mut members_done = std::collections::HashSet::new();
+    todo.extend(
+        to_stage(
+            rt,
+            job,
+            &**src,
+            members,
+            pending,
+            &mut skipped,
+            &mut members_done,
+        )
+        .await?,
+    );
     report.skipped += skipped;
+    let reader = archives::source_with(src, &opened);
 
     // A file of more than one part loads alone, its COPY overlapping its
     // staging where the warehouse can.
     let (large, todo): (Vec<RemoteEntry>, Vec<RemoteEntry>) =
         todo.into_iter().partition(|e| stream::streams(rt, job, e));
     for entry in &large {
-        stream::stream_file(rt, job, src, entry, report)
+        stream::stream_file(rt, job, &reader, entry, report)
             .instrument(file_span(job, entry))
             .await?;
     }
-    stage_and_load(rt, job, src, todo, drain, pending, report).await?;
+    stage_and_load(rt, job, &reader, todo, drain, pending, report).await?;
     if !pending.is_empty() {
         tracing::debug!(job = %job.name, files = pending.len(), "staged files wait for their batch (batch.max_wait)");
     }
+    done.extend(archives::complete(rt, job, &**src, &opened, pending, report).await?);
     Ok(done)
 }
 

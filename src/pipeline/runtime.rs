@@ -35,6 +35,8 @@ pub struct Runtime {
     pub(super) shared: Option<super::shared::Shared>,
     /// Each job's current mapping (with the columns `evolve` added).
     pub(super) schemas: super::evolve::Schemas,
+    /// Archives opened and not yet done with (members still to load).
+    pub(super) archives: super::archives::OpenArchives,
 }
 
 impl Runtime {
@@ -50,6 +52,7 @@ impl Runtime {
         let schemas = super::evolve::Schemas::load(&config.jobs, &*warehouse).await?;
         Ok(Runtime {
             schemas,
+            archives: Default::default(),
             job_locks: config
                 .jobs
                 .iter()

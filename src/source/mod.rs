@@ -3,12 +3,14 @@
 //! A [`Source`] lists a folder, opens a file as a byte stream and finalizes
 //! it (keep, delete, move) after its load has committed. [`settle`] decides
 //! which listed files are complete; [`resume`] keeps a download going
-//! across dropped connections. One implementation per kind: [`sftp`],
+//! across dropped connections; [`archive`] opens zip and tar archives as
+//! folders of member files. One implementation per kind: [`sftp`],
 //! [`ftp`] (FTP and FTPS), [`s3`], [`local`].
 //!
 //! A listing that fails is an error, never an empty result: no file may look
 //! new or gone because of a network error.
 
+pub mod archive;
 pub mod ftp;
 pub mod local;
 pub mod resume;

@@ -4,6 +4,7 @@
 // Tests read small files whole to compare them; ferry itself may not.
 #![allow(clippy::disallowed_methods)]
 
+mod archives;
 mod bad_input;
 mod cli;
 mod config_file;
