@@ -313,7 +313,7 @@ async fn poll_job(
     let (src, listing, now, ready, unsettled) = list_settled(rt, job, report).await?;
     let (loaded_before, failed_before, skipped_before) =
         (report.loaded.len(), report.failed.len(), report.skipped);
-    let done = work_on(rt, job, &src, ready, drain, pending, report).await?;
+    let done = Box::pin(work_on(rt, job, &src, ready, drain, pending, report)).await?;
     let loaded_now: std::collections::HashSet<&str> = report.loaded[loaded_before..]
         .iter()
         .map(|f| f.path.as_str())
@@ -395,10 +395,12 @@ async fn work_on(
     let todo = to_stage(rt, job, &**src, ready, pending, &mut skipped, &mut done).await?;
     // Archives open into their members, which the ledger is asked about
     // in turn (members loaded before a crash are not loaded again).
-    let (mut todo, members, opened) = archives::open(rt, job, src, todo, report).await?;
-    let mut members_done = std::collections::HashSet::new();
-    todo.extend(
-        to_stage(
+    // Boxed (as the steps below): a pass nests deep futures, and each
+    // step held inline would make this one larger still.
+    let (mut todo, members, opened) = Box::pin(archives::open(rt, job, src, todo, report)).await?;
+    if !members.is_empty() {
+        let mut members_done = std::collections::HashSet::new();
+        let step = to_stage(
             rt,
             job,
             &**src,
@@ -406,9 +408,9 @@ async fn work_on(
             pending,
             &mut skipped,
             &mut members_done,
-        )
-        .await?,
-    );
+        );
+        todo.extend(Box::pin(step).await?);
+    }
     report.skipped += skipped;
     let reader = archives::source_with(src, &opened);
 
@@ -421,11 +423,17 @@ async fn work_on(
             .instrument(file_span(job, entry))
             .await?;
     }
-    stage_and_load(rt, job, &reader, todo, drain, pending, report).await?;
+    Box::pin(stage_and_load(
+        rt, job, &reader, todo, drain, pending, report,
+    ))
+    .await?;
     if !pending.is_empty() {
         tracing::debug!(job = %job.name, files = pending.len(), "staged files wait for their batch (batch.max_wait)");
     }
-    done.extend(archives::complete(rt, job, &**src, &opened, pending, report).await?);
+    if !opened.is_empty() {
+        let step = archives::complete(rt, job, &**src, &opened, pending, report);
+        done.extend(Box::pin(step).await?);
+    }
     Ok(done)
 }
 

@@ -352,7 +352,7 @@ async fn work_on_received(
     let (lock, mut pending) = rt.take_pending(&job.name).await;
     let result = async {
         let src = rt.source(&job.source).await?;
-        work_on(rt, job, &src, entries, drain, &mut pending, report).await
+        Box::pin(work_on(rt, job, &src, entries, drain, &mut pending, report)).await
     }
     .await;
     rt.put_pending(&job.name, pending, lock).await;
