@@ -141,11 +141,7 @@ pub(super) async fn complete(
         if versions.iter().any(|v| pending.holds(v)) {
             continue;
         }
-        let states = if versions.is_empty() {
-            Vec::new()
-        } else {
-            crate::ledger::lookup_many(&*rt.warehouse, &versions).await?
-        };
+        let states = crate::ledger::lookup_many(&*rt.warehouse, &versions).await?;
         let mut failed = Vec::new();
         let mut unsettled = 0;
         for (v, s) in versions.iter().zip(&states) {

@@ -75,7 +75,7 @@ pub fn is_member(path: &str) -> bool {
 }
 
 /// One member taken out of an archive.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Member {
     /// Its name in the archive (`folder/events.csv`).
     pub name: String,
@@ -187,11 +187,7 @@ async fn fetch_to(src: &Arc<dyn Source>, entry: &RemoteEntry, to: &Path) -> Resu
     }
     out.flush().await.map_err(local_err)?;
     if read != entry.size {
-        return Err(Error::transient(format!(
-            "{} changed while it was read: listed with {} bytes, {read} bytes read; it is read again once it has settled",
-            entry.path, entry.size
-        ))
-        .later());
+        return Err(super::changed_error(entry, &format!("{read} bytes read")));
     }
     super::unchanged(&**src, entry).await?;
     Ok(hex::encode(hash.finalize()))
@@ -382,7 +378,8 @@ fn extract(
 /// spool folders, and everything else from the real source.
 pub struct ArchiveSource {
     inner: Arc<dyn Source>,
-    members: HashMap<String, (Member, i64, Arc<Expanded>)>,
+    /// Member path → its archive and its index there.
+    members: HashMap<String, (Arc<Expanded>, usize)>,
 }
 
 impl ArchiveSource {
@@ -390,22 +387,20 @@ impl ArchiveSource {
     pub fn new(inner: Arc<dyn Source>, expanded: &[Arc<Expanded>]) -> Self {
         let mut members = HashMap::new();
         for x in expanded {
-            for m in &x.members {
-                members.insert(
-                    member_path(&x.archive.path, &m.name),
-                    (m.clone(), x.archive.mtime, x.clone()),
-                );
+            for (i, m) in x.members.iter().enumerate() {
+                members.insert(member_path(&x.archive.path, &m.name), (x.clone(), i));
             }
         }
         ArchiveSource { inner, members }
     }
 
-    fn member(&self, path: &str) -> Result<&(Member, i64, Arc<Expanded>)> {
-        self.members.get(path).ok_or_else(|| {
+    fn member(&self, path: &str) -> Result<&Member> {
+        let (x, i) = self.members.get(path).ok_or_else(|| {
             Error::transient(format!(
                 "{path}: its archive is not open here; it is read again with its archive"
             ))
-        })
+        })?;
+        Ok(&x.members[*i])
     }
 }
 
@@ -419,7 +414,7 @@ impl Source for ArchiveSource {
         if !is_member(path) {
             return self.inner.open(path, offset).await;
         }
-        let (m, _, _) = self.member(path)?;
+        let m = self.member(path)?;
         let err = |e: io::Error| {
             Error::transient(format!("{path}: cannot read the extracted member")).with_source(e)
         };
@@ -460,7 +455,7 @@ impl Source for ArchiveSource {
             return Ok(self
                 .members
                 .get(path)
-                .map(|(m, mtime, _)| (m.size, Some(*mtime))));
+                .map(|(x, i)| (x.members[*i].size, Some(x.archive.mtime))));
         }
         self.inner.stat(path).await
     }
