@@ -24,6 +24,7 @@ mod handoff;
 pub mod infer;
 mod json_in;
 pub mod output;
+mod parquet_flat;
 mod parquet_in;
 pub mod sink;
 mod xml_in;

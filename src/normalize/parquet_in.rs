@@ -7,7 +7,9 @@
 //! booleans `true`/`false`, dates `YYYY-MM-DD`, timestamps ISO-8601 in UTC,
 //! decimals with their scale, binary as hex, and groups, lists and maps as
 //! JSON (an object's members in name order). A nested field is mapped by its path (`task/id` or `/task/id`);
-//! the record's line is its row number (from 1).
+//! the record's line is its row number (from 1). A flat file (no groups,
+//! lists or maps) is read column by column instead, in `parquet_flat`,
+//! with the same text.
 
 use super::handoff::{self, Feed, Slots, Stopped};
 use super::output::Output;
@@ -100,6 +102,9 @@ pub fn decode<W: Output + Send>(
     }
     let reader = SerializedFileReader::new(spool)
         .map_err(|e| format_err(format!("not a readable Parquet file: {e}")))?;
+    if super::parquet_flat::is_flat(&reader) {
+        return super::parquet_flat::decode(job, ctx, reader, out);
+    }
     let mut nested = Vec::new();
     let sink = RowSink::new(job, ctx, out, |name, _| {
         let key = name.trim_start_matches('/').to_string();
@@ -173,7 +178,7 @@ fn flatten(row: &Row, prefix: &str, nested: &[String], out: &mut ParquetFields, 
 }
 
 /// A value as text (`None`: NULL).
-fn text(field: &Field) -> Option<String> {
+pub(super) fn text(field: &Field) -> Option<String> {
     Some(match field {
         Field::Null => return None,
         Field::Bool(b) => b.to_string(),
@@ -199,18 +204,30 @@ fn text(field: &Field) -> Option<String> {
     })
 }
 
-fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
+pub(super) fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 /// A Parquet decimal (big-endian two's complement, `scale` places) as text.
 fn decimal(bytes: &[u8], scale: i32) -> Option<String> {
-    if bytes.is_empty() || bytes.len() > 16 || !(0..=38).contains(&scale) {
+    decimal_text(decimal_int(bytes)?, scale)
+}
+
+/// A big-endian two's complement integer of 1 to 16 bytes.
+pub(super) fn decimal_int(bytes: &[u8]) -> Option<i128> {
+    if bytes.is_empty() || bytes.len() > 16 {
         return None;
     }
     let mut buf = [if bytes[0] & 0x80 != 0 { 0xff } else { 0 }; 16];
     buf[16 - bytes.len()..].copy_from_slice(bytes);
-    let n = i128::from_be_bytes(buf);
+    Some(i128::from_be_bytes(buf))
+}
+
+/// The unscaled `n` with `scale` decimal places as text.
+pub(super) fn decimal_text(n: i128, scale: i32) -> Option<String> {
+    if !(0..=38).contains(&scale) {
+        return None;
+    }
     let digits = n.unsigned_abs().to_string();
     let scale = scale as usize;
     let body = if scale == 0 {

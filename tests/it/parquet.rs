@@ -13,12 +13,29 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
 use std::sync::Arc;
 
-crate::harness::both_backends!(a_parquet_file_loads_row_for_row_with_nested_fields_by_path);
+crate::harness::both_backends!(
+    a_parquet_file_loads_row_for_row_with_nested_fields_by_path,
+    a_flat_parquet_file_loads_row_for_row
+);
 
-/// Writes the test file: ids `p0`…, in two row groups of `per_group`.
-fn parquet_file(per_group: usize) -> Vec<u8> {
+/// The flat variant of the test file: the group's two fields at the top.
+const FLAT: &str = "message event {
+   REQUIRED BYTE_ARRAY id (UTF8);
+   OPTIONAL INT64 ms;
+   OPTIONAL INT64 at (TIMESTAMP_MILLIS);
+   OPTIONAL INT32 day (DATE);
+   OPTIONAL FIXED_LEN_BYTE_ARRAY (8) price (DECIMAL(12,2));
+   REQUIRED BYTE_ARRAY tid (UTF8);
+   OPTIONAL BYTE_ARRAY kind (UTF8);
+ }";
+
+/// Writes the test file: ids `p0`…, in two row groups of `per_group`;
+/// `flat` puts the nested group's fields at the top level.
+fn parquet_file(per_group: usize, flat: bool) -> Vec<u8> {
     let schema = Arc::new(
-        parse_message_type(
+        parse_message_type(if flat {
+            FLAT
+        } else {
             "message event {
                REQUIRED BYTE_ARRAY id (UTF8);
                OPTIONAL INT64 ms;
@@ -29,8 +46,8 @@ fn parquet_file(per_group: usize) -> Vec<u8> {
                  REQUIRED BYTE_ARRAY tid (UTF8);
                  OPTIONAL BYTE_ARRAY kind (UTF8);
                }
-             }",
-        )
+             }"
+        })
         .unwrap(),
     );
     let props = Arc::new(
@@ -118,37 +135,55 @@ fn parquet_file(per_group: usize) -> Vec<u8> {
     out
 }
 
-async fn a_parquet_file_loads_row_for_row_with_nested_fields_by_path(backend: Backend) {
-    let env = Env::start(backend).await;
-    let bytes = parquet_file(500);
+/// Puts `bytes` on the SFTP server as `/outbox/{file}` and returns a
+/// runtime with one merge job into `target`: the file's first five fields
+/// as columns, then `more`.
+async fn job_on(
+    env: &Env,
+    file: &str,
+    bytes: &[u8],
+    target: &str,
+    more: &str,
+) -> ferry::pipeline::Runtime {
     std::fs::create_dir_all(env.stack.sftp.root.join("outbox")).unwrap();
-    std::fs::write(env.stack.sftp.root.join("outbox/a.parquet"), &bytes).unwrap();
-    let rt = env
-        .runtime(
-            r#"
+    std::fs::write(env.stack.sftp.root.join("outbox").join(file), bytes).unwrap();
+    env.runtime(&format!(
+        r#"
 [[jobs]]
-name = "pq"
+name = "{target}"
 source = "partner"
 path = "/outbox"
 pattern = "*.parquet"
-target = "pq_events"
+target = "{target}"
 key = ["id"]
 auto_create = true
-settle = { min_age = "0s" }
-format = { kind = "parquet" }
+settle = {{ min_age = "0s" }}
+format = {{ kind = "parquet" }}
 columns = [
-  { name = "id", type = "varchar(16)", required = true },
-  { name = "ms", type = "bigint" },
-  { name = "at", type = "timestamptz" },
-  { name = "day", type = "date" },
-  { name = "price", type = "decimal(12,2)" },
+  {{ name = "id", type = "varchar(16)", required = true }},
+  {{ name = "ms", type = "bigint" }},
+  {{ name = "at", type = "timestamptz" }},
+  {{ name = "day", type = "date" }},
+  {{ name = "price", type = "decimal(12,2)" }},{more}
+]
+"#
+    ))
+    .await
+}
+
+async fn a_parquet_file_loads_row_for_row_with_nested_fields_by_path(backend: Backend) {
+    let env = Env::start(backend).await;
+    let rt = job_on(
+        &env,
+        "a.parquet",
+        &parquet_file(500, false),
+        "pq_events",
+        r#"
   { name = "task_id", type = "varchar(8)", source = "task/tid" },
   { name = "kind", type = "varchar(8)", source = "/task/kind" },
-  { name = "task", type = "json" },
-]
-"#,
-        )
-        .await;
+  { name = "task", type = "json" },"#,
+    )
+    .await;
     let r = run_pass(&rt, None).await.unwrap();
     assert!(!r.has_failures(), "{r:?}");
     assert_eq!(env.db.count("pq_events").await, 1000);
@@ -172,6 +207,62 @@ columns = [
             "p502|5020|2026-03-01 00:08:22|2026-03-27|502.02|t2|bug|{\"kind\":\"bug\",\"tid\":\"t2\"}",
         ]
     );
+    drop(rt);
+    env.finish().await;
+}
+
+/// A flat file is read column by column (not record by record): the
+/// same values, the same text.
+async fn a_flat_parquet_file_loads_row_for_row(backend: Backend) {
+    let env = Env::start(backend).await;
+    let rt = job_on(
+        &env,
+        "flat.parquet",
+        &parquet_file(1500, true),
+        "pq_flat",
+        r#"
+  { name = "task_id", type = "varchar(8)", source = "tid" },
+  { name = "kind", type = "varchar(8)" },
+  { name = "note", type = "varchar(8)", default = "none" },
+  { name = "line", type = "bigint", derived = "source_line" },"#,
+    )
+    .await;
+    let r = run_pass(&rt, None).await.unwrap();
+    assert!(!r.has_failures(), "{r:?}");
+    assert_eq!(env.db.count("pq_flat").await, 3000);
+    let rows = env
+        .db
+        .texts(
+            &format!(
+                "SELECT concat_ws('|', id, coalesce(ms::text, '-'), coalesce((at AT TIME ZONE 'UTC')::text, '-'), \
+                 coalesce(day::text, '-'), coalesce(price::text, '-'), task_id, coalesce(kind, '-'), note, line) \
+                 FROM {} WHERE id IN ('p0', 'p1', 'p2048', 'p2999') ORDER BY id",
+                env.db.t("pq_flat")
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        rows,
+        [
+            "p0|-|-|-|-|t0|-|none|1",
+            "p1|10|2026-03-01 00:00:01|2026-03-02|-3.99|t1|bug|none|2",
+            "p2048|20480|2026-03-01 00:34:08|2026-03-05|2063.48|t0|bug|none|2049",
+            "p2999|29990|2026-03-01 00:49:59|2026-03-04|3023.99|t3|bug|none|3000",
+        ]
+    );
+    // The file has no `note`: recorded as drift, the default loaded.
+    let changes = env
+        .db
+        .texts(
+            &format!(
+                "SELECT change || ':' || field FROM {} ORDER BY change",
+                env.db.t("ferry_schema_changes")
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(changes, ["missing_fields:note"]);
     drop(rt);
     env.finish().await;
 }
