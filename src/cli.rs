@@ -71,7 +71,9 @@ pub enum Command {
         /// The job whose format and columns apply.
         #[arg(long)]
         job: String,
-        /// Where to write the gzip CSV (default: FILE.staged.csv.gz).
+        /// Where to write the gzip CSV (default: FILE.staged.csv.gz); a
+        /// name ending in `.parquet` writes the staged rows as Parquet,
+        /// typed for Redshift's `COPY … FORMAT AS PARQUET`.
         #[arg(long)]
         out: Option<PathBuf>,
     },

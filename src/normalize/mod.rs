@@ -26,6 +26,7 @@ mod json_in;
 pub mod output;
 mod parquet_flat;
 mod parquet_in;
+mod parquet_out;
 pub mod sink;
 mod xml_in;
 
@@ -451,12 +452,15 @@ pub fn rejects_path(out: &std::path::Path) -> std::path::PathBuf {
     let stem = name
         .strip_suffix(".csv.gz")
         .or_else(|| name.strip_suffix(".gz"))
+        .or_else(|| name.strip_suffix(".parquet"))
         .unwrap_or(&name);
     out.with_file_name(format!("{stem}.rejects.csv.gz"))
 }
 
 /// Normalizes a local file into one gzip CSV at `out` (compressing on a
-/// second thread) and every rejected record into [`rejects_path`]; for
+/// second thread), or one Parquet file when `out` ends in `.parquet`
+/// (the staged columns typed as Redshift's `COPY … FORMAT AS PARQUET`
+/// wants them), and every rejected record into [`rejects_path`]; for
 /// `ferry normalize` and the bench.
 pub fn normalize_file(
     job: &Job,
@@ -489,15 +493,34 @@ pub fn normalize_file(
     // One part (no size limit), so the output is a single file.
     let mut staged = StagedParts::new(u64::MAX, job.gzip_level)
         .map_err(write_err("a temporary folder for", out))?;
-    let stats = normalize(
-        job,
-        &ctx,
-        io::BufReader::with_capacity(256 * 1024, file),
-        &mut staged,
-    )
-    .map_err(|e| crate::Error::permanent(e.to_string()))?;
+    let input = io::BufReader::with_capacity(256 * 1024, file);
+    let as_parquet = out.extension().is_some_and(|e| e == "parquet");
+    let stats = if as_parquet {
+        let file = std::fs::File::create(out).map_err(write_err("the output", out))?;
+        let parquet = parquet_out::ParquetStaged::new(
+            io::BufWriter::with_capacity(256 * 1024, file),
+            job.columns.iter().map(|c| (c.name.as_str(), c.column_type)),
+        )
+        .map_err(write_err("the output", out))?;
+        let mut output = parquet_out::ParquetOutput {
+            staged: parquet,
+            rejects: &mut staged,
+        };
+        let stats = normalize(job, &ctx, input, &mut output)
+            .map_err(|e| crate::Error::permanent(e.to_string()))?;
+        output
+            .staged
+            .finish()
+            .and_then(|mut w| io::Write::flush(&mut w))
+            .map_err(write_err("the output", out))?;
+        stats
+    } else {
+        normalize(job, &ctx, input, &mut staged)
+            .map_err(|e| crate::Error::permanent(e.to_string()))?
+    };
     let local = staged.finish().map_err(write_err("the output", out))?;
     match local.parts.first() {
+        _ if as_parquet => {}
         Some(part) => part.save(out).map_err(write_err("the output", out))?,
         // No rows: an empty gzip stream, so the output is still valid.
         None => {

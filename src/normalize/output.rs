@@ -7,8 +7,10 @@
 //! parts of bounded size plus a gzip CSV of all rejected records, on local
 //! disk, so memory stays bounded however large the file is.
 
+use super::csv_out::write_row;
 use super::gzip::ParallelGzip;
 use super::{RowError, write_record};
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -25,6 +27,32 @@ pub trait Output: Write + Send {
     fn rejected(&mut self, _error: &RowError) -> io::Result<()> {
         Ok(())
     }
+
+    /// Takes one staged row: the job's columns' canonical values, then the
+    /// source file and line. The default writes it as a staged CSV line
+    /// (built in `scratch`; a column marked `plain` never needs quotes)
+    /// and ends the record; an output that stores values (Parquet) takes
+    /// them as they are.
+    fn row(
+        &mut self,
+        values: &[Option<Cow<'_, str>>],
+        file: &str,
+        line: &str,
+        plain: &[bool],
+        scratch: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        scratch.clear();
+        write_row(
+            scratch,
+            values
+                .iter()
+                .zip(plain)
+                .map(|(v, plain)| (v.as_deref(), *plain))
+                .chain([(Some(file), false), (Some(line), true)]),
+        )?;
+        self.write_all(scratch)?;
+        self.record_end()
+    }
 }
 
 impl Output for Vec<u8> {}
@@ -36,6 +64,17 @@ impl<W: Write + Send + 'static> Output for ParallelGzip<W> {}
 impl<O: Output + ?Sized> Output for &mut O {
     fn record_end(&mut self) -> io::Result<()> {
         (**self).record_end()
+    }
+
+    fn row(
+        &mut self,
+        values: &[Option<Cow<'_, str>>],
+        file: &str,
+        line: &str,
+        plain: &[bool],
+        scratch: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        (**self).row(values, file, line, plain, scratch)
     }
 
     fn rejected(&mut self, error: &RowError) -> io::Result<()> {

@@ -4,9 +4,7 @@
 
 use super::drift::{self, MisfitAction, OnNew, Tracker};
 use super::output::Output;
-use super::{
-    FileContext, MAX_KEPT_ERRORS, NormalizeError, NormalizeStats, RAW_CAP, RowError, cap, write_row,
-};
+use super::{FileContext, MAX_KEPT_ERRORS, NormalizeError, NormalizeStats, RAW_CAP, RowError, cap};
 use crate::config::{Job, Policy};
 use crate::schema::coerce_column;
 use crate::schema::{ColumnSource, ColumnType};
@@ -463,26 +461,19 @@ impl<'j, W: Output> RowSink<'j, W> {
             drop(values);
             return self.rejected(f);
         }
-        let extra = [
-            (Some(self.ctx.path.as_str()), false),
-            (Some(line_text), true),
-        ];
-        // One write per record: the line is built in a reused buffer.
-        self.line.clear();
-        write_row(
-            &mut self.line,
-            values
-                .iter()
-                .zip(&self.plain)
-                .map(|(v, plain)| (v.as_deref(), *plain))
-                .chain(extra),
-        )
-        .and_then(|()| self.out.write_all(&self.line))
-        .and_then(|()| self.out.record_end())
-        .map_err(|source| NormalizeError::Write {
-            path: self.ctx.path.clone(),
-            source,
-        })?;
+        // One write per record: a CSV line is built in a reused buffer.
+        self.out
+            .row(
+                &values,
+                self.ctx.path.as_str(),
+                line_text,
+                &self.plain,
+                &mut self.line,
+            )
+            .map_err(|source| NormalizeError::Write {
+                path: self.ctx.path.clone(),
+                source,
+            })?;
         self.stats.rows += 1;
         Ok(())
     }

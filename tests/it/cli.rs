@@ -252,6 +252,43 @@ fn normalize_writes_gzip_csv_and_reports_counts_and_errors() {
         rejects.lines().nth(1).unwrap().starts_with("2,id,1207,"),
         "{rejects}"
     );
+    // The same rows as Parquet, typed for COPY … FORMAT AS PARQUET.
+    let pq = dir.path().join("in.parquet");
+    let o = ferry(
+        &cfg,
+        &[
+            "normalize",
+            input.to_str().unwrap(),
+            "--job",
+            "j",
+            "--out",
+            pq.to_str().unwrap(),
+        ],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("2 rows written") && out.contains("1 rejected"),
+        "{out}"
+    );
+    assert!(dir.path().join("in.rejects.csv.gz").exists(), "{out}");
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(&pq).unwrap()).unwrap();
+    let rows: Vec<String> = reader
+        .get_row_iter(None)
+        .unwrap()
+        .map(|r| r.unwrap().to_string())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows[0].starts_with("{id: 1, who: \"ann\", ferry_file: "),
+        "{rows:?}"
+    );
+    assert!(
+        rows[1].starts_with("{id: 3, who: null, ferry_file: "),
+        "{rows:?}"
+    );
+    assert!(rows[1].ends_with("ferry_line: 3}"), "{rows:?}");
 }
 
 #[test]
