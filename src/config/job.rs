@@ -82,6 +82,10 @@ pub struct RawJob {
     /// Gzip level of the staged CSV, 1 (fast, the default) to 9 (small).
     #[serde(default = "default_gzip_level")]
     pub gzip_level: u32,
+    /// How staged rows are written for COPY: `"csv"` (gzip CSV, the
+    /// default) or `"parquet"` (typed Parquet, `COPY … FORMAT AS PARQUET`).
+    #[serde(default)]
+    pub stage_format: StageFormat,
     /// Keep a byte-for-byte copy of each source file under `raw/` in the
     /// staging bucket (written before the load, whatever its outcome).
     #[serde(default)]
@@ -183,6 +187,28 @@ fn validate_events(
 
 pub(super) fn default_job_concurrency() -> usize {
     4
+}
+
+/// How a job's staged rows are written for COPY.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageFormat {
+    /// Gzip CSV parts, `COPY … GZIP CSV` (the default: as fast to write,
+    /// readable by anything).
+    #[default]
+    Csv,
+    /// Parquet parts with typed columns, `COPY … FORMAT AS PARQUET`.
+    Parquet,
+}
+
+impl StageFormat {
+    /// The staged part's file name extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            StageFormat::Csv => "csv.gz",
+            StageFormat::Parquet => "parquet",
+        }
+    }
 }
 
 pub(super) fn default_gzip_level() -> u32 {
@@ -301,6 +327,7 @@ pub(super) fn validate_job(
         limits: limits?,
         archive: archive?,
         gzip_level,
+        stage_format: j.stage_format,
         part_size: part_size?,
         archive_raw: j.archive_raw,
         concurrency: j.concurrency,
@@ -498,6 +525,8 @@ pub struct Job {
     pub archive: ArchiveSettings,
     /// Gzip level of the staged CSV.
     pub gzip_level: u32,
+    /// How staged rows are written for COPY.
+    pub stage_format: StageFormat,
     /// Bytes of CSV (before compression) after which a part is cut.
     pub part_size: u64,
     /// Copy each source file's bytes under `raw/`.

@@ -32,6 +32,7 @@ mod xml_in;
 
 pub use csv_out::{NULL_MARKER, write_record, write_row};
 pub use output::{Blob, LocalStaged, Output, RawCopy, StagedParts, Tee};
+pub use parquet_flat::staged_as_csv;
 
 use crate::config::{Format, Job, Limits, TextEncoding};
 use sha2::{Digest, Sha256};
@@ -495,34 +496,25 @@ pub fn normalize_file(
         .map_err(write_err("a temporary folder for", out))?;
     let input = io::BufReader::with_capacity(256 * 1024, file);
     let as_parquet = out.extension().is_some_and(|e| e == "parquet");
-    let stats = if as_parquet {
-        let file = std::fs::File::create(out).map_err(write_err("the output", out))?;
-        let parquet = parquet_out::ParquetStaged::new(
-            io::BufWriter::with_capacity(256 * 1024, file),
-            job.columns.iter().map(|c| (c.name.as_str(), c.column_type)),
-        )
-        .map_err(write_err("the output", out))?;
-        let mut output = parquet_out::ParquetOutput {
-            staged: parquet,
-            rejects: &mut staged,
-        };
-        let stats = normalize(job, &ctx, input, &mut output)
-            .map_err(|e| crate::Error::permanent(e.to_string()))?;
-        output
-            .staged
-            .finish()
-            .and_then(|mut w| io::Write::flush(&mut w))
-            .map_err(write_err("the output", out))?;
-        stats
-    } else {
-        normalize(job, &ctx, input, &mut staged)
-            .map_err(|e| crate::Error::permanent(e.to_string()))?
-    };
+    let columns = || job.columns.iter().map(|c| (c.name.as_str(), c.column_type));
+    if as_parquet {
+        staged.as_parquet(columns());
+    }
+    let stats = normalize(job, &ctx, input, &mut staged)
+        .map_err(|e| crate::Error::permanent(e.to_string()))?;
     let local = staged.finish().map_err(write_err("the output", out))?;
     match local.parts.first() {
-        _ if as_parquet => {}
         Some(part) => part.save(out).map_err(write_err("the output", out))?,
-        // No rows: an empty gzip stream, so the output is still valid.
+        // No rows: an empty Parquet file or gzip stream, so the output is
+        // still valid.
+        None if as_parquet => {
+            parquet_out::ParquetStaged::new(
+                std::fs::File::create(out).map_err(write_err("the output", out))?,
+                columns(),
+            )
+            .and_then(|p| p.finish())
+            .map_err(write_err("the output", out))?;
+        }
         None => {
             gzip::ParallelGzip::new(
                 std::fs::File::create(out).map_err(write_err("the output", out))?,

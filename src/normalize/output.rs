@@ -9,7 +9,9 @@
 
 use super::csv_out::write_row;
 use super::gzip::ParallelGzip;
+use super::parquet_out::ParquetStaged;
 use super::{RowError, write_record};
+use crate::schema::ColumnType;
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -41,18 +43,31 @@ pub trait Output: Write + Send {
         plain: &[bool],
         scratch: &mut Vec<u8>,
     ) -> io::Result<()> {
-        scratch.clear();
-        write_row(
-            scratch,
-            values
-                .iter()
-                .zip(plain)
-                .map(|(v, plain)| (v.as_deref(), *plain))
-                .chain([(Some(file), false), (Some(line), true)]),
-        )?;
-        self.write_all(scratch)?;
-        self.record_end()
+        csv_row(self, values, file, line, plain, scratch)
     }
+}
+
+/// Writes one staged row to `out` as a CSV line (built in `scratch`) and
+/// ends the record: [`Output::row`]'s default.
+fn csv_row<O: Output + ?Sized>(
+    out: &mut O,
+    values: &[Option<Cow<'_, str>>],
+    file: &str,
+    line: &str,
+    plain: &[bool],
+    scratch: &mut Vec<u8>,
+) -> io::Result<()> {
+    scratch.clear();
+    write_row(
+        scratch,
+        values
+            .iter()
+            .zip(plain)
+            .map(|(v, plain)| (v.as_deref(), *plain))
+            .chain([(Some(file), false), (Some(line), true)]),
+    )?;
+    out.write_all(scratch)?;
+    out.record_end()
 }
 
 impl Output for Vec<u8> {}
@@ -84,6 +99,12 @@ impl<O: Output + ?Sized> Output for &mut O {
 
 /// Header of a rejects file.
 pub const REJECTS_HEADER: [&str; 6] = ["line", "column", "code", "reason", "raw_value", "raw_line"];
+
+/// The part being written.
+enum Part {
+    Gzip(ParallelGzip<SpillWriter>),
+    Parquet(ParquetStaged<SpillWriter>),
+}
 
 /// A staged object waiting for its upload: in memory while the file's
 /// outputs are small, in a file of the temporary folder beyond that.
@@ -248,7 +269,9 @@ pub struct StagedParts {
     spill: std::sync::Arc<Spill>,
     max_part_bytes: u64,
     level: u32,
-    current: Option<ParallelGzip<SpillWriter>>,
+    /// Parquet parts of these staged columns instead of gzip CSV.
+    parquet: Option<Vec<(String, ColumnType)>>,
+    current: Option<Part>,
     in_part: u64,
     parts: Vec<Blob>,
     /// Parts begun so far (names the files of spilled parts).
@@ -300,6 +323,7 @@ impl StagedParts {
             spill: std::sync::Arc::new(Spill::new(budget)),
             max_part_bytes: max_part_bytes.max(1),
             level,
+            parquet: None,
             current: None,
             in_part: 0,
             parts: Vec::new(),
@@ -319,26 +343,65 @@ impl StagedParts {
         self.stream_to = Some(to);
     }
 
+    /// Parts as typed Parquet of the staged `columns` (the job's, by name
+    /// and type) instead of gzip CSV; rows must then come as values
+    /// ([`Output::row`]).
+    pub fn as_parquet<'a>(&mut self, columns: impl IntoIterator<Item = (&'a str, ColumnType)>) {
+        self.parquet = Some(
+            columns
+                .into_iter()
+                .map(|(n, t)| (n.to_string(), t))
+                .collect(),
+        );
+    }
+
+    /// The gzip CSV part being written, opened on first use.
     fn part(&mut self) -> io::Result<&mut ParallelGzip<SpillWriter>> {
         if self.current.is_none() {
             let name = format!("part-{:05}.csv.gz", self.begun);
             self.begun += 1;
             let sink = SpillWriter::new(name, self.spill.clone())?;
-            self.current = Some(ParallelGzip::new(sink, self.level));
+            self.current = Some(Part::Gzip(ParallelGzip::new(sink, self.level)));
             self.in_part = 0;
         }
-        Ok(self.current.as_mut().expect("just opened"))
+        match self.current.as_mut() {
+            Some(Part::Gzip(gz)) => Ok(gz),
+            _ => Err(io::Error::other(
+                "CSV bytes written to a Parquet staged output (a bug in ferry)",
+            )),
+        }
+    }
+
+    /// The Parquet part being written, opened on first use.
+    fn parquet_part(&mut self) -> io::Result<&mut ParquetStaged<SpillWriter>> {
+        if self.current.is_none() {
+            let name = format!("part-{:05}.parquet", self.begun);
+            self.begun += 1;
+            let sink = SpillWriter::new(name, self.spill.clone())?;
+            let columns = self.parquet.as_deref().unwrap_or_default();
+            self.current = Some(Part::Parquet(ParquetStaged::new(
+                sink,
+                columns.iter().map(|(n, t)| (n.as_str(), *t)),
+            )?));
+            self.in_part = 0;
+        }
+        match self.current.as_mut() {
+            Some(Part::Parquet(p)) => Ok(p),
+            _ => Err(io::Error::other("a gzip part is open (a bug in ferry)")),
+        }
     }
 
     fn close_part(&mut self) -> io::Result<()> {
-        if let Some(gz) = self.current.take() {
-            let part = gz.finish()?.finish()?;
-            match &self.stream_to {
-                Some(to) => to
-                    .blocking_send(part)
-                    .map_err(|_| io::Error::other("the load stopped taking staged parts"))?,
-                None => self.parts.push(part),
-            }
+        let part = match self.current.take() {
+            Some(Part::Gzip(gz)) => gz.finish()?.finish()?,
+            Some(Part::Parquet(p)) => p.finish()?.finish()?,
+            None => return Ok(()),
+        };
+        match &self.stream_to {
+            Some(to) => to
+                .blocking_send(part)
+                .map_err(|_| io::Error::other("the load stopped taking staged parts"))?,
+            None => self.parts.push(part),
         }
         Ok(())
     }
@@ -419,6 +482,35 @@ impl Write for StagedParts {
 }
 
 impl Output for StagedParts {
+    fn row(
+        &mut self,
+        values: &[Option<Cow<'_, str>>],
+        file: &str,
+        line: &str,
+        plain: &[bool],
+        scratch: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        if self.parquet.is_none() {
+            return csv_row(self, values, file, line, plain, scratch);
+        }
+        let bytes: usize = values
+            .iter()
+            .map(|v| v.as_deref().map_or(2, |v| v.len() + 1))
+            .sum::<usize>()
+            + file.len()
+            + line.len()
+            + 2;
+        self.parquet_part()?.push(
+            values
+                .iter()
+                .map(|v| v.as_deref())
+                .chain([Some(file), Some(line)]),
+        )?;
+        // Cut as the CSV would be: after the row that passes the size.
+        self.in_part += bytes as u64;
+        self.record_end()
+    }
+
     fn record_end(&mut self) -> io::Result<()> {
         if self.in_part >= self.max_part_bytes {
             self.close_part()?;

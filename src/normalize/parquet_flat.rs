@@ -20,11 +20,12 @@ use parquet::data_type::{
     BoolType, ByteArray, ByteArrayType, DataType, DoubleType, FixedLenByteArray,
     FixedLenByteArrayType, FloatType, Int32Type, Int64Type, Int96, Int96Type,
 };
-use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::reader::{ChunkReader, FileReader, SerializedFileReader};
 use parquet::schema::types::{ColumnDescPtr, SchemaDescriptor};
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::fs::File;
+use std::io;
 use std::sync::Arc;
 
 /// Records read from every column at a time.
@@ -489,8 +490,8 @@ impl RowTarget for Feed<'_, FlatRow> {
 /// Reads every row of the file, row group by row group and `BATCH`
 /// records at a time, into rows handed to `push` (with the row's line,
 /// from 1, and its bytes of text).
-fn each_row<T: RowTarget>(
-    reader: &SerializedFileReader<File>,
+fn each_row<T: RowTarget, R: ChunkReader + 'static>(
+    reader: &SerializedFileReader<R>,
     columns: &[(ColumnDescPtr, Render)],
     names: &Arc<[String]>,
     target: &mut T,
@@ -535,6 +536,69 @@ fn each_row<T: RowTarget>(
         }
     }
     Ok(())
+}
+
+/// Turns a staged Parquet part (as `parquet_out` writes it) back into
+/// staged CSV lines, handing them to `emit` in chunks of about 256 KiB:
+/// how the local backends, which COPY CSV, load Parquet staging.
+pub fn staged_as_csv<R: ChunkReader + 'static>(
+    part: R,
+    mut emit: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let bad = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
+    let reader = SerializedFileReader::new(part)
+        .map_err(|e| bad(format!("not a readable Parquet part: {e}")))?;
+    let schema = reader.metadata().file_metadata().schema_descr_ptr();
+    let columns = flat_columns(&schema)
+        .ok_or_else(|| bad("the Parquet part is not flat (not one ferry wrote)".into()))?;
+    let names: Arc<[String]> = columns.iter().map(|(d, _)| d.name().to_string()).collect();
+    let mut buf = Vec::with_capacity(CHUNK + 4096);
+    let mut spare = Recycle(None);
+    let mut failed: Option<io::Error> = None;
+    each_row(&reader, &columns, &names, &mut spare, |spare, _, _, row| {
+        let written = super::write_record(
+            &mut buf,
+            row.cells
+                .iter()
+                .map(|c| (!c.null).then_some(c.text.as_str())),
+        )
+        .and_then(|()| {
+            if buf.len() >= CHUNK {
+                emit(&buf)?;
+                buf.clear();
+            }
+            Ok(())
+        });
+        spare.0 = Some(row);
+        written.map_err(|e| {
+            failed = Some(e);
+            NormalizeError::Format {
+                path: String::new(),
+                reason: "stopped".into(),
+            }
+        })
+    })
+    .map_err(|e| match (failed.take(), e) {
+        (Some(io), _) => io,
+        (None, ReadError::File(reason)) => bad(reason),
+        (None, ReadError::Stopped(e)) => bad(e.to_string()),
+    })?;
+    if !buf.is_empty() {
+        emit(&buf)?;
+    }
+    Ok(())
+}
+
+/// Bytes of CSV handed on at a time by [`staged_as_csv`].
+const CHUNK: usize = 256 * 1024;
+
+/// One row kept for reuse.
+struct Recycle(Option<FlatRow>);
+
+impl RowTarget for Recycle {
+    fn spare(&mut self) -> Option<FlatRow> {
+        self.0.take()
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@
 //! bounded; pages are dictionary-encoded and snappy-compressed, without
 //! statistics (COPY does not use them).
 
-use super::output::Output;
 use crate::schema::ColumnType;
 use bytes::Bytes;
 use parquet::basic::{Compression, LogicalType, Repetition, TimeUnit, Type as Physical};
@@ -24,7 +23,6 @@ use parquet::data_type::{
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::Type;
-use std::borrow::Cow;
 use std::io::{self, Write};
 use std::sync::{Arc, mpsc};
 use std::thread;
@@ -32,7 +30,7 @@ use std::thread;
 /// Rows per row group at most.
 pub const GROUP_ROWS: usize = 128 * 1024;
 /// Bytes of buffered text per row group at most.
-pub const GROUP_BYTES: usize = 8 << 20;
+pub const GROUP_BYTES: usize = 4 << 20;
 
 /// A staged column's Parquet form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -424,50 +422,6 @@ fn unscaled(v: &str, scale: u8) -> Option<i128> {
     }
     n = n.checked_mul(10i128.checked_pow(u32::from(scale) - frac.len() as u32)?)?;
     Some(if neg { -n } else { n })
-}
-
-/// Staged rows as values into a Parquet file, rejected records to `R`
-/// (the output behind `ferry normalize --out X.parquet`). Bytes written
-/// to it as CSV are refused: rows come through [`Output::row`].
-pub struct ParquetOutput<W: Write + Send + 'static, R: Output> {
-    /// The Parquet file.
-    pub staged: ParquetStaged<W>,
-    /// Where rejected records go.
-    pub rejects: R,
-}
-
-impl<W: Write + Send + 'static, R: Output> Write for ParquetOutput<W, R> {
-    fn write(&mut self, _data: &[u8]) -> io::Result<usize> {
-        Err(io::Error::other(
-            "the Parquet output takes rows as values, not CSV bytes (a bug in ferry)",
-        ))
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.rejects.flush()
-    }
-}
-
-impl<W: Write + Send + 'static, R: Output> Output for ParquetOutput<W, R> {
-    fn rejected(&mut self, error: &super::RowError) -> io::Result<()> {
-        self.rejects.rejected(error)
-    }
-
-    fn row(
-        &mut self,
-        values: &[Option<Cow<'_, str>>],
-        file: &str,
-        line: &str,
-        _plain: &[bool],
-        _scratch: &mut Vec<u8>,
-    ) -> io::Result<()> {
-        self.staged.push(
-            values
-                .iter()
-                .map(|v| v.as_deref())
-                .chain([Some(file), Some(line)]),
-        )
-    }
 }
 
 #[cfg(test)]

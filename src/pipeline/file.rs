@@ -99,13 +99,15 @@ pub(super) fn version_of(job: &Job, entry: &RemoteEntry) -> FileVersion {
 /// Fresh staging keys for one attempt at `version`.
 pub(super) fn staging_keys(rt: &Runtime, job: &Job, version: &FileVersion) -> StageKeys {
     let attempt = uuid::Uuid::new_v4().simple().to_string();
-    rt.stager.keys(
+    let mut keys = rt.stager.keys(
         &job.name,
         &version.path,
         &version.short_id(),
         &attempt[..8],
         chrono::Utc::now(),
-    )
+    );
+    keys.part_ext = job.stage_format.extension();
+    keys
 }
 
 /// After normalize: uploads the raw copy and the rejects, fails a file
@@ -232,6 +234,9 @@ pub(super) async fn fetch_and_normalize(
             None => job.part_size,
         };
         let mut out = StagedParts::new(part_size, job.gzip_level).map_err(local_err)?;
+        if job.stage_format == crate::config::StageFormat::Parquet {
+            out.as_parquet(job.columns.iter().map(|c| (c.name.as_str(), c.column_type)));
+        }
         if let Some(to) = stream_to {
             out.stream_parts(to);
         }

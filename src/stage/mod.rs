@@ -40,12 +40,14 @@ pub struct StageKeys {
     pub rejects: String,
     /// The raw archive object.
     pub raw: String,
+    /// The parts' extension: `csv.gz`, or `parquet` for Parquet staging.
+    pub part_ext: &'static str,
 }
 
 impl StageKeys {
     /// The key of part `i`.
     pub fn part(&self, i: usize) -> String {
-        format!("{}part-{i:05}.csv.gz", self.staged)
+        format!("{}part-{i:05}.{}", self.staged, self.part_ext)
     }
 }
 
@@ -118,6 +120,7 @@ impl Stager {
             staged: format!("{}/", rel("staged")),
             rejects: format!("{}.csv.gz", rel("rejects")),
             raw: format!("{}/{name}", rel("raw")),
+            part_ext: "csv.gz",
         }
     }
 
@@ -233,13 +236,36 @@ impl Stager {
     /// Uploads a staged gzip CSV (a part or the rejects) from memory or
     /// disk to `key`.
     pub async fn upload_staged(&self, blob: &Blob, key: &str) -> Result<()> {
+        // A Parquet part is compressed inside: no content encoding.
+        let (kind, encoding) = if key.ends_with(".parquet") {
+            ("application/vnd.apache.parquet", None)
+        } else {
+            ("text/csv", Some("gzip"))
+        };
         match blob {
             Blob::Memory(b) => {
-                self.put(key, ByteStream::from(b.clone()), "text/csv", Some("gzip"))
+                self.put(key, ByteStream::from(b.clone()), kind, encoding)
                     .await
             }
-            Blob::File(path) => self.upload_file(path, key).await,
+            Blob::File(path) => self.upload(path, key, kind, encoding).await,
         }
+    }
+
+    /// The size in bytes of the staged object at `key` (for a manifest
+    /// entry's `meta.content_length`).
+    pub async fn object_size(&self, key: &str) -> Result<i64> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(classified(format!(
+                "cannot read the size of {}",
+                self.url(key)
+            )))?;
+        Ok(head.content_length().unwrap_or(0))
     }
 
     /// Uploads the byte-for-byte copy of a source file to `key`.

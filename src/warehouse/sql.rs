@@ -255,7 +255,18 @@ impl LoadSql<'_> {
     /// `\N` for NULL and no EMPTYASNULL (so `""` stays an empty string),
     /// timestamps in any ISO form, no compression analysis or statistics
     /// update on the temp table.
+    ///
+    /// Parquet parts (`stage_format = "parquet"`) are read by position, so
+    /// the statement names no columns: the stage's columns are the staged
+    /// ones, in order ([`create_stage`](Self::create_stage)), and the types
+    /// already match.
     pub fn copy_stage_from_s3(&self, manifest: &str, role: &str) -> String {
+        if self.job.stage_format == crate::config::StageFormat::Parquet {
+            return format!(
+                "COPY {} FROM {manifest} IAM_ROLE {role} MANIFEST FORMAT AS PARQUET",
+                self.stage.quoted()
+            );
+        }
         let mut cols = self.columns();
         cols.extend(STAGE_EXTRA.iter().map(|c| format!("\"{c}\"")));
         format!(

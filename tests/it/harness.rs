@@ -273,7 +273,7 @@ known_hosts_file = "{known_hosts}"
         let root = self.s3.root.join(BUCKET);
         let mut out = Vec::new();
         walk(&root, &root, &mut out);
-        out.retain(|p| p.ends_with(".csv.gz"));
+        out.retain(|p| p.ends_with(".csv.gz") || p.ends_with(".parquet"));
         out.sort();
         out
     }

@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 crate::harness::both_backends!(
     a_parquet_file_loads_row_for_row_with_nested_fields_by_path,
-    a_flat_parquet_file_loads_row_for_row
+    a_flat_parquet_file_loads_row_for_row,
+    parquet_staging_loads_the_rows_gzip_csv_staging_loads
 );
 
 /// The flat variant of the test file: the group's two fields at the top.
@@ -263,6 +264,122 @@ async fn a_flat_parquet_file_loads_row_for_row(backend: Backend) {
         )
         .await;
     assert_eq!(changes, ["missing_fields:note"]);
+    drop(rt);
+    env.finish().await;
+}
+
+/// The same CSV file loaded by two jobs, one staging gzip CSV (merge) and
+/// one staging Parquet in small parts (append): every column of every row
+/// is the same in both targets, NULLs and empty strings included.
+async fn parquet_staging_loads_the_rows_gzip_csv_staging_loads(backend: Backend) {
+    let env = Env::start(backend).await;
+    let mut csv = String::from("id,name,n,big,price,wide,ok,day,at,atz,doc,uid\n");
+    for i in 0..3000u64 {
+        let name = match i % 5 {
+            0 => String::new(),
+            1 => "\"quoted, \"\"x\"\"\"".to_string(),
+            _ => format!("name-{i}-é"),
+        };
+        let null = |s: String| if i % 7 == 3 { String::new() } else { s };
+        csv.push_str(&format!(
+            "{i},{name},{},{},{},{},{},{},{},{},{},{}\n",
+            null(format!("-{}", i % 1000)),
+            null(format!("{}", 9_007_199_254_740_000u64 + i)),
+            null(format!("{}.{:02}", i, i % 100)),
+            null(format!("123456789012345678901234.{:04}", i)),
+            null(if i % 2 == 0 { "true" } else { "no" }.to_string()),
+            null(format!("2026-03-{:02}", 1 + i % 28)),
+            null(format!(
+                "2026-03-01 10:{:02}:{:02}.{:06}",
+                i % 60,
+                i % 60,
+                i
+            )),
+            null(format!("2026-03-01T10:00:00+0{}:00", i % 10)),
+            null("\"{\"\"k\"\": [1, 2]}\"".to_string()),
+            null(format!("{{6F9619FF-8B86-D011-B42D-00C04FC9{i:04X}}}")),
+        ));
+    }
+    std::fs::create_dir_all(env.stack.sftp.root.join("outbox")).unwrap();
+    std::fs::write(env.stack.sftp.root.join("outbox/both.csv"), &csv).unwrap();
+    let columns = r#"columns = [
+  { name = "id", type = "bigint", required = true },
+  { name = "name", type = "varchar(40)" },
+  { name = "n", type = "int" },
+  { name = "big", type = "bigint" },
+  { name = "price", type = "decimal(12,2)" },
+  { name = "wide", type = "decimal(38,4)" },
+  { name = "ok", type = "boolean" },
+  { name = "day", type = "date" },
+  { name = "at", type = "timestamp" },
+  { name = "atz", type = "timestamptz" },
+  { name = "doc", type = "super" },
+  { name = "uid", type = "uuid" },
+]"#;
+    let job = |name: &str, extra: &str| {
+        format!(
+            "[[jobs]]\nname = \"{name}\"\nsource = \"partner\"\npath = \"/outbox\"\npattern = \"*.csv\"\n\
+             target = \"{name}\"\nauto_create = true\nsettle = {{ min_age = \"0s\" }}\n\
+             format = {{ kind = \"csv\" }}\n{extra}\n{columns}\n"
+        )
+    };
+    let config = job("via_csv", "key = [\"id\"]")
+        + &job(
+            "via_parquet",
+            "mode = \"append\"\nstage_format = \"parquet\"\npart_size = \"64KiB\"",
+        );
+    let rt = env.runtime(&config).await;
+    let r = run_pass(&rt, None).await.unwrap();
+    assert!(!r.has_failures(), "{r:?}");
+    assert_eq!(env.db.count("via_csv").await, 3000);
+    assert_eq!(env.db.count("via_parquet").await, 3000);
+    // More than one Parquet part went up, and no gzip CSV part.
+    let staged = env.stack.staged_objects();
+    let parquet_parts = staged
+        .iter()
+        .filter(|k| k.contains("/via_parquet/") && k.ends_with(".parquet"))
+        .count();
+    assert!(parquet_parts > 1, "{staged:?}");
+    assert!(
+        !staged
+            .iter()
+            .any(|k| k.contains("staged/via_parquet/") && k.ends_with(".csv.gz")),
+        "{staged:?}"
+    );
+    let cols = "id, name, n, big, price, wide, ok, day, at, atz, doc::text, uid";
+    for (a, b) in [("via_csv", "via_parquet"), ("via_parquet", "via_csv")] {
+        let differ = env
+            .db
+            .texts(
+                &format!(
+                    "SELECT count(*)::text FROM (SELECT {cols} FROM {} EXCEPT SELECT {cols} FROM {}) d",
+                    env.db.t(a),
+                    env.db.t(b)
+                ),
+                &[],
+            )
+            .await;
+        assert_eq!(differ, ["0"], "rows of {a} not in {b}");
+    }
+    let sample = env
+        .db
+        .texts(
+            &format!(
+                "SELECT concat_ws('|', id, coalesce(name, '-'), coalesce(price::text, '-'), coalesce(wide::text, '-'), \
+                 coalesce(at::text, '-'), coalesce(uid, '-')) FROM {} WHERE id IN (0, 1, 3) ORDER BY id",
+                env.db.t("via_parquet")
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        sample,
+        [
+            "0||0.00|123456789012345678901234.0000|2026-03-01 10:00:00|6f9619ff-8b86-d011-b42d-00c04fc90000",
+            "1|quoted, \"x\"|1.01|123456789012345678901234.0001|2026-03-01 10:01:01.000001|6f9619ff-8b86-d011-b42d-00c04fc90001",
+            "3|name-3-é|-|-|-|-",
+        ]
+    );
     drop(rt);
     env.finish().await;
 }

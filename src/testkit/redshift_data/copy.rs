@@ -13,6 +13,8 @@ pub(super) struct CopyFromS3 {
     pub(super) key: String,
     pub(super) manifest: bool,
     pub(super) gzip: bool,
+    /// `FORMAT AS PARQUET`: the objects are Parquet, read by position.
+    pub(super) parquet: bool,
     pub(super) null_as: Option<String>,
     pub(super) delimiter: Option<String>,
 }
@@ -83,10 +85,13 @@ pub(super) fn parse_copy(sql: &str) -> Result<Option<CopyFromS3>, String> {
         key: key.to_string(),
         manifest: false,
         gzip: false,
+        parquet: false,
         null_as: None,
         delimiter: None,
     };
     let (mut csv, mut authorized) = (false, false);
+    // Options only a text format takes.
+    let mut text_options: Vec<String> = Vec::new();
     let mut it = rest[1..].iter().map(|(t, quoted)| (t.as_str(), *quoted));
     while let Some((word, quoted)) = it.next() {
         if quoted {
@@ -114,15 +119,17 @@ pub(super) fn parse_copy(sql: &str) -> Result<Option<CopyFromS3>, String> {
             "CSV" => csv = true,
             "FORMAT" => {
                 let (f, _) = value("FORMAT")?;
-                if f != "CSV" {
-                    return Err(format!("FORMAT {f} is not emulated (only CSV)"));
+                match f.as_str() {
+                    "CSV" => csv = true,
+                    "PARQUET" => copy.parquet = true,
+                    _ => return Err(format!("FORMAT {f} is not emulated (only CSV and PARQUET)")),
                 }
-                csv = true;
             }
             "NULL" => copy.null_as = Some(value("NULL")?.0),
             "DELIMITER" => copy.delimiter = Some(value("DELIMITER")?.0),
             "TIMEFORMAT" | "DATEFORMAT" | "REGION" => {
                 value(word)?;
+                text_options.push(word.to_string());
             }
             "COMPUPDATE" | "STATUPDATE" => {
                 let (v, _) = value(word)?;
@@ -139,6 +146,27 @@ pub(super) fn parse_copy(sql: &str) -> Result<Option<CopyFromS3>, String> {
     }
     if !authorized {
         return Err("COPY from S3 needs IAM_ROLE (or credentials); none given".into());
+    }
+    if copy.parquet {
+        // Redshift takes few options with a columnar format: the data's
+        // own types and compression apply.
+        if csv
+            || copy.gzip
+            || copy.null_as.is_some()
+            || copy.delimiter.is_some()
+            || !text_options.is_empty()
+        {
+            return Err(format!(
+                "COPY with FORMAT AS PARQUET does not take CSV, GZIP, NULL AS, DELIMITER, TIMEFORMAT, DATEFORMAT or REGION{}",
+                if text_options.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (given: {})", text_options.join(", "))
+                }
+            ));
+        }
+        copy.null_as = Some(crate::normalize::NULL_MARKER.to_string());
+        return Ok(Some(copy));
     }
     if !csv {
         return Err("only CSV COPY is emulated; add CSV".into());
@@ -181,6 +209,12 @@ pub(super) async fn copy_from_s3(
             .ok_or("the manifest has no entries")?
         {
             let url = entry["url"].as_str().ok_or("a manifest entry has no url")?;
+            // A columnar COPY needs every object's length in its entry.
+            if copy.parquet && entry["meta"]["content_length"].as_i64().is_none() {
+                return Err(format!(
+                    "manifest entry {url} has no meta.content_length, which COPY of Parquet requires"
+                ));
+            }
             let key = url
                 .strip_prefix(&format!("s3://{}/", copy.bucket))
                 .ok_or_else(|| format!("manifest entry {url} is in another bucket"))?;

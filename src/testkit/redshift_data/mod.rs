@@ -143,6 +143,29 @@ mod tests {
         assert!(e.contains("EMPTYASNULL"), "{e}");
         let e = parse_copy("COPY t FROM 's3://b/k' CSV").unwrap_err();
         assert!(e.contains("IAM_ROLE"), "{e}");
+        // Parquet: read by position, none of the text options.
+        let c = parse_copy(
+            "COPY \"ferry_stage\" FROM 's3://bkt/m/x.manifest' IAM_ROLE default MANIFEST FORMAT AS PARQUET",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(c.parquet && c.manifest && !c.gzip);
+        for extra in [
+            "GZIP",
+            "CSV",
+            "NULL AS '\\N'",
+            "TIMEFORMAT 'auto'",
+            "REGION 'us-east-1'",
+        ] {
+            let e = parse_copy(&format!(
+                "COPY t FROM 's3://b/k' IAM_ROLE default FORMAT AS PARQUET {extra}"
+            ))
+            .unwrap_err();
+            assert!(
+                e.contains("FORMAT AS PARQUET does not take"),
+                "{extra}: {e}"
+            );
+        }
     }
 
     #[test]

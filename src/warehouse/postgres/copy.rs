@@ -71,6 +71,9 @@ pub async fn feed_copy(
             Error::transient(format!("cannot read staged object {url}")).with_source(e)
         };
         let mut ends = suffix.map(RecordEnds::new);
+        // A Parquet part (`stage_format = "parquet"`) is turned back into
+        // staged CSV lines: COPY here reads CSV.
+        let parquet = fed.keys.last().is_some_and(|k| k.ends_with(".parquet"));
         if obj.content_length().is_some_and(|n| n <= INLINE_OBJECT) {
             // Small: read whole and gunzip here; a thread hop per 5 KB
             // object costs more than the work.
@@ -82,6 +85,18 @@ pub async fn feed_copy(
                     Error::transient(format!("cannot read staged object {url}")).with_source(e)
                 })?
                 .into_bytes();
+            if parquet {
+                let mut chunks = Vec::new();
+                crate::normalize::staged_as_csv(body, |c| {
+                    chunks.push(RecordEnds::chunk(&mut ends, c));
+                    Ok(())
+                })
+                .map_err(unreadable)?;
+                for chunk in chunks {
+                    send_chunk(&mut sink, lines, chunk, &url).await?;
+                }
+                continue;
+            }
             let mut input: Box<dyn Read + Send + '_> = if gzip {
                 Box::new(flate2::read::MultiGzDecoder::new(&body[..]))
             } else {
@@ -101,6 +116,22 @@ pub async fn feed_copy(
         let (chunks_tx, mut chunks_rx) =
             tokio::sync::mpsc::channel::<std::io::Result<(Bytes, u64)>>(4);
         let decoder = tokio::task::spawn_blocking(move || {
+            if parquet {
+                // Its footer is at the end: spooled to disk, then read.
+                let converted = tempfile::tempfile().and_then(|mut spool| {
+                    let mut reader = reader;
+                    std::io::copy(&mut reader, &mut spool)?;
+                    crate::normalize::staged_as_csv(spool, |c| {
+                        chunks_tx
+                            .blocking_send(Ok(RecordEnds::chunk(&mut ends, c)))
+                            .map_err(|_| std::io::Error::other("COPY stopped"))
+                    })
+                });
+                if let Err(e) = converted {
+                    let _ = chunks_tx.blocking_send(Err(e));
+                }
+                return;
+            }
             let mut input: Box<dyn Read> = if gzip {
                 Box::new(flate2::read::MultiGzDecoder::new(reader))
             } else {

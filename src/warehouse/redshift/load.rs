@@ -362,10 +362,16 @@ impl RedshiftDataWarehouse {
         let parts: Vec<String> = batch.iter().flat_map(|f| f.parts.iter().cloned()).collect();
         let manifest_key = format!("{folder}parts.manifest");
         if !parts.is_empty() {
-            let entries: Vec<serde_json::Value> = parts
-                .iter()
-                .map(|k| serde_json::json!({"url": self.stager.url(k), "mandatory": true}))
-                .collect();
+            let mut entries: Vec<serde_json::Value> = Vec::with_capacity(parts.len());
+            for k in &parts {
+                let mut entry = serde_json::json!({"url": self.stager.url(k), "mandatory": true});
+                // COPY of Parquet needs each object's length in the manifest.
+                if k.ends_with(".parquet") {
+                    let bytes = self.stager.object_size(k).await?;
+                    entry["meta"] = serde_json::json!({ "content_length": bytes });
+                }
+                entries.push(entry);
+            }
             let body = serde_json::to_vec_pretty(&serde_json::json!({ "entries": entries }))
                 .expect("JSON");
             self.stager
