@@ -4,7 +4,8 @@
 # build) and prints input MB/s, rows/s and peak RSS, next to `gzip -1` of
 # the same bytes; then the same with the five derived columns of
 # bench/transforms.toml added to the mapping (format `csv+5t` …) and the
-# ratio of the two throughputs. Each is run RUNS times and the best time is printed (this
+# ratio of the two throughputs; for CSV also the plain mapping staged as
+# Parquet (format `csv>pq`, its ratio to gzip CSV staging). Each is run RUNS times and the best time is printed (this
 # machine shares its cores; the best run is the least disturbed one); peak
 # RSS is the largest of the runs.
 #
@@ -38,13 +39,14 @@ cols=$(cat bench/columns.toml)
 } > "$work/ferry.toml"
 
 printf '%-8s %9s %10s %12s %12s %12s %14s %8s\n' format "size MB" "ferry s" "ferry MB/s" "rows/s" "peak RSS MiB" "gzip -1 MB/s" "vs plain"
-# best_of JOB FILE: the best wall time of RUNS runs (into $best_secs), the
-# largest peak RSS (into $max_rss), rows written (into $rows).
+# best_of JOB FILE [OUT]: the best wall time of RUNS runs (into $best_secs),
+# the largest peak RSS (into $max_rss), rows written (into $rows); OUT
+# (default out.csv.gz) ending in .parquet stages Parquet instead.
 best_of() {
   best_secs=""; max_rss=0
   for _ in $(seq "$RUNS"); do
     /usr/bin/time -f '%M %e' -o "$work/time" \
-      "$FERRY" --config "$work/ferry.toml" --log-level warn normalize "$2" --job "$1" --out "$work/out.csv.gz" > "$work/out"
+      "$FERRY" --config "$work/ferry.toml" --log-level warn normalize "$2" --job "$1" --out "$work/${3:-out.csv.gz}" > "$work/out"
     read -r rss_kb secs < "$work/time"
     if [ -z "$best_secs" ] || python3 -c "import sys; sys.exit(0 if $secs < $best_secs else 1)"; then best_secs=$secs; fi
     if [ "$rss_kb" -gt "$max_rss" ]; then max_rss=$rss_kb; fi
@@ -81,5 +83,15 @@ import sys
 f, b, s, rows, rss, gz, plain = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7])
 print(f"{f:<8} {b/1e6:9.0f} {s:10.2f} {b/1e6/s:12.1f} {rows/s:12.0f} {rss/1024:12.1f} {b/1e6/gz:14.1f} {plain/s:8.2f}")
 PY
-  rm -f "$work/events.$f" "$work/out.csv.gz"
+  if [ "$f" = csv ]; then
+    # The same rows staged as Parquet (stage_format = "parquet"); the last
+    # column is gzip CSV staging's time over Parquet staging's.
+    best_of "bench-$f" "$work/events.$f" out.parquet
+    python3 - "csv>pq" "$bytes" "$best_secs" "$rows" "$max_rss" "$best_gz" "$plain" <<'PY'
+import sys
+f, b, s, rows, rss, gz, plain = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7])
+print(f"{f:<8} {b/1e6:9.0f} {s:10.2f} {b/1e6/s:12.1f} {rows/s:12.0f} {rss/1024:12.1f} {b/1e6/gz:14.1f} {plain/s:8.2f}")
+PY
+  fi
+  rm -f "$work/events.$f" "$work/out.csv.gz" "$work/out.parquet"
 done
