@@ -103,7 +103,7 @@ pub const REJECTS_HEADER: [&str; 6] = ["line", "column", "code", "reason", "raw_
 /// The part being written.
 enum Part {
     Gzip(ParallelGzip<SpillWriter>),
-    Parquet(ParquetStaged<SpillWriter>),
+    Parquet(Box<ParquetStaged<SpillWriter>>),
 }
 
 /// A staged object waiting for its upload: in memory while the file's
@@ -379,14 +379,14 @@ impl StagedParts {
             self.begun += 1;
             let sink = SpillWriter::new(name, self.spill.clone())?;
             let columns = self.parquet.as_deref().unwrap_or_default();
-            self.current = Some(Part::Parquet(ParquetStaged::new(
+            self.current = Some(Part::Parquet(Box::new(ParquetStaged::new(
                 sink,
                 columns.iter().map(|(n, t)| (n.as_str(), *t)),
-            )?));
+            )?)));
             self.in_part = 0;
         }
         match self.current.as_mut() {
-            Some(Part::Parquet(p)) => Ok(p),
+            Some(Part::Parquet(p)) => Ok(&mut **p),
             _ => Err(io::Error::other("a gzip part is open (a bug in ferry)")),
         }
     }

@@ -128,15 +128,19 @@ struct Column {
 }
 
 /// A Parquet file of staged rows, written to `W`. Rows are collected per
-/// column on the caller's thread; each full row group is encoded and
-/// compressed on a thread of its own (as the gzip CSV is), at most one
-/// group waiting, so both cores work and memory stays at two groups.
+/// column on the caller's thread; once a first row group is full, each is
+/// encoded and compressed on a thread of its own (as the gzip CSV is), at
+/// most one group waiting, so both cores work and memory stays at two
+/// groups. A file of one row group (a small file) is encoded where it
+/// ends, without a thread.
 pub struct ParquetStaged<W: Write + Send + 'static> {
     columns: Vec<Column>,
     /// Rows per row group ([`GROUP_ROWS`]).
     group_rows: usize,
     rows: usize,
     bytes: usize,
+    /// The file writer until the encoder thread takes it.
+    inline: Option<SerializedFileWriter<W>>,
     tx: Option<mpsc::SyncSender<Vec<(Kind, Pending)>>>,
     worker: Option<thread::JoinHandle<io::Result<W>>>,
 }
@@ -223,17 +227,8 @@ impl<W: Write + Send + 'static> ParquetStaged<W> {
             .set_statistics_enabled(EnabledStatistics::None)
             .set_max_row_group_row_count(Some(GROUP_ROWS))
             .build();
-        let mut writer =
+        let writer =
             SerializedFileWriter::new(out, Arc::new(schema), Arc::new(props)).map_err(other)?;
-        let (tx, rx) = mpsc::sync_channel::<Vec<(Kind, Pending)>>(1);
-        let worker = thread::Builder::new().name("ferry-parquet".into()).spawn(
-            move || -> io::Result<W> {
-                for group in rx {
-                    write_group(&mut writer, group)?;
-                }
-                writer.into_inner().map_err(other)
-            },
-        )?;
         let columns = cols
             .into_iter()
             .map(|(name, ty)| {
@@ -254,8 +249,9 @@ impl<W: Write + Send + 'static> ParquetStaged<W> {
             group_rows: GROUP_ROWS,
             rows: 0,
             bytes: 0,
-            tx: Some(tx),
-            worker: Some(worker),
+            inline: Some(writer),
+            tx: None,
+            worker: None,
         })
     }
 
@@ -314,13 +310,15 @@ impl<W: Write + Send + 'static> ParquetStaged<W> {
         }
         self.rows += 1;
         if self.rows >= self.group_rows || self.bytes >= GROUP_BYTES {
-            self.flush_group()?;
+            self.flush_group(false)?;
         }
         Ok(())
     }
 
-    /// Hands the buffered rows to the encoder as one row group.
-    fn flush_group(&mut self) -> io::Result<()> {
+    /// Hands the buffered rows to the encoder as one row group: the
+    /// `last` one of a file that never filled a group is encoded here,
+    /// the first full one starts the encoder thread.
+    fn flush_group(&mut self, last: bool) -> io::Result<()> {
         if self.rows == 0 {
             return Ok(());
         }
@@ -331,6 +329,12 @@ impl<W: Write + Send + 'static> ParquetStaged<W> {
             .collect();
         self.rows = 0;
         self.bytes = 0;
+        if let Some(writer) = self.inline.as_mut() {
+            if last {
+                return write_group(writer, group);
+            }
+            self.start_encoder()?;
+        }
         let sent = self.tx.as_ref().is_some_and(|tx| tx.send(group).is_ok());
         if !sent {
             // The encoder stopped: its error says why.
@@ -339,6 +343,26 @@ impl<W: Write + Send + 'static> ParquetStaged<W> {
                 .err()
                 .unwrap_or_else(|| other("the encoder stopped")));
         }
+        Ok(())
+    }
+
+    /// Moves the file writer to a thread that encodes the groups sent.
+    fn start_encoder(&mut self) -> io::Result<()> {
+        let mut writer = self
+            .inline
+            .take()
+            .ok_or_else(|| other("the encoder already runs"))?;
+        let (tx, rx) = mpsc::sync_channel::<Vec<(Kind, Pending)>>(1);
+        let worker = thread::Builder::new().name("ferry-parquet".into()).spawn(
+            move || -> io::Result<W> {
+                for group in rx {
+                    write_group(&mut writer, group)?;
+                }
+                writer.into_inner().map_err(other)
+            },
+        )?;
+        self.tx = Some(tx);
+        self.worker = Some(worker);
         Ok(())
     }
 
@@ -352,8 +376,11 @@ impl<W: Write + Send + 'static> ParquetStaged<W> {
 
     /// Writes the last row group and the footer; returns the output.
     pub fn finish(mut self) -> io::Result<W> {
-        self.flush_group()?;
-        self.join()
+        self.flush_group(true)?;
+        match self.inline.take() {
+            Some(writer) => writer.into_inner().map_err(other),
+            None => self.join(),
+        }
     }
 }
 
@@ -531,6 +558,48 @@ mod tests {
         assert_eq!(
             schema.column(4).physical_type(),
             Physical::FIXED_LEN_BYTE_ARRAY
+        );
+    }
+
+    #[test]
+    fn a_file_of_one_row_group_is_written_without_the_encoder_thread() {
+        let file = tempfile::tempfile().unwrap();
+        let mut w =
+            ParquetStaged::new(file.try_clone().unwrap(), [("v", ColumnType::Varchar(4))]).unwrap();
+        for line in ["2", "3"] {
+            w.push([Some("ab"), Some("f.csv"), Some(line)]).unwrap();
+        }
+        assert!(w.worker.is_none());
+        w.finish().unwrap();
+        let reader = SerializedFileReader::new(file).unwrap();
+        assert_eq!(reader.num_row_groups(), 1);
+        let rows: Vec<String> = reader
+            .get_row_iter(None)
+            .unwrap()
+            .map(|r| r.unwrap().to_string())
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                "{v: \"ab\", ferry_file: \"f.csv\", ferry_line: 2}",
+                "{v: \"ab\", ferry_file: \"f.csv\", ferry_line: 3}"
+            ]
+        );
+        // An empty file is a valid Parquet file with the schema.
+        let file = tempfile::tempfile().unwrap();
+        ParquetStaged::new(file.try_clone().unwrap(), [("v", ColumnType::Int)])
+            .unwrap()
+            .finish()
+            .unwrap();
+        let reader = SerializedFileReader::new(file).unwrap();
+        assert_eq!(reader.metadata().file_metadata().num_rows(), 0);
+        assert_eq!(
+            reader
+                .metadata()
+                .file_metadata()
+                .schema_descr()
+                .num_columns(),
+            3
         );
     }
 
