@@ -11,6 +11,7 @@ use super::csv_out::write_row;
 use super::gzip::ParallelGzip;
 use super::parquet_out::ParquetStaged;
 use super::{RowError, write_record};
+use crate::config::StageFormat;
 use crate::schema::ColumnType;
 use std::borrow::Cow;
 use std::fs::File;
@@ -355,14 +356,19 @@ impl StagedParts {
         );
     }
 
+    /// Where the next part goes (`part-NNNNN.{ext}`).
+    fn next_part(&mut self, ext: &str) -> io::Result<SpillWriter> {
+        let name = format!("part-{:05}.{ext}", self.begun);
+        self.begun += 1;
+        self.in_part = 0;
+        SpillWriter::new(name, self.spill.clone())
+    }
+
     /// The gzip CSV part being written, opened on first use.
     fn part(&mut self) -> io::Result<&mut ParallelGzip<SpillWriter>> {
         if self.current.is_none() {
-            let name = format!("part-{:05}.csv.gz", self.begun);
-            self.begun += 1;
-            let sink = SpillWriter::new(name, self.spill.clone())?;
+            let sink = self.next_part(StageFormat::Csv.extension())?;
             self.current = Some(Part::Gzip(ParallelGzip::new(sink, self.level)));
-            self.in_part = 0;
         }
         match self.current.as_mut() {
             Some(Part::Gzip(gz)) => Ok(gz),
@@ -375,15 +381,12 @@ impl StagedParts {
     /// The Parquet part being written, opened on first use.
     fn parquet_part(&mut self) -> io::Result<&mut ParquetStaged<SpillWriter>> {
         if self.current.is_none() {
-            let name = format!("part-{:05}.parquet", self.begun);
-            self.begun += 1;
-            let sink = SpillWriter::new(name, self.spill.clone())?;
+            let sink = self.next_part(StageFormat::Parquet.extension())?;
             let columns = self.parquet.as_deref().unwrap_or_default();
             self.current = Some(Part::Parquet(Box::new(ParquetStaged::new(
                 sink,
                 columns.iter().map(|(n, t)| (n.as_str(), *t)),
             )?)));
-            self.in_part = 0;
         }
         match self.current.as_mut() {
             Some(Part::Parquet(p)) => Ok(&mut **p),

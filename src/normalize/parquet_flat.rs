@@ -33,7 +33,7 @@ const BATCH: usize = 2048;
 
 /// How a column's values become text (the record path's rules).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Render {
+pub(super) enum Render {
     Bool,
     /// A signed integer as written.
     Int,
@@ -94,10 +94,13 @@ fn render_of(descr: &ColumnDescPtr) -> Option<Render> {
     })
 }
 
+/// A flat file's columns, each with how its values render.
+pub(super) type Columns = Vec<(ColumnDescPtr, Render)>;
+
 /// The columns of a flat schema with how each renders, or `None` when the
 /// schema has a group, a repeated field or a type only the record path
 /// renders.
-fn flat_columns(schema: &SchemaDescriptor) -> Option<Vec<(ColumnDescPtr, Render)>> {
+pub(super) fn flat_columns(schema: &SchemaDescriptor) -> Option<Columns> {
     let fields = schema.root_schema().get_fields();
     if fields.len() != schema.num_columns() || fields.iter().any(|f| !f.is_primitive()) {
         return None;
@@ -111,11 +114,6 @@ fn flat_columns(schema: &SchemaDescriptor) -> Option<Vec<(ColumnDescPtr, Render)
             render_of(&descr).map(|r| (descr, r))
         })
         .collect()
-}
-
-/// Whether `reader`'s file can be read by this path.
-pub fn is_flat(reader: &SerializedFileReader<File>) -> bool {
-    flat_columns(reader.metadata().file_metadata().schema_descr()).is_some()
 }
 
 /// One value's text slot.
@@ -421,13 +419,9 @@ pub fn decode<W: Output + Send>(
     job: &Job,
     ctx: &FileContext,
     reader: SerializedFileReader<File>,
+    columns: Columns,
     out: W,
 ) -> Result<NormalizeStats, NormalizeError> {
-    let schema = reader.metadata().file_metadata().schema_descr_ptr();
-    let columns = flat_columns(&schema).ok_or_else(|| NormalizeError::Format {
-        path: ctx.path.clone(),
-        reason: "the Parquet schema is not flat (internal: checked before)".to_string(),
-    })?;
     let names: Arc<[String]> = columns.iter().map(|(d, _)| d.name().to_string()).collect();
     let mut lacking: Vec<(String, String)> = Vec::new();
     let mut sink = RowSink::new(job, ctx, out, |name, col| {
@@ -458,13 +452,13 @@ pub fn decode<W: Output + Send>(
     )
 }
 
-/// Why reading stopped: the file (a reason) or the receiver.
-enum ReadError {
+/// Why reading stopped: the file (a reason) or the receiver (its error).
+enum ReadError<E> {
     File(String),
-    Stopped(NormalizeError),
+    Stopped(E),
 }
 
-impl ReadError {
+impl ReadError<NormalizeError> {
     fn into_error(self, path: &str) -> NormalizeError {
         match self {
             ReadError::File(reason) => NormalizeError::Format {
@@ -490,13 +484,13 @@ impl RowTarget for Feed<'_, FlatRow> {
 /// Reads every row of the file, row group by row group and `BATCH`
 /// records at a time, into rows handed to `push` (with the row's line,
 /// from 1, and its bytes of text).
-fn each_row<T: RowTarget, R: ChunkReader + 'static>(
+fn each_row<T: RowTarget, R: ChunkReader + 'static, E>(
     reader: &SerializedFileReader<R>,
     columns: &[(ColumnDescPtr, Render)],
     names: &Arc<[String]>,
     target: &mut T,
-    mut push: impl FnMut(&mut T, u64, usize, FlatRow) -> Result<(), NormalizeError>,
-) -> Result<(), ReadError> {
+    mut push: impl FnMut(&mut T, u64, usize, FlatRow) -> Result<(), E>,
+) -> Result<(), ReadError<E>> {
     let mut line = 0u64;
     for g in 0..reader.num_row_groups() {
         let group = reader
@@ -554,34 +548,24 @@ pub fn staged_as_csv<R: ChunkReader + 'static>(
     let names: Arc<[String]> = columns.iter().map(|(d, _)| d.name().to_string()).collect();
     let mut buf = Vec::with_capacity(CHUNK + 4096);
     let mut spare = Recycle(None);
-    let mut failed: Option<io::Error> = None;
     each_row(&reader, &columns, &names, &mut spare, |spare, _, _, row| {
         let written = super::write_record(
             &mut buf,
             row.cells
                 .iter()
                 .map(|c| (!c.null).then_some(c.text.as_str())),
-        )
-        .and_then(|()| {
-            if buf.len() >= CHUNK {
-                emit(&buf)?;
-                buf.clear();
-            }
-            Ok(())
-        });
+        );
         spare.0 = Some(row);
-        written.map_err(|e| {
-            failed = Some(e);
-            NormalizeError::Format {
-                path: String::new(),
-                reason: "stopped".into(),
-            }
-        })
+        written?;
+        if buf.len() >= CHUNK {
+            emit(&buf)?;
+            buf.clear();
+        }
+        Ok(())
     })
-    .map_err(|e| match (failed.take(), e) {
-        (Some(io), _) => io,
-        (None, ReadError::File(reason)) => bad(reason),
-        (None, ReadError::Stopped(e)) => bad(e.to_string()),
+    .map_err(|e| match e {
+        ReadError::File(reason) => bad(reason),
+        ReadError::Stopped(e) => e,
     })?;
     if !buf.is_empty() {
         emit(&buf)?;

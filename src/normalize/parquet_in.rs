@@ -102,8 +102,10 @@ pub fn decode<W: Output + Send>(
     }
     let reader = SerializedFileReader::new(spool)
         .map_err(|e| format_err(format!("not a readable Parquet file: {e}")))?;
-    if super::parquet_flat::is_flat(&reader) {
-        return super::parquet_flat::decode(job, ctx, reader, out);
+    if let Some(columns) =
+        super::parquet_flat::flat_columns(reader.metadata().file_metadata().schema_descr())
+    {
+        return super::parquet_flat::decode(job, ctx, reader, columns, out);
     }
     let mut nested = Vec::new();
     let sink = RowSink::new(job, ctx, out, |name, _| {

@@ -65,46 +65,41 @@ impl Kind {
     }
 }
 
-/// The Parquet field for a staged column.
-fn field(name: &str, ty: Option<ColumnType>) -> parquet::errors::Result<Type> {
+/// The Parquet field for a staged column of type `ty`.
+fn field(name: &str, ty: ColumnType) -> parquet::errors::Result<Type> {
     let b =
         |p: Physical| Type::primitive_type_builder(name, p).with_repetition(Repetition::OPTIONAL);
     match ty {
-        // ferry_file and ferry_line.
-        None if name == "ferry_line" => b(Physical::INT64).build(),
-        None => b(Physical::BYTE_ARRAY)
-            .with_logical_type(Some(LogicalType::String))
-            .build(),
-        Some(ty) => match (Kind::of(ty), ty) {
-            (Kind::Text, _) => b(Physical::BYTE_ARRAY)
+        ColumnType::Varchar(_) | ColumnType::Json | ColumnType::Uuid | ColumnType::Super => {
+            b(Physical::BYTE_ARRAY)
                 .with_logical_type(Some(LogicalType::String))
-                .build(),
-            (Kind::Int, _) => b(Physical::INT32).build(),
-            (Kind::Bigint, _) => b(Physical::INT64).build(),
-            (Kind::Decimal64(_) | Kind::Decimal128(_), ColumnType::Decimal(p, s)) => {
-                let wide = p > 18;
-                b(if wide {
-                    Physical::FIXED_LEN_BYTE_ARRAY
-                } else {
-                    Physical::INT64
-                })
-                .with_length(if wide { 16 } else { -1 })
-                .with_logical_type(Some(LogicalType::decimal(i32::from(s), i32::from(p))))
-                .with_precision(i32::from(p))
-                .with_scale(i32::from(s))
                 .build()
-            }
-            (Kind::Bool, _) => b(Physical::BOOLEAN).build(),
-            (Kind::Date, _) => b(Physical::INT32)
-                .with_logical_type(Some(LogicalType::Date))
-                .build(),
-            (_, ty) => b(Physical::INT64)
-                .with_logical_type(Some(LogicalType::timestamp(
-                    ty == ColumnType::Timestamptz,
-                    TimeUnit::MICROS,
-                )))
-                .build(),
-        },
+        }
+        ColumnType::Int => b(Physical::INT32).build(),
+        ColumnType::Bigint => b(Physical::INT64).build(),
+        ColumnType::Decimal(p, s) => {
+            let wide = p > 18;
+            b(if wide {
+                Physical::FIXED_LEN_BYTE_ARRAY
+            } else {
+                Physical::INT64
+            })
+            .with_length(if wide { 16 } else { -1 })
+            .with_logical_type(Some(LogicalType::decimal(i32::from(s), i32::from(p))))
+            .with_precision(i32::from(p))
+            .with_scale(i32::from(s))
+            .build()
+        }
+        ColumnType::Boolean => b(Physical::BOOLEAN).build(),
+        ColumnType::Date => b(Physical::INT32)
+            .with_logical_type(Some(LogicalType::Date))
+            .build(),
+        ColumnType::Timestamp | ColumnType::Timestamptz => b(Physical::INT64)
+            .with_logical_type(Some(LogicalType::timestamp(
+                ty == ColumnType::Timestamptz,
+                TimeUnit::MICROS,
+            )))
+            .build(),
     }
 }
 
@@ -206,12 +201,13 @@ impl<W: Write + Send + 'static> ParquetStaged<W> {
         out: W,
         columns: impl IntoIterator<Item = (&'a str, ColumnType)>,
     ) -> io::Result<Self> {
-        let mut cols: Vec<(String, Option<ColumnType>)> = columns
+        // The staging table's own two columns come last, as in the CSV.
+        let mut cols: Vec<(String, ColumnType)> = columns
             .into_iter()
-            .map(|(n, t)| (n.to_string(), Some(t)))
+            .map(|(n, t)| (n.to_string(), t))
             .collect();
-        cols.push(("ferry_file".into(), None));
-        cols.push(("ferry_line".into(), None));
+        cols.push(("ferry_file".into(), ColumnType::Varchar(1024)));
+        cols.push(("ferry_line".into(), ColumnType::Bigint));
         let fields = cols
             .iter()
             .map(|(n, t)| field(n, *t).map(Arc::new))
@@ -231,17 +227,10 @@ impl<W: Write + Send + 'static> ParquetStaged<W> {
             SerializedFileWriter::new(out, Arc::new(schema), Arc::new(props)).map_err(other)?;
         let columns = cols
             .into_iter()
-            .map(|(name, ty)| {
-                let kind = match ty {
-                    Some(t) => Kind::of(t),
-                    None if name == "ferry_line" => Kind::Bigint,
-                    None => Kind::Text,
-                };
-                Column {
-                    name,
-                    kind,
-                    pending: Pending::default(),
-                }
+            .map(|(name, ty)| Column {
+                name,
+                kind: Kind::of(ty),
+                pending: Pending::default(),
             })
             .collect();
         Ok(ParquetStaged {

@@ -44,6 +44,13 @@ pub struct StageKeys {
     pub part_ext: &'static str,
 }
 
+/// Whether the staged part at `key` is Parquet (`stage_format = "parquet"`)
+/// rather than gzip CSV.
+pub fn is_parquet_part(key: &str) -> bool {
+    key.strip_suffix(crate::config::StageFormat::Parquet.extension())
+        .is_some_and(|k| k.ends_with('.'))
+}
+
 impl StageKeys {
     /// The key of part `i`.
     pub fn part(&self, i: usize) -> String {
@@ -120,7 +127,7 @@ impl Stager {
             staged: format!("{}/", rel("staged")),
             rejects: format!("{}.csv.gz", rel("rejects")),
             raw: format!("{}/{name}", rel("raw")),
-            part_ext: "csv.gz",
+            part_ext: crate::config::StageFormat::Csv.extension(),
         }
     }
 
@@ -237,7 +244,7 @@ impl Stager {
     /// disk to `key`.
     pub async fn upload_staged(&self, blob: &Blob, key: &str) -> Result<()> {
         // A Parquet part is compressed inside: no content encoding.
-        let (kind, encoding) = if key.ends_with(".parquet") {
+        let (kind, encoding) = if is_parquet_part(key) {
             ("application/vnd.apache.parquet", None)
         } else {
             ("text/csv", Some("gzip"))

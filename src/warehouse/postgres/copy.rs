@@ -73,7 +73,10 @@ pub async fn feed_copy(
         let mut ends = suffix.map(RecordEnds::new);
         // A Parquet part (`stage_format = "parquet"`) is turned back into
         // staged CSV lines: COPY here reads CSV.
-        let parquet = fed.keys.last().is_some_and(|k| k.ends_with(".parquet"));
+        let parquet = fed
+            .keys
+            .last()
+            .is_some_and(|k| crate::stage::is_parquet_part(k));
         if obj.content_length().is_some_and(|n| n <= INLINE_OBJECT) {
             // Small: read whole and gunzip here; a thread hop per 5 KB
             // object costs more than the work.

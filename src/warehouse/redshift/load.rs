@@ -366,7 +366,7 @@ impl RedshiftDataWarehouse {
             for k in &parts {
                 let mut entry = serde_json::json!({"url": self.stager.url(k), "mandatory": true});
                 // COPY of Parquet needs each object's length in the manifest.
-                if k.ends_with(".parquet") {
+                if crate::stage::is_parquet_part(k) {
                     let bytes = self.stager.object_size(k).await?;
                     entry["meta"] = serde_json::json!({ "content_length": bytes });
                 }
