@@ -107,6 +107,18 @@ service!(crate::queue::SQS_TRY_AGAIN:
     aws_sdk_sqs::operation::change_message_visibility_batch::ChangeMessageVisibilityBatchError,
     aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchError,
 );
+/// SNS's: throttled (the topic's or KMS's), or busy.
+pub const SNS_TRY_AGAIN: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "KMSThrottling",
+    "InternalError",
+    "InternalErrorException",
+    "ServiceUnavailable",
+];
+
+service!(SNS_TRY_AGAIN: aws_sdk_sns::operation::publish::PublishError);
 service!(DATA_API_TRY_AGAIN:
     aws_sdk_redshiftdata::operation::execute_statement::ExecuteStatementError,
     aws_sdk_redshiftdata::operation::batch_execute_statement::BatchExecuteStatementError,

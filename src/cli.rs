@@ -49,6 +49,13 @@ pub enum Command {
     },
     /// Create or upgrade the ledger and example tables.
     Migrate,
+    /// Alerts: `ferry alerts test` sends a test message to every
+    /// `[[alerts]]` entry (or the one named) and says what happened.
+    Alerts {
+        /// What to do.
+        #[command(subcommand)]
+        action: AlertsAction,
+    },
     /// Download one file from a configured source (to check access and
     /// measure throughput); prints bytes, MB/s and the SHA-256.
     Fetch {
@@ -172,6 +179,17 @@ pub enum Command {
     },
 }
 
+/// `ferry alerts test`.
+#[derive(Debug, Subcommand)]
+pub enum AlertsAction {
+    /// Send a test message (exit 1 if one could not be delivered).
+    Test {
+        /// Only this alert.
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
 /// `ferry jobs pause|resume NAME`.
 #[derive(Debug, Subcommand)]
 pub enum JobsAction {
@@ -276,9 +294,32 @@ pub async fn execute(cli: Cli) -> Result<i32> {
             no_hash,
         } => fetch(&cfg, &source, &path, out.as_deref(), !no_hash).await,
         Command::Normalize { file, job, out } => normalize(&cfg, &file, &job, out),
+        Command::Alerts {
+            action: AlertsAction::Test { name },
+        } => {
+            let mut failed = false;
+            for (alert, result) in crate::alerts::test(&cfg, name.as_deref()).await? {
+                match result {
+                    Ok(()) => println!("OK    alert {alert}: test message delivered"),
+                    Err(why) => {
+                        failed = true;
+                        println!("FAIL  alert {alert}: {why}");
+                    }
+                }
+            }
+            Ok(if failed { 1 } else { 0 })
+        }
         Command::Once { job } => {
             let rt = Runtime::start(cfg).await?;
-            let report = run_pass(&rt, job.as_deref()).await;
+            // Alerts raised by the pass go out before the command exits.
+            let stop_alerts = CancellationToken::new();
+            let alerting = crate::alerts::run(&rt.config, stop_alerts.clone());
+            let pass = async {
+                let report = run_pass(&rt, job.as_deref()).await;
+                stop_alerts.cancel();
+                report
+            };
+            let ((), report) = futures::join!(alerting, pass);
             // With a work queue: the leases taken go back at once.
             crate::pipeline::stop_sharing(&rt).await;
             let report = report?;

@@ -32,19 +32,21 @@
 //! | [`migrate`] | versioned, idempotent schema migrations embedded from `migrations/` |
 //! | [`pipeline`] | a pass over a job: one file's steps in order with the load-once checks, batches, streamed loads of large files, post-load checks, the staging/transfer/load slots |
 //! | [`queue`] | SQS: the work queue's messages, S3 event notifications, and the messages a replica holds with their heartbeat ([`queue::claims`]) |
-//! | [`daemon`] | one poll loop per job (and a receive loop with a work queue), signals and graceful shutdown, the `/healthz` `/readyz` `/metrics` listener, systemd notify |
+//! | [`daemon`] | one poll loop per job (and a receive loop with a work queue), signals and graceful shutdown, the HTTP listener (`/healthz` `/readyz` `/metrics` and the [`daemon::status`] page), systemd notify |
+//! | [`alerts`] | `[[alerts]]`: events raised by the pipeline, lag and unreachable sources watched, digests, webhook and SNS delivery with retries |
 //! | [`commands`] | the commands that are not the pipeline: `ferry check` (one line per component), `ferry fetch` (one timed download), and the operations commands over the ledger (`jobs`, `pause`/`resume`, `files`, `errors`, `retry`, `reset`) |
 //! | [`cli`] | the command line, resolved into calls of the modules above |
 //! | [`telemetry`] | logging set-up, the named events the business code emits, and the metrics they update |
 //! | [`sql`] | validated identifiers ([`sql::Ident`]), the two dialects' differences ([`sql::Dialect`]), and [`sql::bind`]: placeholders in SQL text (`$n`, `:name`) found outside literals, quoted names and comments; errors, never panics |
 //! | [`schema`] | a job's column schema (types, value sources, time zones) and the coercion of every value to its column type |
 //! | [`aws`] | the AWS SDK configuration (deadlines on every attempt), the S3 client, SDK errors as [`ErrorKind`]s |
-//! | [`tls`] | the certificate authorities FTPS and PostgreSQL's `verify-full` trust |
+//! | [`tls`] | the certificate authorities FTPS, PostgreSQL's `verify-full` and alert webhooks trust |
 //! | [`retry`] | retry with exponential backoff and jitter, driven by [`ErrorKind`], with one named policy per kind of work (connect, list, fetch, resume, upload, load, poll) |
 //! | [`rng`] | jitter, and a seedable generator for replayable randomized tests |
 //! | [`error`] | the crate-level [`Error`] whose [`ErrorKind`] tells a caller to retry, fail the file, or stop |
 //! | `testkit` (feature `testkit`) | in-process S3, FTP and SFTP servers for tests and the dev stack |
 
+pub mod alerts;
 pub mod aws;
 pub mod cli;
 pub mod commands;

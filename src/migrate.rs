@@ -41,6 +41,7 @@ pub const MIGRATIONS: &[Migration] = migrations![
     6 => "0006_postgres_load_defaults.sql",
     7 => "0007_leases.sql",
     8 => "0008_schema_changes.sql",
+    9 => "0009_status_indexes.sql",
 ];
 
 /// The table that records applied versions.

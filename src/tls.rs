@@ -1,5 +1,5 @@
-//! TLS basics shared by FTPS and PostgreSQL: which certificate
-//! authorities ferry trusts.
+//! TLS basics shared by FTPS, PostgreSQL and alert webhooks: which
+//! certificate authorities ferry trusts, and the client configuration.
 
 use crate::error::{Error, Result};
 use tokio_rustls::rustls;
@@ -27,4 +27,17 @@ pub fn trusted_roots(ca_file: Option<&str>) -> Result<rustls::RootCertStore> {
         }
     }
     Ok(roots)
+}
+
+/// The rustls client configuration (aws-lc-rs, safe protocol versions):
+/// system roots plus `ca_file`.
+pub fn client_config(ca_file: Option<&str>) -> Result<std::sync::Arc<rustls::ClientConfig>> {
+    let roots = trusted_roots(ca_file)?;
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::config(format!("TLS set-up failed: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(cfg))
 }

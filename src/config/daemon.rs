@@ -34,6 +34,15 @@ pub struct RawDaemon {
     /// systemd (or ECS) restarts ferry.
     #[serde(default = "default_stuck_after")]
     pub stuck_after: String,
+    /// Whether the status page offers pause, resume and retry buttons
+    /// (each asks for the admin token). Off: the page is read-only.
+    #[serde(default)]
+    pub http_admin: bool,
+    /// The admin token, from this environment variable (required with
+    /// `http_admin = true`; at least 16 characters).
+    pub http_admin_token_env: Option<String>,
+    /// The admin token, from this file's trimmed content.
+    pub http_admin_token_file: Option<String>,
 }
 
 /// 1 h: every network wait has its own, far shorter deadline, so a pass
@@ -53,6 +62,9 @@ impl Default for RawDaemon {
             http_listen: default_http_listen(),
             log_format: default_log_format(),
             stuck_after: default_stuck_after(),
+            http_admin: false,
+            http_admin_token_env: None,
+            http_admin_token_file: None,
         }
     }
 }
@@ -107,7 +119,9 @@ pub(super) fn validate_daemon(d: &RawDaemon, p: &mut Problems) -> Option<DaemonS
         &[("text", LogFormat::Text), ("json", LogFormat::Json)],
     );
     let stuck_after = p.take("daemon.stuck_after", timeout(&d.stuck_after));
+    let admin_token = validate_admin(d, http_listen.flatten().is_some(), p);
     Some(DaemonSettings {
+        admin_token: admin_token?,
         stuck_after: stuck_after?,
         poll_interval: poll_interval?,
         concurrency: d.concurrency.max(1),
@@ -127,9 +141,51 @@ pub enum LogFormat {
     Json,
 }
 
+/// The shortest admin token accepted: 16 characters of a generated token
+/// are beyond guessing through a listener.
+const MIN_ADMIN_TOKEN: usize = 16;
+
+/// `http_admin` and its token: the token, when the status page may change
+/// things; never admin without a token, nor a token nobody uses.
+fn validate_admin(d: &RawDaemon, listening: bool, p: &mut Problems) -> Option<Option<Secret>> {
+    let token = p.take_pathed(secret::resolve(
+        "daemon.http_admin_token",
+        d.http_admin_token_env.as_deref(),
+        d.http_admin_token_file.as_deref(),
+    ))?;
+    match (d.http_admin, token) {
+        (false, _) => Some(None),
+        (true, None) => {
+            p.push(
+                "daemon.http_admin",
+                "is true but no token is set: set daemon.http_admin_token_env (or _file) to a long random value, e.g. from `openssl rand -hex 24`",
+            );
+            None
+        }
+        (true, Some(_)) if !listening => {
+            p.push(
+                "daemon.http_admin",
+                "is true but daemon.http_listen is off: set an address or turn http_admin off",
+            );
+            None
+        }
+        (true, Some(t)) if t.expose().chars().count() < MIN_ADMIN_TOKEN => {
+            p.push(
+                "daemon.http_admin_token",
+                format!("is shorter than {MIN_ADMIN_TOKEN} characters: use a long random value, e.g. from `openssl rand -hex 24`"),
+            );
+            None
+        }
+        (true, Some(t)) => Some(Some(t)),
+    }
+}
+
 /// `[daemon]`
 #[derive(Debug, Clone)]
 pub struct DaemonSettings {
+    /// With `http_admin = true`: the token the status page's buttons
+    /// (and `Authorization: Bearer`) must present; `None`: read-only.
+    pub admin_token: Option<Secret>,
     /// Interval between two listings of a job's source.
     pub poll_interval: Duration,
     /// Files staged at the same time across all jobs.

@@ -90,6 +90,13 @@ pub struct RawJob {
     /// staging bucket (written before the load, whatever its outcome).
     #[serde(default)]
     pub archive_raw: bool,
+    /// The job's lag SLO, e.g. `"30m"`: a settled file waiting longer
+    /// than this to load raises the `lag` alert and shows as behind on
+    /// the status page. Unset: no SLO.
+    pub max_lag: Option<String>,
+    /// Pause the job (as `ferry jobs pause` would) after this many passes
+    /// in a row that failed, alerting once; unset: never.
+    pub pause_after_failures: Option<u32>,
     /// The staged CSV is cut into parts after the record that passes this
     /// many bytes (before compression), e.g. `"256MiB"`.
     #[serde(default = "default_part_size")]
@@ -297,6 +304,16 @@ pub(super) fn validate_job(
     if let Some(capture) = &contract.capture_column {
         columns.push(crate::schema::Column::captured(capture.clone()));
     }
+    let max_lag = match &j.max_lag {
+        Some(m) => Some(p.take(&format!("{path}.max_lag"), parse_duration(m))?),
+        None => None,
+    };
+    if j.pause_after_failures == Some(0) {
+        p.push(
+            format!("{path}.pause_after_failures"),
+            "must be at least 1 (leave it out to never pause)",
+        );
+    }
     let events = match &j.events {
         Some(e) => Some(validate_events(path, e, source.as_deref(), p)?),
         None => None,
@@ -330,6 +347,8 @@ pub(super) fn validate_job(
         stage_format: j.stage_format,
         part_size: part_size?,
         archive_raw: j.archive_raw,
+        max_lag,
+        pause_after_failures: j.pause_after_failures,
         concurrency: j.concurrency,
         batch: batch?,
         checks,
@@ -531,6 +550,10 @@ pub struct Job {
     pub part_size: u64,
     /// Copy each source file's bytes under `raw/`.
     pub archive_raw: bool,
+    /// The lag SLO: settled files waiting longer than this to load.
+    pub max_lag: Option<Duration>,
+    /// Passes in a row that may fail before the daemon pauses the job.
+    pub pause_after_failures: Option<u32>,
     /// Files staged at the same time.
     pub concurrency: usize,
     /// When staged files load together.

@@ -13,6 +13,7 @@
 //! Every error names the key path (`jobs[0].columns[2].type`, `staging.sse`)
 //! and what is wrong with it; one run reports every problem.
 
+pub mod alerts;
 pub mod checks;
 pub mod columns;
 pub mod contract;
@@ -29,6 +30,7 @@ pub mod staging;
 pub mod values;
 pub mod warehouse;
 
+pub use alerts::*;
 pub use checks::*;
 pub use columns::*;
 pub use contract::*;
@@ -73,6 +75,9 @@ pub struct RawConfig {
     /// What to load: one entry per job.
     #[serde(default)]
     pub jobs: Vec<RawJob>,
+    /// Where alerts go and on what.
+    #[serde(default)]
+    pub alerts: Vec<RawAlert>,
 }
 
 /// Prefix of environment overrides: `FERRY__DAEMON__POLL_INTERVAL=5s`.
@@ -198,6 +203,7 @@ pub fn validate(raw: RawConfig) -> Result<Config> {
         }
     }
 
+    let alerts = validate_alerts(&raw.alerts, &raw.jobs, &mut p);
     // A job's event queue needs SQS even without a `[queue]` section.
     let queue = match queue {
         Some(None) => Some(
@@ -220,6 +226,7 @@ pub fn validate(raw: RawConfig) -> Result<Config> {
         queue: queue.expect("no problems means queue is valid"),
         sources,
         jobs,
+        alerts: alerts.expect("no problems means the alerts are valid"),
     })
 }
 
@@ -239,6 +246,8 @@ pub struct Config {
     pub sources: BTreeMap<String, Arc<SourceSettings>>,
     /// Jobs, in file order.
     pub jobs: Vec<Arc<Job>>,
+    /// Where alerts go, in file order.
+    pub alerts: Vec<AlertSettings>,
 }
 
 #[cfg(test)]

@@ -6,20 +6,22 @@
 //! - `GET /readyz`: `200 ready` when the staging bucket and the warehouse
 //!   answer (each within 5 s; the answer is kept for 5 s, and concurrent
 //!   requests share one probe), `503` naming what does not;
-//! - `GET /metrics`: every metric in Prometheus' text format.
+//! - `GET /metrics`: every metric in Prometheus' text format;
+//! - the status page ([`status`](super::status)): `/`, `/jobs/…`, `/loads`.
 //!
 //! Requests are served concurrently inside the daemon's own task (no
 //! spawned task outlives it), at most [`MAX_CONNECTIONS`] at once (more
 //! are closed at once); reading the request and writing the answer each
 //! have a deadline, so a slow or stalled client cannot pile up.
 
+use super::request::{Request, Response, Unreadable};
 use crate::pipeline::Runtime;
 use futures::StreamExt;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -138,43 +140,49 @@ async fn answer(
     stale_after: Duration,
     readiness: &Readiness,
 ) {
-    let mut buf = [0u8; 1024];
-    let n = match tokio::time::timeout(CLIENT_TIMEOUT, socket.read(&mut buf)).await {
-        Ok(Ok(n)) => n,
-        _ => return,
+    let response = match Request::read(&mut socket, CLIENT_TIMEOUT).await {
+        Ok(req) => respond(&req, rt, heartbeat, stale_after, readiness).await,
+        Err(Unreadable::Gone) => return,
+        Err(Unreadable::Bad(why)) => Response::text("400 Bad Request", format!("{why}\n")),
     };
-    let request = String::from_utf8_lossy(&buf[..n]);
-    let path = request.split_whitespace().nth(1).unwrap_or("/");
-    let text = "text/plain; charset=utf-8";
-    let (status, content_type, body) = match path {
-        "/healthz" => match health(rt, heartbeat, stale_after) {
-            Ok(()) => ("200 OK", text, "ok\n".to_string()),
-            Err(why) => ("503 Service Unavailable", text, format!("{why}\n")),
+    let _ = tokio::time::timeout(CLIENT_TIMEOUT, socket.write_all(&response.to_bytes())).await;
+}
+
+/// The answer to one request: the probes and metrics, else the status
+/// page's paths, else `404`.
+async fn respond(
+    req: &Request,
+    rt: &Runtime,
+    heartbeat: &Heartbeat,
+    stale_after: Duration,
+    readiness: &Readiness,
+) -> Response {
+    let get = matches!(req.method.as_str(), "GET" | "HEAD");
+    let mut response = match req.segments.as_slice() {
+        [one] if get && one == "healthz" => match health(rt, heartbeat, stale_after) {
+            Ok(()) => Response::text("200 OK", "ok\n"),
+            Err(why) => Response::text("503 Service Unavailable", format!("{why}\n")),
         },
-        "/readyz" => match readiness.check(rt).await {
-            Ok(()) => ("200 OK", text, "ready\n".to_string()),
-            Err(why) => (
-                "503 Service Unavailable",
-                text,
-                format!("not ready: {why}\n"),
+        [one] if get && one == "readyz" => match readiness.check(rt).await {
+            Ok(()) => Response::text("200 OK", "ready\n"),
+            Err(why) => Response::text("503 Service Unavailable", format!("not ready: {why}\n")),
+        },
+        [one] if get && one == "metrics" => Response {
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            ..Response::text("200 OK", crate::telemetry::metrics::render())
+        },
+        _ => match super::status::route(rt, req).await {
+            Some(r) => r,
+            None => Response::text(
+                "404 Not Found",
+                "not found (try /, /healthz, /readyz or /metrics)\n",
             ),
         },
-        "/metrics" => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            crate::telemetry::metrics::render(),
-        ),
-        _ => (
-            "404 Not Found",
-            text,
-            "not found (try /healthz, /readyz or /metrics)\n".to_string(),
-        ),
     };
-    let response = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = tokio::time::timeout(CLIENT_TIMEOUT, socket.write_all(response.as_bytes())).await;
+    if req.method == "HEAD" {
+        response.head_only = true;
+    }
+    response
 }
 
 /// Whether the daemon is alive: the poll loop beats and no job's pass is

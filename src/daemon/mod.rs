@@ -1,13 +1,17 @@
 //! The long-running daemon: every job polls on its own interval (jobs run
 //! side by side; `daemon.concurrency` caps the files staged at once across
-//! them), and stops between files on SIGTERM or SIGINT; the HTTP listener ([`http`]) and
-//! systemd's notify protocol ([`systemd`]).
+//! them), and stops between files on SIGTERM or SIGINT; the HTTP listener
+//! ([`http`], with the [`status`] page), the alert dispatcher
+//! ([`alerts`](crate::alerts)), a failing job paused after
+//! `pause_after_failures`, and systemd's notify protocol ([`systemd`]).
 //!
 //! [`run`] takes its shutdown trigger as an argument, so tests can stop it
 //! without signals. A pass in progress is never interrupted in the middle of
 //! a load: shutdown waits for the pass to end, up to the grace period.
 
 pub mod http;
+pub mod request;
+pub mod status;
 pub mod systemd;
 
 use crate::config::Job;
@@ -36,7 +40,7 @@ pub async fn run(rt: &Runtime, shutdown: CancellationToken) -> Result<()> {
     let listener = match rt.config.daemon.http_listen {
         Some(addr) => {
             let l = http::bind(addr).await?;
-            tracing::info!(%addr, "HTTP listener up (/healthz, /readyz, /metrics)");
+            tracing::info!(%addr, "HTTP listener up: status page on /, probes on /healthz and /readyz, /metrics");
             Some(l)
         }
         None => None,
@@ -75,6 +79,7 @@ pub async fn run(rt: &Runtime, shutdown: CancellationToken) -> Result<()> {
             }
         }
     };
+    let alerting = crate::alerts::run(&rt.config, serving.clone());
     let poll = async {
         let result = poll_loop(rt, &heartbeat, &systemd, shutdown).await;
         serving.cancel();
@@ -86,7 +91,7 @@ pub async fn run(rt: &Runtime, shutdown: CancellationToken) -> Result<()> {
         poll_interval_s = interval.as_secs(),
         "ferry daemon started"
     );
-    let ((), (), result) = futures::join!(serve, watchdog, poll);
+    let ((), (), (), result) = futures::join!(serve, watchdog, alerting, poll);
     tracing::info!("ferry daemon stopped");
     result
 }
@@ -220,9 +225,45 @@ async fn job_loop(
             }
             Err(e) => tracing::error!(job = %job.name, error = %e.chain(), "pass failed"),
         }
+        pause_if_failing(rt, job).await;
         tokio::select! {
             () = tokio::time::sleep(job.poll_interval) => {}
             () = shutdown.cancelled() => return Ok(()),
+        }
+    }
+}
+
+/// With `pause_after_failures = N`: after N passes of `job` in a row that
+/// failed, pauses it as `ferry jobs pause` would (every replica sees it)
+/// and raises `job_paused` once; counting starts again after.
+async fn pause_if_failing(rt: &Runtime, job: &Job) {
+    let Some(limit) = job.pause_after_failures else {
+        return;
+    };
+    let failed = crate::telemetry::jobs::of(&job.name).map_or(0, |j| j.failed_passes);
+    if failed < limit {
+        return;
+    }
+    crate::telemetry::jobs::reset_failures(&job.name);
+    let why = crate::telemetry::jobs::of(&job.name)
+        .and_then(|j| j.last_pass)
+        .and_then(|p| p.error)
+        .unwrap_or_else(|| "files failed in each of them".into());
+    match crate::commands::ops::set_paused(&rt.config, &*rt.warehouse, &job.name, true).await {
+        Ok(_) => {
+            tracing::error!(job = %job.name, passes = failed, why, "job paused after failed passes in a row (pause_after_failures); resume with `ferry jobs resume`");
+            crate::alerts::raise(crate::alerts::Event::new(
+                crate::config::AlertKind::JobPaused,
+                &job.name,
+                "paused",
+                &format!(
+                    "paused after {failed} failed passes in a row (pause_after_failures = {limit}); last: {why}. Resume with `ferry jobs resume {}`",
+                    job.name
+                ),
+            ));
+        }
+        Err(e) => {
+            tracing::error!(job = %job.name, error = %e.chain(), "cannot pause the failing job; it keeps running")
         }
     }
 }

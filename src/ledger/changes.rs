@@ -115,7 +115,7 @@ impl LedgerSql {
             sql: self.dialect.adapt(
                 &format!(
                     "SELECT job, path, change, field, column_name, column_type, action, detail, CAST(recorded_at AS VARCHAR(40)) \
-                     FROM {} {filter}ORDER BY recorded_at DESC, path, change LIMIT {limit}",
+                     FROM {} t {filter}ORDER BY t.recorded_at DESC, t.path, t.change LIMIT {limit}",
                     self.changes
                 ),
                 names,

@@ -19,6 +19,7 @@ mod leases;
 mod migrations;
 pub mod reports;
 mod store;
+pub mod views;
 
 pub use changes::{SchemaChange, record_changes};
 pub use errors::ErrorRows;

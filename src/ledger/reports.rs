@@ -120,20 +120,23 @@ impl LedgerSql {
         }
     }
 
-    /// File versions, newest first; `filter.detail` is a state.
+    /// File versions, newest first; `filter.detail` is a state. The
+    /// newest are found first (an index scan on PostgreSQL), then their
+    /// schema changes counted.
     pub fn files_report(&self, filter: &Filter) -> Report {
         let (cond, params) = conditions(filter, "state");
         Report {
             sql: self.dialect.adapt(
                 &format!(
-                    "SELECT job, path, state, CAST(size AS VARCHAR(20)), CAST(mtime AS VARCHAR(20)), \
-                     CAST(rows_loaded AS VARCHAR(20)), CAST(rows_rejected AS VARCHAR(20)), \
-                     CAST(COALESCE(loaded_at, first_seen_at) AS VARCHAR(40)), error, CAST(changes AS VARCHAR(20)) \
-                     FROM (SELECT f.job, f.path, f.state, f.size, f.mtime, f.rows_loaded, f.rows_rejected, f.loaded_at, \
-                     f.first_seen_at, f.error, COALESCE(c.n, 0) AS changes FROM {files} f LEFT JOIN \
-                     (SELECT job, path, size, mtime, COUNT(*) AS n FROM {changes} GROUP BY job, path, size, mtime) c \
-                     ON c.job = f.job AND c.path = f.path AND c.size = f.size AND c.mtime = f.mtime) v \
-                     WHERE {cond} ORDER BY COALESCE(loaded_at, first_seen_at) DESC, path LIMIT {limit}",
+                    "SELECT f.job, f.path, f.state, CAST(f.size AS VARCHAR(20)), CAST(f.mtime AS VARCHAR(20)), \
+                     CAST(f.rows_loaded AS VARCHAR(20)), CAST(f.rows_rejected AS VARCHAR(20)), \
+                     CAST(f.at AS VARCHAR(40)), f.error, CAST(COALESCE(c.n, 0) AS VARCHAR(20)) \
+                     FROM (SELECT job, path, state, size, mtime, rows_loaded, rows_rejected, error, \
+                     COALESCE(loaded_at, first_seen_at) AS at FROM {files} \
+                     WHERE {cond} ORDER BY COALESCE(loaded_at, first_seen_at) DESC, path LIMIT {limit}) f \
+                     LEFT JOIN (SELECT job, path, size, mtime, COUNT(*) AS n FROM {changes} GROUP BY job, path, size, mtime) c \
+                     ON c.job = f.job AND c.path = f.path AND c.size = f.size AND c.mtime = f.mtime \
+                     ORDER BY f.at DESC, f.path",
                     files = self.files,
                     changes = self.changes,
                     limit = filter.limit
@@ -154,7 +157,7 @@ impl LedgerSql {
                 &format!(
                     "SELECT job, path, CAST(line_number AS VARCHAR(20)), column_name, CAST(error_code AS VARCHAR(11)), \
                      reason, raw_field_value, raw_line, CAST(created_at AS VARCHAR(40)) \
-                     FROM {} WHERE {cond} ORDER BY created_at DESC, path, line_number LIMIT {}",
+                     FROM {} t WHERE {cond} ORDER BY t.created_at DESC, t.path, t.line_number LIMIT {}",
                     self.errors, filter.limit
                 ),
                 &names(&params),
@@ -313,7 +316,7 @@ mod tests {
             "{}",
             r.sql
         );
-        assert!(r.sql.ends_with("LIMIT 20"), "{}", r.sql);
+        assert!(r.sql.contains("LIMIT 20) f"), "{}", r.sql);
         assert!(!r.sql.contains("DROP"));
         assert_eq!(r.params.len(), 2);
         let c = l.retry_failed("j", Some("/a.csv"));

@@ -391,6 +391,21 @@ pub async fn record(rt: &Runtime, job: &Job, version: &FileVersion, drift: &Drif
         crate::telemetry::schema_change(&job.name, r.change, policy.map_or("none", Policy::name));
     }
     tracing::info!(job = %job.name, path = %version.path, drift = %drift.summary(), "the file drifted from the mapping");
+    let actions: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{} {}: {}", r.change, r.field, r.action))
+        .collect();
+    crate::alerts::raise(crate::alerts::Event::new(
+        crate::config::AlertKind::SchemaChange,
+        &job.name,
+        &version.path,
+        &format!(
+            "{} ({}); see `ferry changes --job {}`",
+            drift.summary(),
+            actions.join("; "),
+            job.name
+        ),
+    ));
     if let Err(e) = record_changes(&*rt.warehouse, version, &rows).await {
         // A record is worth a warning, not the file: its rows load.
         tracing::warn!(job = %job.name, path = %version.path, error = %e.chain(), "cannot record the file's schema changes in ferry_schema_changes");

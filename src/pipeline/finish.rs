@@ -55,6 +55,20 @@ pub(super) async fn failed_to_stage(
 /// says so); if even that fails, it is logged and the file is tried again
 /// next pass.
 pub(crate) async fn record_failure(rt: &Runtime, failed: &FailedFile<'_>) -> bool {
+    let recorded = record_failure_once(rt, failed).await;
+    if recorded {
+        crate::alerts::raise(crate::alerts::Event::new(
+            crate::config::AlertKind::FileFailed,
+            &failed.version.job,
+            &failed.version.path,
+            failed.reason,
+        ));
+    }
+    recorded
+}
+
+/// [`record_failure`] without the alert.
+async fn record_failure_once(rt: &Runtime, failed: &FailedFile<'_>) -> bool {
     let path = &failed.version.path;
     let first = match crate::ledger::record_failed(&*rt.warehouse, failed).await {
         Ok(()) => return !loaded_meanwhile(rt, failed.version).await,

@@ -191,14 +191,24 @@ async fn job_pass(
     if !explicit && (!job.enabled || !crate::ledger::job_enabled(&*rt.warehouse, &job.name).await?)
     {
         tracing::debug!(job = %job.name, "job is paused; not polled");
+        telemetry::jobs::paused(&job.name);
         return Ok(());
     }
     telemetry::liveness::pass_started(&job.name);
+    telemetry::jobs::pass_started(&job.name);
+    let (loaded, failed) = (report.loaded.len(), report.failed.len());
     let result = run_job(rt, job, drain, report).await;
     telemetry::liveness::pass_ended(&job.name);
-    if let Err(e) = result {
-        tracing::error!(job = %job.name, error = %e.chain(), "job pass failed");
-        report.job_errors.push((job.name.clone(), e.chain()));
+    let error = result.as_ref().err().map(|e| e.chain());
+    telemetry::jobs::pass_ended(
+        &job.name,
+        report.loaded.len() - loaded,
+        report.failed.len() - failed,
+        error.as_deref(),
+    );
+    if let Some(e) = error {
+        tracing::error!(job = %job.name, error = %e, "job pass failed");
+        report.job_errors.push((job.name.clone(), e));
     }
     Ok(())
 }
@@ -313,23 +323,30 @@ async fn poll_job(
     let (src, listing, now, ready, unsettled) = list_settled(rt, job, report).await?;
     let (loaded_before, failed_before, skipped_before) =
         (report.loaded.len(), report.failed.len(), report.skipped);
+    let settled: Vec<(String, i64)> = ready.iter().map(|e| (e.path.clone(), e.mtime)).collect();
     let done = Box::pin(work_on(rt, job, &src, ready, drain, pending, report)).await?;
     let loaded_now: std::collections::HashSet<&str> = report.loaded[loaded_before..]
         .iter()
         .map(|f| f.path.as_str())
         .collect();
+    let not_loaded =
+        |(p, _): &&(String, i64)| !done.contains(p) && !loaded_now.contains(p.as_str());
+    let age = |oldest: Option<i64>| {
+        std::time::Duration::from_secs(oldest.map_or(0, |m| (now - m).max(0) as u64))
+    };
     let oldest = listing
         .files
         .iter()
-        .filter(|(p, _)| !done.contains(p) && !loaded_now.contains(p.as_str()))
-        .map(|(_, mtime)| *mtime)
+        .filter(not_loaded)
+        .map(|(_, m)| *m)
         .min();
-    let age = oldest.map_or(0, |m| (now - m).max(0) as u64);
+    let lag = settled.iter().filter(not_loaded).map(|(_, m)| *m).min();
     telemetry::job_backlog(
         &job.name,
         listing.files.len(),
         unsettled,
-        std::time::Duration::from_secs(age),
+        age(oldest),
+        age(lag),
     );
     telemetry::pass_done(
         &job.name,
@@ -350,8 +367,17 @@ async fn list_settled(
     job: &Job,
     report: &mut PassReport,
 ) -> Result<(Arc<dyn Source>, Listing, i64, Vec<RemoteEntry>, usize)> {
-    let src = rt.source(&job.source).await?;
-    let mut listing = discover(&*src, job).await?;
+    let listed = async {
+        let src = rt.source(&job.source).await?;
+        let listing = discover(&*src, job).await?;
+        Ok::<_, crate::Error>((src, listing))
+    }
+    .await;
+    match &listed {
+        Ok(_) => telemetry::jobs::source_answered(&job.name, Ok(())),
+        Err(e) => telemetry::jobs::source_answered(&job.name, Err(&e.chain())),
+    }
+    let (src, mut listing) = listed?;
     let now = chrono::Utc::now().timestamp();
     // Settle takes the candidates; the listing keeps its counts and files.
     let candidates = std::mem::take(&mut listing.candidates);

@@ -188,11 +188,16 @@ async fn list_and_send_held(
         .filter(|(p, _)| !done.contains(p))
         .map(|(_, mtime)| *mtime)
         .min();
+    // What this lister sent waits on other replicas too: its oldest
+    // version is the job's lag.
+    let lag = todo.iter().map(|e| e.mtime).min();
+    let age = |m: Option<i64>| Duration::from_secs(m.map_or(0, |m| (now - m).max(0) as u64));
     telemetry::job_backlog(
         &job.name,
         listing.files.len(),
         unsettled,
-        Duration::from_secs(oldest.map_or(0, |m| (now - m).max(0) as u64)),
+        age(oldest),
+        age(lag),
     );
     tracing::info!(job = %job.name, listed = listing.listed, to_load = todo.len(), sent, took_ms = clock.elapsed().as_millis() as u64, "listed and sent new versions to the work queue");
     Ok(())

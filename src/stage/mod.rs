@@ -58,6 +58,21 @@ impl StageKeys {
     }
 }
 
+/// The file name of `source_path` as it appears in keys: ASCII letters,
+/// digits, `.`, `-` and `_`; anything else becomes `_`.
+fn key_name(source_path: &str) -> String {
+    crate::source::file_name(source_path)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Uploads staged objects.
 #[derive(Clone)]
 pub struct Stager {
@@ -102,16 +117,7 @@ impl Stager {
         attempt: &str,
         at: DateTime<Utc>,
     ) -> StageKeys {
-        let name: String = crate::source::file_name(source_path)
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let name = key_name(source_path);
         let rel = |kind: &str| {
             let rel = format!(
                 "{kind}/{job}/{}/{name}-{version}-{attempt}",
@@ -129,6 +135,25 @@ impl Stager {
             raw: format!("{}/{name}", rel("raw")),
             part_ext: crate::config::StageFormat::Csv.extension(),
         }
+    }
+
+    /// The raw archive object of the attempt whose parts are in the folder
+    /// `staged` (a ledger row's `staged_key`) of the file at
+    /// `source_path`: the same attempt's key under `raw/`. `None` for a
+    /// folder that is not under this stager's `staged/`.
+    pub fn raw_key_of(&self, staged: &str, source_path: &str) -> Option<String> {
+        let rel = if self.prefix.is_empty() {
+            staged
+        } else {
+            staged.strip_prefix(&self.prefix)?.strip_prefix('/')?
+        };
+        let attempt = rel.strip_prefix("staged/")?.strip_suffix('/')?;
+        let raw = format!("raw/{attempt}/{}", key_name(source_path));
+        Some(if self.prefix.is_empty() {
+            raw
+        } else {
+            format!("{}/{raw}", self.prefix)
+        })
     }
 
     /// The folder for one load's manifests:
@@ -462,5 +487,34 @@ impl Stager {
                 self.bucket
             )))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::test_toml;
+
+    #[tokio::test]
+    async fn a_raw_copy_is_found_from_its_staged_folder() {
+        for prefix in ["", "ferry/x"] {
+            let toml =
+                test_toml("key = [\"id\"]\ncolumns = [ { name = \"id\", type = \"bigint\" } ]\n")
+                    .replace(
+                        "bucket = \"b\"",
+                        &format!("bucket = \"b\"\nprefix = \"{prefix}\""),
+                    );
+            let cfg = crate::config::from_toml_str(&toml).unwrap();
+            let stager = super::Stager::new(&cfg.staging).await;
+            let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+            let keys = stager.keys("j", "/in/staged/a b.csv", "v1", "a1", at);
+            assert_eq!(
+                stager
+                    .raw_key_of(&keys.staged, "/in/staged/a b.csv")
+                    .as_deref(),
+                Some(keys.raw.as_str()),
+                "prefix {prefix:?}"
+            );
+            assert_eq!(stager.raw_key_of("elsewhere/staged/x/", "/in/a.csv"), None);
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! formatting log lines itself, so that fields stay consistent; each event
 //! also updates the [`metrics`] served on `/metrics`.
 
+pub mod jobs;
 pub mod liveness;
 pub mod metrics;
 
@@ -97,6 +98,22 @@ pub fn file_loaded(job: &str, path: &str, rows: u64, rejected: u64, bytes: u64, 
         &l,
         chrono::Utc::now().timestamp() as f64,
     );
+    if rejected > 0 {
+        let rate = rejected as f64 / (rows + rejected) as f64;
+        crate::alerts::raise(
+            crate::alerts::Event::new(
+                crate::config::AlertKind::Rejects,
+                job,
+                path,
+                &format!(
+                    "rejected {rejected} of {} records ({:.1} %); see `ferry errors --job {job} --path {path}`",
+                    rows + rejected,
+                    rate * 100.0
+                ),
+            )
+            .measured(rate),
+        );
+    }
     tracing::info!(
         job,
         path,
@@ -182,8 +199,16 @@ pub fn source_connections(source: &str, open: usize, limit: usize) {
 }
 
 /// What a poll saw of the job's folder: files listed (matching), not
-/// settled yet, and the age of the oldest file not loaded.
-pub fn job_backlog(job: &str, listed: usize, unsettled: usize, oldest_unloaded: Duration) {
+/// settled yet, the age of the oldest file not loaded, and the job's lag
+/// (the age of the oldest *settled* file not loaded).
+pub fn job_backlog(
+    job: &str,
+    listed: usize,
+    unsettled: usize,
+    oldest_unloaded: Duration,
+    lag: Duration,
+) {
+    jobs::backlog(job, listed, unsettled, lag);
     let l = [("job", job)];
     metrics::set("ferry_files_listed", &l, listed as f64);
     metrics::set("ferry_files_unsettled", &l, unsettled as f64);
@@ -213,6 +238,15 @@ pub fn check_done(
     if passed {
         tracing::debug!(job, check, load_id, "check passed");
     } else {
+        crate::alerts::raise(crate::alerts::Event::new(
+            crate::config::AlertKind::CheckFailed,
+            job,
+            check,
+            &format!(
+                "load {load_id}: {} (the load stays committed; see ferry_checks)",
+                detail.map_or_else(|| format!("{failing_rows} rows"), str::to_string)
+            ),
+        ));
         tracing::warn!(
             job,
             check,

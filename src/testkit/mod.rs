@@ -7,12 +7,14 @@
 //!
 //! Built only with the `testkit` feature; ferry itself never links them.
 
+pub mod browser;
 pub mod ftp;
 pub mod moto;
 pub mod proxy;
 pub mod redshift_data;
 pub mod s3;
 pub mod sftp;
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

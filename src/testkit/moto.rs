@@ -1,4 +1,4 @@
-//! A real second implementation of SQS for tests: moto's server (pip
+//! A real second implementation of SQS (and SNS, for alerts) for tests: moto's server (pip
 //! `moto[server]`, installed by `.ci/setup`) on a free loopback port, a
 //! child process killed when this is dropped. Static test credentials;
 //! queues made with [`MotoServer::create_queue`].
@@ -107,6 +107,82 @@ impl MotoServer {
                 std::io::Error::other(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
             })?;
         Ok(())
+    }
+
+    /// Makes an SNS topic `name` and an SQS queue subscribed to it (raw
+    /// delivery: each message body is what was published); returns the
+    /// topic's ARN and the queue's URL.
+    pub async fn topic_with_queue(&self, name: &str) -> std::io::Result<(String, String)> {
+        let err = |e: String| std::io::Error::other(e);
+        let sns = self.sns();
+        let topic = sns
+            .create_topic()
+            .name(name)
+            .send()
+            .await
+            .map_err(|e| err(aws_sdk_sns::error::DisplayErrorContext(e).to_string()))?;
+        let arn = topic.topic_arn().unwrap_or_default().to_string();
+        let url = self.create_queue(&format!("{name}-inbox")).await?;
+        let queue_arn = format!("arn:aws:sqs:{REGION}:123456789012:{name}-inbox");
+        sns.subscribe()
+            .topic_arn(&arn)
+            .protocol("sqs")
+            .endpoint(queue_arn)
+            .attributes("RawMessageDelivery", "true")
+            .send()
+            .await
+            .map_err(|e| err(aws_sdk_sns::error::DisplayErrorContext(e).to_string()))?;
+        Ok((arn, url))
+    }
+
+    /// Receives (and deletes) what `url` holds now, waiting up to `wait`
+    /// for the first message.
+    pub async fn take_messages(&self, url: &str, wait: Duration) -> std::io::Result<Vec<String>> {
+        let deadline = Instant::now() + wait;
+        let mut out = Vec::new();
+        loop {
+            let got = self
+                .client
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .map_err(|e| {
+                    std::io::Error::other(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+                })?;
+            let messages = got.messages();
+            for m in messages {
+                out.push(m.body().unwrap_or_default().to_string());
+                if let Some(h) = m.receipt_handle() {
+                    let _ = self
+                        .client
+                        .delete_message()
+                        .queue_url(url)
+                        .receipt_handle(h)
+                        .send()
+                        .await;
+                }
+            }
+            if (messages.is_empty() && !out.is_empty()) || Instant::now() > deadline {
+                return Ok(out);
+            }
+            if messages.is_empty() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    fn sns(&self) -> aws_sdk_sns::Client {
+        let creds =
+            aws_sdk_sns::config::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test");
+        let conf = aws_sdk_sns::config::Builder::new()
+            .behavior_version(aws_sdk_sns::config::BehaviorVersion::latest())
+            .region(aws_sdk_sns::config::Region::new(REGION))
+            .credentials_provider(creds)
+            .endpoint_url(self.endpoint())
+            .build();
+        aws_sdk_sns::Client::from_conf(conf)
     }
 
     /// How many messages `url` holds, visible and in flight (moto counts

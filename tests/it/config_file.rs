@@ -21,6 +21,7 @@ fn the_example_config_documents_only_valid_keys() {
         .env("PARTNER_KEY_PASSPHRASE", "x")
         .env("FERRY_PG_PASSWORD", "x")
         .env("VENDOR_FTP_PASSWORD", "x")
+        .env("FERRY_ALERT_WEBHOOK", "https://hooks.example.com/ferry")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -4,6 +4,7 @@
 // Tests read small files whole to compare them; ferry itself may not.
 #![allow(clippy::disallowed_methods)]
 
+mod alerts;
 mod archives;
 mod bad_input;
 mod cli;
@@ -26,4 +27,5 @@ mod servers;
 mod settle_and_sources;
 mod sftp_to_postgres;
 mod stage;
+mod status_page;
 mod transforms;

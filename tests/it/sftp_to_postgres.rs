@@ -40,6 +40,7 @@ async fn loads_a_csv_once_with_rows_dims_ledger_and_errors() {
             "0006_postgres_load_defaults.sql",
             "0007_leases.sql",
             "0008_schema_changes.sql",
+            "0009_status_indexes.sql",
         ]
     );
     assert!(

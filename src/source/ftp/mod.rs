@@ -124,14 +124,7 @@ fn is_missing(e: &FtpError) -> bool {
 
 /// The rustls client configuration: system roots plus `ca_file`.
 fn tls_config(ca_file: Option<&str>) -> Result<Arc<rustls::ClientConfig>> {
-    let roots = crate::tls::trusted_roots(ca_file)?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::config(format!("TLS set-up failed: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(cfg))
+    crate::tls::client_config(ca_file)
 }
 
 impl FtpSource {
