@@ -49,6 +49,46 @@ pub enum Command {
     },
     /// Create or upgrade the ledger and example tables.
     Migrate,
+    /// Reconcile source, ledger, target and staging bucket: files on the
+    /// source the ledger lacks (and why), loads whose rows in the target
+    /// do not add up, objects with no ledger row. Exit 1 when anything is
+    /// off.
+    Audit {
+        /// Only this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// Only files modified, loads started and objects written since
+        /// then: a time (`2026-12-01`, `2026-12-01T06:00:00Z`) or an age
+        /// (`24h`, `7d`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load again, from the raw archive (`archive_raw = true`), the versions
+    /// of a job loaded in a window, as new versions (merge replaces rows by
+    /// key; append is refused without --append-again).
+    Replay {
+        /// The job.
+        #[arg(long)]
+        job: String,
+        /// Versions loaded since then (a time or an age, as for audit).
+        #[arg(long)]
+        since: String,
+        /// ... and before then (default: now).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only paths this glob matches (the whole path on the source).
+        #[arg(long)]
+        path: Option<String>,
+        /// Print what would load, load nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Replay an append job (its rows are added again).
+        #[arg(long)]
+        append_again: bool,
+    },
     /// Alerts: `ferry alerts test` sends a test message to every
     /// `[[alerts]]` entry (or the one named) and says what happened.
     Alerts {
@@ -309,6 +349,53 @@ pub async fn execute(cli: Cli) -> Result<i32> {
             }
             Ok(if failed { 1 } else { 0 })
         }
+        Command::Audit { job, since, json } => {
+            let since = since.as_deref().map(parse_since).transpose()?;
+            if let Some(j) = &job
+                && !cfg.jobs.iter().any(|c| &c.name == j)
+            {
+                return Err(not_defined(
+                    "job",
+                    j,
+                    cfg.jobs.iter().map(|j| j.name.as_str()),
+                ));
+            }
+            let rt = Runtime::start(cfg).await?;
+            let findings = crate::commands::audit::audit(&rt, job.as_deref(), since).await?;
+            let off = findings.iter().filter(|f| f.off).count();
+            print_table(&crate::commands::audit::table(&findings), json);
+            if !json {
+                println!(
+                    "{off} finding(s) off, {} note(s){}",
+                    findings.len() - off,
+                    if off == 0 {
+                        ": source, ledger, target and staging agree"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok(if off > 0 { 1 } else { 0 })
+        }
+        Command::Replay {
+            job,
+            since,
+            until,
+            path,
+            dry_run,
+            append_again,
+        } => {
+            replay(
+                cfg,
+                &job,
+                &since,
+                until.as_deref(),
+                path.as_deref(),
+                dry_run,
+                append_again,
+            )
+            .await
+        }
         Command::Once { job } => {
             let rt = Runtime::start(cfg).await?;
             // Alerts raised by the pass go out before the command exits.
@@ -340,6 +427,105 @@ pub async fn execute(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         ops_command => operate(&cfg, ops_command).await,
+    }
+}
+
+/// `ferry replay`: the plan (all of it with `--dry-run`), then the load.
+async fn replay(
+    cfg: Config,
+    job: &str,
+    since: &str,
+    until: Option<&str>,
+    path: Option<&str>,
+    dry_run: bool,
+    append_again: bool,
+) -> Result<i32> {
+    use crate::commands::replay as r;
+    let j = cfg
+        .jobs
+        .iter()
+        .find(|j| j.name == job)
+        .cloned()
+        .ok_or_else(|| not_defined("job", job, cfg.jobs.iter().map(|j| j.name.as_str())))?;
+    let path = match path {
+        Some(p) => Some(
+            globset::Glob::new(p)
+                .map_err(|e| Error::config(format!("--path {p:?} is not a glob: {e}")))?
+                .compile_matcher(),
+        ),
+        None => None,
+    };
+    let window = r::Window {
+        job: job.to_string(),
+        since: parse_since(since)?,
+        until: until
+            .map(parse_since)
+            .transpose()?
+            .unwrap_or_else(chrono::Utc::now),
+        path,
+    };
+    let rt = Runtime::start(r::with_raw_source(cfg)).await?;
+    let plan = r::plan(&rt, &window).await?;
+    let table = ops::Table {
+        columns: vec!["path", "loaded_at", "rows", "raw_copy"],
+        rows: plan
+            .iter()
+            .map(|p| {
+                vec![
+                    Some(p.path.clone()),
+                    Some(p.loaded_at.clone()),
+                    Some(p.rows.clone()),
+                    Some(match (&p.raw_key, &p.raw) {
+                        (Some(k), Ok((size, _))) => {
+                            format!("s3://{}/{k} ({size} bytes)", rt.stager.bucket())
+                        }
+                        (_, Err(why)) => format!("cannot replay: {why}"),
+                        (None, Ok(_)) => "cannot replay".into(),
+                    }),
+                ]
+            })
+            .collect(),
+    };
+    print_table(&table, false);
+    let missing = plan.iter().filter(|p| p.raw.is_err()).count();
+    let ready = plan.len() - missing;
+    if dry_run {
+        println!(
+            "dry run: {ready} version(s) would load again from their raw copies{}",
+            if missing > 0 {
+                format!(", {missing} cannot (no raw copy)")
+            } else {
+                String::new()
+            }
+        );
+        return Ok(if missing > 0 { 1 } else { 0 });
+    }
+    let report = r::replay(&rt, &j, &plan, append_again).await?;
+    for line in report.lines() {
+        println!("{line}");
+    }
+    Ok(if report.has_failures() || missing > 0 {
+        1
+    } else {
+        0
+    })
+}
+
+/// `--since`: a time (RFC 3339, or a date at midnight UTC) or an age
+/// before now (`24h`).
+fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    }
+    match crate::config::parse_duration(text) {
+        Ok(age) => Ok(chrono::Utc::now()
+            - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::days(36_500))),
+        Err(_) => Err(Error::config(format!(
+            "--since {text:?} is not a time (2026-12-01, 2026-12-01T06:00:00Z) or an age (24h, 7d)"
+        ))),
     }
 }
 

@@ -13,6 +13,7 @@
 //! once for both dialects ([`lookup_many`], [`job_enabled`]). Values always
 //! travel as parameters (`$n`), never spliced into the text.
 
+pub mod audit;
 pub mod changes;
 pub mod errors;
 mod leases;

@@ -63,12 +63,12 @@ pub const REJECT_COLUMNS: &[&str] = &["line", "column", "code", "reason", "raw_v
 /// The timestamp a text parameter holds, as a scalar subquery: computed
 /// once per statement (a plain cast of a parameter is evaluated again for
 /// every row it is compared with).
-fn moment(param: &str) -> String {
+pub(super) fn moment(param: &str) -> String {
     format!("(SELECT CAST(CAST({param} AS VARCHAR(40)) AS TIMESTAMPTZ))")
 }
 
 /// `at` as text both backends cast to a timestamp with time zone.
-fn instant(at: DateTime<Utc>) -> String {
+pub(super) fn instant(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()
 }
 

@@ -49,6 +49,11 @@ pub(super) struct Listing {
 /// entry classified once.
 pub(super) async fn discover(src: &dyn Source, job: &Job) -> Result<Listing> {
     let entries = list_folders(src, job, RetryPolicy::LIST).await?;
+    Ok(classify(job, entries))
+}
+
+/// The job's files and their markers among `entries`.
+fn classify(job: &Job, entries: Vec<RemoteEntry>) -> Listing {
     let listed = entries.len();
     let is_marker = |e: &RemoteEntry| {
         job.settle
@@ -71,11 +76,11 @@ pub(super) async fn discover(src: &dyn Source, job: &Job) -> Result<Listing> {
             candidates.push(e);
         }
     }
-    Ok(Listing {
+    Listing {
         listed,
         candidates,
         files,
-    })
+    }
 }
 
 /// Reports the job's files that are not settled yet (not their markers);
@@ -94,4 +99,47 @@ pub(super) fn report_waiting(
     }
     report.waiting += unsettled;
     unsettled
+}
+
+/// What `ferry audit` sees of a job's source, listed as a pass would.
+#[derive(Debug, Default)]
+pub struct Survey {
+    /// The job's files that have settled.
+    pub ready: Vec<RemoteEntry>,
+    /// The job's files that have not, and why.
+    pub waiting: Vec<(RemoteEntry, source::settle::NotReady)>,
+    /// Files the pattern takes that `exclude` leaves out.
+    pub excluded: Vec<RemoteEntry>,
+}
+
+/// Lists and settles `job`'s folders as a pass would (with the settle
+/// memory this process has), touching nothing.
+pub async fn survey(rt: &Runtime, job: &Job) -> Result<Survey> {
+    let src = rt.source(&job.source).await?;
+    let entries = list_folders(&*src, job, RetryPolicy::LIST).await?;
+    let excluded = entries
+        .iter()
+        .filter(|e| {
+            !e.relative.split('/').any(|part| part.starts_with('.'))
+                && job.pattern.is_match(&e.relative)
+                && job.exclude.is_match(&e.relative)
+        })
+        .cloned()
+        .collect();
+    let listing = classify(job, entries);
+    let now = chrono::Utc::now().timestamp();
+    let (ready, waiting) = {
+        let mut all = rt.stability.lock().expect("stability lock");
+        let stability = all.entry(job.name.clone()).or_default();
+        stability.observe(&listing.candidates);
+        source::settle::split(listing.candidates, &job.settle, now, stability)
+    };
+    Ok(Survey {
+        ready: ready.into_iter().filter(|e| matches(job, e)).collect(),
+        waiting: waiting
+            .into_iter()
+            .filter(|(e, _)| matches(job, e))
+            .collect(),
+        excluded,
+    })
 }

@@ -34,6 +34,7 @@ pub use runtime::Runtime;
 pub use shared::{receive_work, stop_sharing};
 
 pub use batch::{Pending, Staged};
+pub use discover::{Survey, survey};
 pub use file::{FileFailure, stage_file};
 
 use crate::config::{Config, Finalize, Job, OnChange};
@@ -308,6 +309,32 @@ async fn to_stage(
         todo.push(entry);
     }
     Ok(todo)
+}
+
+/// Loads `entries` of `job`'s source as a pass would load them once
+/// settled, without listing (what `ferry replay` hands it); every batch is
+/// loaded before it returns.
+pub async fn load_entries(
+    rt: &Runtime,
+    job: &Arc<Job>,
+    entries: Vec<RemoteEntry>,
+) -> Result<PassReport> {
+    let mut report = PassReport::default();
+    let src = rt.source(&job.source).await?;
+    let (lock, mut pending) = rt.take_pending(&job.name).await;
+    let result = Box::pin(work_on(
+        rt,
+        job,
+        &src,
+        entries,
+        Drain::All,
+        &mut pending,
+        &mut report,
+    ))
+    .await;
+    rt.put_pending(&job.name, pending, lock).await;
+    result?;
+    Ok(report)
 }
 
 /// One pass over `job`: discover (list and filter), settle, then

@@ -156,6 +156,42 @@ impl Stager {
         })
     }
 
+    /// `{prefix}/{kind}/{job}/`: where a job's objects of one kind are.
+    pub fn kind_prefix(&self, kind: &str, job: &str) -> String {
+        if self.prefix.is_empty() {
+            format!("{kind}/{job}/")
+        } else {
+            format!("{}/{kind}/{job}/", self.prefix)
+        }
+    }
+
+    /// Every object under `{prefix}/{kind}/{job}/` (`kind`: `staged`,
+    /// `raw`, `rejects`, `manifests`): key and last-modified (Unix
+    /// seconds), in key order.
+    pub async fn list_kind(&self, kind: &str, job: &str) -> Result<Vec<(String, i64)>> {
+        let prefix = self.kind_prefix(kind, job);
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&prefix)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(classified(format!(
+                "cannot list s3://{}/{prefix}",
+                self.bucket
+            )))?;
+            for obj in page.contents() {
+                if let Some(k) = obj.key() {
+                    out.push((k.to_string(), obj.last_modified().map_or(0, |t| t.secs())));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The folder for one load's manifests:
     /// `{prefix}/manifests/{job}/{yyyy}/{mm}/{dd}/{load_id}/` (the COPY
     /// manifest of the staged parts and the batch's file list).
@@ -286,6 +322,12 @@ impl Stager {
     /// The size in bytes of the staged object at `key` (for a manifest
     /// entry's `meta.content_length`).
     pub async fn object_size(&self, key: &str) -> Result<i64> {
+        Ok(self.object_meta(key).await?.0)
+    }
+
+    /// The size and last-modified time (Unix seconds) of the object at
+    /// `key`.
+    pub async fn object_meta(&self, key: &str) -> Result<(i64, i64)> {
         let head = self
             .client
             .head_object()
@@ -297,7 +339,10 @@ impl Stager {
                 "cannot read the size of {}",
                 self.url(key)
             )))?;
-        Ok(head.content_length().unwrap_or(0))
+        Ok((
+            head.content_length().unwrap_or(0),
+            head.last_modified().map_or(0, |t| t.secs()),
+        ))
     }
 
     /// Uploads the byte-for-byte copy of a source file to `key`.

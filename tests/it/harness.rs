@@ -94,6 +94,11 @@ impl TestDb {
             .collect()
     }
 
+    /// Runs `sql` (test-written; behind ferry's back).
+    pub async fn execute(&self, sql: &str) {
+        self.client.batch_execute(sql).await.unwrap();
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         self.client
             .query_one(&format!("SELECT count(*) FROM {}", self.t(table)), &[])

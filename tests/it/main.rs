@@ -6,6 +6,7 @@
 
 mod alerts;
 mod archives;
+mod audit;
 mod bad_input;
 mod cli;
 mod config_file;
@@ -21,6 +22,7 @@ mod parquet;
 mod real_servers;
 mod redshift_data;
 mod redshift_sql;
+mod replay;
 mod replicas;
 mod roundtrip;
 mod servers;
