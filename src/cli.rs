@@ -398,6 +398,10 @@ pub async fn execute(cli: Cli) -> Result<i32> {
         }
         Command::Once { job } => {
             let rt = Runtime::start(cfg).await?;
+            // On a terminal: a progress bar per job (plain log lines off one).
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                telemetry::bars::enable();
+            }
             // Alerts raised by the pass go out before the command exits.
             let stop_alerts = CancellationToken::new();
             let alerting = crate::alerts::run(&rt.config, stop_alerts.clone());
@@ -407,6 +411,7 @@ pub async fn execute(cli: Cli) -> Result<i32> {
                 report
             };
             let ((), report) = futures::join!(alerting, pass);
+            telemetry::bars::disable();
             // With a work queue: the leases taken go back at once.
             crate::pipeline::stop_sharing(&rt).await;
             let report = report?;

@@ -4,6 +4,7 @@
 //! formatting log lines itself, so that fields stay consistent; each event
 //! also updates the [`metrics`] served on `/metrics`.
 
+pub mod bars;
 pub mod jobs;
 pub mod liveness;
 pub mod metrics;
@@ -54,11 +55,14 @@ struct Escaping {
 
 impl std::io::Write for Escaping {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.raw {
-            return self.out.write(buf);
-        }
-        self.out.write_all(&escape_controls(buf))?;
-        Ok(buf.len())
+        // Progress bars (`ferry once` on a terminal) step aside for the line.
+        bars::suspended(|| {
+            if self.raw {
+                return self.out.write(buf);
+            }
+            self.out.write_all(&escape_controls(buf))?;
+            Ok(buf.len())
+        })
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -128,6 +132,7 @@ pub fn file_loaded(job: &str, path: &str, rows: u64, rejected: u64, bytes: u64, 
 
 /// Bytes read from a source for one of `job`'s files (one attempt).
 pub fn bytes_fetched(job: &str, bytes: u64) {
+    bars::add(job, bytes, 0);
     metrics::add("ferry_bytes_fetched_total", &[("job", job)], bytes as f64);
 }
 
@@ -175,6 +180,7 @@ pub fn file_waiting(job: &str, path: &str, why: &str) {
 
 /// A file was fetched, normalized and staged (it waits for its load).
 pub fn file_staged(job: &str, path: &str, rows: u64, took: Duration) {
+    bars::add(job, 0, rows);
     metrics::add("ferry_files_settled_total", &[("job", job)], 1.0);
     metrics::observe(
         "ferry_stage_duration_seconds",
@@ -267,6 +273,7 @@ pub fn pass_done(
     failed: usize,
     took: Duration,
 ) {
+    bars::pass_ended(job);
     metrics::observe(
         "ferry_stage_duration_seconds",
         &[("job", job), ("stage", "pass")],
@@ -301,6 +308,9 @@ impl<'j> Progress<'j> {
 
     /// A pass of `total` files of `job`.
     pub fn new(job: &'j str, total: usize) -> Self {
+        if total > 0 {
+            bars::pass(job, total);
+        }
         let now = std::time::Instant::now();
         Progress {
             job,
@@ -315,6 +325,7 @@ impl<'j> Progress<'j> {
     pub fn one_done(&mut self) -> bool {
         self.done += 1;
         liveness::progressed(self.job);
+        bars::file_done(self.job);
         if self.total < 100 || self.last.elapsed() < Self::EVERY || self.done == self.total {
             return false;
         }

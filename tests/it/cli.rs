@@ -451,3 +451,69 @@ async fn json_logs_are_one_object_a_line_and_carry_the_file_span() {
     );
     db.drop_schema().await;
 }
+
+/// `ferry once` on a terminal (a pseudo-terminal from util-linux
+/// `script`) draws a progress bar per job with files, bytes and rows;
+/// off a terminal it prints plain lines and no bar.
+#[tokio::test(flavor = "multi_thread")]
+async fn once_on_a_terminal_shows_a_progress_bar_and_plain_lines_off_one() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let header = "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n";
+    for name in ["a", "b", "c"] {
+        stack.put_sftp(
+            &format!("/outbox/{name}.csv"),
+            &format!("{header}{name}1,t1,created,open,u1,jira,2026-03-01T10:00:00Z,1,1,\n"),
+        );
+    }
+    let config = stack.write_config(&stack.config_toml(&db, &task_events_job("")));
+    let migrated = ferry(&config, &["migrate"]);
+    assert!(migrated.status.success(), "{:?}", text(&migrated));
+    let command = format!(
+        "{} --config {} --log-level warn once",
+        env!("CARGO_BIN_EXE_ferry"),
+        config.display()
+    );
+    let run = tokio::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("TERM", "xterm")
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("ferry once under script ends")
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("task-events ["),
+        "a bar for the job: {shown}"
+    );
+    assert!(shown.contains("3/3 files"), "{shown}");
+    assert!(
+        shown.contains("3 rows") && shown.contains("read"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("loaded  task-events /outbox/a.csv"),
+        "{shown}"
+    );
+
+    // Off a terminal: the same command's lines, no bar.
+    std::fs::write(
+        stack.sftp.root.join("outbox/d.csv"),
+        format!("{header}d1,t1,created,open,u1,jira,2026-03-01T10:00:00Z,1,1,\n"),
+    )
+    .unwrap();
+    let plain = ferry(&config, &["once"]);
+    let (stdout, stderr) = text(&plain);
+    assert!(plain.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("loaded  task-events /outbox/d.csv"),
+        "{stdout}"
+    );
+    assert!(
+        !stderr.contains("files  ") && !stderr.contains("=>"),
+        "no bar off a terminal: {stderr}"
+    );
+    db.drop_schema().await;
+}
