@@ -9,13 +9,22 @@
 # machine shares its cores; the best run is the least disturbed one); peak
 # RSS is the largest of the runs.
 #
+# A second table holds ferry against the limit programs
+# (examples/limits.rs, the same crates on the same files): parse alone
+# (csv / serde_json / quick-xml), gzip of ferry's own staged CSV at the
+# job's level (1) and SHA-256 of the input, each on its own. The limit is
+# max(parse, gzip) — the two can run on two cores side by side — and
+# "vs limit" is limit / ferry's wall time; the CPU columns compare ferry's
+# CPU per row with parse + gzip per row.
+#
 #   bench/normalize.sh [SIZE_MB] [RUNS]      (defaults 1000, 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB=${1:-1000}
 RUNS=${2:-3}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/ferry-target}"
-cargo build --release --quiet --bin ferry --example gen_parquet
+cargo build --release --quiet --bin ferry --example gen_parquet --example limits
+LIMITS="$CARGO_TARGET_DIR/release/examples/limits"
 FERRY="$CARGO_TARGET_DIR/release/ferry"
 work=$(mktemp -d /var/tmp/ferry-nbench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -45,14 +54,29 @@ printf '%-8s %9s %10s %12s %12s %12s %14s %8s\n' format "size MB" "ferry s" "fer
 best_of() {
   best_secs=""; max_rss=0
   for _ in $(seq "$RUNS"); do
-    /usr/bin/time -f '%M %e' -o "$work/time" \
+    /usr/bin/time -f '%M %e %U %S' -o "$work/time" \
       "$FERRY" --config "$work/ferry.toml" --log-level warn normalize "$2" --job "$1" --out "$work/${3:-out.csv.gz}" > "$work/out"
-    read -r rss_kb secs < "$work/time"
-    if [ -z "$best_secs" ] || python3 -c "import sys; sys.exit(0 if $secs < $best_secs else 1)"; then best_secs=$secs; fi
+    read -r rss_kb secs user sys < "$work/time"
+    if [ -z "$best_secs" ] || python3 -c "import sys; sys.exit(0 if $secs < $best_secs else 1)"; then
+      best_secs=$secs; best_cpu=$(python3 -c "print($user + $sys)")
+    fi
     if [ "$rss_kb" -gt "$max_rss" ]; then max_rss=$rss_kb; fi
   done
   rows=$(sed -E 's/.*: ([0-9]+) rows written.*/\1/' "$work/out")
 }
+# timed CMD…: the best wall time of RUNS runs of CMD (into $t_wall) and
+# that run's CPU time (into $t_cpu).
+timed() {
+  t_wall=""
+  for _ in $(seq "$RUNS"); do
+    /usr/bin/time -f '%e %U %S' -o "$work/time" "$@" > /dev/null
+    read -r secs user sys < "$work/time"
+    if [ -z "$t_wall" ] || python3 -c "import sys; sys.exit(0 if $secs < $t_wall else 1)"; then
+      t_wall=$secs; t_cpu=$(python3 -c "print($user + $sys)")
+    fi
+  done
+}
+: > "$work/limits"
 for f in csv ndjson xml parquet; do
   if [ "$f" = parquet ]; then
     # The CSV of SIZE_MB as Parquet (snappy, typed columns; smaller).
@@ -72,6 +96,18 @@ for f in csv ndjson xml parquet; do
   done
   best_of "bench-$f" "$work/events.$f"
   plain=$best_secs
+  # The limit programs on the same input and on ferry's own staged CSV.
+  ferry_cpu=$best_cpu; ferry_rows=$rows
+  gzip -dc "$work/out.csv.gz" > "$work/staged.csv"
+  case $f in
+    csv|ndjson) timed "$LIMITS" parse "$f" "$work/events.$f"; parse_wall=$t_wall; parse_cpu=$t_cpu ;;
+    xml) timed "$LIMITS" parse xml "$work/events.$f" event; parse_wall=$t_wall; parse_cpu=$t_cpu ;;
+    *) parse_wall=0; parse_cpu=0 ;;
+  esac
+  timed "$LIMITS" gzip "$work/staged.csv" 1; gz_wall=$t_wall; gz_cpu=$t_cpu
+  timed "$LIMITS" sha256 "$work/events.$f"; sha_wall=$t_wall
+  echo "$f $plain $ferry_cpu $ferry_rows $parse_wall $parse_cpu $gz_wall $gz_cpu $sha_wall" >> "$work/limits"
+  rm -f "$work/staged.csv"
   python3 - "$f" "$bytes" "$best_secs" "$rows" "$max_rss" "$best_gz" <<'PY'
 import sys
 f, b, s, rows, rss, gz = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
@@ -95,3 +131,16 @@ PY
   fi
   rm -f "$work/events.$f" "$work/out.csv.gz" "$work/out.parquet"
 done
+
+echo
+python3 - "$work/limits" <<'PY'
+import sys
+print(f"{'format':<8} {'ferry s':>8} {'CPU s':>7} {'parse s':>8} {'gzip s':>7} {'sha256 s':>9} {'limit s':>8} {'vs limit':>9} {'CPU us/row':>11} {'parse+gzip':>11} {'CPU ratio':>10}")
+for line in open(sys.argv[1]):
+    f, wall, cpu, rows, pw, pc, gw, gc, sw = line.split()
+    wall, cpu, rows, pw, pc, gw, gc, sw = float(wall), float(cpu), int(rows), float(pw), float(pc), float(gw), float(gc), float(sw)
+    limit = max(pw, gw)
+    per = lambda c: c / max(rows, 1) * 1e6
+    parse = f"{pw:8.2f}" if pw else f"{'-':>8}"
+    print(f"{f:<8} {wall:8.2f} {cpu:7.2f} {parse} {gw:7.2f} {sw:9.2f} {limit:8.2f} {limit / wall:9.2f} {per(cpu):11.2f} {per(pc + gc):11.2f} {cpu / max(pc + gc, 1e-9):10.2f}")
+PY

@@ -16,7 +16,9 @@ REPEAT=${2:-20}
 URL=${FERRY_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 SCHEMA=ferry_bench_status
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/ferry-target}"
-cargo build --release --quiet --bin ferry
+# The same build as bench/normalize.sh (an example brings the dev-dependencies
+# into feature resolution), so the two share one release build.
+cargo build --release --quiet --bin ferry --example gen_parquet --example limits
 FERRY="$CARGO_TARGET_DIR/release/ferry"
 work=$(mktemp -d /var/tmp/ferry-sbench.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
