@@ -101,12 +101,23 @@ service!(S3_TRY_AGAIN:
     aws_sdk_s3::operation::upload_part::UploadPartError,
     aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadError,
 );
-service!(crate::queue::SQS_TRY_AGAIN:
+service!(SQS_TRY_AGAIN:
     aws_sdk_sqs::operation::send_message_batch::SendMessageBatchError,
     aws_sdk_sqs::operation::receive_message::ReceiveMessageError,
     aws_sdk_sqs::operation::change_message_visibility_batch::ChangeMessageVisibilityBatchError,
     aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchError,
 );
+/// SQS's own "try again" codes, beyond every 5xx and 429.
+pub const SQS_TRY_AGAIN: &[&str] = &[
+    "ThrottlingException",
+    "RequestThrottled",
+    "AWS.SimpleQueueService.RequestThrottled",
+    "KmsThrottled",
+    "ServiceUnavailable",
+    "InternalError",
+    "InternalFailure",
+];
+
 /// SNS's: throttled (the topic's or KMS's), or busy.
 pub const SNS_TRY_AGAIN: &[&str] = &[
     "Throttling",

@@ -141,7 +141,7 @@ impl Message {
             Some(w) if matches!(last.kind, AlertKind::Lag | AlertKind::SourceDown) => {
                 format!(
                     "{head}still, over the last {}: {}",
-                    crate::daemon::status::html::ago(w),
+                    crate::telemetry::ago(w),
                     last.summary()
                 )
             }
@@ -149,7 +149,7 @@ impl Message {
                 "{head}{} more {} in the last {}; latest: {}",
                 self.count,
                 last.kind.name(),
-                crate::daemon::status::html::ago(w),
+                crate::telemetry::ago(w),
                 last.summary()
             ),
         }
@@ -197,6 +197,47 @@ pub fn raise(event: Event) {
     }
 }
 
+/// A file loaded with rejected records: `rejects`, with its share (each
+/// alert compares it with its own `reject_rate`).
+pub fn file_loaded(job: &str, path: &str, rows: u64, rejected: u64) {
+    if rejected == 0 {
+        return;
+    }
+    let rate = rejected as f64 / (rows + rejected) as f64;
+    raise(
+        Event::new(
+            AlertKind::Rejects,
+            job,
+            path,
+            &format!(
+                "rejected {rejected} of {} records ({:.1} %); see `ferry errors --job {job} --path {path}`",
+                rows + rejected,
+                rate * 100.0
+            ),
+        )
+        .measured(rate),
+    );
+}
+
+/// A post-load check failed (returned rows, or could not run).
+pub fn check_failed(
+    job: &str,
+    check: &str,
+    load_id: &str,
+    failing_rows: u64,
+    detail: Option<&str>,
+) {
+    raise(Event::new(
+        AlertKind::CheckFailed,
+        job,
+        check,
+        &format!(
+            "load {load_id}: {} (the load stays committed; see ferry_checks)",
+            detail.map_or_else(|| format!("{failing_rows} rows"), str::to_string)
+        ),
+    ));
+}
+
 /// This daemon's name in messages: the host name.
 pub fn host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -216,7 +257,7 @@ fn conditions(
 ) -> Vec<Event> {
     let live = crate::telemetry::jobs::snapshot();
     let wall = Utc::now();
-    let ago = crate::daemon::status::html::ago;
+    let ago = crate::telemetry::ago;
     // A source is reported once it has been down for the shortest
     // `source_down_after` of the alerts that want it.
     let down_after = cfg

@@ -290,7 +290,8 @@ impl MemberGlob {
         if self.whole_name {
             self.glob.is_match(name)
         } else {
-            self.glob.is_match(crate::source::file_name(name))
+            // The last part of the member's path (config reads no source).
+            self.glob.is_match(name.rsplit('/').next().unwrap_or(name))
         }
     }
 }

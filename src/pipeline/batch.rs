@@ -188,6 +188,7 @@ pub(super) async fn loaded_or_skipped(
                 f.version.size,
                 staged.started.elapsed(),
             );
+            crate::alerts::file_loaded(&job.name, &f.version.path, rows, f.rejected);
             finalize(rt, job, src, &f.version).await;
             report.loaded.push(LoadedFile {
                 job: job.name.clone(),

@@ -122,6 +122,9 @@ async fn run_one(rt: &Runtime, job: &Job, check: &Check, load_id: &str, rows: u6
         Err(e) => (0, Some(format!("could not run: {}", e.chain()))),
     };
     let passed = result.is_ok() && failing == 0;
+    if !passed {
+        crate::alerts::check_failed(&job.name, &check.name, load_id, failing, detail.as_deref());
+    }
     telemetry::check_done(
         &job.name,
         &check.name,

@@ -118,17 +118,6 @@ pub struct Sqs {
     pub wait: Duration,
 }
 
-/// SQS's own "try again" codes, beyond every 5xx and 429.
-pub const SQS_TRY_AGAIN: &[&str] = &[
-    "ThrottlingException",
-    "RequestThrottled",
-    "AWS.SimpleQueueService.RequestThrottled",
-    "KmsThrottled",
-    "ServiceUnavailable",
-    "InternalError",
-    "InternalFailure",
-];
-
 /// Whole seconds for SQS, at least 1 (0 only where asked for).
 fn secs(d: Duration) -> i32 {
     d.as_secs().clamp(0, i32::MAX as u64) as i32

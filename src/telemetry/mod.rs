@@ -89,6 +89,19 @@ pub fn escape_controls(buf: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     std::borrow::Cow::Owned(out)
 }
 
+/// A duration in the largest unit that keeps it short: `300ms`, `42s`,
+/// `3m 12s`, `5h 02m`, `2d 4h`.
+pub fn ago(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 if !d.is_zero() => format!("{}ms", d.as_millis()),
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        3600..86_400 => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
 /// A file was loaded and committed.
 pub fn file_loaded(job: &str, path: &str, rows: u64, rejected: u64, bytes: u64, took: Duration) {
     liveness::progressed(job);
@@ -102,22 +115,6 @@ pub fn file_loaded(job: &str, path: &str, rows: u64, rejected: u64, bytes: u64, 
         &l,
         chrono::Utc::now().timestamp() as f64,
     );
-    if rejected > 0 {
-        let rate = rejected as f64 / (rows + rejected) as f64;
-        crate::alerts::raise(
-            crate::alerts::Event::new(
-                crate::config::AlertKind::Rejects,
-                job,
-                path,
-                &format!(
-                    "rejected {rejected} of {} records ({:.1} %); see `ferry errors --job {job} --path {path}`",
-                    rows + rejected,
-                    rate * 100.0
-                ),
-            )
-            .measured(rate),
-        );
-    }
     tracing::info!(
         job,
         path,
@@ -244,15 +241,6 @@ pub fn check_done(
     if passed {
         tracing::debug!(job, check, load_id, "check passed");
     } else {
-        crate::alerts::raise(crate::alerts::Event::new(
-            crate::config::AlertKind::CheckFailed,
-            job,
-            check,
-            &format!(
-                "load {load_id}: {} (the load stays committed; see ferry_checks)",
-                detail.map_or_else(|| format!("{failing_rows} rows"), str::to_string)
-            ),
-        ));
         tracing::warn!(
             job,
             check,

@@ -111,18 +111,7 @@ pub fn badge(state: &str) -> String {
     format!("<span class=\"badge {class}\">{}</span>", esc(state))
 }
 
-/// A duration in the largest unit that keeps it short: `300ms`, `42s`,
-/// `3m 12s`, `5h 02m`, `2d 4h`.
-pub fn ago(d: std::time::Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0 if !d.is_zero() => format!("{}ms", d.as_millis()),
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
-        3600..86_400 => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
-    }
-}
+pub use crate::telemetry::ago;
 
 /// A count with thin thousands separators: `1 234 567`.
 pub fn count(v: Option<&str>) -> String {
