@@ -74,18 +74,23 @@ fn xml(path: &str, element: &str) -> u64 {
     }
 }
 
-/// `path` gzipped at `level` into a sink.
-fn gzip(path: &str, level: u32) -> u64 {
-    let mut enc = flate2::write::GzEncoder::new(std::io::sink(), flate2::Compression::new(level));
+/// Hands `path` to `each` in reads of [`CHUNK`] bytes.
+fn chunks(path: &str, mut each: impl FnMut(&[u8])) {
     let mut r = open(path);
     let mut buf = vec![0u8; CHUNK];
     loop {
         let got = r.read(&mut buf).expect("a read");
         if got == 0 {
-            break;
+            return;
         }
-        enc.write_all(&buf[..got]).expect("gzip");
+        each(&buf[..got]);
     }
+}
+
+/// `path` gzipped at `level` into a sink.
+fn gzip(path: &str, level: u32) -> u64 {
+    let mut enc = flate2::write::GzEncoder::new(std::io::sink(), flate2::Compression::new(level));
+    chunks(path, |b| enc.write_all(b).expect("gzip"));
     enc.finish().expect("gzip end");
     0
 }
@@ -94,15 +99,7 @@ fn gzip(path: &str, level: u32) -> u64 {
 fn sha256(path: &str) -> u64 {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
-    let mut r = open(path);
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let got = r.read(&mut buf).expect("a read");
-        if got == 0 {
-            break;
-        }
-        h.update(&buf[..got]);
-    }
+    chunks(path, |b| h.update(b));
     std::hint::black_box(h.finalize());
     0
 }

@@ -240,12 +240,7 @@ pub fn check_failed(
 
 /// This daemon's name in messages: the host name.
 pub fn host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "ferry".into())
+    crate::config::host_name()
 }
 
 /// Lag over `max_lag` and sources unreachable, from the jobs' live state:

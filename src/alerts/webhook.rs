@@ -98,10 +98,7 @@ async fn exchange(u: &Url<'_>, body: &str) -> Result<(), Failed> {
         env!("CARGO_PKG_VERSION")
     );
     let status = if u.tls {
-        let config = crate::tls::client_config(None).map_err(|e| Failed {
-            why: e.chain(),
-            retry: false,
-        })?;
+        let config = tls()?;
         let name =
             rustls_pki_types::ServerName::try_from(u.host.to_string()).map_err(|e| Failed {
                 why: format!("{} is not a host name: {e}", u.host),
@@ -127,6 +124,16 @@ async fn exchange(u: &Url<'_>, body: &str) -> Result<(), Failed> {
             retry: false,
         }),
     }
+}
+
+/// The TLS client configuration, built once (the system's roots are read
+/// from disk).
+fn tls() -> Result<std::sync::Arc<tokio_rustls::rustls::ClientConfig>, Failed> {
+    type Config = std::sync::Arc<tokio_rustls::rustls::ClientConfig>;
+    static TLS: std::sync::OnceLock<Result<Config, String>> = std::sync::OnceLock::new();
+    TLS.get_or_init(|| crate::tls::client_config(None).map_err(|e| e.chain()))
+        .clone()
+        .map_err(|why| Failed { why, retry: false })
 }
 
 /// Writes the request and reads the status code of the answer.

@@ -167,14 +167,20 @@ impl QueueSettings {
 /// A replica name: host, process id and a random suffix, so two
 /// processes on one host (or a restarted one) never share a lease.
 fn default_replica_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    let host = host_name();
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &random[..6])
+}
+
+/// This machine's host name (`ferry` when it has none to read): the start
+/// of a replica's default id, and who sends an alert.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "ferry".into());
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    format!("{host}-{}-{}", std::process::id(), &random[..6])
+        .unwrap_or_else(|| "ferry".into())
 }
 
 /// Checks an SQS queue URL at `path`.

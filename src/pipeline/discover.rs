@@ -29,9 +29,30 @@ pub(super) async fn list_folders(
 /// Whether a listed file is one of the job's: it matches `pattern`, no
 /// `exclude`, and neither it nor a folder on its way is a dot-file.
 pub(super) fn matches(job: &Job, e: &RemoteEntry) -> bool {
-    !e.relative.split('/').any(|part| part.starts_with('.'))
-        && job.pattern.is_match(&e.relative)
-        && !job.exclude.is_match(&e.relative)
+    taken(job, e) && !job.exclude.is_match(&e.relative)
+}
+
+/// Whether `pattern` takes a listed file (before `exclude`): it matches,
+/// and neither it nor a folder on its way is a dot-file.
+fn taken(job: &Job, e: &RemoteEntry) -> bool {
+    !e.relative.split('/').any(|part| part.starts_with('.')) && job.pattern.is_match(&e.relative)
+}
+
+/// `candidates` settled or not, with (and into) the job's memory of
+/// earlier polls.
+pub(super) fn settle_split(
+    rt: &Runtime,
+    job: &Job,
+    candidates: Vec<RemoteEntry>,
+    now: i64,
+) -> (
+    Vec<RemoteEntry>,
+    Vec<(RemoteEntry, source::settle::NotReady)>,
+) {
+    let mut all = rt.stability.lock().expect("stability lock");
+    let stability = all.entry(job.name.clone()).or_default();
+    stability.observe(&candidates);
+    source::settle::split(candidates, &job.settle, now, stability)
 }
 
 /// What a job's listing holds for this pass.
@@ -119,21 +140,12 @@ pub async fn survey(rt: &Runtime, job: &Job) -> Result<Survey> {
     let entries = list_folders(&*src, job, RetryPolicy::LIST).await?;
     let excluded = entries
         .iter()
-        .filter(|e| {
-            !e.relative.split('/').any(|part| part.starts_with('.'))
-                && job.pattern.is_match(&e.relative)
-                && job.exclude.is_match(&e.relative)
-        })
+        .filter(|e| taken(job, e) && job.exclude.is_match(&e.relative))
         .cloned()
         .collect();
     let listing = classify(job, entries);
     let now = chrono::Utc::now().timestamp();
-    let (ready, waiting) = {
-        let mut all = rt.stability.lock().expect("stability lock");
-        let stability = all.entry(job.name.clone()).or_default();
-        stability.observe(&listing.candidates);
-        source::settle::split(listing.candidates, &job.settle, now, stability)
-    };
+    let (ready, waiting) = settle_split(rt, job, listing.candidates, now);
     Ok(Survey {
         ready: ready.into_iter().filter(|e| matches(job, e)).collect(),
         waiting: waiting

@@ -421,12 +421,7 @@ fn settled(
     now: i64,
     report: &mut PassReport,
 ) -> (Vec<RemoteEntry>, usize) {
-    let (ready, waiting) = {
-        let mut all = rt.stability.lock().expect("stability lock");
-        let stability = all.entry(job.name.clone()).or_default();
-        stability.observe(&candidates);
-        source::settle::split(candidates, &job.settle, now, stability)
-    };
+    let (ready, waiting) = settle_split(rt, job, candidates, now);
     let unsettled = report_waiting(job, &waiting, report);
     (ready, unsettled)
 }

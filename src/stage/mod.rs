@@ -123,11 +123,7 @@ impl Stager {
                 "{kind}/{job}/{}/{name}-{version}-{attempt}",
                 at.format("%Y/%m/%d")
             );
-            if self.prefix.is_empty() {
-                rel
-            } else {
-                format!("{}/{rel}", self.prefix)
-            }
+            self.under_prefix(rel)
         };
         StageKeys {
             staged: format!("{}/", rel("staged")),
@@ -148,21 +144,12 @@ impl Stager {
             staged.strip_prefix(&self.prefix)?.strip_prefix('/')?
         };
         let attempt = rel.strip_prefix("staged/")?.strip_suffix('/')?;
-        let raw = format!("raw/{attempt}/{}", key_name(source_path));
-        Some(if self.prefix.is_empty() {
-            raw
-        } else {
-            format!("{}/{raw}", self.prefix)
-        })
+        Some(self.under_prefix(format!("raw/{attempt}/{}", key_name(source_path))))
     }
 
     /// `{prefix}/{kind}/{job}/`: where a job's objects of one kind are.
     pub fn kind_prefix(&self, kind: &str, job: &str) -> String {
-        if self.prefix.is_empty() {
-            format!("{kind}/{job}/")
-        } else {
-            format!("{}/{kind}/{job}/", self.prefix)
-        }
+        self.under_prefix(format!("{kind}/{job}/"))
     }
 
     /// Every object under `{prefix}/{kind}/{job}/` (`kind`: `staged`,
@@ -196,7 +183,14 @@ impl Stager {
     /// `{prefix}/manifests/{job}/{yyyy}/{mm}/{dd}/{load_id}/` (the COPY
     /// manifest of the staged parts and the batch's file list).
     pub fn manifest_folder(&self, job: &str, load_id: &str, at: DateTime<Utc>) -> String {
-        let rel = format!("manifests/{job}/{}/{load_id}/", at.format("%Y/%m/%d"));
+        self.under_prefix(format!(
+            "manifests/{job}/{}/{load_id}/",
+            at.format("%Y/%m/%d")
+        ))
+    }
+
+    /// `rel` under the staging prefix (as it is when the prefix is empty).
+    fn under_prefix(&self, rel: String) -> String {
         if self.prefix.is_empty() {
             rel
         } else {
@@ -206,11 +200,7 @@ impl Stager {
 
     /// The key prefix every staged part of `job` starts with.
     pub fn staged_root(&self, job: &str) -> String {
-        if self.prefix.is_empty() {
-            format!("staged/{job}/")
-        } else {
-            format!("{}/staged/{job}/", self.prefix)
-        }
+        self.kind_prefix("staged", job)
     }
 
     /// Loads every lookup file of `jobs` not loaded yet: a local path, or

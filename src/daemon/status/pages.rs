@@ -87,7 +87,7 @@ fn lag(now: Option<&JobNow>, job: Option<&Job>) -> String {
     let over = job.and_then(|j| j.max_lag).is_some_and(|max| lag > max);
     format!(
         "{} {}",
-        badge(if over { "behind" } else { "info" }).replace(">info<", ">waiting<"),
+        badge(if over { "behind" } else { "waiting" }),
         ago(lag)
     )
 }
