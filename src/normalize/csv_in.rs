@@ -4,7 +4,7 @@
 //! too. Ragged records, records that are not UTF-8 and records larger
 //! than `max_record_bytes` become error rows; the rest of the file loads.
 
-use super::csv_records::{Next, RecordReader};
+use super::csv_records::{Next, Record, RecordReader, Records};
 use super::handoff::{self, Feed, Stopped};
 use super::output::Output;
 use super::sink::{Fields, Key, RowSink};
@@ -15,8 +15,8 @@ use std::io::{self, Read};
 
 /// Field `i` of `record`, without the `\r` a CRLF line end leaves on the
 /// last field.
-fn field(record: &csv::StringRecord, i: usize) -> &str {
-    let v = &record[i];
+fn field<'a>(record: &Record<'a>, i: usize) -> &'a str {
+    let v = record.get(i).unwrap_or_default();
     if i + 1 == record.len() {
         v.strip_suffix('\r').unwrap_or(v)
     } else {
@@ -24,22 +24,45 @@ fn field(record: &csv::StringRecord, i: usize) -> &str {
     }
 }
 
-/// One record, owned, so it can cross to the writer thread.
-struct CsvRecord {
-    record: csv::StringRecord,
+/// Records bound for the writer thread, owned, in one batch (see
+/// [`Records`]).
+struct CsvBatch {
+    records: Records,
     delimiter: u8,
 }
 
-fn raw_record(record: &csv::StringRecord, delimiter: u8) -> String {
+/// A batch is handed on at this many records …
+const BATCH_RECORDS: usize = 512;
+/// … or this many bytes of field text.
+const BATCH_TEXT: usize = 64 * 1024;
+
+/// One record of a batch, as the sink reads it.
+struct CsvView<'a> {
+    record: Record<'a>,
+    delimiter: u8,
+}
+
+fn raw_record(record: &Record<'_>, delimiter: u8) -> String {
     (0..record.len())
         .map(|i| field(record, i))
         .collect::<Vec<_>>()
         .join(&(delimiter as char).to_string())
 }
 
-handoff::fields_record!(CsvRecord);
+impl handoff::Record for CsvBatch {
+    fn emit<W: Output>(&self, _: u64, sink: &mut RowSink<'_, W>) -> Result<(), NormalizeError> {
+        for (line, record) in self.records.iter() {
+            let view = CsvView {
+                record,
+                delimiter: self.delimiter,
+            };
+            sink.push(line, &view)?;
+        }
+        Ok(())
+    }
+}
 
-impl Fields for CsvRecord {
+impl Fields for CsvView<'_> {
     fn get(&self, key: &Key) -> Option<Cow<'_, str>> {
         match key {
             Key::Index(i) if *i < self.record.len() => Some(Cow::Borrowed(field(&self.record, *i))),
@@ -69,18 +92,9 @@ fn bad_header(path: &str, reason: String) -> NormalizeError {
     }
 }
 
-/// Checks that `bytes` is UTF-8; on failure, the field and byte that are
-/// not, and the record back for reuse.
-fn to_strings(bytes: csv::ByteRecord) -> Result<csv::StringRecord, (String, csv::ByteRecord)> {
-    csv::StringRecord::from_byte_record(bytes).map_err(|e| {
-        let u = e.utf8_error();
-        let at = format!(
-            "field {}, byte {} of the field",
-            u.field() + 1,
-            u.valid_up_to() + 1
-        );
-        (at, e.into_byte_record())
-    })
+/// Where a record stops being UTF-8, for a message.
+fn not_utf8_at(field: usize, byte: usize) -> String {
+    format!("field {}, byte {} of the field", field + 1, byte + 1)
 }
 
 /// Decodes `input` as CSV into `out`.
@@ -95,14 +109,19 @@ pub fn decode<R: Read, W: Output>(
     let mut reader = RecordReader::new(fmt, input, max_record);
     let path = ctx.path.as_str();
     let header: Vec<String> = if fmt.header {
-        let mut bytes = csv::ByteRecord::new();
-        match reader.next(&mut bytes).map_err(|e| read_err(path, e))? {
+        let mut first = Records::default();
+        match reader.next(&mut first).map_err(|e| read_err(path, e))? {
+            Next::NotUtf8 { field, byte, .. } => {
+                return Err(bad_header(
+                    path,
+                    format!(
+                        "line 1, {}: the header is not valid UTF-8; if the file is Latin-1 or Windows-1252, set format.encoding",
+                        not_utf8_at(field, byte)
+                    ),
+                ));
+            }
             Next::Record { .. } => {
-                let record = to_strings(bytes).map_err(|(at, _)| {
-                    bad_header(path, format!(
-                        "line 1, {at}: the header is not valid UTF-8; if the file is Latin-1 or Windows-1252, set format.encoding"
-                    ))
-                })?;
+                let record = first.get(0).1;
                 (0..record.len())
                     .map(|i| {
                         let h = field(&record, i);
@@ -159,83 +178,88 @@ pub fn decode<R: Read, W: Output>(
         sink,
         path,
         ctx.one_thread(),
-        |feed: &mut Feed<'_, CsvRecord>| {
-            let mut spare = csv::ByteRecord::new();
+        |feed: &mut Feed<'_, CsvBatch>| {
+            let new_batch = |feed: &mut Feed<'_, CsvBatch>| {
+                let mut b = feed.spare().unwrap_or_else(|| CsvBatch {
+                    records: Records::default(),
+                    delimiter: fmt.delimiter,
+                });
+                b.records.clear();
+                b
+            };
+            // Hands the batch on (records before a reject go first, so
+            // that rows and error rows keep the file's order).
+            let flush = |feed: &mut Feed<'_, CsvBatch>, batch: &mut CsvBatch| {
+                if batch.records.len() == 0 {
+                    return Ok(());
+                }
+                let full = std::mem::replace(batch, new_batch(feed));
+                let size = full.records.bytes() + full.records.len();
+                let line = full.records.get(0).0;
+                feed.push(line, size, full)
+                    .map_err(|Stopped| handoff::stopped(path))
+            };
+            let mut batch = new_batch(feed);
             loop {
-                let mut bytes = feed
-                    .spare()
-                    .map(|r| r.record.into_byte_record())
-                    .unwrap_or_else(|| std::mem::take(&mut spare));
-                let line = match reader.next(&mut bytes).map_err(|e| read_err(path, e))? {
-                    Next::Record { line } => line,
+                let reject = match reader
+                    .next(&mut batch.records)
+                    .map_err(|e| read_err(path, e))?
+                {
                     Next::End => break,
+                    Next::Record { line } => {
+                        let record = batch.records.last().expect("just read");
+                        if record.len() == 1 && field(&record, 0).is_empty() {
+                            batch.records.pop();
+                            continue; // blank line
+                        }
+                        if header.is_empty() || record.len() == header.len() {
+                            if batch.records.len() >= BATCH_RECORDS
+                                || batch.records.bytes() >= BATCH_TEXT
+                            {
+                                flush(feed, &mut batch)?;
+                            }
+                            continue;
+                        }
+                        let code = if record.len() > header.len() {
+                            1202
+                        } else {
+                            1203
+                        };
+                        let reason = format!(
+                            "record has {} fields; the header has {}",
+                            record.len(),
+                            header.len()
+                        );
+                        let raw = raw_record(&record, fmt.delimiter);
+                        batch.records.pop();
+                        RowError::unmapped(line, code, reason, &raw)
+                    }
+                    // One bad record, not a bad file: reject it, go on.
+                    Next::NotUtf8 { line, field, byte } => {
+                        let reason = format!(
+                            "{} is not valid UTF-8; if the file is Latin-1 or Windows-1252, set format.encoding",
+                            not_utf8_at(field, byte)
+                        );
+                        RowError::unmapped(line, 1220, reason, "")
+                    }
+                    // One record too large is rejected, not the file: its
+                    // bytes were parsed and dropped, never held.
                     Next::TooLarge {
                         line,
                         bytes: size,
                         head,
                     } => {
-                        // One record too large is rejected, not the file:
-                        // its bytes were parsed and dropped, never held.
                         let reason = format!(
                             "the record is {size} bytes, longer than max_record_bytes ({max_record} bytes); raise limits.max_record_bytes to load it"
                         );
-                        spare = bytes;
-                        feed.reject(RowError::unmapped(
-                            line,
-                            1225,
-                            reason,
-                            &String::from_utf8_lossy(&head),
-                        ))
-                        .map_err(|Stopped| handoff::stopped(path))?;
-                        continue;
+                        RowError::unmapped(line, 1225, reason, &String::from_utf8_lossy(&head))
                     }
                 };
-                let record = match to_strings(bytes) {
-                    Ok(r) => r,
-                    Err((at, back)) => {
-                        // One bad record, not a bad file: reject it, go on.
-                        spare = back;
-                        let reason = format!(
-                            "{at} is not valid UTF-8; if the file is Latin-1 or Windows-1252, set format.encoding"
-                        );
-                        feed.reject(RowError::unmapped(line, 1220, reason, ""))
-                            .map_err(|Stopped| handoff::stopped(path))?;
-                        continue;
-                    }
-                };
-                if record.len() == 1 && field(&record, 0).is_empty() {
-                    spare = record.into_byte_record();
-                    continue; // blank line
-                }
-                if !header.is_empty() && record.len() != header.len() {
-                    let code = if record.len() > header.len() {
-                        1202
-                    } else {
-                        1203
-                    };
-                    let reason = format!(
-                        "record has {} fields; the header has {}",
-                        record.len(),
-                        header.len()
-                    );
-                    let raw = raw_record(&record, fmt.delimiter);
-                    spare = record.into_byte_record();
-                    feed.reject(RowError::unmapped(line, code, reason, &raw))
-                        .map_err(|Stopped| handoff::stopped(path))?;
-                    continue;
-                }
-                let size = record.as_byte_record().as_slice().len() + record.len();
-                feed.push(
-                    line,
-                    size,
-                    CsvRecord {
-                        record,
-                        delimiter: fmt.delimiter,
-                    },
-                )
-                .map_err(|Stopped| handoff::stopped(path))?;
+                flush(feed, &mut batch)?;
+                feed.reject(reject)
+                    .map_err(|Stopped| handoff::stopped(path))?;
             }
-            Ok(())
+            flush(feed, &mut batch)
         },
     )
 }

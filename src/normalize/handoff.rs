@@ -5,7 +5,11 @@
 //! thread of its own, and the gzip output compresses on a third. Both
 //! cores work on one file. Batches are bounded by rows and bytes, and only
 //! a few are in flight, so memory stays bounded; drained batches come back
-//! so that a decoder can reuse their records' buffers.
+//! so that a decoder can reuse their records' buffers. A decoder whose
+//! records are many small pieces (CSV fields, JSON lines) hands over its
+//! own batch type instead, all its records in one buffer: the writer's
+//! first touch of data made on the other core then streams through one
+//! contiguous block instead of missing the cache record by record.
 //!
 //! A small input is not worth a thread: with `one_thread` each batch is
 //! written on the decoder's thread as soon as it is full (a thread spawn

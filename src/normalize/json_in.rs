@@ -17,19 +17,65 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, BufRead, Read};
 
-/// One record's text, owned, so it can cross to the writer thread, where
-/// it is parsed into a borrowed view: member values stay slices of the
-/// text (numbers keep their exact digits, nested values their text) and
-/// strings are unescaped only when they hold escapes.
-pub struct JsonRecord {
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
+/// Records bound for the writer thread, owned, in one batch: their text
+/// end to end in one string (checked as UTF-8 on the decoder's thread) and
+/// where each starts. The writer parses each into a borrowed view: member
+/// values stay slices of the text (numbers keep their exact digits, nested
+/// values their text) and strings are unescaped only when a column reads
+/// them. One contiguous buffer crosses between the cores, not one
+/// allocation per record.
+#[derive(Debug, Default)]
+pub struct JsonBatch {
+    text: String,
+    /// Per record: its line (or ordinal), and where its text is.
+    recs: Vec<(u64, usize, usize)>,
 }
 
-impl JsonRecord {
-    fn text(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
+/// A batch is handed on at this many records …
+const BATCH_RECORDS: usize = 512;
+/// … or this many bytes of text.
+const BATCH_TEXT: usize = 128 * 1024;
+
+impl JsonBatch {
+    fn add(&mut self, line: u64, text: &str) {
+        let start = self.text.len();
+        self.text.push_str(text);
+        self.recs.push((line, start, self.text.len()));
+    }
+
+    fn full(&self) -> bool {
+        self.recs.len() >= BATCH_RECORDS || self.text.len() >= BATCH_TEXT
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.recs.clear();
+    }
+}
+
+/// Parses one record object into `members` (reused from record to record).
+struct MembersInto<'v, 'a>(&'v mut Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> DeserializeSeed<'de> for MembersInto<'_, 'a> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de: 'a, 'a> Visitor<'de> for MembersInto<'_, 'a> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Str(k)) = map.next_key::<Str<'de>>()? {
+            self.0.push((k, map.next_value::<&'de RawValue>()?));
+        }
+        Ok(())
     }
 }
 
@@ -62,8 +108,7 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for Members<'a> {
 
 /// The text of a raw value as a column sees it: strings unescaped, `null`
 /// absent, anything else (numbers, booleans, objects, arrays) as written.
-fn raw_text(v: &RawValue) -> Option<Cow<'_, str>> {
-    let t = v.get();
+fn raw_text(t: &str) -> Option<Cow<'_, str>> {
     match t.as_bytes().first() {
         Some(b'"') => serde_json::from_str::<Str<'_>>(t).ok().map(|s| s.0),
         Some(b'n') if t == "null" => None,
@@ -72,21 +117,21 @@ fn raw_text(v: &RawValue) -> Option<Cow<'_, str>> {
 }
 
 /// Follows a JSON pointer (`/a/b/0`) from a record's members.
-fn pointer<'a>(members: &Members<'a>, ptr: &str) -> Option<&'a RawValue> {
+fn pointer<'a>(members: &[(Cow<'a, str>, &'a RawValue)], ptr: &str) -> Option<&'a str> {
     let unescape = |seg: &str| seg.replace("~1", "/").replace("~0", "~");
     let mut segs = ptr.split('/').skip(1);
     let first = unescape(segs.next()?);
-    let mut v = members.0.iter().rev().find(|(k, _)| *k == first)?.1;
+    let mut v = members.iter().rev().find(|(k, _)| *k == first)?.1.get();
     for seg in segs {
         let seg = unescape(seg);
-        v = match v.get().as_bytes().first() {
+        v = match v.as_bytes().first() {
             Some(b'{') => {
-                let m: Members<'a> = serde_json::from_str(v.get()).ok()?;
-                m.0.into_iter().rev().find(|(k, _)| *k == seg)?.1
+                let m: Members<'a> = serde_json::from_str(v).ok()?;
+                m.0.into_iter().rev().find(|(k, _)| *k == seg)?.1.get()
             }
             Some(b'[') => {
-                let items: Vec<&'a RawValue> = serde_json::from_str(v.get()).ok()?;
-                *items.get(seg.parse::<usize>().ok()?)?
+                let items: Vec<&'a RawValue> = serde_json::from_str(v).ok()?;
+                items.get(seg.parse::<usize>().ok()?)?.get()
             }
             _ => return None,
         };
@@ -94,25 +139,27 @@ fn pointer<'a>(members: &Members<'a>, ptr: &str) -> Option<&'a RawValue> {
     Some(v)
 }
 
-/// A parsed record, borrowing from its [`JsonRecord`].
-struct JsonView<'a> {
+/// A parsed record, borrowing from its batch.
+struct JsonView<'v, 'a> {
     text: &'a str,
-    members: Members<'a>,
+    members: &'v [(Cow<'a, str>, &'a RawValue)],
 }
 
-impl Fields for JsonView<'_> {
+impl Fields for JsonView<'_, '_> {
     fn get(&self, key: &Key) -> Option<Cow<'_, str>> {
-        match key {
-            Key::Name(n) => self
-                .members
-                .0
-                .iter()
-                .rev() // a repeated member: the last one counts
-                .find(|(k, _)| k == n)
-                .and_then(|(_, v)| raw_text(v)),
-            Key::Pointer(p) => pointer(&self.members, p).and_then(raw_text),
-            _ => None,
-        }
+        self.get_value(key).map(|(t, _)| t)
+    }
+
+    fn get_value(&self, key: &Key) -> Option<(Cow<'_, str>, bool)> {
+        let v = match key {
+            Key::Name(n) => self.members.iter().rev().find(|(k, _)| k == n)?.1.get(),
+            Key::Pointer(p) => pointer(self.members, p)?,
+            _ => return None,
+        };
+        // Strings are unescaped; anything else is JSON text serde_json
+        // has already parsed.
+        let json = !v.starts_with('"');
+        raw_text(v).map(|t| (t, json))
     }
 
     fn raw(&self) -> String {
@@ -120,33 +167,47 @@ impl Fields for JsonView<'_> {
     }
 
     fn each_field(&self, visit: &mut FieldVisit<'_>) {
-        for (k, v) in &self.members.0 {
-            visit(k, raw_text(v), Some(v.get()));
+        for (k, v) in self.members {
+            visit(k, raw_text(v.get()), Some(v.get()));
+        }
+    }
+
+    fn each_name(&self, visit: &mut dyn FnMut(&str)) {
+        for (k, _) in self.members {
+            visit(k);
         }
     }
 }
 
-impl handoff::Record for JsonRecord {
-    fn emit<W: Output>(&self, line: u64, sink: &mut RowSink<'_, W>) -> Result<(), NormalizeError> {
-        let bytes = self.text();
-        let parsed = std::str::from_utf8(bytes)
-            .map_err(|e| format!("not valid UTF-8 at byte {}", e.valid_up_to() + 1))
-            .and_then(|text| match serde_json::from_str::<Members<'_>>(text) {
-                Ok(members) => Ok(JsonView { text, members }),
-                Err(_) if serde_json::from_str::<IgnoredAny>(text).is_ok() => {
-                    Err("the record is JSON but not an object".to_string())
+impl handoff::Record for JsonBatch {
+    fn emit<W: Output>(&self, _: u64, sink: &mut RowSink<'_, W>) -> Result<(), NormalizeError> {
+        let mut members = Vec::with_capacity(16);
+        for &(line, a, b) in &self.recs {
+            let text = &self.text[a..b];
+            members.clear();
+            let mut de = serde_json::Deserializer::from_str(text);
+            let parsed = MembersInto(&mut members)
+                .deserialize(&mut de)
+                .and_then(|()| de.end());
+            match parsed {
+                Ok(()) => sink.push(
+                    line,
+                    &JsonView {
+                        text,
+                        members: &members,
+                    },
+                )?,
+                Err(e) => {
+                    let reason = if serde_json::from_str::<IgnoredAny>(text).is_ok() {
+                        "the record is JSON but not an object".to_string()
+                    } else {
+                        format!("not valid JSON at column {}: {e}", e.column())
+                    };
+                    sink.rejected(RowError::unmapped(line, 1224, reason, text))?;
                 }
-                Err(e) => Err(format!("not valid JSON at column {}: {e}", e.column())),
-            });
-        match parsed {
-            Ok(view) => sink.push(line, &view),
-            Err(reason) => sink.rejected(RowError::unmapped(
-                line,
-                1224,
-                reason,
-                &String::from_utf8_lossy(bytes),
-            )),
+            }
         }
+        Ok(())
     }
 }
 
@@ -175,9 +236,10 @@ pub fn decode_ndjson<R: Read, W: Output>(
         sink,
         path,
         ctx.one_thread(),
-        |feed: &mut Feed<'_, JsonRecord>| {
+        |feed: &mut Feed<'_, JsonBatch>| {
+            let mut line_buf = Vec::new();
+            let mut batch = JsonBatch::default();
             loop {
-                let mut line_buf = feed.spare().map(|r| r.buf).unwrap_or_default();
                 line_buf.clear();
                 line_no += 1;
                 // Read one line, but never more than the record limit.
@@ -215,6 +277,7 @@ pub fn decode_ndjson<R: Read, W: Output>(
                     let reason = format!(
                         "the record is {skipped} bytes, longer than max_record_bytes ({max_record} bytes); raise limits.max_record_bytes to load it"
                     );
+                    flush(feed, &mut batch, path)?;
                     feed.reject(RowError::unmapped(line_no, 1225, reason, &head))
                         .map_err(|Stopped| handoff::stopped(path))?;
                     continue;
@@ -233,26 +296,49 @@ pub fn decode_ndjson<R: Read, W: Output>(
                 if start == end {
                     continue;
                 }
-                let sent = feed.push(
-                    line_no,
-                    end - start,
-                    JsonRecord {
-                        buf: line_buf,
-                        start,
-                        end,
-                    },
-                );
-                sent.map_err(|Stopped| handoff::stopped(path))?;
+                match std::str::from_utf8(&line_buf[start..end]) {
+                    Ok(text) => {
+                        batch.add(line_no, text);
+                        if batch.full() {
+                            flush(feed, &mut batch, path)?;
+                        }
+                    }
+                    Err(e) => {
+                        let reason = format!("not valid UTF-8 at byte {}", e.valid_up_to() + 1);
+                        let raw = String::from_utf8_lossy(&line_buf[start..end]).into_owned();
+                        flush(feed, &mut batch, path)?;
+                        feed.reject(RowError::unmapped(line_no, 1224, reason, &raw))
+                            .map_err(|Stopped| handoff::stopped(path))?;
+                    }
+                }
             }
-            Ok(())
+            flush(feed, &mut batch, path)
         },
     )
+}
+
+/// Hands `batch` on, if it holds anything, and starts the next in a spare.
+fn flush(
+    feed: &mut Feed<'_, JsonBatch>,
+    batch: &mut JsonBatch,
+    path: &str,
+) -> Result<(), NormalizeError> {
+    if batch.recs.is_empty() {
+        return Ok(());
+    }
+    let mut next = feed.spare().unwrap_or_default();
+    next.clear();
+    let full = std::mem::replace(batch, next);
+    let line = full.recs[0].0;
+    feed.push(line, full.text.len(), full)
+        .map_err(|Stopped| handoff::stopped(path))
 }
 
 /// Receives each record; errors are kept aside, since serde only carries
 /// strings.
 struct Collector<'s, 'w> {
-    feed: &'s mut Feed<'w, JsonRecord>,
+    feed: &'s mut Feed<'w, JsonBatch>,
+    batch: JsonBatch,
     guard: &'s RecordGuard,
     path: &'s str,
     count: u64,
@@ -262,12 +348,12 @@ struct Collector<'s, 'w> {
 impl Collector<'_, '_> {
     fn take(&mut self, text: String) -> Result<(), String> {
         self.count += 1;
-        let buf = text.into_bytes();
-        let end = buf.len();
-        let r = self
-            .feed
-            .push(self.count, end, JsonRecord { buf, start: 0, end })
-            .map_err(|Stopped| handoff::stopped(self.path));
+        self.batch.add(self.count, &text);
+        let r = if self.batch.full() {
+            flush(self.feed, &mut self.batch, self.path)
+        } else {
+            Ok(())
+        };
         self.guard.record_ended_here();
         r.map_err(|e| {
             let text = e.to_string();
@@ -376,10 +462,11 @@ pub fn decode_document<R: Read, W: Output>(
         sink,
         &ctx.path,
         ctx.one_thread(),
-        |feed: &mut Feed<'_, JsonRecord>| {
+        |feed: &mut Feed<'_, JsonBatch>| {
             if !blank {
                 let mut collector = Collector {
                     feed,
+                    batch: JsonBatch::default(),
                     guard,
                     path: &ctx.path,
                     count: 0,
@@ -396,7 +483,7 @@ pub fn decode_document<R: Read, W: Output>(
                     return Err(e);
                 }
                 match result {
-                    Ok(true) => {}
+                    Ok(true) => flush(collector.feed, &mut collector.batch, &ctx.path)?,
                     Ok(false) => {
                         return Err(NormalizeError::Format {
                             path: ctx.path.clone(),

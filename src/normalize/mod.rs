@@ -4,9 +4,11 @@
 //! Pure and synchronous: it reads from a [`Read`] and writes to an
 //! [`Output`], so the pipeline runs it on a blocking thread between the
 //! source stream and the staging files. Inside, the decoder runs on the
-//! calling thread and hands owned records to a writer thread that maps,
-//! checks and writes them (`handoff`); the staged output compresses on a
-//! third ([`gzip`]). Memory is bounded by the largest record and a few
+//! calling thread and hands owned records, in batches that are each one
+//! contiguous buffer, to a writer thread that maps, checks and writes them
+//! (`handoff`); the staged output compresses on a third ([`gzip`]) and
+//! the input's SHA-256 is taken on a fourth. A small input is done on the
+//! calling thread. Memory is bounded by the largest record and a few
 //! batches, never by the file.
 //!
 //! The staged CSV is RFC 4180: fields are quoted when they need it, `""` is
@@ -194,7 +196,7 @@ pub enum NormalizeError {
 /// is the network's fault (retry), any other is the bytes' (fail the file).
 struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: InputHash,
     bytes: Arc<AtomicU64>,
     /// The source's own read error, if one happened.
     failure: Option<(io::ErrorKind, String)>,
@@ -213,6 +215,87 @@ impl<R: Read> Read for HashingReader<R> {
         self.hasher.update(&buf[..n]);
         self.bytes.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
+    }
+}
+
+/// SHA-256 of the input, on the reading thread for a small input, else
+/// on a thread of its own (fed copies of what was read, from a pool of
+/// buffers: a copy costs a tenth of hashing it), so that the decoder's
+/// thread, the busiest, does not also hash.
+enum InputHash {
+    Here(Sha256),
+    Thread {
+        tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+        pool: std::sync::mpsc::Receiver<Vec<u8>>,
+        worker: Option<std::thread::JoinHandle<Sha256>>,
+    },
+}
+
+/// Chunks queued for the hashing thread.
+const HASH_IN_FLIGHT: usize = 8;
+
+impl InputHash {
+    fn new(threaded: bool) -> InputHash {
+        if !threaded {
+            return InputHash::Here(Sha256::new());
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASH_IN_FLIGHT);
+        let (back, pool) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASH_IN_FLIGHT + 2);
+        let spawned = std::thread::Builder::new()
+            .name("ferry-sha256".into())
+            .spawn(move || {
+                let mut h = Sha256::new();
+                for chunk in rx {
+                    h.update(&chunk);
+                    let _ = back.try_send(chunk);
+                }
+                h
+            });
+        match spawned {
+            Ok(worker) => InputHash::Thread {
+                tx: Some(tx),
+                pool,
+                worker: Some(worker),
+            },
+            // No thread to be had: hash here.
+            Err(_) => InputHash::Here(Sha256::new()),
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            InputHash::Here(h) => h.update(data),
+            InputHash::Thread { tx, pool, .. } => {
+                if data.is_empty() {
+                    return;
+                }
+                let mut chunk = pool.try_recv().unwrap_or_default();
+                chunk.clear();
+                chunk.extend_from_slice(data);
+                if let Some(t) = tx {
+                    // The thread only stops when `tx` is dropped.
+                    let _ = t.send(chunk);
+                }
+            }
+        }
+    }
+
+    /// The digest of everything passed to [`update`](Self::update), hex.
+    fn finish(self) -> String {
+        let h = match self {
+            InputHash::Here(h) => h,
+            InputHash::Thread {
+                mut tx, mut worker, ..
+            } => {
+                tx.take();
+                match worker.take().map(|w| w.join()) {
+                    Some(Ok(h)) => h,
+                    Some(Err(panic)) => std::panic::resume_unwind(panic),
+                    None => Sha256::new(),
+                }
+            }
+        };
+        hex::encode(h.finalize())
     }
 }
 
@@ -346,7 +429,7 @@ pub fn normalize<R: Read, W: Output>(
     let counted = Arc::new(AtomicU64::new(0));
     let mut hashing = HashingReader {
         inner: input,
-        hasher: Sha256::new(),
+        hasher: InputHash::new(!ctx.one_thread()),
         bytes: counted.clone(),
         failure: None,
     };
@@ -429,7 +512,7 @@ pub fn normalize<R: Read, W: Output>(
     // Drain whatever the decoder left unread so the hash covers the file.
     io::copy(&mut hashing, &mut io::sink()).map_err(read_err)?;
     stats.input_bytes = counted.load(Ordering::Relaxed);
-    stats.sha256 = hex::encode(hashing.hasher.finalize());
+    stats.sha256 = hashing.hasher.finish();
     Ok(stats)
 }
 

@@ -7,7 +7,7 @@
 //! parts of bounded size plus a gzip CSV of all rejected records, on local
 //! disk, so memory stays bounded however large the file is.
 
-use super::csv_out::write_row;
+use super::csv_out::push_row;
 use super::gzip::ParallelGzip;
 use super::parquet_out::ParquetStaged;
 use super::{RowError, write_record};
@@ -59,14 +59,14 @@ fn csv_row<O: Output + ?Sized>(
     scratch: &mut Vec<u8>,
 ) -> io::Result<()> {
     scratch.clear();
-    write_row(
+    push_row(
         scratch,
         values
             .iter()
             .zip(plain)
             .map(|(v, plain)| (v.as_deref(), *plain))
             .chain([(Some(file), false), (Some(line), true)]),
-    )?;
+    );
     out.write_all(scratch)?;
     out.record_end()
 }

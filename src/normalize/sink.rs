@@ -6,8 +6,7 @@ use super::drift::{self, MisfitAction, OnNew, Tracker};
 use super::output::Output;
 use super::{FileContext, MAX_KEPT_ERRORS, NormalizeError, NormalizeStats, RAW_CAP, RowError, cap};
 use crate::config::{Job, Policy};
-use crate::schema::coerce_column;
-use crate::schema::{ColumnSource, ColumnType};
+use crate::schema::{Canon, ColumnSource, ColumnType, coerce_column_into};
 use std::borrow::Cow;
 use std::io;
 
@@ -34,11 +33,30 @@ pub trait Fields {
     fn get(&self, key: &Key) -> Option<Cow<'_, str>>;
     /// The record as read, for error rows (capped by the caller).
     fn raw(&self) -> String;
+    /// The value of `key` and whether the decoder parsed it as a JSON
+    /// value (object, array, number or literal), so its text is valid
+    /// JSON as it is and a JSON column need not check it again.
+    fn get_value(&self, key: &Key) -> Option<(Cow<'_, str>, bool)> {
+        self.get(key).map(|t| (t, false))
+    }
     /// Every top-level field the record has, for drift: its name, its
     /// text (`None`: null) and, from JSON, its JSON text. Decoders with a
     /// fixed header (CSV) report theirs once instead
     /// ([`RowSink::header`]).
     fn each_field(&self, _visit: &mut FieldVisit<'_>) {}
+    /// The names [`each_field`](Fields::each_field) visits, in the same
+    /// order, without their values (the cheap check most records pass).
+    fn each_name(&self, visit: &mut dyn FnMut(&str)) {
+        self.each_field(&mut |name, _, _| visit(name));
+    }
+}
+
+/// An emptied vector's allocation, to hold values of another lifetime
+/// (the values of one row borrow from its record, so the vector cannot
+/// be kept as it is from row to row; its memory can).
+fn recycle<'b>(mut v: Vec<Option<Cow<'_, str>>>) -> Vec<Option<Cow<'b, str>>> {
+    v.clear();
+    v.into_iter().map(|_| None).collect()
 }
 
 /// `s` without leading and trailing white space; values that start and end
@@ -93,6 +111,15 @@ pub struct RowSink<'j, W: Output> {
     header_extras: Option<Vec<(usize, Key)>>,
     /// Scratch for the capture column's JSON object.
     captured: String,
+    /// Reused from row to row: the row's values (empty between rows) …
+    values: Vec<Option<Cow<'static, str>>>,
+    /// … and per column, a buffer for a canonical text that differs
+    /// from its input (a timestamp in UTC, say).
+    owned: Vec<String>,
+    /// The field names of the last record whose fields were all mapped
+    /// (records of one file mostly share theirs): a record with the same
+    /// names needs no drift check.
+    shape: Option<Vec<String>>,
     /// What has been written and rejected so far.
     pub stats: NormalizeStats,
 }
@@ -142,6 +169,9 @@ impl<'j, W: Output> RowSink<'j, W> {
             tracker: Tracker::new(job),
             header_extras: None,
             captured: String::new(),
+            values: Vec::with_capacity(job.columns.len()),
+            owned: vec![String::new(); job.columns.len()],
+            shape: None,
             stats: NormalizeStats::default(),
         })
     }
@@ -201,6 +231,10 @@ impl<'j, W: Output> RowSink<'j, W> {
     ) -> Result<Option<String>, NormalizeError> {
         let on_new = self.tracker.on_new;
         let capture = on_new == OnNew::Capture;
+        if self.header_extras.is_none() && self.all_mapped(fields) {
+            self.captured.clear();
+            return Ok(None);
+        }
         if capture {
             self.captured.clear();
             self.captured.push('{');
@@ -262,6 +296,32 @@ impl<'j, W: Output> RowSink<'j, W> {
         Ok(if on_new == OnNew::Reject { first } else { None })
     }
 
+    /// Whether every field of `fields` is mapped: at once when its names
+    /// are the last such record's, else by looking each up (and then
+    /// remembered as the shape to compare with).
+    fn all_mapped(&mut self, fields: &dyn Fields) -> bool {
+        if let Some(shape) = &self.shape {
+            let (mut i, mut same) = (0, true);
+            fields.each_name(&mut |name| {
+                same = same && shape.get(i).is_some_and(|s| s == name);
+                i += 1;
+            });
+            if same && i == shape.len() {
+                return true;
+            }
+        }
+        let mut names = Vec::new();
+        let mut all = true;
+        fields.each_name(&mut |name| {
+            all = all && self.tracker.is_mapped(name);
+            names.push(name.to_string());
+        });
+        if all {
+            self.shape = Some(names);
+        }
+        all
+    }
+
     /// Records a rejected record that never got to mapping (ragged rows,
     /// unparsable JSON, records over the size limit).
     pub fn reject(
@@ -307,13 +367,9 @@ impl<'j, W: Output> RowSink<'j, W> {
     }
 
     /// Maps, checks and writes one record starting on physical `line`.
-    pub fn push(&mut self, line: u64, fields: &dyn Fields) -> Result<(), NormalizeError> {
-        // Values borrow from the record where they can: no allocation per
-        // field for the common case of text that needs no conversion.
-        let mut values: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(self.job.columns.len());
+    pub fn push<F: Fields>(&mut self, line: u64, fields: &F) -> Result<(), NormalizeError> {
         let mut digits = [0u8; 20];
         let line_text = decimal(line, &mut digits);
-        let mut failure: Option<RowError> = None;
         if let Some(field) = self.unmapped(line, fields)? {
             return self.rejected(RowError {
                 line,
@@ -326,31 +382,55 @@ impl<'j, W: Output> RowSink<'j, W> {
                 raw_value: None,
             });
         }
-        let captured = (self.captured.len() > 2).then_some(self.captured.as_str());
-        for (i, (col, how)) in self.job.columns.iter().zip(&self.plan).enumerate() {
-            let raw: Option<Cow<'_, str>> = match how {
-                Plan::Field(key) => fields.get(key).map(|v| {
-                    if col.trim {
-                        match v {
+        // Values borrow from the record, or from a per-column buffer
+        // reused from row to row: no allocation per field or per row.
+        let RowSink {
+            job,
+            ctx,
+            plan,
+            out,
+            line: scratch,
+            plain,
+            tracker,
+            captured,
+            values: kept,
+            owned,
+            ..
+        } = self;
+        let mut values = recycle(std::mem::take(kept));
+        let captured = (captured.len() > 2).then_some(captured.as_str());
+        let mut failure: Option<RowError> = None;
+        for (i, ((col, how), slot)) in job
+            .columns
+            .iter()
+            .zip(plan.iter())
+            .zip(owned.iter_mut())
+            .enumerate()
+        {
+            let (raw, is_json): (Option<Cow<'_, str>>, bool) = match how {
+                Plan::Field(key) => match fields.get_value(key) {
+                    Some((v, json)) if col.trim => (
+                        Some(match v {
                             Cow::Borrowed(b) => Cow::Borrowed(trim(b)),
                             Cow::Owned(o) => Cow::Owned(trim(&o).to_string()),
-                        }
-                    } else {
-                        v
-                    }
-                }),
-                Plan::SourceFile => Some(Cow::Borrowed(self.ctx.path.as_str())),
-                Plan::SourceLine => Some(Cow::Borrowed(line_text)),
-                Plan::IngestTime => Some(Cow::Borrowed(self.ctx.ingest_time.as_str())),
-                Plan::Constant(c) => Some(Cow::Borrowed(c.as_str())),
-                Plan::Captured => captured.map(Cow::Borrowed),
+                        }),
+                        json,
+                    ),
+                    Some((v, json)) => (Some(v), json),
+                    None => (None, false),
+                },
+                Plan::SourceFile => (Some(Cow::Borrowed(ctx.path.as_str())), false),
+                Plan::SourceLine => (Some(Cow::Borrowed(line_text)), false),
+                Plan::IngestTime => (Some(Cow::Borrowed(ctx.ingest_time.as_str())), false),
+                Plan::Constant(c) => (Some(Cow::Borrowed(c.as_str())), false),
+                Plan::Captured => (captured.map(Cow::Borrowed), false),
                 Plan::Expr(keys) => {
                     let ColumnSource::Expr(e) = &col.source else {
                         unreachable!("an Expr plan is made for an expr column")
                     };
                     let get = |k: usize| fields.get(&keys[k]);
                     match e.eval(&get) {
-                        Ok(v) => v,
+                        Ok(v) => (v, false),
                         Err(reason) => {
                             failure = Some(RowError {
                                 line,
@@ -366,7 +446,7 @@ impl<'j, W: Output> RowSink<'j, W> {
                 }
             };
             if raw.is_some() {
-                self.tracker.saw(i);
+                tracker.saw(i);
             }
             // Empty input is NULL, except for a varchar that may be empty
             // (as Redshift loads it without EMPTYASNULL).
@@ -396,84 +476,93 @@ impl<'j, W: Output> RowSink<'j, W> {
                     break;
                 }
                 None => None,
-                Some(v) => match coerce_column(&v, col).map_err(|e| (e, true)).and_then(|c| {
-                    match &col.rules {
-                        Some(rules) => rules
-                            .check(&c, col.column_type)
-                            .map(|()| c)
-                            .map_err(|e| (e, false)),
-                        None => Ok(c),
-                    }
-                }) {
-                    Ok(Cow::Borrowed(b)) if b.len() == v.len() => Some(v),
-                    Ok(c) => Some(Cow::Owned(c.into_owned())),
-                    // The value does not fit the type: the contract says.
-                    Err((e, true)) if self.tracker.types == Policy::Freeze => {
-                        return Err(NormalizeError::Drift {
-                            path: self.ctx.path.clone(),
-                            reason: format!(
-                                "line {line} column {}: {} (contract.types = \"freeze\"); to accept such values, change the column's type in the mapping and in the target, or set contract.types to \"evolve\" (VARCHAR lengths), \"discard_value\" or \"discard_row\"",
-                                col.name, e.reason
-                            ),
-                        });
-                    }
-                    Err((e, is_type)) => {
-                        let action = if is_type {
-                            self.tracker.misfit(
-                                i,
-                                col.name.as_str(),
-                                col.column_type,
-                                e.code,
-                                &e.reason,
-                                &v,
-                                line,
-                                col.required,
-                            )
-                        } else {
-                            MisfitAction::Rejected
-                        };
-                        match action {
-                            MisfitAction::Widen => {
-                                values.push(Some(v));
-                                continue;
-                            }
-                            MisfitAction::Nulled => {
-                                values.push(None);
-                                continue;
-                            }
-                            MisfitAction::Rejected => {}
+                Some(v) => {
+                    // A JSON value the decoder parsed is valid JSON as it is.
+                    let canon = if is_json
+                        && matches!(col.column_type, ColumnType::Json | ColumnType::Super)
+                    {
+                        Ok(Canon::Same)
+                    } else {
+                        coerce_column_into(&v, col, slot)
+                    };
+                    let checked = canon.map_err(|e| (e, true)).and_then(|c| match &col.rules {
+                        Some(rules) => {
+                            let text = match c {
+                                Canon::Same => &*v,
+                                Canon::Written => slot.as_str(),
+                            };
+                            rules
+                                .check(text, col.column_type)
+                                .map(|()| c)
+                                .map_err(|e| (e, false))
                         }
-                        failure = Some(RowError {
-                            line,
-                            column: Some(col.name.to_string()),
-                            code: e.code,
-                            reason: format!("column {}: {}", col.name, e.reason),
-                            raw_line: cap(&fields.raw()),
-                            raw_value: Some(cap(&v)),
-                        });
-                        break;
+                        None => Ok(c),
+                    });
+                    match checked {
+                        Ok(Canon::Same) => Some(v),
+                        Ok(Canon::Written) => Some(Cow::Borrowed(slot.as_str())),
+                        // The value does not fit the type: the contract says.
+                        Err((e, true)) if tracker.types == Policy::Freeze => {
+                            return Err(NormalizeError::Drift {
+                                path: ctx.path.clone(),
+                                reason: format!(
+                                    "line {line} column {}: {} (contract.types = \"freeze\"); to accept such values, change the column's type in the mapping and in the target, or set contract.types to \"evolve\" (VARCHAR lengths), \"discard_value\" or \"discard_row\"",
+                                    col.name, e.reason
+                                ),
+                            });
+                        }
+                        Err((e, is_type)) => {
+                            let action = if is_type {
+                                tracker.misfit(
+                                    i,
+                                    col.name.as_str(),
+                                    col.column_type,
+                                    e.code,
+                                    &e.reason,
+                                    &v,
+                                    line,
+                                    col.required,
+                                )
+                            } else {
+                                MisfitAction::Rejected
+                            };
+                            match action {
+                                MisfitAction::Widen => {
+                                    values.push(Some(v));
+                                    continue;
+                                }
+                                MisfitAction::Nulled => {
+                                    values.push(None);
+                                    continue;
+                                }
+                                MisfitAction::Rejected => {}
+                            }
+                            failure = Some(RowError {
+                                line,
+                                column: Some(col.name.to_string()),
+                                code: e.code,
+                                reason: format!("column {}: {}", col.name, e.reason),
+                                raw_line: cap(&fields.raw()),
+                                raw_value: Some(cap(&v)),
+                            });
+                            break;
+                        }
                     }
-                },
+                }
             };
             values.push(value);
         }
         if let Some(f) = failure {
-            drop(values);
+            *kept = recycle(values);
             return self.rejected(f);
         }
         // One write per record: a CSV line is built in a reused buffer.
-        self.out
-            .row(
-                &values,
-                self.ctx.path.as_str(),
-                line_text,
-                &self.plain,
-                &mut self.line,
-            )
-            .map_err(|source| NormalizeError::Write {
-                path: self.ctx.path.clone(),
-                source,
-            })?;
+        let written = out.row(&values, ctx.path.as_str(), line_text, plain, scratch);
+        *kept = recycle(values);
+        written.map_err(|source| NormalizeError::Write {
+            path: ctx.path.clone(),
+            source,
+        })?;
         self.stats.rows += 1;
         Ok(())
     }

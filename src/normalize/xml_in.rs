@@ -12,7 +12,7 @@
 //! the file, since it cannot be skipped without holding it. An error row's
 //! line is the record's ordinal; its reason gives the byte offset.
 
-use super::handoff::{self, Feed, Slots, Stopped};
+use super::handoff::{self, Feed, Stopped};
 use super::output::Output;
 use super::sink::{FieldVisit, Fields, Key, RowSink};
 use super::{FileContext, NormalizeError, NormalizeStats, RecordGuard};
@@ -20,49 +20,118 @@ use crate::config::Job;
 use quick_xml::events::Event;
 use std::borrow::Cow;
 use std::io::BufRead;
+use std::sync::Arc;
 
-/// One record's fields, owned, so it can cross to the writer thread.
-type XmlFields = Slots<String>;
+/// One record's fields, owned, so it can cross to the writer thread: the
+/// values end to end in one text, a mapped field found by its place in the
+/// job's field list, other direct children and attributes (for drift and
+/// error rows) by name. A few buffers per record, reused from record to
+/// record, rather than two strings per field.
+#[derive(Debug)]
+struct XmlRecord {
+    /// The keys the job maps, shared by every record of the file.
+    wanted: Arc<[String]>,
+    /// Values, and the names of `extra` fields, end to end.
+    text: String,
+    /// Per mapped key: where its value is in `text`.
+    found: Vec<Option<(usize, usize)>>,
+    /// Direct children and attributes the job does not map by this name:
+    /// where the name and the value are in `text`, and whether the name
+    /// is not mapped at all (a new field, for drift) rather than the head
+    /// of a mapped path such as `task` of `task/@id`.
+    extra: Vec<(usize, usize, usize, bool)>,
+}
 
-impl XmlFields {
-    /// Records `key` unless the record has it already (the first
+impl XmlRecord {
+    fn new(wanted: Arc<[String]>) -> Self {
+        XmlRecord {
+            found: vec![None; wanted.len()],
+            wanted,
+            text: String::new(),
+            extra: Vec::new(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.found.iter_mut().for_each(|f| *f = None);
+        self.extra.clear();
+    }
+
+    /// Sets mapped key `i` unless the record has it already (the first
     /// occurrence of a repeated child counts).
-    fn set_if_absent(&mut self, key: &str, value: &str) {
-        if self.live().iter().any(|(k, _)| k == key) {
+    fn set_wanted(&mut self, i: usize, value: &str) {
+        if self.found[i].is_none() {
+            let start = self.text.len();
+            self.text.push_str(value);
+            self.found[i] = Some((start, self.text.len()));
+        }
+    }
+
+    fn extras(&self) -> impl Iterator<Item = (&str, &str, bool)> {
+        self.extra
+            .iter()
+            .map(|&(k, v, end, new)| (&self.text[k..v], &self.text[v..end], new))
+    }
+
+    /// Records a direct child or attribute the job does not map by its
+    /// name, unless the record has it already.
+    fn set_extra(&mut self, key: &str, value: &str, new: bool) {
+        if self.extras().any(|(k, _, _)| k == key) {
             return;
         }
-        self.push(key, |v| {
-            v.clear();
-            v.push_str(value);
-        });
+        let k = self.text.len();
+        self.text.push_str(key);
+        let v = self.text.len();
+        self.text.push_str(value);
+        self.extra.push((k, v, self.text.len(), new));
+    }
+
+    /// The bytes it holds (for the hand-off's batch size).
+    fn size(&self) -> usize {
+        self.text.len()
     }
 }
 
-handoff::fields_record!(XmlFields);
+handoff::fields_record!(XmlRecord);
 
-impl Fields for XmlFields {
+impl Fields for XmlRecord {
     fn get(&self, key: &Key) -> Option<Cow<'_, str>> {
         match key {
-            Key::Name(n) => self
-                .live()
-                .iter()
-                .find(|(k, _)| k == n)
-                .map(|(_, v)| Cow::Borrowed(v.as_str())),
+            Key::Index(i) => self
+                .found
+                .get(*i)
+                .copied()
+                .flatten()
+                .map(|(a, b)| Cow::Borrowed(&self.text[a..b])),
             _ => None,
         }
     }
 
     fn each_field(&self, visit: &mut FieldVisit<'_>) {
-        for (k, v) in self.live() {
-            // Direct children and the record's attributes only.
-            if !k.contains('/') {
-                visit(k, Some(Cow::Borrowed(v.as_str())), None);
+        for (k, v, new) in self.extras() {
+            if new {
+                visit(k, Some(Cow::Borrowed(v)), None);
+            }
+        }
+    }
+
+    fn each_name(&self, visit: &mut dyn FnMut(&str)) {
+        for (k, _, new) in self.extras() {
+            if new {
+                visit(k);
             }
         }
     }
 
     fn raw(&self) -> String {
-        let mut pairs: Vec<_> = self.live().iter().collect();
+        let mut pairs: Vec<(&str, &str)> = self
+            .wanted
+            .iter()
+            .zip(&self.found)
+            .filter_map(|(k, f)| f.map(|(a, b)| (k.as_str(), &self.text[a..b])))
+            .chain(self.extras().map(|(k, v, _)| (k, v)))
+            .collect();
         pairs.sort();
         pairs
             .iter()
@@ -74,12 +143,20 @@ impl Fields for XmlFields {
 
 /// Writes the local part of a (possibly prefixed) name into `out`.
 fn local_into(name: &[u8], out: &mut String) {
-    let n = match name.iter().position(|&b| b == b':') {
+    let n = match memchr::memchr(b':', name) {
         Some(i) => &name[i + 1..],
         None => name,
     };
     out.clear();
-    out.push_str(&String::from_utf8_lossy(n));
+    push_name(n, out);
+}
+
+/// Appends a name as text (UTF-8 as it nearly always is; lossy if not).
+fn push_name(name: &[u8], out: &mut String) {
+    match std::str::from_utf8(name) {
+        Ok(n) => out.push_str(n),
+        Err(_) => out.push_str(&String::from_utf8_lossy(name)),
+    }
 }
 
 fn predefined(name: &str) -> Option<char> {
@@ -103,16 +180,28 @@ pub fn decode<R: BufRead, W: Output>(
     guard: &RecordGuard,
     out: W,
 ) -> Result<NormalizeStats, NormalizeError> {
-    let mut wanted = Vec::new();
+    let mut wanted: Vec<String> = Vec::new();
     let sink = RowSink::new(job, ctx, out, |name, _| {
-        let key = name.trim_start_matches('/').to_string();
-        wanted.push(key.clone());
-        Ok(Key::Name(key))
+        let key = name.trim_start_matches('/');
+        let i = match wanted.iter().position(|w| w == key) {
+            Some(i) => i,
+            None => {
+                wanted.push(key.to_string());
+                wanted.len() - 1
+            }
+        };
+        Ok(Key::Index(i))
     })?;
+    let heads = wanted
+        .iter()
+        .map(|w| super::drift::top_level(w).to_string())
+        .collect();
     let mut state = State {
         record_path,
-        wanted,
+        wanted: wanted.into(),
+        heads,
         names: Vec::new(),
+        slots: Vec::new(),
         depth: 0,
         record: None,
         text: String::new(),
@@ -125,7 +214,7 @@ pub fn decode<R: BufRead, W: Output>(
         sink,
         &ctx.path,
         ctx.one_thread(),
-        |feed: &mut Feed<'_, XmlFields>| state.decode(ctx, input, max_depth, guard, feed),
+        |feed: &mut Feed<'_, XmlRecord>| state.decode(ctx, input, max_depth, guard, feed),
     )
 }
 
@@ -134,12 +223,16 @@ struct State<'p> {
     record_path: &'p [String],
     /// The field keys the job maps; other children are skipped, but for
     /// the record's own children and attributes (drift).
-    wanted: Vec<String>,
+    wanted: Arc<[String]>,
+    /// The first segment of each mapped key (`task` of `task/@id`).
+    heads: Vec<String>,
     /// Local names of the open elements; the first `depth` are live.
     names: Vec<String>,
+    /// Where each open element's text goes, found at its start tag.
+    slots: Vec<Slot>,
     depth: usize,
     /// Inside a record: the record element's depth and its fields.
-    record: Option<(usize, XmlFields)>,
+    record: Option<(usize, XmlRecord)>,
     /// Text of the innermost element so far.
     text: String,
     /// Scratch for a field key.
@@ -152,11 +245,53 @@ struct State<'p> {
     max_record: u64,
 }
 
+/// Where a key's value goes in the record.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// The job maps it: its place in the field list.
+    Wanted(usize),
+    /// A direct child or attribute kept by name; `true`: not mapped at
+    /// all (a new field).
+    Extra(bool),
+    /// Neither: skipped.
+    Skip,
+}
+
 impl State<'_> {
-    /// A mapped field, or one the record has directly (a child or an
-    /// attribute of the record element): those are kept for drift.
-    fn is_wanted(&self, key: &str) -> bool {
-        !key.contains('/') || self.wanted.iter().any(|w| w == key)
+    /// Where the value of `key` (relative to the record; `direct`: a
+    /// child or attribute of the record element itself) goes: a mapped
+    /// field, or one the record has directly (kept for drift).
+    fn slot(&self, key: &str, direct: bool) -> Slot {
+        if let Some(i) = self.wanted.iter().position(|w| w == key) {
+            Slot::Wanted(i)
+        } else if direct {
+            Slot::Extra(!self.heads.iter().any(|h| h == key))
+        } else {
+            Slot::Skip
+        }
+    }
+
+    /// Stores `value` under `self.key` in the current record.
+    fn keep(&mut self, direct: bool, value: &str) {
+        let slot = self.slot(&self.key, direct);
+        if let Some((_, fields)) = self.record.as_mut() {
+            match slot {
+                Slot::Wanted(i) => fields.set_wanted(i, value),
+                Slot::Extra(new) => fields.set_extra(&self.key, value, new),
+                Slot::Skip => {}
+            }
+        }
+    }
+
+    /// Whether text read now is kept: inside a record that is not too
+    /// large, in an element whose text a field takes.
+    fn keeps_text(&self) -> bool {
+        self.record.is_some()
+            && !self.too_large
+            && self
+                .depth
+                .checked_sub(1)
+                .is_some_and(|d| !matches!(self.slots[d], Slot::Skip))
     }
 
     /// `key` = the path of the open elements below the record, joined by `/`.
@@ -176,7 +311,7 @@ impl State<'_> {
         input: R,
         max_depth: usize,
         guard: &RecordGuard,
-        feed: &mut Feed<'_, XmlFields>,
+        feed: &mut Feed<'_, XmlRecord>,
     ) -> Result<(), NormalizeError> {
         let mut reader = quick_xml::Reader::from_reader(input);
         reader.config_mut().trim_text(false);
@@ -207,7 +342,9 @@ impl State<'_> {
                     let empty = matches!(event, Event::Empty(_));
                     if self.depth == self.names.len() {
                         self.names.push(String::new());
+                        self.slots.push(Slot::Skip);
                     }
+                    self.slots[self.depth] = Slot::Skip;
                     local_into(e.name().as_ref(), &mut self.names[self.depth]);
                     self.depth += 1;
                     if self.depth > max_depth {
@@ -223,7 +360,9 @@ impl State<'_> {
                             .all(|(a, b)| a == b);
                     if starts_record {
                         count += 1;
-                        let mut fields = feed.spare().unwrap_or_default();
+                        let mut fields = feed
+                            .spare()
+                            .unwrap_or_else(|| XmlRecord::new(self.wanted.clone()));
                         fields.clear();
                         self.record = Some((self.depth, fields));
                         self.record_start = pos;
@@ -232,6 +371,10 @@ impl State<'_> {
                         && !self.too_large
                     {
                         self.relative_key(record_depth);
+                        if self.depth > record_depth {
+                            self.slots[self.depth - 1] =
+                                self.slot(&self.key, self.depth == record_depth + 1);
+                        }
                         let prefix_len = self.key.len();
                         for a in e.attributes().filter_map(|a| a.ok()) {
                             if a.key.as_ref().starts_with(b"xmlns") {
@@ -247,16 +390,12 @@ impl State<'_> {
                                 Some(i) => &name[i + 1..],
                                 None => name,
                             };
-                            self.key.push_str(&String::from_utf8_lossy(local));
-                            if self.is_wanted(&self.key) {
+                            push_name(local, &mut self.key);
+                            if !matches!(self.slot(&self.key, prefix_len == 0), Slot::Skip) {
                                 let v = a
                                     .normalized_value(quick_xml::XmlVersion::Implicit1_0)
                                     .unwrap_or_default();
-                                let key = std::mem::take(&mut self.key);
-                                if let Some((_, fields)) = self.record.as_mut() {
-                                    fields.set_if_absent(&key, &v);
-                                }
-                                self.key = key;
+                                self.keep(prefix_len == 0, &v);
                             }
                         }
                         self.text.clear();
@@ -265,19 +404,19 @@ impl State<'_> {
                         self.end_element(count, reader.buffer_position(), guard, feed)?;
                     }
                 }
-                Event::Text(t) if self.record.is_some() && !self.too_large => {
+                Event::Text(t) if self.keeps_text() => {
                     self.text.push_str(
                         &t.xml10_content()
                             .map_err(|e| format_err(format!("bad text near byte {pos}: {e}")))?,
                     );
                 }
-                Event::CData(t) if self.record.is_some() && !self.too_large => {
+                Event::CData(t) if self.keeps_text() => {
                     self.text.push_str(
                         &t.decode()
                             .map_err(|e| format_err(format!("bad CDATA near byte {pos}: {e}")))?,
                     );
                 }
-                Event::GeneralRef(r) if self.record.is_some() && !self.too_large => {
+                Event::GeneralRef(r) if self.keeps_text() => {
                     if let Some(c) = r.resolve_char_ref().ok().flatten() {
                         self.text.push(c);
                     } else {
@@ -328,17 +467,21 @@ impl State<'_> {
         count: u64,
         at: u64,
         guard: &RecordGuard,
-        feed: &mut Feed<'_, XmlFields>,
+        feed: &mut Feed<'_, XmlRecord>,
     ) -> Result<(), NormalizeError> {
         if let Some(record_depth) = self.record.as_ref().map(|r| r.0) {
             if self.depth > record_depth {
                 // The innermost text wins; an element with only children
                 // keeps what its children recorded.
-                self.relative_key(record_depth);
-                if self.is_wanted(&self.key)
-                    && let Some((_, fields)) = self.record.as_mut()
-                {
-                    fields.set_if_absent(&self.key, &self.text);
+                match (self.slots[self.depth - 1], self.record.as_mut()) {
+                    (Slot::Wanted(i), Some((_, fields))) => fields.set_wanted(i, &self.text),
+                    (Slot::Extra(new), Some(_)) => {
+                        self.relative_key(record_depth);
+                        if let Some((_, fields)) = self.record.as_mut() {
+                            fields.set_extra(&self.key, &self.text, new);
+                        }
+                    }
+                    _ => {}
                 }
                 self.text.clear();
             } else if self.depth == record_depth && self.too_large {
@@ -354,7 +497,7 @@ impl State<'_> {
                 guard.record_ended_here();
             } else if self.depth == record_depth {
                 let (_, fields) = self.record.take().expect("inside a record");
-                let size = fields.live().iter().map(|(k, v)| k.len() + v.len()).sum();
+                let size = fields.size();
                 feed.push(count, size, fields)
                     .map_err(|Stopped| handoff::stopped(""))?;
                 guard.record_ended_here();

@@ -8,7 +8,9 @@ mod coerce;
 pub mod expr;
 pub mod rules;
 
-pub use coerce::{CoerceError, QUOTED_CHARS, coerce, coerce_column, quoted};
+pub use coerce::{
+    Canon, CoerceError, QUOTED_CHARS, coerce, coerce_column, coerce_column_into, quoted,
+};
 
 use crate::sql::Ident;
 
