@@ -82,6 +82,11 @@ pub struct RawJob {
     /// Gzip level of the staged CSV, 1 (fast, the default) to 9 (small).
     #[serde(default = "default_gzip_level")]
     pub gzip_level: u32,
+    /// Threads that compress the staged CSV side by side (1 to 64; the
+    /// output is one gzip stream either way). Unset: half the host's
+    /// cores (at most 8) when it has more than two, else one thread
+    /// beside the decoder.
+    pub gzip_threads: Option<u32>,
     /// How staged rows are written for COPY: `"csv"` (gzip CSV, the
     /// default) or `"parquet"` (typed Parquet, `COPY … FORMAT AS PARQUET`).
     #[serde(default)]
@@ -344,6 +349,9 @@ pub(super) fn validate_job(
         limits: limits?,
         archive: archive?,
         gzip_level,
+        gzip_threads: j
+            .gzip_threads
+            .map_or_else(auto_gzip_threads, |n| n as usize),
         stage_format: j.stage_format,
         part_size: part_size?,
         archive_raw: j.archive_raw,
@@ -404,8 +412,8 @@ fn source_of(
     None
 }
 
-/// The staged output: `gzip_level` (1-9), `part_size` (more than 0) and
-/// the job's `concurrency` (1-64).
+/// The staged output: `gzip_level` (1-9), `gzip_threads` (1-64),
+/// `part_size` (more than 0) and the job's `concurrency` (1-64).
 fn validate_output(path: &str, j: &RawJob, p: &mut Problems) -> (u32, Option<u64>) {
     if !(1..=9).contains(&j.gzip_level) {
         p.push(
@@ -420,7 +428,18 @@ fn validate_output(path: &str, j: &RawJob, p: &mut Problems) -> (u32, Option<u64
     if !(1..=64).contains(&j.concurrency) {
         p.push(format!("{path}.concurrency"), "must be 1 to 64");
     }
+    if j.gzip_threads.is_some_and(|n| !(1..=64).contains(&n)) {
+        p.push(format!("{path}.gzip_threads"), "must be 1 to 64");
+    }
     (j.gzip_level, part_size)
+}
+
+/// `gzip_threads` when unset: half the host's cores, at most 8, on a host
+/// with more than two; else 1 (the compressor shares the two cores with
+/// the decoder and the writer, and more threads would only take turns).
+fn auto_gzip_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores > 2 { (cores / 2).min(8) } else { 1 }
 }
 
 /// `key` and `order_by`: columns of the job; `merge` needs a key.
@@ -544,6 +563,8 @@ pub struct Job {
     pub archive: ArchiveSettings,
     /// Gzip level of the staged CSV.
     pub gzip_level: u32,
+    /// Threads that compress the staged CSV.
+    pub gzip_threads: usize,
     /// How staged rows are written for COPY.
     pub stage_format: StageFormat,
     /// Bytes of CSV (before compression) after which a part is cut.

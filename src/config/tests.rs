@@ -404,3 +404,18 @@ fn a_super_column_cannot_feed_a_dimension() {
         "{e}"
     );
 }
+
+#[test]
+fn gzip_threads_are_checked_and_default_to_the_host() {
+    let with = |n: &str| {
+        test_toml(&format!(
+            "key = [\"id\"]\ngzip_threads = {n}\ncolumns = [ {{ name = \"id\", type = \"bigint\" }} ]\n"
+        ))
+    };
+    let e = err(&with("0"));
+    assert!(e.contains("jobs[0].gzip_threads: must be 1 to 64"), "{e}");
+    assert_eq!(from_toml_str(&with("3")).unwrap().jobs[0].gzip_threads, 3);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let auto = from_toml_str(&MINIMAL).unwrap().jobs[0].gzip_threads;
+    assert_eq!(auto, if cores > 2 { (cores / 2).min(8) } else { 1 });
+}

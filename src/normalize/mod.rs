@@ -577,6 +577,7 @@ pub fn normalize_file(
     // One part (no size limit), so the output is a single file.
     let mut staged = StagedParts::new(u64::MAX, job.gzip_level)
         .map_err(write_err("a temporary folder for", out))?;
+    staged.gzip_threads(job.gzip_threads);
     let input = io::BufReader::with_capacity(256 * 1024, file);
     let as_parquet = out.extension().is_some_and(|e| e == "parquet");
     let columns = || job.columns.iter().map(|c| (c.name.as_str(), c.column_type));

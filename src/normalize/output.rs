@@ -270,6 +270,8 @@ pub struct StagedParts {
     spill: std::sync::Arc<Spill>,
     max_part_bytes: u64,
     level: u32,
+    /// Threads that compress each gzip part.
+    gzip_threads: usize,
     /// Parquet parts of these staged columns instead of gzip CSV.
     parquet: Option<Vec<(String, ColumnType)>>,
     current: Option<Part>,
@@ -324,6 +326,7 @@ impl StagedParts {
             spill: std::sync::Arc::new(Spill::new(budget)),
             max_part_bytes: max_part_bytes.max(1),
             level,
+            gzip_threads: 1,
             parquet: None,
             current: None,
             in_part: 0,
@@ -333,6 +336,12 @@ impl StagedParts {
             rejects: None,
             raw: None,
         })
+    }
+
+    /// Compresses each part on `threads` threads side by side (see
+    /// [`ParallelGzip::with_threads`]).
+    pub fn gzip_threads(&mut self, threads: usize) {
+        self.gzip_threads = threads.max(1);
     }
 
     /// Sends each part to `to` as soon as it is finished (to upload it
@@ -368,7 +377,11 @@ impl StagedParts {
     fn part(&mut self) -> io::Result<&mut ParallelGzip<SpillWriter>> {
         if self.current.is_none() {
             let sink = self.next_part(StageFormat::Csv.extension())?;
-            self.current = Some(Part::Gzip(ParallelGzip::new(sink, self.level)));
+            self.current = Some(Part::Gzip(ParallelGzip::with_threads(
+                sink,
+                self.level,
+                self.gzip_threads,
+            )));
         }
         match self.current.as_mut() {
             Some(Part::Gzip(gz)) => Ok(gz),

@@ -234,6 +234,7 @@ pub(super) async fn fetch_and_normalize(
             None => job.part_size,
         };
         let mut out = StagedParts::new(part_size, job.gzip_level).map_err(local_err)?;
+        out.gzip_threads(job.gzip_threads);
         if job.stage_format == crate::config::StageFormat::Parquet {
             out.as_parquet(job.columns.iter().map(|c| (c.name.as_str(), c.column_type)));
         }

@@ -273,6 +273,13 @@ known_hosts_file = "{known_hosts}"
         text
     }
 
+    /// An object of the bucket, as stored.
+    #[allow(clippy::disallowed_methods)] // small test objects
+    pub fn object_bytes(&self, key: &str) -> Vec<u8> {
+        std::fs::read(self.s3.root.join(BUCKET).join(key))
+            .unwrap_or_else(|e| panic!("object {key}: {e}"))
+    }
+
     /// Staged objects under the bucket, as paths relative to it.
     pub fn staged_objects(&self) -> Vec<String> {
         let root = self.s3.root.join(BUCKET);

@@ -740,6 +740,59 @@ async fn a_large_file_is_staged_in_parts_and_loaded_whole_in_one_copy() {
 }
 
 #[tokio::test]
+async fn a_part_compressed_on_several_threads_is_one_gzip_stream_that_loads_exactly() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let header = "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n";
+    // About 4 MiB of staged CSV: four blocks, each compressed on its own
+    // thread, in one part.
+    let n = 60_000i64;
+    let body: String = (0..n)
+        .map(|i| {
+            format!(
+                "event-{i:08},task-{},created,open,user-{},jira,2026-03-01T10:00:00Z,{i},1,\n",
+                i % 97,
+                i % 13
+            )
+        })
+        .collect();
+    stack.put_sftp("/outbox/big.csv", &format!("{header}{body}"));
+    let toml = stack.config_toml(&db, &task_events_job("gzip_threads = 3"));
+    let rt = migrated_runtime(&toml).await;
+    let report = pass(&rt).await;
+    assert!(!report.has_failures(), "{report:?}");
+    assert_eq!(report.loaded[0].rows, n as u64);
+    let objects = stack.staged_objects();
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    // One gzip member: a reader that stops after the first member (as
+    // some do) still reads every row.
+    let packed = stack.object_bytes(&objects[0]);
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(packed.as_slice()),
+        &mut text,
+    )
+    .unwrap();
+    assert_eq!(text.lines().count() as i64, n);
+    let (count, sum): (i64, i64) = {
+        let row = db
+            .client
+            .query_one(
+                &format!(
+                    "SELECT count(*), sum(duration_ms)::bigint FROM {}",
+                    db.t("task_events")
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((count, sum), (n, (0..n).sum::<i64>()));
+    db.drop_schema().await;
+}
+
+#[tokio::test]
 async fn on_failure_move_takes_a_failed_file_out_of_the_drop_folder() {
     let stack = Stack::start().await;
     let db = TestDb::new().await;
