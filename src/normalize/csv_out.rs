@@ -29,8 +29,7 @@ fn needs_quotes(v: &str) -> bool {
     }
 }
 
-/// Appends one field to a line being built (the infallible twin of
-/// `write_field`, for the staged rows' hot path).
+/// Appends one field to a line being built.
 fn push_field(line: &mut Vec<u8>, field: Option<&str>, plain: bool) {
     match field {
         None => line.extend_from_slice(NULL_MARKER.as_bytes()),
@@ -49,8 +48,8 @@ fn push_field(line: &mut Vec<u8>, field: Option<&str>, plain: bool) {
     }
 }
 
-/// Appends one record and its line end to `line`, as [`write_row`]
-/// writes it.
+/// Appends one record and its line end to `line` (the staged rows' hot
+/// path builds each line in a reused buffer; [`write_row`] writes one).
 pub fn push_row<'a>(line: &mut Vec<u8>, fields: impl IntoIterator<Item = (Option<&'a str>, bool)>) {
     for (i, (field, plain)) in fields.into_iter().enumerate() {
         if i > 0 {
@@ -59,24 +58,6 @@ pub fn push_row<'a>(line: &mut Vec<u8>, fields: impl IntoIterator<Item = (Option
         push_field(line, field, plain);
     }
     line.push(b'\n');
-}
-
-fn write_field<W: Write>(out: &mut W, field: Option<&str>, plain: bool) -> io::Result<()> {
-    match field {
-        None => out.write_all(NULL_MARKER.as_bytes()),
-        Some(v) if !plain && needs_quotes(v) => {
-            out.write_all(b"\"")?;
-            let mut rest = v.as_bytes();
-            while let Some(pos) = rest.iter().position(|&c| c == b'"') {
-                out.write_all(&rest[..=pos])?;
-                out.write_all(b"\"")?;
-                rest = &rest[pos + 1..];
-            }
-            out.write_all(rest)?;
-            out.write_all(b"\"")
-        }
-        Some(v) => out.write_all(v.as_bytes()),
-    }
 }
 
 /// Writes one record and its line end (`\n`).
@@ -94,13 +75,9 @@ pub fn write_row<'a, W: Write>(
     out: &mut W,
     fields: impl IntoIterator<Item = (Option<&'a str>, bool)>,
 ) -> io::Result<()> {
-    for (i, (field, plain)) in fields.into_iter().enumerate() {
-        if i > 0 {
-            out.write_all(b",")?;
-        }
-        write_field(out, field, plain)?;
-    }
-    out.write_all(b"\n")
+    let mut line = Vec::with_capacity(256);
+    push_row(&mut line, fields);
+    out.write_all(&line)
 }
 
 #[cfg(test)]

@@ -549,14 +549,13 @@ pub fn staged_as_csv<R: ChunkReader + 'static>(
     let mut buf = Vec::with_capacity(CHUNK + 4096);
     let mut spare = Recycle(None);
     each_row(&reader, &columns, &names, &mut spare, |spare, _, _, row| {
-        let written = super::write_record(
+        super::csv_out::push_row(
             &mut buf,
             row.cells
                 .iter()
-                .map(|c| (!c.null).then_some(c.text.as_str())),
+                .map(|c| ((!c.null).then_some(c.text.as_str()), false)),
         );
         spare.0 = Some(row);
-        written?;
         if buf.len() >= CHUNK {
             emit(&buf)?;
             buf.clear();

@@ -271,9 +271,9 @@ impl State<'_> {
         }
     }
 
-    /// Stores `value` under `self.key` in the current record.
-    fn keep(&mut self, direct: bool, value: &str) {
-        let slot = self.slot(&self.key, direct);
+    /// Stores `value` in `slot` (found for `self.key`) of the current
+    /// record.
+    fn keep(&mut self, slot: Slot, value: &str) {
         if let Some((_, fields)) = self.record.as_mut() {
             match slot {
                 Slot::Wanted(i) => fields.set_wanted(i, value),
@@ -391,11 +391,12 @@ impl State<'_> {
                                 None => name,
                             };
                             push_name(local, &mut self.key);
-                            if !matches!(self.slot(&self.key, prefix_len == 0), Slot::Skip) {
+                            let slot = self.slot(&self.key, prefix_len == 0);
+                            if !matches!(slot, Slot::Skip) {
                                 let v = a
                                     .normalized_value(quick_xml::XmlVersion::Implicit1_0)
                                     .unwrap_or_default();
-                                self.keep(prefix_len == 0, &v);
+                                self.keep(slot, &v);
                             }
                         }
                         self.text.clear();

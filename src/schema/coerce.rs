@@ -194,22 +194,13 @@ fn two_of(a: u8, b: u8) -> Option<u32> {
 /// chrono's strftime re-parses its pattern on every call, which showed up
 /// as the hottest path of a load.
 pub(super) fn timestamp_text(t: DateTime<Utc>, ty: ColumnType) -> String {
-    let mut out = String::with_capacity(29);
-    timestamp_into(t, ty, &mut out);
-    out
-}
-
-/// `n` as `width` decimal digits (leading zeros), appended to `out`.
-fn digits(out: &mut String, n: u32, width: u32) {
-    for p in (0..width).rev() {
-        out.push((b'0' + (n / 10u32.pow(p) % 10) as u8) as char);
-    }
-}
-
-/// [`timestamp_text`] into `out` (cleared first).
-fn timestamp_into(t: DateTime<Utc>, ty: ColumnType, out: &mut String) {
     use chrono::{Datelike, Timelike};
-    out.clear();
+    fn digits(out: &mut String, n: u32, width: u32) {
+        for p in (0..width).rev() {
+            out.push((b'0' + (n / 10u32.pow(p) % 10) as u8) as char);
+        }
+    }
+    let mut out = String::with_capacity(29);
     let year = t.year();
     if !(0..=9999).contains(&year) {
         // Outside what the fixed layout holds: let chrono write it.
@@ -218,26 +209,27 @@ fn timestamp_into(t: DateTime<Utc>, ty: ColumnType, out: &mut String) {
             out.truncate(out.len() - 7);
         }
     } else {
-        digits(out, year as u32, 4);
+        digits(&mut out, year as u32, 4);
         out.push('-');
-        digits(out, t.month(), 2);
+        digits(&mut out, t.month(), 2);
         out.push('-');
-        digits(out, t.day(), 2);
+        digits(&mut out, t.day(), 2);
         out.push(' ');
-        digits(out, t.hour(), 2);
+        digits(&mut out, t.hour(), 2);
         out.push(':');
-        digits(out, t.minute(), 2);
+        digits(&mut out, t.minute(), 2);
         out.push(':');
-        digits(out, t.second(), 2);
+        digits(&mut out, t.second(), 2);
         let micros = t.timestamp_subsec_micros().min(999_999);
         if micros > 0 {
             out.push('.');
-            digits(out, micros, 6);
+            digits(&mut out, micros, 6);
         }
     }
     if ty == ColumnType::Timestamptz {
         out.push_str("+00");
     }
+    out
 }
 
 /// The canonical text of a timestamp already in UTC (`Z`, `+00`, `+00:00`,
