@@ -87,6 +87,11 @@ pub struct RawJob {
     /// cores (at most 8) when it has more than two, else one thread
     /// beside the decoder.
     pub gzip_threads: Option<u32>,
+    /// Threads that map, check and write a large file's rows side by side
+    /// (1 to 64; the staged rows keep the file's order either way). Unset:
+    /// half the host's cores (2 to 8) on a host with more than two; on two
+    /// cores 2 for JSON and 1 for the other formats.
+    pub row_threads: Option<u32>,
     /// How staged rows are written for COPY: `"csv"` (gzip CSV, the
     /// default) or `"parquet"` (typed Parquet, `COPY … FORMAT AS PARQUET`).
     #[serde(default)]
@@ -323,6 +328,10 @@ pub(super) fn validate_job(
         Some(e) => Some(validate_events(path, e, source.as_deref(), p)?),
         None => None,
     };
+    let format = format?;
+    let row_threads = j
+        .row_threads
+        .map_or_else(|| auto_row_threads(&format), |n| n as usize);
     Some(Job {
         name: j.name.clone(),
         source: source?,
@@ -334,7 +343,7 @@ pub(super) fn validate_job(
         recursive: j.recursive,
         enabled: j.enabled,
         poll_interval: poll_interval?,
-        format: format?,
+        format,
         target: target?,
         mode: mode?,
         key,
@@ -352,6 +361,7 @@ pub(super) fn validate_job(
         gzip_threads: j
             .gzip_threads
             .map_or_else(auto_gzip_threads, |n| n as usize),
+        row_threads,
         stage_format: j.stage_format,
         part_size: part_size?,
         archive_raw: j.archive_raw,
@@ -412,7 +422,8 @@ fn source_of(
     None
 }
 
-/// The staged output: `gzip_level` (1-9), `gzip_threads` (1-64),
+/// The staged output: `gzip_level` (1-9), `gzip_threads` and
+/// `row_threads` (1-64),
 /// `part_size` (more than 0) and the job's `concurrency` (1-64).
 fn validate_output(path: &str, j: &RawJob, p: &mut Problems) -> (u32, Option<u64>) {
     if !(1..=9).contains(&j.gzip_level) {
@@ -431,7 +442,27 @@ fn validate_output(path: &str, j: &RawJob, p: &mut Problems) -> (u32, Option<u64
     if j.gzip_threads.is_some_and(|n| !(1..=64).contains(&n)) {
         p.push(format!("{path}.gzip_threads"), "must be 1 to 64");
     }
+    if j.row_threads.is_some_and(|n| !(1..=64).contains(&n)) {
+        p.push(format!("{path}.row_threads"), "must be 1 to 64");
+    }
     (j.gzip_level, part_size)
+}
+
+/// `row_threads` when unset: half the host's cores, at least 2 and at
+/// most 8, on a host with more than two; on two cores, 2 for JSON (whose
+/// records are parsed by the row writer, the busiest thread) and 1 for
+/// the rest, whose busiest thread is the decoder (XML) or the compressor
+/// (CSV), which a second writer only takes turns with (measured in
+/// docs/design.md, "Normalize: threads and hand-offs").
+fn auto_row_threads(format: &super::Format) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let json = matches!(format, super::Format::Ndjson | super::Format::Json { .. });
+    match cores {
+        0 | 1 => 1,
+        2 if json => 2,
+        2 => 1,
+        n => (n / 2).clamp(2, 8),
+    }
 }
 
 /// `gzip_threads` when unset: half the host's cores, at most 8, on a host
@@ -565,6 +596,8 @@ pub struct Job {
     pub gzip_level: u32,
     /// Threads that compress the staged CSV.
     pub gzip_threads: usize,
+    /// Threads that map and write the rows of a large file.
+    pub row_threads: usize,
     /// How staged rows are written for COPY.
     pub stage_format: StageFormat,
     /// Bytes of CSV (before compression) after which a part is cut.

@@ -419,3 +419,31 @@ fn gzip_threads_are_checked_and_default_to_the_host() {
     let auto = from_toml_str(&MINIMAL).unwrap().jobs[0].gzip_threads;
     assert_eq!(auto, if cores > 2 { (cores / 2).min(8) } else { 1 });
 }
+
+#[test]
+fn row_threads_are_checked_and_default_to_the_host() {
+    let with = |n: &str| {
+        test_toml(&format!(
+            "key = [\"id\"]\nrow_threads = {n}\ncolumns = [ {{ name = \"id\", type = \"bigint\" }} ]\n"
+        ))
+    };
+    for bad in ["0", "65"] {
+        let e = err(&with(bad));
+        assert!(e.contains("jobs[0].row_threads: must be 1 to 64"), "{e}");
+    }
+    assert_eq!(from_toml_str(&with("1")).unwrap().jobs[0].row_threads, 1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let csv = from_toml_str(&MINIMAL).unwrap().jobs[0].row_threads;
+    let ndjson = from_toml_str(&test_toml(
+        "key = [\"id\"]\nformat = { kind = \"ndjson\" }\ncolumns = [ { name = \"id\", type = \"bigint\" } ]\n",
+    ))
+    .unwrap()
+    .jobs[0]
+        .row_threads;
+    let expected = |json: bool| match cores {
+        0 | 1 => 1,
+        2 => 1 + usize::from(json),
+        n => (n / 2).clamp(2, 8),
+    };
+    assert_eq!((csv, ndjson), (expected(false), expected(true)));
+}

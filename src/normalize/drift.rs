@@ -15,6 +15,11 @@ use std::collections::{HashMap, HashSet};
 /// New fields tracked one by one per file; more are only counted.
 pub const MAX_NEW_FIELDS: usize = 64;
 
+/// New fields a worker of a parallel row writer tracks (its records are
+/// a share of the file's, so the file's first [`MAX_NEW_FIELDS`] may come
+/// late in its share).
+pub const WORKER_NEW_FIELDS: usize = 4096;
+
 /// A field of the file the mapping does not have.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewField {
@@ -132,7 +137,7 @@ pub enum OnNew {
 }
 
 /// Follows one file's records for drift; owned by the row sink.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Tracker {
     /// Top-level field names the mapping reads (a pointer's or path's
     /// first segment).
@@ -143,6 +148,8 @@ pub struct Tracker {
     seen: Vec<bool>,
     /// Per column: its entry in `drift.misfits`.
     misfit_index: Vec<Option<usize>>,
+    /// New fields tracked one by one.
+    cap: usize,
     /// What unmapped fields do.
     pub on_new: OnNew,
     /// What values that do not fit do.
@@ -171,6 +178,7 @@ impl Tracker {
             new_index: HashMap::new(),
             seen: vec![false; job.columns.len()],
             misfit_index: vec![None; job.columns.len()],
+            cap: MAX_NEW_FIELDS,
             on_new: match columns {
                 None | Some(Policy::DiscardValue) => OnNew::Note,
                 Some(Policy::Evolve) => OnNew::Evolve,
@@ -195,7 +203,7 @@ impl Tracker {
         let i = match self.new_index.get(name) {
             Some(&usize::MAX) => return None,
             Some(&i) => i,
-            None if self.drift.new_fields.len() < MAX_NEW_FIELDS => {
+            None if self.drift.new_fields.len() < self.cap => {
                 self.drift.new_fields.push(NewField {
                     name: name.to_string(),
                     records: 0,
@@ -282,6 +290,119 @@ impl Tracker {
             m.action = MisfitAction::Rejected;
         }
         action
+    }
+
+    /// A copy for a worker of a parallel row writer, made before any
+    /// record: it tracks up to [`WORKER_NEW_FIELDS`] new fields, so that
+    /// the merged drift keeps the same first [`MAX_NEW_FIELDS`] as one
+    /// tracker would, with their counts and type guesses over every record.
+    /// What it holds already (a header's fields) stays here: the copy
+    /// starts their counts from nothing, so that merging adds only what
+    /// the worker saw.
+    pub fn for_worker(&self) -> Tracker {
+        let mut worker = Tracker {
+            cap: WORKER_NEW_FIELDS,
+            ..self.clone()
+        };
+        for f in &mut worker.drift.new_fields {
+            f.records = 0;
+            if let Some(g) = &mut f.guess {
+                *g = TypeGuess::default();
+            }
+        }
+        worker
+    }
+
+    /// Takes in what a worker's tracker ([`for_worker`](Self::for_worker))
+    /// found in other records of the same file; call
+    /// [`settle`](Self::settle) once all are in. Counts add up; the first
+    /// line, and the reason given with it, is the earlier one. Missing
+    /// fields of a header are the same in both and are kept once. The
+    /// result is one tracker's exactly unless a worker saw more than
+    /// [`WORKER_NEW_FIELDS`] distinct new fields (a file of thousands of
+    /// distinct keys), when the tracked ones' counts may miss some records.
+    pub fn merge(&mut self, other: Tracker) {
+        for (seen, other) in self.seen.iter_mut().zip(&other.seen) {
+            *seen |= *other;
+        }
+        self.drift.captured += other.drift.captured;
+        for f in other.drift.new_fields {
+            match self.new_index.get(&f.name) {
+                Some(&usize::MAX) => {}
+                Some(&i) => {
+                    let mine = &mut self.drift.new_fields[i];
+                    mine.records += f.records;
+                    mine.first_line = mine.first_line.min(f.first_line);
+                    if let (Some(g), Some(o)) = (&mut mine.guess, &f.guess) {
+                        g.merge(o);
+                    }
+                }
+                None => {
+                    self.new_index
+                        .insert(f.name.clone(), self.drift.new_fields.len());
+                    self.drift.new_fields.push(f);
+                }
+            }
+        }
+        for (name, i) in other.new_index {
+            if i == usize::MAX && !self.new_index.contains_key(&name) {
+                self.new_index.insert(name, usize::MAX);
+                self.drift.more_new_fields += 1;
+            }
+        }
+        // Misfits: by column.
+        for (col, at) in other.misfit_index.iter().enumerate() {
+            let Some(at) = at else { continue };
+            let m = &other.drift.misfits[*at];
+            match self.misfit_index[col] {
+                Some(mine) => {
+                    let mine = &mut self.drift.misfits[mine];
+                    mine.count += m.count;
+                    if m.first_line < mine.first_line {
+                        mine.first_line = m.first_line;
+                        mine.reason.clone_from(&m.reason);
+                    }
+                    mine.widest = mine.widest.max(m.widest);
+                    if m.action == MisfitAction::Rejected {
+                        mine.action = MisfitAction::Rejected;
+                    }
+                }
+                None => {
+                    self.misfit_index[col] = Some(self.drift.misfits.len());
+                    self.drift.misfits.push(m.clone());
+                }
+            }
+        }
+        let mut order: Vec<usize> = (0..self.drift.misfits.len()).collect();
+        order.sort_by_key(|&i| self.drift.misfits[i].first_line);
+        let misfits = std::mem::take(&mut self.drift.misfits);
+        let mut slots: Vec<Option<Misfit>> = misfits.into_iter().map(Some).collect();
+        for index in self.misfit_index.iter_mut().flatten() {
+            *index = order
+                .iter()
+                .position(|&i| i == *index)
+                .expect("a misfit's place");
+        }
+        self.drift.misfits = order
+            .into_iter()
+            .map(|i| slots[i].take().expect("each misfit once"))
+            .collect();
+    }
+
+    /// After [`merge`](Self::merge): new fields in the order first seen,
+    /// the first [`MAX_NEW_FIELDS`] kept and the rest only counted. A
+    /// header's fields (line 1, before any record) keep their places.
+    pub fn settle(&mut self) {
+        self.drift.new_fields.sort_by_key(|f| f.first_line);
+        let cut = MAX_NEW_FIELDS.min(self.drift.new_fields.len());
+        for f in self.drift.new_fields.drain(cut..) {
+            self.new_index.insert(f.name, usize::MAX);
+            self.drift.more_new_fields += 1;
+        }
+        for (i, f) in self.drift.new_fields.iter().enumerate() {
+            self.new_index.insert(f.name.clone(), i);
+        }
+        self.cap = MAX_NEW_FIELDS;
     }
 
     /// The file's drift, once every record is seen: mapped fields of a

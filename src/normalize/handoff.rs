@@ -11,11 +11,19 @@
 //! first touch of data made on the other core then streams through one
 //! contiguous block instead of missing the cache record by record.
 //!
+//! A job with `row_threads` above one spreads a large file's batches over
+//! that many writers (batch *k* to writer *k* mod *n*), each writing its
+//! batch's rows as CSV text into a chunk of its own, and one assembler
+//! takes the chunks back in batch order: the staged rows, their order, the
+//! rejects and the drift are what one writer would have made (see
+//! [`Tracker::merge`](super::drift::Tracker::merge)), while mapping and
+//! coercion, the costliest part for JSON, use more cores.
+//!
 //! A small input is not worth a thread: with `one_thread` each batch is
 //! written on the decoder's thread as soon as it is full (a thread spawn
 //! and its hand-offs cost more than normalizing a 5 KB file).
 
-use super::sink::RowSink;
+use super::sink::{Chunk, RowSink};
 use super::{NormalizeError, NormalizeStats, Output, RowError};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
@@ -101,9 +109,11 @@ type Inline<'w, T> = &'w mut dyn FnMut(&[Item<T>]) -> Result<(), Stopped>;
 
 /// Where the decoder's batches go.
 enum Writer<'w, T> {
-    /// To the writer thread; drained batches come back on `back`.
+    /// To the writer threads, in turn (batch `k` to `txs[k % n]`);
+    /// drained batches come back on `back`.
     Thread {
-        tx: Option<SyncSender<Vec<Item<T>>>>,
+        txs: Vec<SyncSender<Vec<Item<T>>>>,
+        next: usize,
         back: Receiver<Vec<Item<T>>>,
     },
     /// Written here, at once.
@@ -188,8 +198,13 @@ impl<'w, T> Feed<'w, T> {
         let full = std::mem::replace(&mut self.batch, next);
         self.bytes = 0;
         match &mut self.writer {
-            Writer::Thread { tx: Some(tx), .. } => tx.send(full).map_err(|_| Stopped),
-            Writer::Thread { tx: None, .. } => Err(Stopped),
+            Writer::Thread { txs, next, .. } => {
+                let Some(tx) = txs.get(*next) else {
+                    return Err(Stopped);
+                };
+                *next = (*next + 1) % txs.len();
+                tx.send(full).map_err(|_| Stopped)
+            }
             Writer::Inline(write) => {
                 write(&full)?;
                 keep(&mut self.spare, &mut self.empty, self.reuses, full);
@@ -252,6 +267,10 @@ where
     if one_thread {
         return run_here(sink, path, decode);
     }
+    let writers = sink.row_threads();
+    if writers > 1 {
+        return run_spread(sink, path, writers, decode);
+    }
     let (tx, rx) = sync_channel::<Vec<Item<T>>>(IN_FLIGHT);
     let (back_tx, back_rx) = sync_channel::<Vec<Item<T>>>(IN_FLIGHT + 2);
     std::thread::scope(|s| {
@@ -266,21 +285,133 @@ where
                 sink.finish()
             })
             .expect("spawning the row writer thread");
-        let mut feed = Feed::new(Writer::Thread {
-            tx: Some(tx),
+        let feed = Feed::new(Writer::Thread {
+            txs: vec![tx],
+            next: 0,
             back: back_rx,
         });
-        let decoded = decode(&mut feed).and_then(|()| feed.send().map_err(|Stopped| stopped(path)));
-        drop(feed);
-        let written = match writer.join() {
-            Ok(r) => r,
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
-        match (decoded, written) {
-            (_, Err(e)) => Err(e),
-            (Err(e), Ok(_)) => Err(e),
-            (Ok(()), Ok(stats)) => Ok(stats),
-        }
+        let decoded = decode_all(decode, feed, path);
+        outcome(decoded, joined(writer))
+    })
+}
+
+/// Runs the decoder into `feed` and sends its last batch.
+fn decode_all<T, F>(decode: F, mut feed: Feed<'_, T>, path: &str) -> Result<(), NormalizeError>
+where
+    F: FnOnce(&mut Feed<'_, T>) -> Result<(), NormalizeError>,
+{
+    decode(&mut feed).and_then(|()| feed.send().map_err(|Stopped| stopped(path)))
+}
+
+/// The run's result: the writer's error wins over the decoder's.
+fn outcome(
+    decoded: Result<(), NormalizeError>,
+    written: Result<NormalizeStats, NormalizeError>,
+) -> Result<NormalizeStats, NormalizeError> {
+    match (decoded, written) {
+        (_, Err(e)) => Err(e),
+        (Err(e), Ok(_)) => Err(e),
+        (Ok(()), Ok(stats)) => Ok(stats),
+    }
+}
+
+/// A scoped thread's result; its panic goes on here.
+fn joined<R>(handle: std::thread::ScopedJoinHandle<'_, R>) -> R {
+    match handle.join() {
+        Ok(r) => r,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// [`run`] with `writers` row writers side by side and an assembler that
+/// writes their chunks to `sink`'s output in batch order.
+fn run_spread<'j, W: Output + Send, T: Record>(
+    mut sink: RowSink<'j, W>,
+    path: &str,
+    writers: usize,
+    decode: impl FnOnce(&mut Feed<'_, T>) -> Result<(), NormalizeError>,
+) -> Result<NormalizeStats, NormalizeError> {
+    // Each writer holds a few batches in and a few chunks out; in all
+    // about as many as one writer would.
+    let depth = (IN_FLIGHT / writers).max(2);
+    let (back_tx, back_rx) = sync_channel::<Vec<Item<T>>>(IN_FLIGHT + 2);
+    let mut txs = Vec::with_capacity(writers);
+    let mut chunks = Vec::with_capacity(writers);
+    let mut frees = Vec::with_capacity(writers);
+    let mut workers = Vec::with_capacity(writers);
+    for _ in 0..writers {
+        let (tx, rx) = sync_channel::<Vec<Item<T>>>(depth);
+        let (chunk_tx, chunk_rx) = sync_channel::<Result<Chunk, NormalizeError>>(depth);
+        let (free_tx, free_rx) = sync_channel::<Chunk>(depth + 1);
+        txs.push(tx);
+        chunks.push(chunk_rx);
+        frees.push(free_tx);
+        workers.push((
+            rx,
+            chunk_tx,
+            free_rx,
+            back_tx.clone(),
+            sink.fork(Chunk::default()),
+        ));
+    }
+    drop(back_tx);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = workers
+            .into_iter()
+            .enumerate()
+            .map(|(i, (rx, chunk_tx, free_rx, back_tx, mut worker))| {
+                std::thread::Builder::new()
+                    .name(format!("ferry-rows-{i}"))
+                    .spawn_scoped(s, move || {
+                        for batch in rx {
+                            let written = write_batch(&batch, &mut worker);
+                            let _ = back_tx.try_send(batch);
+                            let fresh = free_rx.try_recv().unwrap_or_default();
+                            let chunk = worker.swap_out(fresh);
+                            let failed = written.is_err();
+                            if chunk_tx.send(written.map(|()| chunk)).is_err() || failed {
+                                break;
+                            }
+                        }
+                        worker
+                    })
+                    .expect("spawning a row writer thread")
+            })
+            .collect();
+        // The assembler: chunk k comes from writer k mod n; a writer with
+        // nothing more to send has had every batch it was given.
+        let assembler = std::thread::Builder::new()
+            .name("ferry-rows".into())
+            .spawn_scoped(s, move || -> Result<RowSink<'j, W>, NormalizeError> {
+                for k in (0..writers).cycle() {
+                    match chunks[k].recv() {
+                        Ok(Ok(mut chunk)) => {
+                            sink.take_chunk(&mut chunk)?;
+                            let _ = frees[k].try_send(chunk);
+                        }
+                        Ok(Err(e)) => return Err(e),
+                        Err(_) => break,
+                    }
+                }
+                Ok(sink)
+            })
+            .expect("spawning the row assembler thread");
+        let feed = Feed::new(Writer::Thread {
+            txs,
+            next: 0,
+            back: back_rx,
+        });
+        let decoded = decode_all(decode, feed, path);
+        let assembled = joined(assembler);
+        let finished: Vec<RowSink<'j, Chunk>> = handles.into_iter().map(joined).collect();
+        let written = assembled.and_then(|mut sink| {
+            for worker in finished {
+                sink.absorb(worker);
+            }
+            sink.settle();
+            sink.finish()
+        });
+        outcome(decoded, written)
     })
 }
 

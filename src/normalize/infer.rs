@@ -207,6 +207,15 @@ impl TypeGuess {
         }
     }
 
+    /// Takes in what `other` saw (the same field's values elsewhere in
+    /// the file): the guess is then as if one had seen them all.
+    pub fn merge(&mut self, other: &TypeGuess) {
+        self.fits &= other.fits;
+        self.values += other.values;
+        self.empty += other.empty;
+        self.longest = self.longest.max(other.longest);
+    }
+
     /// Whether some value was empty or absent.
     pub fn nullable(&self) -> bool {
         self.empty > 0

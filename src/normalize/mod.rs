@@ -670,4 +670,6 @@ fn decode<W: Output>(
 }
 
 #[cfg(test)]
+mod spread_tests;
+#[cfg(test)]
 mod tests;

@@ -31,6 +31,12 @@ pub trait Output: Write + Send {
         Ok(())
     }
 
+    /// Whether rows may come as staged CSV text written to it (so several
+    /// threads can write them side by side); not when it stores values.
+    fn takes_csv(&self) -> bool {
+        true
+    }
+
     /// Takes one staged row: the job's columns' canonical values, then the
     /// source file and line. The default writes it as a staged CSV line
     /// (built in `scratch`; a column marked `plain` never needs quotes)
@@ -95,6 +101,10 @@ impl<O: Output + ?Sized> Output for &mut O {
 
     fn rejected(&mut self, error: &RowError) -> io::Result<()> {
         (**self).rejected(error)
+    }
+
+    fn takes_csv(&self) -> bool {
+        (**self).takes_csv()
     }
 }
 
@@ -525,6 +535,10 @@ impl Output for StagedParts {
         // Cut as the CSV would be: after the row that passes the size.
         self.in_part += bytes as u64;
         self.record_end()
+    }
+
+    fn takes_csv(&self) -> bool {
+        self.parquet.is_none()
     }
 
     fn record_end(&mut self) -> io::Result<()> {

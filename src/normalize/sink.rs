@@ -84,6 +84,7 @@ fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
 }
 
 /// How each column gets its value.
+#[derive(Clone)]
 enum Plan {
     Field(Key),
     SourceFile,
@@ -93,6 +94,38 @@ enum Plan {
     Captured,
     /// The keys of the expression's fields.
     Expr(Vec<Key>),
+}
+
+/// A worker's output: staged CSV lines of whole records, how many, and
+/// the records it rejected, in order.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    bytes: Vec<u8>,
+    rows: u64,
+    rejects: Vec<RowError>,
+}
+
+impl io::Write for Chunk {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.bytes.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Output for Chunk {
+    fn record_end(&mut self) -> io::Result<()> {
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn rejected(&mut self, error: &RowError) -> io::Result<()> {
+        self.rejects.push(error.clone());
+        Ok(())
+    }
 }
 
 /// Maps records and writes staged CSV.
@@ -202,6 +235,72 @@ impl<'j, W: Output> RowSink<'j, W> {
         }
         self.header_extras = Some(extras);
         Ok(())
+    }
+
+    /// Threads to map and write this file's rows on: the job's
+    /// `row_threads`, or one when the output takes rows as values rather
+    /// than CSV text (Parquet staging).
+    pub(super) fn row_threads(&self) -> usize {
+        if self.out.takes_csv() {
+            self.job.row_threads.max(1)
+        } else {
+            1
+        }
+    }
+
+    /// A sink like this one, made before any record, that writes to `out`
+    /// instead: a worker of a parallel row writer, whose output the
+    /// assembler hands on with [`take_chunk`](Self::take_chunk) and whose
+    /// drift it takes in with [`absorb`](Self::absorb).
+    pub(super) fn fork<V: Output>(&self, out: V) -> RowSink<'j, V> {
+        RowSink {
+            job: self.job,
+            ctx: self.ctx,
+            plan: self.plan.clone(),
+            out,
+            line: Vec::with_capacity(1024),
+            plain: self.plain.clone(),
+            tracker: self.tracker.for_worker(),
+            header_extras: self.header_extras.clone(),
+            captured: String::new(),
+            values: Vec::with_capacity(self.job.columns.len()),
+            owned: vec![String::new(); self.job.columns.len()],
+            shape: None,
+            stats: NormalizeStats::default(),
+        }
+    }
+
+    /// Replaces the output (a worker's filled chunk for an empty one).
+    pub(super) fn swap_out(&mut self, out: W) -> W {
+        std::mem::replace(&mut self.out, out)
+    }
+
+    /// Writes a worker's chunk: its staged rows, as they are, and its
+    /// rejected records, counted and kept as if rejected here.
+    pub(super) fn take_chunk(&mut self, chunk: &mut Chunk) -> Result<(), NormalizeError> {
+        self.out
+            .write_all(&chunk.bytes)
+            .and_then(|()| self.out.record_end())
+            .map_err(|source| self.write_error(source))?;
+        self.stats.rows += chunk.rows;
+        for e in chunk.rejects.drain(..) {
+            self.rejected(e)?;
+        }
+        chunk.bytes.clear();
+        chunk.rows = 0;
+        Ok(())
+    }
+
+    /// Takes in the drift a finished worker found (its rows and rejects
+    /// came through [`take_chunk`](Self::take_chunk)); then
+    /// [`settle`](Self::settle).
+    pub(super) fn absorb<V: Output>(&mut self, worker: RowSink<'j, V>) {
+        self.tracker.merge(worker.tracker);
+    }
+
+    /// Once every worker is absorbed: the drift as one sink would have it.
+    pub(super) fn settle(&mut self) {
+        self.tracker.settle();
     }
 
     /// A mapped field a fixed header lacks: NULL (or the column's default)

@@ -9,7 +9,7 @@ fn job(columns: &str) -> Job {
     job_with("", columns)
 }
 
-fn job_with(extra: &str, columns: &str) -> Job {
+pub(super) fn job_with(extra: &str, columns: &str) -> Job {
     let text = crate::config::test_toml(&format!(
         "mode = \"append\"\nmax_errors = 100\n{extra}\ncolumns = [ {columns} ]\n"
     ));
@@ -20,27 +20,57 @@ fn run(job: &Job, input: &str) -> Result<(String, NormalizeStats), NormalizeErro
     run_bytes(job, input.as_bytes())
 }
 
-/// Normalizes `input` with the writer on its own thread and again on one
-/// thread (as small files are), and checks both give the same result.
+/// Normalizes `input` with one row writer on its own thread, again with
+/// three side by side, and again on one thread (as small files are), and
+/// checks all give the same result.
 fn run_bytes(job: &Job, input: &[u8]) -> Result<(String, NormalizeStats), NormalizeError> {
-    let threaded = run_with_hint(job, input, None);
-    let one_thread = run_with_hint(job, input, Some(input.len() as u64));
-    match (&threaded, &one_thread) {
-        (Ok((a, sa)), Ok((b, sb))) => {
-            assert_eq!(a, b, "one-thread output differs");
-            assert_eq!(
-                format!("{sa:?}"),
-                format!("{sb:?}"),
-                "one-thread stats differ"
-            );
-        }
-        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "one-thread error differs"),
-        _ => panic!("the two modes disagree: {threaded:?} vs {one_thread:?}"),
+    let mut single = job.clone();
+    single.row_threads = 1;
+    let threaded = run_with_hint(&single, input, None);
+    let mut spread = job.clone();
+    spread.row_threads = 3;
+    for (mode, other) in [
+        ("three-writer", run_with_hint(&spread, input, None)),
+        (
+            "one-thread",
+            run_with_hint(job, input, Some(input.len() as u64)),
+        ),
+    ] {
+        same_result(mode, &threaded, &other);
     }
     threaded
 }
 
-fn run_with_hint(
+/// Asserts two runs of one input gave the same rows, counts, errors and
+/// drift, or the same error.
+pub(super) fn same_result(
+    mode: &str,
+    a: &Result<(String, NormalizeStats), NormalizeError>,
+    b: &Result<(String, NormalizeStats), NormalizeError>,
+) {
+    match (a, b) {
+        (Ok((a, sa)), Ok((b, sb))) => {
+            assert!(a == b, "{mode} output differs");
+            let (sa, sb) = (format!("{sa:?}"), format!("{sb:?}"));
+            let at = sa
+                .bytes()
+                .zip(sb.bytes())
+                .take_while(|(x, y)| x == y)
+                .count();
+            let from = sa.floor_char_boundary(at.saturating_sub(80));
+            assert!(
+                sa == sb,
+                "{mode} stats differ at byte {at}: …{} vs …{}",
+                &sa[from..sa.ceil_char_boundary((at + 200).min(sa.len()))],
+                &sb[from..sb.ceil_char_boundary((at + 200).min(sb.len()))]
+            );
+        }
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{mode} error differs"),
+        _ => panic!("the two modes disagree ({mode}): {a:?} vs {b:?}"),
+    }
+}
+
+pub(super) fn run_with_hint(
     job: &Job,
     input: &[u8],
     size_hint: Option<u64>,
