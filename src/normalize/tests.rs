@@ -400,6 +400,49 @@ fn xml_records_by_path_with_children_attributes_and_namespaces() {
     );
 }
 
+/// The decoder guesses a record's children and attributes from the last
+/// record's; every way the guess can be wrong still maps right: children
+/// swapped, a namespace prefix, an attribute on a child, a new field
+/// where a mapped one was (and then guessed), attributes reordered, a
+/// mapped child with only an unmapped child of its own (empty text, as
+/// ever).
+#[test]
+fn xml_records_that_differ_from_the_last_one_map_right() {
+    let j = job_with(
+        "format = { kind = \"xml\", record_path = \"/r/e\" }",
+        r#"{ name = "id", type = "int", source = "@id" }, { name = "a", type = "int" }, { name = "b", type = "varchar(5)" }, { name = "bk", type = "varchar(5)", source = "b/@k" }, { name = "k", type = "varchar(5)", source = "@k" }"#,
+    );
+    let doc = r#"<r>
+<e id="1"><a>1</a><b>x</b></e>
+<e id="2"><b>y</b><a>2</a></e>
+<e id="3"><n:a xmlns:n="urn:n">3</n:a><b>z</b></e>
+<e id="4"><a>4</a><b k="v">w</b></e>
+<e id="5"><a>5</a><c>new</c></e>
+<e id="6"><a>6</a><c>again</c><b>u</b></e>
+<e k="9" id="7"><a>7</a><b>q</b></e>
+<e id="8" k="8"><a>8</a><b><i>deep</i></b></e>
+</r>"#;
+    let (out, stats) = run(&j, doc).unwrap();
+    assert_eq!(
+        out,
+        "1,1,x,\\N,\\N,/in/f.csv,1\n\
+         2,2,y,\\N,\\N,/in/f.csv,2\n\
+         3,3,z,\\N,\\N,/in/f.csv,3\n\
+         4,4,w,v,\\N,/in/f.csv,4\n\
+         5,5,\\N,\\N,\\N,/in/f.csv,5\n\
+         6,6,u,\\N,\\N,/in/f.csv,6\n\
+         7,7,q,\\N,9,/in/f.csv,7\n\
+         8,8,\"\",\\N,8,/in/f.csv,8\n"
+    );
+    let new: Vec<(&str, u64, u64)> = stats
+        .drift
+        .new_fields
+        .iter()
+        .map(|f| (f.name.as_str(), f.records, f.first_line))
+        .collect();
+    assert_eq!(new, [("c", 2, 5)]);
+}
+
 #[test]
 fn xml_refuses_dtds_deep_nesting_and_broken_documents() {
     let cols = r#"{ name = "a", type = "varchar(10)" }"#;

@@ -202,6 +202,9 @@ pub fn decode<R: BufRead, W: Output>(
         heads,
         names: Vec::new(),
         slots: Vec::new(),
+        child: 0,
+        predicted: Vec::new(),
+        predicted_attrs: Vec::new(),
         depth: 0,
         record: None,
         text: String::new(),
@@ -230,6 +233,14 @@ struct State<'p> {
     names: Vec<String>,
     /// Where each open element's text goes, found at its start tag.
     slots: Vec<Slot>,
+    /// The current record's children so far.
+    child: usize,
+    /// Per child ordinal: the last record's child there, as its raw name,
+    /// its local name and its slot.
+    predicted: Vec<(Vec<u8>, String, Slot)>,
+    /// Per attribute ordinal: the last record element's attribute there,
+    /// as its raw name and its slot.
+    predicted_attrs: Vec<(Vec<u8>, Slot)>,
     depth: usize,
     /// Inside a record: the record element's depth and its fields.
     record: Option<(usize, XmlRecord)>,
@@ -246,7 +257,7 @@ struct State<'p> {
 }
 
 /// Where a key's value goes in the record.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 enum Slot {
     /// The job maps it: its place in the field list.
     Wanted(usize),
@@ -254,6 +265,7 @@ enum Slot {
     /// all (a new field).
     Extra(bool),
     /// Neither: skipped.
+    #[default]
     Skip,
 }
 
@@ -269,6 +281,20 @@ impl State<'_> {
         } else {
             Slot::Skip
         }
+    }
+
+    /// Remembers that a record's `k`-th child named `raw` (its local name
+    /// in `names`) goes to `slot`.
+    fn predict(&mut self, k: usize, raw: &[u8], slot: Slot) {
+        if self.predicted.len() <= k {
+            self.predicted.resize_with(k + 1, Default::default);
+        }
+        let local = &self.names[self.depth - 1];
+        let p = &mut self.predicted[k];
+        p.0.clear();
+        p.0.extend_from_slice(raw);
+        p.1.clone_from(local);
+        p.2 = slot;
     }
 
     /// Stores `value` in `slot` (found for `self.key`) of the current
@@ -345,7 +371,25 @@ impl State<'_> {
                         self.slots.push(Slot::Skip);
                     }
                     self.slots[self.depth] = Slot::Skip;
-                    local_into(e.name().as_ref(), &mut self.names[self.depth]);
+                    // A record's k-th child is most often named as the last
+                    // record's was: then its name and slot are known.
+                    let raw = e.name();
+                    let raw = raw.as_ref();
+                    let child = self.record.as_ref().map(|r| r.0) == Some(self.depth);
+                    let mut known = None;
+                    if child && !self.too_large {
+                        let k = self.child;
+                        self.child += 1;
+                        if let Some((name, local, slot)) = self.predicted.get(k)
+                            && name.as_slice() == raw
+                        {
+                            self.names[self.depth].clone_from(local);
+                            known = Some(*slot);
+                        }
+                    }
+                    if known.is_none() {
+                        local_into(raw, &mut self.names[self.depth]);
+                    }
                     self.depth += 1;
                     if self.depth > max_depth {
                         return Err(format_err(format!(
@@ -366,32 +410,69 @@ impl State<'_> {
                         fields.clear();
                         self.record = Some((self.depth, fields));
                         self.record_start = pos;
+                        self.child = 0;
                     }
-                    if let Some(record_depth) = self.record.as_ref().map(|r| r.0)
+                    if let Some(slot) = known
+                        && e.attributes_raw().is_empty()
+                    {
+                        self.slots[self.depth - 1] = slot;
+                        self.text.clear();
+                    } else if let Some(record_depth) = self.record.as_ref().map(|r| r.0)
                         && !self.too_large
                     {
                         self.relative_key(record_depth);
                         if self.depth > record_depth {
-                            self.slots[self.depth - 1] =
-                                self.slot(&self.key, self.depth == record_depth + 1);
+                            let slot = self.slot(&self.key, self.depth == record_depth + 1);
+                            self.slots[self.depth - 1] = slot;
+                            if child {
+                                self.predict(self.child - 1, raw, slot);
+                            }
                         }
                         let prefix_len = self.key.len();
+                        // The record's own attributes, like its children,
+                        // come mostly as the last record's did.
+                        let own = prefix_len == 0;
+                        let mut nth = 0;
                         for a in e.attributes().filter_map(|a| a.ok()) {
-                            if a.key.as_ref().starts_with(b"xmlns") {
+                            let name = a.key.as_ref();
+                            if name.starts_with(b"xmlns") {
                                 continue;
                             }
-                            self.key.truncate(prefix_len);
-                            if prefix_len > 0 {
-                                self.key.push('/');
-                            }
-                            self.key.push('@');
-                            let name = a.key.as_ref();
-                            let local = match name.iter().position(|&b| b == b':') {
-                                Some(i) => &name[i + 1..],
-                                None => name,
+                            let known = self
+                                .predicted_attrs
+                                .get(nth)
+                                .filter(|(n, s)| {
+                                    own && n.as_slice() == name && !matches!(s, Slot::Extra(_))
+                                })
+                                .map(|p| p.1);
+                            let slot = match known {
+                                Some(slot) => slot,
+                                None => {
+                                    self.key.truncate(prefix_len);
+                                    if prefix_len > 0 {
+                                        self.key.push('/');
+                                    }
+                                    self.key.push('@');
+                                    let local = match name.iter().position(|&b| b == b':') {
+                                        Some(i) => &name[i + 1..],
+                                        None => name,
+                                    };
+                                    push_name(local, &mut self.key);
+                                    let slot = self.slot(&self.key, own);
+                                    if own {
+                                        if self.predicted_attrs.len() <= nth {
+                                            self.predicted_attrs
+                                                .resize_with(nth + 1, Default::default);
+                                        }
+                                        let p = &mut self.predicted_attrs[nth];
+                                        p.0.clear();
+                                        p.0.extend_from_slice(name);
+                                        p.1 = slot;
+                                    }
+                                    slot
+                                }
                             };
-                            push_name(local, &mut self.key);
-                            let slot = self.slot(&self.key, prefix_len == 0);
+                            nth += 1;
                             if !matches!(slot, Slot::Skip) {
                                 let v = a
                                     .normalized_value(quick_xml::XmlVersion::Implicit1_0)
