@@ -152,6 +152,14 @@ impl<'w, T> Feed<'w, T> {
         self.maybe_send()
     }
 
+    /// Hands over a record that is a batch of rows by itself (a Parquet
+    /// column batch) and sends it at once.
+    pub fn push_whole(&mut self, line: u64, record: T) -> Result<(), Stopped> {
+        self.reclaim();
+        self.batch.push(Item::Row(line, record));
+        self.send()
+    }
+
     /// Hands over a record rejected before mapping.
     pub fn reject(&mut self, error: RowError) -> Result<(), Stopped> {
         self.bytes += error.raw_line.len();

@@ -154,31 +154,46 @@ impl Fields for FlatRow {
     }
 }
 
-/// A column's typed reader with its current batch.
-enum Values {
-    Bool(ColumnReaderImpl<BoolType>, Vec<bool>),
-    I32(ColumnReaderImpl<Int32Type>, Vec<i32>),
-    I64(ColumnReaderImpl<Int64Type>, Vec<i64>),
-    I96(ColumnReaderImpl<Int96Type>, Vec<Int96>),
-    F32(ColumnReaderImpl<FloatType>, Vec<f32>),
-    F64(ColumnReaderImpl<DoubleType>, Vec<f64>),
-    Bytes(ColumnReaderImpl<ByteArrayType>, Vec<ByteArray>),
-    Fixed(
-        ColumnReaderImpl<FixedLenByteArrayType>,
-        Vec<FixedLenByteArray>,
-    ),
+/// A column's typed reader.
+enum Reader {
+    Bool(ColumnReaderImpl<BoolType>),
+    I32(ColumnReaderImpl<Int32Type>),
+    I64(ColumnReaderImpl<Int64Type>),
+    I96(ColumnReaderImpl<Int96Type>),
+    F32(ColumnReaderImpl<FloatType>),
+    F64(ColumnReaderImpl<DoubleType>),
+    Bytes(ColumnReaderImpl<ByteArrayType>),
+    Fixed(ColumnReaderImpl<FixedLenByteArrayType>),
+}
+
+/// A batch of one column's values, as read (typed, not yet text).
+#[derive(Debug)]
+enum Vals {
+    Bool(Vec<bool>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    I96(Vec<Int96>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    Bytes(Vec<ByteArray>),
+    Fixed(Vec<FixedLenByteArray>),
 }
 
 /// One column of the current row group.
 struct Column {
-    values: Values,
+    reader: Reader,
     render: Render,
+    optional: bool,
+}
+
+/// One column's values for a batch of records, with how they render.
+#[derive(Debug)]
+struct ColValues {
+    vals: Vals,
     /// Definition levels of the batch (optional columns only).
     def: Vec<i16>,
+    render: Render,
     optional: bool,
-    /// The next record and the next non-null value of the batch.
-    record: usize,
-    value: usize,
 }
 
 /// Reads `n` whole records of one typed column into `values` (and `def`).
@@ -210,56 +225,78 @@ fn read_n<T: DataType>(
 
 impl Column {
     fn new(reader: ColumnReader, render: Render, optional: bool) -> Column {
-        let values = match reader {
-            ColumnReader::BoolColumnReader(r) => Values::Bool(r, Vec::new()),
-            ColumnReader::Int32ColumnReader(r) => Values::I32(r, Vec::new()),
-            ColumnReader::Int64ColumnReader(r) => Values::I64(r, Vec::new()),
-            ColumnReader::Int96ColumnReader(r) => Values::I96(r, Vec::new()),
-            ColumnReader::FloatColumnReader(r) => Values::F32(r, Vec::new()),
-            ColumnReader::DoubleColumnReader(r) => Values::F64(r, Vec::new()),
-            ColumnReader::ByteArrayColumnReader(r) => Values::Bytes(r, Vec::new()),
-            ColumnReader::FixedLenByteArrayColumnReader(r) => Values::Fixed(r, Vec::new()),
+        let reader = match reader {
+            ColumnReader::BoolColumnReader(r) => Reader::Bool(r),
+            ColumnReader::Int32ColumnReader(r) => Reader::I32(r),
+            ColumnReader::Int64ColumnReader(r) => Reader::I64(r),
+            ColumnReader::Int96ColumnReader(r) => Reader::I96(r),
+            ColumnReader::FloatColumnReader(r) => Reader::F32(r),
+            ColumnReader::DoubleColumnReader(r) => Reader::F64(r),
+            ColumnReader::ByteArrayColumnReader(r) => Reader::Bytes(r),
+            ColumnReader::FixedLenByteArrayColumnReader(r) => Reader::Fixed(r),
         };
         Column {
-            values,
+            reader,
             render,
-            def: Vec::new(),
             optional,
-            record: 0,
-            value: 0,
         }
     }
 
-    /// Reads the next `n` records.
-    fn fill(&mut self, n: usize) -> Result<(), String> {
-        let def = self.optional.then_some(&mut self.def);
-        match &mut self.values {
-            Values::Bool(r, v) => read_n(r, n, def, v),
-            Values::I32(r, v) => read_n(r, n, def, v),
-            Values::I64(r, v) => read_n(r, n, def, v),
-            Values::I96(r, v) => read_n(r, n, def, v),
-            Values::F32(r, v) => read_n(r, n, def, v),
-            Values::F64(r, v) => read_n(r, n, def, v),
-            Values::Bytes(r, v) => read_n(r, n, def, v),
-            Values::Fixed(r, v) => read_n(r, n, def, v),
-        }?;
-        self.record = 0;
-        self.value = 0;
-        Ok(())
+    /// Empty values of this column's type, to read into.
+    fn empty(&self) -> ColValues {
+        let vals = match self.reader {
+            Reader::Bool(_) => Vals::Bool(Vec::new()),
+            Reader::I32(_) => Vals::I32(Vec::new()),
+            Reader::I64(_) => Vals::I64(Vec::new()),
+            Reader::I96(_) => Vals::I96(Vec::new()),
+            Reader::F32(_) => Vals::F32(Vec::new()),
+            Reader::F64(_) => Vals::F64(Vec::new()),
+            Reader::Bytes(_) => Vals::Bytes(Vec::new()),
+            Reader::Fixed(_) => Vals::Fixed(Vec::new()),
+        };
+        ColValues {
+            vals,
+            def: Vec::new(),
+            render: self.render,
+            optional: self.optional,
+        }
     }
 
-    /// Renders the batch's next record into `out`; `false`: NULL.
-    fn next(&mut self, out: &mut String) -> Result<bool, String> {
-        let record = self.record;
-        self.record += 1;
+    /// Reads the next `n` records into `into` (values of another column
+    /// or type are replaced).
+    fn fill(&mut self, n: usize, into: &mut ColValues) -> Result<(), String> {
+        if std::mem::discriminant(&self.empty().vals) != std::mem::discriminant(&into.vals) {
+            *into = self.empty();
+        }
+        into.render = self.render;
+        into.optional = self.optional;
+        let def = self.optional.then_some(&mut into.def);
+        match (&mut self.reader, &mut into.vals) {
+            (Reader::Bool(r), Vals::Bool(v)) => read_n(r, n, def, v),
+            (Reader::I32(r), Vals::I32(v)) => read_n(r, n, def, v),
+            (Reader::I64(r), Vals::I64(v)) => read_n(r, n, def, v),
+            (Reader::I96(r), Vals::I96(v)) => read_n(r, n, def, v),
+            (Reader::F32(r), Vals::F32(v)) => read_n(r, n, def, v),
+            (Reader::F64(r), Vals::F64(v)) => read_n(r, n, def, v),
+            (Reader::Bytes(r), Vals::Bytes(v)) => read_n(r, n, def, v),
+            (Reader::Fixed(r), Vals::Fixed(v)) => read_n(r, n, def, v),
+            _ => unreachable!("the values were made for this reader above"),
+        }
+    }
+}
+
+impl ColValues {
+    /// Renders record `record` of the batch into `out` (`value`: the
+    /// batch's next non-null value, advanced past it); `false`: NULL.
+    fn render(&self, record: usize, value: &mut usize, out: &mut String) -> Result<bool, String> {
         if self.optional && self.def.get(record).is_none_or(|d| *d < 1) {
             return Ok(false);
         }
-        let i = self.value;
-        self.value += 1;
+        let i = *value;
+        *value += 1;
         let missing = || "the column has fewer values than its levels say".to_string();
-        Ok(match &self.values {
-            Values::Bool(_, v) => {
+        Ok(match &self.vals {
+            Vals::Bool(v) => {
                 out.push_str(if *v.get(i).ok_or_else(missing)? {
                     "true"
                 } else {
@@ -267,23 +304,99 @@ impl Column {
                 });
                 true
             }
-            Values::I32(_, v) => int32(*v.get(i).ok_or_else(missing)?, self.render, out),
-            Values::I64(_, v) => int64(*v.get(i).ok_or_else(missing)?, self.render, out),
-            Values::I96(_, v) => timestamp(
+            Vals::I32(v) => int32(*v.get(i).ok_or_else(missing)?, self.render, out),
+            Vals::I64(v) => int64(*v.get(i).ok_or_else(missing)?, self.render, out),
+            Vals::I96(v) => timestamp(
                 chrono::DateTime::from_timestamp_millis(v.get(i).ok_or_else(missing)?.to_millis()),
                 out,
             ),
-            Values::F32(_, v) => {
+            Vals::F32(v) => {
                 let _ = write!(out, "{}", v.get(i).ok_or_else(missing)?);
                 true
             }
-            Values::F64(_, v) => {
+            Vals::F64(v) => {
                 let _ = write!(out, "{}", v.get(i).ok_or_else(missing)?);
                 true
             }
-            Values::Bytes(_, v) => bytes(v.get(i).ok_or_else(missing)?.data(), self.render, out)?,
-            Values::Fixed(_, v) => bytes(v.get(i).ok_or_else(missing)?.data(), self.render, out)?,
+            Vals::Bytes(v) => bytes(v.get(i).ok_or_else(missing)?.data(), self.render, out)?,
+            Vals::Fixed(v) => bytes(v.get(i).ok_or_else(missing)?.data(), self.render, out)?,
         })
+    }
+}
+
+/// Up to `BATCH` records of every column, read on the decoder's thread
+/// and turned into text rows by the row writer ([`emit`](handoff::Record::emit)):
+/// reading pages stays with the decoder, rendering values (UTF-8 checks,
+/// timestamps, numbers) moves to the writers.
+#[derive(Debug)]
+pub struct ColumnBatch {
+    path: Arc<str>,
+    names: Arc<[String]>,
+    cols: Vec<ColValues>,
+    rows: usize,
+    /// The row rendered into and each column's next value, reused.
+    scratch: std::cell::RefCell<(FlatRow, Vec<usize>)>,
+}
+
+impl ColumnBatch {
+    fn new(path: Arc<str>, names: Arc<[String]>) -> Self {
+        let row = FlatRow {
+            cells: vec![Cell::default(); names.len()],
+            names: names.clone(),
+        };
+        ColumnBatch {
+            path,
+            names,
+            cols: Vec::new(),
+            rows: 0,
+            scratch: std::cell::RefCell::new((row, Vec::new())),
+        }
+    }
+
+    /// Renders record `r` (on `line`) into `row`; `values` holds each
+    /// column's next value (all 0 before record 0). Returns its bytes of
+    /// text.
+    fn render_row(
+        &self,
+        r: usize,
+        line: u64,
+        values: &mut [usize],
+        row: &mut FlatRow,
+    ) -> Result<usize, String> {
+        let mut size = 0;
+        for (((col, cell), name), v) in self
+            .cols
+            .iter()
+            .zip(&mut row.cells)
+            .zip(self.names.iter())
+            .zip(values.iter_mut())
+        {
+            cell.text.clear();
+            cell.null = !col
+                .render(r, v, &mut cell.text)
+                .map_err(|e| format!("row {line}, column {name}: {e}"))?;
+            size += cell.text.len();
+        }
+        Ok(size)
+    }
+}
+
+impl handoff::Record for ColumnBatch {
+    fn emit<W: Output>(&self, line: u64, sink: &mut RowSink<'_, W>) -> Result<(), NormalizeError> {
+        let mut scratch = self.scratch.borrow_mut();
+        let (row, values) = &mut *scratch;
+        values.clear();
+        values.resize(self.cols.len(), 0);
+        for r in 0..self.rows {
+            let line = line + r as u64;
+            self.render_row(r, line, values, row)
+                .map_err(|reason| NormalizeError::Format {
+                    path: self.path.to_string(),
+                    reason,
+                })?;
+            sink.push(line, &*row)?;
+        }
+        Ok(())
     }
 }
 
@@ -438,15 +551,25 @@ pub fn decode<W: Output + Send>(
         sink.header_lacks(field, column);
     }
     sink.header(&names)?;
+    let path: Arc<str> = ctx.path.as_str().into();
     handoff::run(
         sink,
         &ctx.path,
         ctx.one_thread(),
-        |feed: &mut Feed<'_, FlatRow>| {
-            each_row(&reader, &columns, &names, feed, |feed, line, size, row| {
-                feed.push(line, size, row)
-                    .map_err(|Stopped| handoff::stopped(&ctx.path))
-            })
+        |feed: &mut Feed<'_, ColumnBatch>| {
+            each_batch(
+                &reader,
+                &columns,
+                feed,
+                |feed| {
+                    feed.spare()
+                        .unwrap_or_else(|| ColumnBatch::new(path.clone(), names.clone()))
+                },
+                |feed, line, batch| {
+                    feed.push_whole(line, batch)
+                        .map_err(|Stopped| handoff::stopped(&ctx.path))
+                },
+            )
             .map_err(|e| e.into_error(&ctx.path))
         },
     )
@@ -475,21 +598,15 @@ trait RowTarget {
     fn spare(&mut self) -> Option<FlatRow>;
 }
 
-impl RowTarget for Feed<'_, FlatRow> {
-    fn spare(&mut self) -> Option<FlatRow> {
-        Feed::spare(self)
-    }
-}
-
-/// Reads every row of the file, row group by row group and `BATCH`
-/// records at a time, into rows handed to `push` (with the row's line,
-/// from 1, and its bytes of text).
-fn each_row<T: RowTarget, R: ChunkReader + 'static, E>(
+/// Reads every record of the file, row group by row group, in batches of
+/// up to `BATCH` records of every column, each read into a batch `spare`
+/// gives and handed to `push` with the line of its first record (from 1).
+fn each_batch<T, R: ChunkReader + 'static, E>(
     reader: &SerializedFileReader<R>,
     columns: &[(ColumnDescPtr, Render)],
-    names: &Arc<[String]>,
     target: &mut T,
-    mut push: impl FnMut(&mut T, u64, usize, FlatRow) -> Result<(), E>,
+    mut spare: impl FnMut(&mut T) -> ColumnBatch,
+    mut push: impl FnMut(&mut T, u64, ColumnBatch) -> Result<(), E>,
 ) -> Result<(), ReadError<E>> {
     let mut line = 0u64;
     for g in 0..reader.num_row_groups() {
@@ -507,29 +624,65 @@ fn each_row<T: RowTarget, R: ChunkReader + 'static, E>(
         while left > 0 {
             let n = left.min(BATCH);
             left -= n;
-            for (col, name) in cols.iter_mut().zip(names.iter()) {
-                col.fill(n)
-                    .map_err(|e| ReadError::File(format!("row group {g}, column {name}: {e}")))?;
+            let mut batch = spare(target);
+            batch.cols.truncate(cols.len());
+            for (i, (col, (descr, _))) in cols.iter_mut().zip(columns).enumerate() {
+                if batch.cols.len() <= i {
+                    batch.cols.push(col.empty());
+                }
+                col.fill(n, &mut batch.cols[i]).map_err(|e| {
+                    ReadError::File(format!("row group {g}, column {}: {e}", descr.name()))
+                })?;
             }
-            for _ in 0..n {
-                line += 1;
+            batch.rows = n;
+            push(target, line + 1, batch).map_err(ReadError::Stopped)?;
+            line += n as u64;
+        }
+    }
+    Ok(())
+}
+
+/// Reads every row of the file into rows handed to `push` (with the
+/// row's line, from 1, and its bytes of text), rendered here.
+fn each_row<T: RowTarget, R: ChunkReader + 'static, E>(
+    reader: &SerializedFileReader<R>,
+    columns: &[(ColumnDescPtr, Render)],
+    names: &Arc<[String]>,
+    target: &mut T,
+    mut push: impl FnMut(&mut T, u64, usize, FlatRow) -> Result<(), E>,
+) -> Result<(), ReadError<E>> {
+    let mut kept: Option<ColumnBatch> = None;
+    let mut values = Vec::new();
+    each_batch(
+        reader,
+        columns,
+        target,
+        |_| {
+            kept.take()
+                .unwrap_or_else(|| ColumnBatch::new("".into(), names.clone()))
+        },
+        |target, first, batch| {
+            values.clear();
+            values.resize(batch.cols.len(), 0);
+            for r in 0..batch.rows {
+                let line = first + r as u64;
                 let mut row = target.spare().unwrap_or_else(|| FlatRow {
                     names: names.clone(),
                     cells: vec![Cell::default(); names.len()],
                 });
-                let mut size = 0;
-                for ((col, cell), name) in cols.iter_mut().zip(&mut row.cells).zip(names.iter()) {
-                    cell.text.clear();
-                    cell.null = !col
-                        .next(&mut cell.text)
-                        .map_err(|e| ReadError::File(format!("row {line}, column {name}: {e}")))?;
-                    size += cell.text.len();
-                }
+                let size = batch
+                    .render_row(r, line, &mut values, &mut row)
+                    .map_err(ReadError::File)?;
                 push(target, line, size, row).map_err(ReadError::Stopped)?;
             }
-        }
-    }
-    Ok(())
+            Ok(())
+        },
+    )
+    .map_err(|e| match e {
+        ReadError::File(reason) => ReadError::File(reason),
+        ReadError::Stopped(ReadError::File(reason)) => ReadError::File(reason),
+        ReadError::Stopped(ReadError::Stopped(e)) => ReadError::Stopped(e),
+    })
 }
 
 /// Turns a staged Parquet part (as `parquet_out` writes it) back into
@@ -828,6 +981,54 @@ mod tests {
         for (c, name) in names.iter().enumerate() {
             assert!(flat.iter().any(|r| r[c].is_some()), "{name}");
         }
+    }
+
+    /// Column batches rendered by the row writers (one, three, or on the
+    /// decoder's thread for a small file) stage the same rows.
+    #[test]
+    fn batches_stage_the_same_rows_whatever_the_writers() {
+        let file = random_file();
+        let names: Vec<String> = {
+            let reader = SerializedFileReader::new(file.try_clone().unwrap()).unwrap();
+            let schema = reader.metadata().file_metadata().schema_descr_ptr();
+            flat_columns(&schema)
+                .unwrap()
+                .iter()
+                .map(|(d, _)| d.name().to_string())
+                .collect()
+        };
+        let columns: Vec<String> = names
+            .iter()
+            .map(|n| format!("{{ name = \"{n}\", type = \"varchar(1000)\" }}"))
+            .collect();
+        let text = crate::config::test_toml(&format!(
+            "mode = \"append\"\nformat = {{ kind = \"parquet\" }}\ncolumns = [ {} ]\n",
+            columns.join(", ")
+        ));
+        let job = crate::config::from_toml_str(&text).unwrap().jobs[0]
+            .as_ref()
+            .clone();
+        let run = |writers: usize, size_hint: Option<u64>| {
+            let mut job = job.clone();
+            job.row_threads = writers;
+            let ctx = FileContext {
+                path: "/in/t.parquet".into(),
+                ingest_time: "2026-01-01 00:00:00.000000".into(),
+                size_hint,
+            };
+            let reader = SerializedFileReader::new(file.try_clone().unwrap()).unwrap();
+            let schema = reader.metadata().file_metadata().schema_descr_ptr();
+            let cols = flat_columns(&schema).unwrap();
+            let mut out = Vec::new();
+            let stats = decode(&job, &ctx, reader, cols, &mut out).unwrap();
+            (String::from_utf8(out).unwrap(), stats.rows, stats.rejected)
+        };
+        let one = run(1, None);
+        assert_eq!((one.1, one.2), (3000 + BATCH as u64 + 1 + 5000, 0));
+        let last = format!(",/in/t.parquet,{}\n", one.1);
+        assert!(one.0.ends_with(&last), "{}", &one.0[one.0.len() - 60..]);
+        assert!(run(3, None) == one, "three writers differ");
+        assert!(run(1, Some(1024)) == one, "one thread differs");
     }
 
     #[test]
