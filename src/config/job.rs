@@ -90,7 +90,7 @@ pub struct RawJob {
     /// Threads that map, check and write a large file's rows side by side
     /// (1 to 64; the staged rows keep the file's order either way). Unset:
     /// half the host's cores (2 to 8) on a host with more than two; on two
-    /// cores 2 for JSON and 1 for the other formats.
+    /// cores 2 for JSON and Parquet, 1 for CSV and XML.
     pub row_threads: Option<u32>,
     /// How staged rows are written for COPY: `"csv"` (gzip CSV, the
     /// default) or `"parquet"` (typed Parquet, `COPY … FORMAT AS PARQUET`).
@@ -449,17 +449,20 @@ fn validate_output(path: &str, j: &RawJob, p: &mut Problems) -> (u32, Option<u64
 }
 
 /// `row_threads` when unset: half the host's cores, at least 2 and at
-/// most 8, on a host with more than two; on two cores, 2 for JSON (whose
-/// records are parsed by the row writer, the busiest thread) and 1 for
-/// the rest, whose busiest thread is the decoder (XML) or the compressor
-/// (CSV), which a second writer only takes turns with (measured in
-/// docs/design.md, "Normalize: threads and hand-offs").
+/// most 8, on a host with more than two; on two cores, 2 for JSON and
+/// Parquet (whose row writer, parsing JSON or rendering column values, is
+/// the busiest thread) and 1 for CSV and XML, whose busiest thread is the
+/// compressor or the decoder, which a second writer only takes turns with
+/// (measured in docs/design.md, "Normalize: threads and hand-offs").
 fn auto_row_threads(format: &super::Format) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let json = matches!(format, super::Format::Ndjson | super::Format::Json { .. });
+    let writer_bound = matches!(
+        format,
+        super::Format::Ndjson | super::Format::Json { .. } | super::Format::Parquet
+    );
     match cores {
         0 | 1 => 1,
-        2 if json => 2,
+        2 if writer_bound => 2,
         2 => 1,
         n => (n / 2).clamp(2, 8),
     }
