@@ -35,6 +35,8 @@ const BATCH_BYTES: usize = 512 * 1024;
 const SPARE_ROWS: usize = BATCH_ROWS * (IN_FLIGHT + 2);
 /// Batches queued between the threads.
 const IN_FLIGHT: usize = 8;
+/// Chunks a row writer may have written ahead of the assembler.
+const CHUNKS_AHEAD: usize = 1;
 
 enum Item<T> {
     Row(u64, T),
@@ -82,6 +84,10 @@ impl<V: Default> Slots<V> {
 pub trait Record: Send {
     /// Maps and writes this record, which starts on physical `line`.
     fn emit<W: Output>(&self, line: u64, sink: &mut RowSink<'_, W>) -> Result<(), NormalizeError>;
+
+    /// Lets go of what the record refers to before it waits as a spare
+    /// (called on the decoder's thread); buffers may stay.
+    fn recycle(&mut self) {}
 }
 
 /// Implements [`Record`] for a type that is its own [`Fields`](super::sink::Fields).
@@ -131,7 +137,7 @@ pub struct Feed<'w, T> {
     reuses: bool,
 }
 
-impl<'w, T> Feed<'w, T> {
+impl<'w, T: Record> Feed<'w, T> {
     fn new(writer: Writer<'w, T>) -> Self {
         Feed {
             batch: Vec::with_capacity(BATCH_ROWS),
@@ -224,17 +230,18 @@ impl<'w, T> Feed<'w, T> {
 
 /// Keeps a drained batch's records as spares (when the decoder `reuses`
 /// them) and the batch as the next one's buffer.
-fn keep<T>(
+fn keep<T: Record>(
     spare: &mut Vec<T>,
     empty: &mut Vec<Vec<Item<T>>>,
     reuses: bool,
     mut batch: Vec<Item<T>>,
 ) {
     for item in batch.drain(..) {
-        if let Item::Row(_, r) = item
+        if let Item::Row(_, mut r) = item
             && reuses
             && spare.len() < SPARE_ROWS
         {
+            r.recycle();
             spare.push(r);
         }
     }
@@ -304,7 +311,11 @@ where
 }
 
 /// Runs the decoder into `feed` and sends its last batch.
-fn decode_all<T, F>(decode: F, mut feed: Feed<'_, T>, path: &str) -> Result<(), NormalizeError>
+fn decode_all<T: Record, F>(
+    decode: F,
+    mut feed: Feed<'_, T>,
+    path: &str,
+) -> Result<(), NormalizeError>
 where
     F: FnOnce(&mut Feed<'_, T>) -> Result<(), NormalizeError>,
 {
@@ -349,8 +360,10 @@ fn run_spread<'j, W: Output + Send, T: Record>(
     let mut workers = Vec::with_capacity(writers);
     for _ in 0..writers {
         let (tx, rx) = sync_channel::<Vec<Item<T>>>(depth);
-        let (chunk_tx, chunk_rx) = sync_channel::<Result<Chunk, NormalizeError>>(depth);
-        let (free_tx, free_rx) = sync_channel::<Chunk>(depth + 1);
+        // Written chunks wait for the assembler in a short queue: it only
+        // copies them on, and each is a batch's whole CSV text.
+        let (chunk_tx, chunk_rx) = sync_channel::<Result<Chunk, NormalizeError>>(CHUNKS_AHEAD);
+        let (free_tx, free_rx) = sync_channel::<Chunk>(CHUNKS_AHEAD + 1);
         txs.push(tx);
         chunks.push(chunk_rx);
         frees.push(free_tx);
