@@ -373,26 +373,31 @@ impl Tracker {
                 }
             }
         }
-        let mut order: Vec<usize> = (0..self.drift.misfits.len()).collect();
-        order.sort_by_key(|&i| self.drift.misfits[i].first_line);
-        let misfits = std::mem::take(&mut self.drift.misfits);
-        let mut slots: Vec<Option<Misfit>> = misfits.into_iter().map(Some).collect();
-        for index in self.misfit_index.iter_mut().flatten() {
-            *index = order
-                .iter()
-                .position(|&i| i == *index)
-                .expect("a misfit's place");
-        }
-        self.drift.misfits = order
-            .into_iter()
-            .map(|i| slots[i].take().expect("each misfit once"))
-            .collect();
     }
 
-    /// After [`merge`](Self::merge): new fields in the order first seen,
-    /// the first [`MAX_NEW_FIELDS`] kept and the rest only counted. A
-    /// header's fields (line 1, before any record) keep their places.
+    /// After [`merge`](Self::merge): new fields and misfits in the order
+    /// first seen, the first [`MAX_NEW_FIELDS`] new fields kept and the
+    /// rest only counted. A header's fields (line 1, before any record)
+    /// keep their places.
     pub fn settle(&mut self) {
+        // Misfits by first line; one line's, in the order they came.
+        let mut order: Vec<(u64, usize, usize)> = self
+            .misfit_index
+            .iter()
+            .enumerate()
+            .filter_map(|(col, at)| at.map(|at| (self.drift.misfits[at].first_line, at, col)))
+            .collect();
+        order.sort_unstable();
+        let mut misfits: Vec<Option<Misfit>> = std::mem::take(&mut self.drift.misfits)
+            .into_iter()
+            .map(Some)
+            .collect();
+        for (place, (_, at, col)) in order.into_iter().enumerate() {
+            self.misfit_index[col] = Some(place);
+            self.drift
+                .misfits
+                .push(misfits[at].take().expect("one misfit per column"));
+        }
         self.drift.new_fields.sort_by_key(|f| f.first_line);
         let cut = MAX_NEW_FIELDS.min(self.drift.new_fields.len());
         for f in self.drift.new_fields.drain(cut..) {

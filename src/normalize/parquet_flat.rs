@@ -581,7 +581,7 @@ pub fn decode<W: Output + Send>(
                 },
                 |feed, line, batch| {
                     feed.push_whole(line, batch)
-                        .map_err(|Stopped| handoff::stopped(&ctx.path))
+                        .map_err(|Stopped| ReadError::Stopped(handoff::stopped(&ctx.path)))
                 },
             )
             .map_err(|e| e.into_error(&ctx.path))
@@ -620,7 +620,7 @@ fn each_batch<T, R: ChunkReader + 'static, E>(
     columns: &[(ColumnDescPtr, Render)],
     target: &mut T,
     mut spare: impl FnMut(&mut T) -> ColumnBatch,
-    mut push: impl FnMut(&mut T, u64, ColumnBatch) -> Result<(), E>,
+    mut push: impl FnMut(&mut T, u64, ColumnBatch) -> Result<(), ReadError<E>>,
 ) -> Result<(), ReadError<E>> {
     let mut line = 0u64;
     for g in 0..reader.num_row_groups() {
@@ -649,7 +649,7 @@ fn each_batch<T, R: ChunkReader + 'static, E>(
                 })?;
             }
             batch.rows = n;
-            push(target, line + 1, batch).map_err(ReadError::Stopped)?;
+            push(target, line + 1, batch)?;
             line += n as u64;
         }
     }
@@ -665,7 +665,8 @@ fn each_row<T: RowTarget, R: ChunkReader + 'static, E>(
     target: &mut T,
     mut push: impl FnMut(&mut T, u64, usize, FlatRow) -> Result<(), E>,
 ) -> Result<(), ReadError<E>> {
-    let mut kept: Option<ColumnBatch> = None;
+    // One batch, read into again and again.
+    let kept: std::cell::RefCell<Option<ColumnBatch>> = Default::default();
     let mut values = Vec::new();
     each_batch(
         reader,
@@ -689,14 +690,10 @@ fn each_row<T: RowTarget, R: ChunkReader + 'static, E>(
                     .map_err(ReadError::File)?;
                 push(target, line, size, row).map_err(ReadError::Stopped)?;
             }
+            kept.replace(Some(batch));
             Ok(())
         },
     )
-    .map_err(|e| match e {
-        ReadError::File(reason) => ReadError::File(reason),
-        ReadError::Stopped(ReadError::File(reason)) => ReadError::File(reason),
-        ReadError::Stopped(ReadError::Stopped(e)) => ReadError::Stopped(e),
-    })
 }
 
 /// Turns a staged Parquet part (as `parquet_out` writes it) back into

@@ -297,6 +297,43 @@ impl State<'_> {
         p.2 = slot;
     }
 
+    /// Where the `nth` attribute, named `name`, of the element whose key
+    /// is `self.key[..prefix_len]` goes; leaves its key in `self.key`
+    /// unless the last record's `nth` attribute had the same name (the
+    /// record's own attributes, like its children, mostly come as the
+    /// last record's did) and a mapped or skipped slot.
+    fn attribute_slot(&mut self, nth: usize, name: &[u8], prefix_len: usize) -> Slot {
+        let own = prefix_len == 0;
+        if own
+            && let Some((n, slot)) = self.predicted_attrs.get(nth)
+            && n.as_slice() == name
+            && !matches!(slot, Slot::Extra(_))
+        {
+            return *slot;
+        }
+        self.key.truncate(prefix_len);
+        if prefix_len > 0 {
+            self.key.push('/');
+        }
+        self.key.push('@');
+        let local = match memchr::memchr(b':', name) {
+            Some(i) => &name[i + 1..],
+            None => name,
+        };
+        push_name(local, &mut self.key);
+        let slot = self.slot(&self.key, own);
+        if own {
+            if self.predicted_attrs.len() <= nth {
+                self.predicted_attrs.resize_with(nth + 1, Default::default);
+            }
+            let p = &mut self.predicted_attrs[nth];
+            p.0.clear();
+            p.0.extend_from_slice(name);
+            p.1 = slot;
+        }
+        slot
+    }
+
     /// Stores `value` in `slot` (found for `self.key`) of the current
     /// record.
     fn keep(&mut self, slot: Slot, value: &str) {
@@ -429,49 +466,13 @@ impl State<'_> {
                             }
                         }
                         let prefix_len = self.key.len();
-                        // The record's own attributes, like its children,
-                        // come mostly as the last record's did.
-                        let own = prefix_len == 0;
                         let mut nth = 0;
                         for a in e.attributes().filter_map(|a| a.ok()) {
                             let name = a.key.as_ref();
                             if name.starts_with(b"xmlns") {
                                 continue;
                             }
-                            let known = self
-                                .predicted_attrs
-                                .get(nth)
-                                .filter(|(n, s)| {
-                                    own && n.as_slice() == name && !matches!(s, Slot::Extra(_))
-                                })
-                                .map(|p| p.1);
-                            let slot = match known {
-                                Some(slot) => slot,
-                                None => {
-                                    self.key.truncate(prefix_len);
-                                    if prefix_len > 0 {
-                                        self.key.push('/');
-                                    }
-                                    self.key.push('@');
-                                    let local = match name.iter().position(|&b| b == b':') {
-                                        Some(i) => &name[i + 1..],
-                                        None => name,
-                                    };
-                                    push_name(local, &mut self.key);
-                                    let slot = self.slot(&self.key, own);
-                                    if own {
-                                        if self.predicted_attrs.len() <= nth {
-                                            self.predicted_attrs
-                                                .resize_with(nth + 1, Default::default);
-                                        }
-                                        let p = &mut self.predicted_attrs[nth];
-                                        p.0.clear();
-                                        p.0.extend_from_slice(name);
-                                        p.1 = slot;
-                                    }
-                                    slot
-                                }
-                            };
+                            let slot = self.attribute_slot(nth, name, prefix_len);
                             nth += 1;
                             if !matches!(slot, Slot::Skip) {
                                 let v = a

@@ -107,6 +107,21 @@ impl TestDb {
             .get(0)
     }
 
+    /// The sum of the integer `column` of `table` (0 when empty).
+    pub async fn sum(&self, table: &str, column: &str) -> i64 {
+        self.client
+            .query_one(
+                &format!(
+                    "SELECT coalesce(sum({column}), 0)::bigint FROM {}",
+                    self.t(table)
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     /// Rows of `table` matching the SQL condition `cond` (test-written).
     pub async fn count_where(&self, table: &str, cond: &str) -> i64 {
         self.client

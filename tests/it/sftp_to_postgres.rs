@@ -723,18 +723,7 @@ async fn a_large_file_is_staged_in_parts_and_loaded_whole_in_one_copy() {
     assert_eq!(ids, want);
     let count: i64 = db.count("task_events").await;
     assert_eq!(count, 2000);
-    let sum: i64 = db
-        .client
-        .query_one(
-            &format!(
-                "SELECT sum(duration_ms)::bigint FROM {}",
-                db.t("task_events")
-            ),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let sum = db.sum("task_events", "duration_ms").await;
     assert_eq!(sum, (0..2000).sum::<i64>());
     db.drop_schema().await;
 }
@@ -774,20 +763,10 @@ async fn a_part_compressed_on_several_threads_is_one_gzip_stream_that_loads_exac
     )
     .unwrap();
     assert_eq!(text.lines().count() as i64, n);
-    let (count, sum): (i64, i64) = {
-        let row = db
-            .client
-            .query_one(
-                &format!(
-                    "SELECT count(*), sum(duration_ms)::bigint FROM {}",
-                    db.t("task_events")
-                ),
-                &[],
-            )
-            .await
-            .unwrap();
-        (row.get(0), row.get(1))
-    };
+    let (count, sum) = (
+        db.count("task_events").await,
+        db.sum("task_events", "duration_ms").await,
+    );
     assert_eq!((count, sum), (n, (0..n).sum::<i64>()));
     db.drop_schema().await;
 }
