@@ -771,6 +771,48 @@ async fn a_part_compressed_on_several_threads_is_one_gzip_stream_that_loads_exac
     db.drop_schema().await;
 }
 
+/// Three row writers side by side (a 5 MB file, many batches) through a
+/// real SFTP server into PostgreSQL: every good row once, the bad ones
+/// rejected, as one writer would.
+#[tokio::test]
+async fn rows_written_by_several_writers_load_exactly_once() {
+    let stack = Stack::start().await;
+    let db = TestDb::new().await;
+    let header = "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n";
+    let n = 60_000i64;
+    // Five rows spread through the file have a duration that is not a
+    // number.
+    let bad = |i: i64| i % 12_001 == 7;
+    let body: String = (0..n)
+        .map(|i| {
+            let duration = if bad(i) { "x".to_string() } else { i.to_string() };
+            format!(
+                "event-{i:08},task-{},created,open,user-{},jira,2026-03-01T10:00:00Z,{duration},1,\n",
+                i % 97,
+                i % 13
+            )
+        })
+        .collect();
+    stack.put_sftp("/outbox/big.csv", &format!("{header}{body}"));
+    let toml = stack.config_toml(&db, &task_events_job("row_threads = 3"));
+    let rt = migrated_runtime(&toml).await;
+    let report = pass(&rt).await;
+    assert!(!report.has_failures(), "{report:?}");
+    let bad_rows = (0..n).filter(|&i| bad(i)).count() as u64;
+    assert_eq!(bad_rows, 5);
+    assert_eq!(report.loaded[0].rows, n as u64 - bad_rows);
+    assert_eq!(report.loaded[0].rejected, bad_rows);
+    let good: i64 = (0..n).filter(|&i| !bad(i)).sum();
+    assert_eq!(db.count("task_events").await, n - bad_rows as i64);
+    assert_eq!(
+        db.count_where("task_events", "ferry_line IS NOT NULL")
+            .await,
+        n - bad_rows as i64
+    );
+    assert_eq!(db.sum("task_events", "duration_ms").await, good);
+    db.drop_schema().await;
+}
+
 #[tokio::test]
 async fn on_failure_move_takes_a_failed_file_out_of_the_drop_folder() {
     let stack = Stack::start().await;
