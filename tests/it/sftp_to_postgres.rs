@@ -728,24 +728,31 @@ async fn a_large_file_is_staged_in_parts_and_loaded_whole_in_one_copy() {
     db.drop_schema().await;
 }
 
+/// A task-event CSV of `n` rows, `event-00000000` on, with each row's
+/// duration as `duration` writes it.
+fn numbered_events(n: i64, duration: impl Fn(i64) -> String) -> String {
+    let mut out = String::from(
+        "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n",
+    );
+    for i in 0..n {
+        out.push_str(&format!(
+            "event-{i:08},task-{},created,open,user-{},jira,2026-03-01T10:00:00Z,{},1,\n",
+            i % 97,
+            i % 13,
+            duration(i)
+        ));
+    }
+    out
+}
+
 #[tokio::test]
 async fn a_part_compressed_on_several_threads_is_one_gzip_stream_that_loads_exactly() {
     let stack = Stack::start().await;
     let db = TestDb::new().await;
-    let header = "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n";
     // About 4 MiB of staged CSV: four blocks, each compressed on its own
     // thread, in one part.
     let n = 60_000i64;
-    let body: String = (0..n)
-        .map(|i| {
-            format!(
-                "event-{i:08},task-{},created,open,user-{},jira,2026-03-01T10:00:00Z,{i},1,\n",
-                i % 97,
-                i % 13
-            )
-        })
-        .collect();
-    stack.put_sftp("/outbox/big.csv", &format!("{header}{body}"));
+    stack.put_sftp("/outbox/big.csv", &numbered_events(n, |i| i.to_string()));
     let toml = stack.config_toml(&db, &task_events_job("gzip_threads = 3"));
     let rt = migrated_runtime(&toml).await;
     let report = pass(&rt).await;
@@ -778,22 +785,12 @@ async fn a_part_compressed_on_several_threads_is_one_gzip_stream_that_loads_exac
 async fn rows_written_by_several_writers_load_exactly_once() {
     let stack = Stack::start().await;
     let db = TestDb::new().await;
-    let header = "event_id,task_id,event_type,status,user_id,system,occurred_at,duration_ms,attempt,payload\n";
     let n = 60_000i64;
     // Five rows spread through the file have a duration that is not a
     // number.
     let bad = |i: i64| i % 12_001 == 7;
-    let body: String = (0..n)
-        .map(|i| {
-            let duration = if bad(i) { "x".to_string() } else { i.to_string() };
-            format!(
-                "event-{i:08},task-{},created,open,user-{},jira,2026-03-01T10:00:00Z,{duration},1,\n",
-                i % 97,
-                i % 13
-            )
-        })
-        .collect();
-    stack.put_sftp("/outbox/big.csv", &format!("{header}{body}"));
+    let events = numbered_events(n, |i| if bad(i) { "x".into() } else { i.to_string() });
+    stack.put_sftp("/outbox/big.csv", &events);
     let toml = stack.config_toml(&db, &task_events_job("row_threads = 3"));
     let rt = migrated_runtime(&toml).await;
     let report = pass(&rt).await;
